@@ -1,0 +1,154 @@
+//! The sequencer's input language: one [`Command`] per state-changing request, already
+//! authenticated, parsed into integers and checked field by field by the API.
+//!
+//! The caller's account travels in the command: the sequencer still checks that the
+//! account exists and has the role the command needs, so a wrong command can never move
+//! money even if an edge forgot a check.
+
+use crate::types::{
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+};
+
+/// A request to change state, applied by the sequencer in arrival order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// The issuer opens an account. The API generates the bearer token and passes only
+    /// its hash, so no token is ever stored in clear.
+    CreateAccount {
+        /// Shown in listings; at most `name_length_max` characters.
+        name: String,
+        /// Trader or service (there is one issuer, created at genesis).
+        role: Role,
+        /// Decides the issue price the account buys at.
+        tier: Tier,
+        /// SHA-256 of the account's bearer token.
+        token_hash: [u8; 32],
+    },
+    /// The issuer creates divmids in its treasury.
+    Mint {
+        /// Micro-DVM to create.
+        amount: Amount,
+        /// Why, for the record.
+        memo: String,
+        /// Makes a retried mint apply once.
+        idempotency_key: String,
+    },
+    /// The issuer sets the USD price per DVM of its sales to one tier.
+    SetIssuePrice {
+        /// The tier the price applies to.
+        tier: Tier,
+        /// The new price.
+        price: IssuePrice,
+    },
+    /// A trader buys divmids from the treasury at its tier's price, paying available USD.
+    BuyDivmids {
+        /// The buyer.
+        account: AccountId,
+        /// Micro-DVM to buy.
+        quantity: Amount,
+        /// The most the buyer accepts to pay per DVM; a higher issue price refuses the sale.
+        max_price: IssuePrice,
+        /// Makes a retried purchase apply once.
+        idempotency_key: String,
+    },
+    /// Dollars a funding source has already accepted are credited to a trader.
+    Deposit {
+        /// The account credited.
+        account: AccountId,
+        /// Which kind of funding source accepted them.
+        source: FundingSourceKind,
+        /// Micro-USD deposited.
+        amount: Amount,
+        /// The card number, e-mail address or account number the money came from.
+        source_reference: String,
+        /// Makes a retried deposit apply once.
+        idempotency_key: String,
+    },
+    /// A trader takes dollars out of the system.
+    Withdraw {
+        /// The account debited.
+        account: AccountId,
+        /// Micro-USD withdrawn.
+        amount: Amount,
+        /// Where the dollars go.
+        destination: String,
+        /// Makes a retried withdrawal apply once.
+        idempotency_key: String,
+    },
+    /// A service charges an account for usage: divmids move to the issuer's revenue.
+    Charge {
+        /// The service charging.
+        service: AccountId,
+        /// The account charged.
+        account: AccountId,
+        /// Micro-DVM charged.
+        amount: Amount,
+        /// What for, for the record.
+        memo: String,
+        /// Makes a retried charge apply once (scoped to the service).
+        idempotency_key: String,
+    },
+    /// A trader places an order.
+    PlaceOrder(NewOrder),
+    /// A trader cancels one of its orders.
+    CancelOrder {
+        /// The owner.
+        account: AccountId,
+        /// Which order.
+        target: OrderRef,
+    },
+    /// A trader cancels all its open orders, optionally on one market only.
+    CancelAllOrders {
+        /// The owner.
+        account: AccountId,
+        /// Only this market's orders, when set.
+        market: Option<MarketId>,
+    },
+    /// A trader changes the quantity and/or price of an open order.
+    AmendOrder {
+        /// The owner.
+        account: AccountId,
+        /// Which order.
+        order_id: OrderId,
+        /// The new total quantity, filled part included.
+        quantity: Option<Quantity>,
+        /// The new limit price.
+        price: Option<Price>,
+    },
+}
+
+/// An order as placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOrder {
+    /// The owner.
+    pub account: AccountId,
+    /// Which market.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// The limit price, required for a limit order; for a market order an optional cap on
+    /// how far it may walk the book.
+    pub price: Option<Price>,
+    /// The quantity in lots.
+    pub quantity: Quantity,
+    /// How long the order lives.
+    pub time_in_force: TimeInForce,
+    /// Refuse the order whole if it would take liquidity.
+    pub post_only: bool,
+    /// The caller's own id, unique among its live orders; makes a retry place nothing.
+    pub client_order_id: Option<Box<str>>,
+    /// What to do when the order would trade with the caller's own resting order.
+    pub self_trade_prevention: SelfTradePrevention,
+}
+
+/// How a cancel names its order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderRef {
+    /// By the exchange's order id.
+    Id(OrderId),
+    /// By the caller's client order id.
+    Client(Box<str>),
+}

@@ -1,0 +1,227 @@
+//! The engine's configuration: the markets and every limit the sequencer enforces.
+//!
+//! Every limit lives here with a default that suits a small exchange, and
+//! [`EngineConfig::validate`] refuses a configuration the engine could not honour (a
+//! market whose tick times lot is not a whole number of quote micro-units, a zero limit)
+//! before anything starts.
+
+use crate::error::ConfigError;
+use crate::types::{Asset, MICROS_PER_UNIT};
+
+/// One market: which asset is traded for which, and its price and size grid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketSpec {
+    /// The market's symbol, e.g. `DVM-USD`.
+    pub name: String,
+    /// The asset bought and sold; quantities are in lots of it.
+    pub base: Asset,
+    /// The asset prices are quoted in; buyers pay in it.
+    pub quote: Asset,
+    /// One tick, in quote micro-units per whole base unit (100 = 0.0001 USD per DVM).
+    pub tick_micros: u64,
+    /// One lot, in base micro-units (10,000 = 0.01 DVM).
+    pub lot_micros: u64,
+    /// The smallest order, in lots.
+    pub quantity_min_lots: u64,
+    /// The largest order, in lots.
+    pub quantity_max_lots: u64,
+    /// The highest price an order may carry, in ticks.
+    pub price_max_ticks: u64,
+    /// The largest notional value of one order, in quote micro-units.
+    pub notional_max_micros: u64,
+}
+
+impl MarketSpec {
+    /// DVM-USD: tick 0.0001 USD, lot 0.01 DVM, orders of 0.01 to 1,000,000 DVM, prices up
+    /// to 10,000 USD and at most 10,000,000 USD notional per order.
+    pub fn dvm_usd() -> MarketSpec {
+        MarketSpec {
+            name: "DVM-USD".to_string(),
+            base: Asset::Dvm,
+            quote: Asset::Usd,
+            tick_micros: 100,
+            lot_micros: 10_000,
+            quantity_min_lots: 1,
+            quantity_max_lots: 100_000_000,
+            price_max_ticks: 100_000_000,
+            notional_max_micros: 10_000_000 * MICROS_PER_UNIT,
+        }
+    }
+
+    /// Quote micro-units that one lot costs at a price of one tick. Validation guarantees
+    /// it is a whole number, so every notional is exact.
+    pub fn quote_micros_per_tick_lot(&self) -> u64 {
+        self.tick_micros * self.lot_micros / MICROS_PER_UNIT
+    }
+
+    /// Decimal places of a price on this market's tick (4 for a tick of 0.0001).
+    pub fn price_decimal_places(&self) -> u32 {
+        decimal_places_of(self.tick_micros)
+    }
+
+    /// Decimal places of a quantity on this market's lot (2 for a lot of 0.01).
+    pub fn quantity_decimal_places(&self) -> u32 {
+        decimal_places_of(self.lot_micros)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |reason: &str| ConfigError::Market {
+            market: self.name.clone(),
+            reason: reason.to_string(),
+        };
+        if self.name.is_empty() || self.name.len() > 32 {
+            return Err(fail("name must be 1 to 32 characters"));
+        }
+        if self.base == self.quote {
+            return Err(fail("base and quote must differ"));
+        }
+        if self.tick_micros == 0 || self.lot_micros == 0 {
+            return Err(fail("tick and lot must be positive"));
+        }
+        let product = u128::from(self.tick_micros) * u128::from(self.lot_micros);
+        if product % u128::from(MICROS_PER_UNIT) != 0 {
+            return Err(fail(
+                "tick times lot must be a whole number of quote micro-units",
+            ));
+        }
+        if self.quantity_min_lots == 0 || self.quantity_min_lots > self.quantity_max_lots {
+            return Err(fail("quantity limits must satisfy 0 < min <= max"));
+        }
+        if self.price_max_ticks == 0 || self.notional_max_micros == 0 {
+            return Err(fail("price and notional limits must be positive"));
+        }
+        // The largest notional the grid allows must fit the integer types used for it.
+        let largest = u128::from(self.price_max_ticks)
+            * u128::from(self.quantity_max_lots)
+            * u128::from(self.quote_micros_per_tick_lot());
+        if largest > u128::from(u64::MAX) {
+            return Err(fail(
+                "price_max_ticks times quantity_max_lots overflows 64 bits",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decimal places of a power-of-ten micro-unit step (1 for 100,000; 6 for 1).
+fn decimal_places_of(step_micros: u64) -> u32 {
+    let mut places = 6;
+    let mut step = step_micros;
+    while step % 10 == 0 && places > 0 {
+        step /= 10;
+        places -= 1;
+    }
+    places
+}
+
+/// Limits the sequencer enforces on every account and book.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Open orders one account may have across all markets.
+    pub open_orders_per_account_max: u32,
+    /// Resting orders at one price level of one side.
+    pub orders_per_level_max: u32,
+    /// Accounts on the ledger.
+    pub accounts_max: u64,
+    /// Characters in an account name.
+    pub name_length_max: usize,
+    /// Characters in an idempotency key or client order id.
+    pub key_length_max: usize,
+    /// Characters in a memo, source reference or destination.
+    pub memo_length_max: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            open_orders_per_account_max: 100_000,
+            orders_per_level_max: 100_000,
+            accounts_max: 10_000_000,
+            name_length_max: 128,
+            key_length_max: 64,
+            memo_length_max: 256,
+        }
+    }
+}
+
+/// Everything the sequencer is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The markets, in id order: a command names a market by its index here.
+    pub markets: Vec<MarketSpec>,
+    /// Limits on accounts, orders and strings.
+    pub limits: EngineLimits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            markets: vec![MarketSpec::dvm_usd()],
+            limits: EngineLimits::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Refuses a configuration the engine could not honour, naming what is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.markets.is_empty() || self.markets.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::Limit("there must be 1 to 65535 markets"));
+        }
+        for (index, market) in self.markets.iter().enumerate() {
+            market.validate()?;
+            if self.markets[..index].iter().any(|m| m.name == market.name) {
+                return Err(ConfigError::Market {
+                    market: market.name.clone(),
+                    reason: "configured twice".to_string(),
+                });
+            }
+        }
+        let limits = &self.limits;
+        if limits.open_orders_per_account_max == 0 || limits.orders_per_level_max == 0 {
+            return Err(ConfigError::Limit("order limits must be positive"));
+        }
+        if limits.accounts_max < 3 {
+            return Err(ConfigError::Limit(
+                "accounts_max must leave room for the issuer's two accounts and a user",
+            ));
+        }
+        if limits.name_length_max == 0 || limits.key_length_max == 0 {
+            return Err(ConfigError::Limit("string limits must be positive"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_is_valid() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let market = MarketSpec::dvm_usd();
+        assert_eq!(market.quote_micros_per_tick_lot(), 1);
+        assert_eq!(market.price_decimal_places(), 4);
+        assert_eq!(market.quantity_decimal_places(), 2);
+    }
+
+    #[test]
+    fn a_grid_with_fractional_notionals_is_refused() {
+        let mut config = EngineConfig::default();
+        config.markets[0].tick_micros = 1;
+        config.markets[0].lot_micros = 10;
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("whole number"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_markets_and_zero_limits_are_refused() {
+        let mut config = EngineConfig::default();
+        config.markets.push(MarketSpec::dvm_usd());
+        assert!(config.validate().is_err());
+        let mut config = EngineConfig::default();
+        config.limits.orders_per_level_max = 0;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! What the matcher needs of an order book, and the resting order it stores.
+//!
+//! The matching rules (price-time priority, time in force, self-trade prevention, funds)
+//! live in the sequencer, written once against the [`OrderBook`] trait. Two books
+//! implement it: [`LevelBook`](super::LevelBook), the fast one the exchange runs, and
+//! [`ReferenceBook`](super::ReferenceBook), a plain vector that is obviously correct. The
+//! same tests and random command sequences run through both and must give identical
+//! events.
+
+use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
+
+/// An order resting on the book. Only a GTC limit order rests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestingOrder {
+    /// The exchange's id.
+    pub id: OrderId,
+    /// The owner.
+    pub account: AccountId,
+    /// Bid or ask.
+    pub side: Side,
+    /// Its limit price, where it rests.
+    pub price: Price,
+    /// Its total quantity, filled part included.
+    pub quantity: Quantity,
+    /// Lots traded so far.
+    pub filled: Quantity,
+    /// The sequence number of its acceptance.
+    pub created_seq: u64,
+    /// Post-only: kept so an amendment to a crossing price can be refused.
+    pub post_only: bool,
+    /// Its self-trade prevention mode, applied when an amendment makes it a taker.
+    pub self_trade_prevention: SelfTradePrevention,
+    /// The caller's id for it.
+    pub client_order_id: Option<Box<str>>,
+}
+
+impl RestingOrder {
+    /// Lots still offered.
+    pub fn remaining(&self) -> Quantity {
+        Quantity(self.quantity.0 - self.filled.0)
+    }
+}
+
+/// One aggregated price level: its price and the lots resting there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    /// The level's price.
+    pub price: Price,
+    /// Lots resting at it, summed over its orders.
+    pub quantity: Quantity,
+}
+
+/// An order book of one market, both sides.
+///
+/// Priority: on each side, a better price first (higher for bids, lower for asks), then the
+/// earlier arrival. An order keeps its place when it is filled or shrunk, and goes to the
+/// back of its level when it is removed and inserted again.
+pub trait OrderBook: Default {
+    /// Puts the order at the back of its price level.
+    fn insert(&mut self, order: RestingOrder);
+
+    /// Takes the order off the book.
+    fn remove(&mut self, id: OrderId) -> Option<RestingOrder>;
+
+    /// The order, if it rests on the book.
+    fn get(&self, id: OrderId) -> Option<&RestingOrder>;
+
+    /// The first order in priority on `side`.
+    fn best(&self, side: Side) -> Option<&RestingOrder>;
+
+    /// The best price on `side`.
+    fn best_price(&self, side: Side) -> Option<Price> {
+        self.best(side).map(|order| order.price)
+    }
+
+    /// Records `lots` traded by a resting order; it keeps its place. The order must rest
+    /// and have at least `lots` remaining.
+    fn fill(&mut self, id: OrderId, lots: Quantity);
+
+    /// Takes `lots` off a resting order's total quantity without a trade; it keeps its
+    /// place. The order must rest and have at least `lots` remaining.
+    fn shrink(&mut self, id: OrderId, lots: Quantity);
+
+    /// How many orders rest at `price` on `side`.
+    fn orders_at(&self, side: Side, price: Price) -> usize;
+
+    /// Up to `depth` aggregated levels of `side`, best first.
+    fn levels(&self, side: Side, depth: usize) -> Vec<Level>;
+
+    /// Calls `visit` on the orders of `side` in priority order until it returns false.
+    fn visit_in_priority(&self, side: Side, visit: &mut dyn FnMut(&RestingOrder) -> bool);
+
+    /// How many orders rest on the book.
+    fn len(&self) -> usize;
+
+    /// Whether no order rests on the book.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,274 @@
+//! The order book the exchange runs on: price levels in sorted vectors, orders in a slab
+//! linked into a queue per level, and an index from order id to slab slot.
+//!
+//! Each side keeps its levels sorted so that the best level is the last element: the
+//! levels matching touches most are at the end, where inserting and removing one moves
+//! nothing. Every order operation is O(1) apart from finding a level that is not the best,
+//! a binary search over the side's levels.
+
+use rustc_hash::FxHashMap;
+
+use super::book::{Level, OrderBook, RestingOrder};
+use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
+
+/// No slot: the end of a level's queue.
+const NIL: u32 = u32::MAX;
+
+/// A slab slot: an order and its neighbours in its level's queue.
+#[derive(Clone, Debug)]
+struct Node {
+    order: RestingOrder,
+    previous: u32,
+    next: u32,
+}
+
+/// One price level of one side.
+#[derive(Clone, Copy, Debug)]
+struct PriceLevel {
+    /// Sort key: the price for bids, its complement for asks, so that on both sides the
+    /// best level has the largest key and sits last.
+    key: u64,
+    price: Price,
+    /// Lots resting here, summed over the queue.
+    quantity: u64,
+    /// Orders in the queue.
+    count: u32,
+    head: u32,
+    tail: u32,
+}
+
+/// Price levels over a slab of linked orders.
+#[derive(Clone, Debug, Default)]
+pub struct LevelBook {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    index: FxHashMap<OrderId, u32>,
+    bids: Vec<PriceLevel>,
+    asks: Vec<PriceLevel>,
+}
+
+fn key_of(side: Side, price: Price) -> u64 {
+    match side {
+        Side::Buy => price.0,
+        Side::Sell => u64::MAX - price.0,
+    }
+}
+
+/// A slab slot's stand-in once its order has left the book.
+fn vacant() -> RestingOrder {
+    RestingOrder {
+        id: OrderId(0),
+        account: AccountId(0),
+        side: Side::Buy,
+        price: Price(0),
+        quantity: Quantity(0),
+        filled: Quantity(0),
+        created_seq: 0,
+        post_only: false,
+        self_trade_prevention: SelfTradePrevention::CancelTaker,
+        client_order_id: None,
+    }
+}
+
+impl LevelBook {
+    /// An empty book with room for `orders` resting orders before it reallocates.
+    pub fn with_capacity(orders: usize) -> LevelBook {
+        LevelBook {
+            nodes: Vec::with_capacity(orders),
+            free: Vec::new(),
+            index: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            bids: Vec::new(),
+            asks: Vec::new(),
+        }
+    }
+
+    fn levels_of(&self, side: Side) -> &Vec<PriceLevel> {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    fn levels_of_mut(&mut self, side: Side) -> &mut Vec<PriceLevel> {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    /// The position of the level at `key`, or where it would be inserted.
+    fn find_level(levels: &[PriceLevel], key: u64) -> Result<usize, usize> {
+        // Most traffic is at or near the best level, the last one.
+        match levels.last() {
+            Some(last) if last.key == key => Ok(levels.len() - 1),
+            Some(last) if last.key < key => Err(levels.len()),
+            _ => levels.binary_search_by_key(&key, |level| level.key),
+        }
+    }
+
+    fn slot(&self, id: OrderId) -> u32 {
+        *self.index.get(&id).expect("the order rests on the book")
+    }
+
+    /// Reduces a resting order's remaining lots and its level's total.
+    fn take_lots(&mut self, id: OrderId, lots: Quantity, filled: bool) {
+        let slot = self.slot(id);
+        let order = &mut self.nodes[slot as usize].order;
+        assert!(lots <= order.remaining(), "took more than the order offers");
+        if filled {
+            order.filled = Quantity(order.filled.0 + lots.0);
+        } else {
+            order.quantity = Quantity(order.quantity.0 - lots.0);
+        }
+        let (side, key) = (order.side, key_of(order.side, order.price));
+        let levels = self.levels_of_mut(side);
+        let position = Self::find_level(levels, key).expect("a resting order has a level");
+        levels[position].quantity -= lots.0;
+    }
+}
+
+impl OrderBook for LevelBook {
+    fn insert(&mut self, order: RestingOrder) {
+        let (side, id, price, lots) = (order.side, order.id, order.price, order.remaining().0);
+        let node = Node {
+            order,
+            previous: NIL,
+            next: NIL,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.nodes.len()).expect("fewer than 2^32 orders rest");
+                assert!(slot != NIL, "fewer than 2^32 - 1 orders rest");
+                self.nodes.push(node);
+                slot
+            }
+        };
+        let previous_slot = self.index.insert(id, slot);
+        assert!(previous_slot.is_none(), "an order id rests twice");
+
+        let key = key_of(side, price);
+        let levels = self.levels_of_mut(side);
+        let position = match Self::find_level(levels, key) {
+            Ok(position) => position,
+            Err(position) => {
+                levels.insert(
+                    position,
+                    PriceLevel {
+                        key,
+                        price,
+                        quantity: 0,
+                        count: 0,
+                        head: NIL,
+                        tail: NIL,
+                    },
+                );
+                position
+            }
+        };
+        let level = &mut levels[position];
+        let tail = level.tail;
+        level.quantity += lots;
+        level.count += 1;
+        level.tail = slot;
+        if tail == NIL {
+            level.head = slot;
+        } else {
+            self.nodes[tail as usize].next = slot;
+            self.nodes[slot as usize].previous = tail;
+        }
+    }
+
+    fn remove(&mut self, id: OrderId) -> Option<RestingOrder> {
+        let slot = self.index.remove(&id)?;
+        let node = &mut self.nodes[slot as usize];
+        let (previous, next) = (node.previous, node.next);
+        let order = std::mem::replace(&mut node.order, vacant());
+        if previous != NIL {
+            self.nodes[previous as usize].next = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].previous = previous;
+        }
+        self.free.push(slot);
+
+        let levels = self.levels_of_mut(order.side);
+        let position = Self::find_level(levels, key_of(order.side, order.price))
+            .expect("a resting order has a level");
+        let level = &mut levels[position];
+        level.quantity -= order.remaining().0;
+        level.count -= 1;
+        if level.head == slot {
+            level.head = next;
+        }
+        if level.tail == slot {
+            level.tail = previous;
+        }
+        if level.count == 0 {
+            levels.remove(position);
+        }
+        Some(order)
+    }
+
+    fn get(&self, id: OrderId) -> Option<&RestingOrder> {
+        let slot = self.index.get(&id)?;
+        Some(&self.nodes[*slot as usize].order)
+    }
+
+    fn best(&self, side: Side) -> Option<&RestingOrder> {
+        let level = self.levels_of(side).last()?;
+        Some(&self.nodes[level.head as usize].order)
+    }
+
+    fn best_price(&self, side: Side) -> Option<Price> {
+        self.levels_of(side).last().map(|level| level.price)
+    }
+
+    fn fill(&mut self, id: OrderId, lots: Quantity) {
+        self.take_lots(id, lots, true);
+    }
+
+    fn shrink(&mut self, id: OrderId, lots: Quantity) {
+        self.take_lots(id, lots, false);
+    }
+
+    fn orders_at(&self, side: Side, price: Price) -> usize {
+        let levels = self.levels_of(side);
+        match Self::find_level(levels, key_of(side, price)) {
+            Ok(position) => levels[position].count as usize,
+            Err(_) => 0,
+        }
+    }
+
+    fn levels(&self, side: Side, depth: usize) -> Vec<Level> {
+        self.levels_of(side)
+            .iter()
+            .rev()
+            .take(depth)
+            .map(|level| Level {
+                price: level.price,
+                quantity: Quantity(level.quantity),
+            })
+            .collect()
+    }
+
+    fn visit_in_priority(&self, side: Side, visit: &mut dyn FnMut(&RestingOrder) -> bool) {
+        for level in self.levels_of(side).iter().rev() {
+            let mut slot = level.head;
+            while slot != NIL {
+                let node = &self.nodes[slot as usize];
+                if !visit(&node.order) {
+                    return;
+                }
+                slot = node.next;
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}

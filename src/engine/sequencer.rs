@@ -1,0 +1,590 @@
+//! The sequencer: the one writer. It takes commands in order, applies them to the ledger
+//! and the books, and emits events stamped with consecutive sequence numbers.
+//!
+//! It does no I/O, reads no clock (time comes in with each command) and uses no
+//! randomness, so the same commands in the same order always give the same events. A
+//! rejected command changes nothing and emits nothing: every check runs before the first
+//! change. After every command it asserts that each asset is conserved.
+//!
+//! The ledger commands are here; the order commands are in `matching.rs`.
+
+use rustc_hash::FxHashMap;
+
+use super::book::{OrderBook, RestingOrder};
+use super::level_book::LevelBook;
+use crate::command::{Command, NewOrder};
+use crate::config::{EngineConfig, MarketSpec};
+use crate::error::Reject;
+use crate::event::{Event, EventKind, OrderView, Reply, Supply};
+use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, TREASURY};
+use crate::types::{
+    AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Role, Side, TimeInForce,
+};
+
+/// An order placed with a client order id: what it was placed with, so a retry can be
+/// told from a reuse, and how it ended once it has.
+#[derive(Clone, Debug)]
+pub(super) struct ClientOrder {
+    pub(super) placed: NewOrder,
+    pub(super) order_id: OrderId,
+    pub(super) ended: Option<OrderView>,
+}
+
+/// The ledger, the books of every market, and the counters that number what they emit.
+#[derive(Debug)]
+pub struct Sequencer<B: OrderBook = LevelBook> {
+    pub(super) config: EngineConfig,
+    pub(super) ledger: Ledger,
+    pub(super) idempotency: IdempotencyRecords,
+    /// One book per configured market, indexed by [`MarketId`].
+    pub(super) books: Vec<B>,
+    /// Each account's open orders and their markets: the limit on open orders, ownership
+    /// checks and cancel-all read it.
+    pub(super) open_orders: FxHashMap<AccountId, FxHashMap<OrderId, MarketId>>,
+    /// Orders by `(account, client_order_id)`, live or ended.
+    pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
+    /// The sequence number the next event gets.
+    pub(super) next_seq: u64,
+    pub(super) next_order_id: u64,
+    pub(super) next_trade_id: u64,
+    /// The time the command being applied carried.
+    pub(super) timestamp_ms: u64,
+}
+
+impl<B: OrderBook> Sequencer<B> {
+    /// A sequencer at genesis. The configuration must have been validated.
+    pub fn new(config: EngineConfig) -> Sequencer<B> {
+        let books = config.markets.iter().map(|_| B::default()).collect();
+        Sequencer {
+            config,
+            ledger: Ledger::new(),
+            idempotency: IdempotencyRecords::default(),
+            books,
+            open_orders: FxHashMap::default(),
+            client_orders: FxHashMap::default(),
+            next_seq: 1,
+            next_order_id: 1,
+            next_trade_id: 1,
+            timestamp_ms: 0,
+        }
+    }
+
+    /// Applies one command, appending its events to `events`. A rejected command has
+    /// appended nothing and changed nothing.
+    pub fn apply(
+        &mut self,
+        timestamp_ms: u64,
+        command: Command,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.timestamp_ms = timestamp_ms;
+        let events_before = events.len();
+        let result = self.dispatch(command, events);
+        if result.is_err() {
+            assert_eq!(
+                events.len(),
+                events_before,
+                "a rejected command emitted events"
+            );
+        }
+        self.ledger.assert_conserved();
+        if cfg!(debug_assertions) {
+            self.check_invariants().expect("an invariant broke");
+        }
+        result
+    }
+
+    fn dispatch(&mut self, command: Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        match command {
+            Command::PlaceOrder(order) => self.place_order(order, events),
+            Command::CancelOrder { account, target } => self.cancel_order(account, target, events),
+            Command::CancelAllOrders { account, market } => {
+                self.cancel_all_orders(account, market, events)
+            }
+            Command::AmendOrder {
+                account,
+                order_id,
+                quantity,
+                price,
+            } => self.amend_order(account, order_id, quantity, price, events),
+            Command::CreateAccount {
+                name,
+                role,
+                tier,
+                token_hash,
+            } => self.create_account(name, role, tier, token_hash, events),
+            Command::SetIssuePrice { tier, price } => {
+                if price.0 == 0 {
+                    return Err(Reject::invalid("price", "must be positive"));
+                }
+                self.ledger.set_issue_price(tier, price);
+                self.emit(events, EventKind::IssuePriceSet { tier, price });
+                Ok(Reply::IssuePriceSet)
+            }
+            keyed => self.apply_keyed(keyed, events),
+        }
+    }
+
+    /// Applies a money-moving ledger command under its idempotency key: a repeat with the
+    /// same parameters replies as the first did and changes nothing.
+    fn apply_keyed(&mut self, command: Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        let (scope, key) = match &command {
+            Command::Mint {
+                idempotency_key, ..
+            } => (TREASURY, idempotency_key),
+            Command::BuyDivmids {
+                account,
+                idempotency_key,
+                ..
+            }
+            | Command::Deposit {
+                account,
+                idempotency_key,
+                ..
+            }
+            | Command::Withdraw {
+                account,
+                idempotency_key,
+                ..
+            } => (*account, idempotency_key),
+            Command::Charge {
+                service,
+                idempotency_key,
+                ..
+            } => (*service, idempotency_key),
+            _ => unreachable!("only keyed commands reach apply_keyed"),
+        };
+        self.check_text(
+            "idempotency_key",
+            key,
+            self.config.limits.key_length_max,
+            true,
+        )?;
+        if let Some(reply) = self.idempotency.replay(scope, key, &command)? {
+            return Ok(reply);
+        }
+        let key = key.clone();
+        let recorded = command.clone();
+        let reply = match command {
+            Command::Mint {
+                amount,
+                memo,
+                idempotency_key,
+            } => self.mint(amount, memo, idempotency_key, events)?,
+            Command::BuyDivmids {
+                account,
+                quantity,
+                max_price,
+                idempotency_key,
+            } => self.buy_divmids(account, quantity, max_price, idempotency_key, events)?,
+            Command::Deposit {
+                account,
+                source,
+                amount,
+                source_reference,
+                idempotency_key,
+            } => {
+                self.require_positive("amount", amount)?;
+                self.ledger.require(account, Role::Trader, "account_id")?;
+                let limit = self.config.limits.memo_length_max;
+                self.check_text("source_reference", &source_reference, limit, true)?;
+                let balance_after = self.ledger.deposit(account, amount)?;
+                self.emit(
+                    events,
+                    EventKind::Deposited {
+                        account,
+                        amount,
+                        source,
+                        source_reference: source_reference.into(),
+                        idempotency_key: idempotency_key.into(),
+                        balance_after,
+                    },
+                );
+                Reply::Funds(balance_after)
+            }
+            Command::Withdraw {
+                account,
+                amount,
+                destination,
+                idempotency_key,
+            } => {
+                self.require_positive("amount", amount)?;
+                self.ledger.require(account, Role::Trader, "account_id")?;
+                let limit = self.config.limits.memo_length_max;
+                self.check_text("destination", &destination, limit, true)?;
+                let balance_after = self.ledger.withdraw(account, amount)?;
+                self.emit(
+                    events,
+                    EventKind::Withdrawn {
+                        account,
+                        amount,
+                        destination: destination.into(),
+                        idempotency_key: idempotency_key.into(),
+                        balance_after,
+                    },
+                );
+                Reply::Funds(balance_after)
+            }
+            Command::Charge {
+                service,
+                account,
+                amount,
+                memo,
+                idempotency_key,
+            } => self.charge(service, account, amount, memo, idempotency_key, events)?,
+            _ => unreachable!("only keyed commands reach apply_keyed"),
+        };
+        self.idempotency
+            .record(scope, &key, recorded, reply.clone());
+        Ok(reply)
+    }
+
+    fn create_account(
+        &mut self,
+        name: String,
+        role: Role,
+        tier: crate::types::Tier,
+        token_hash: [u8; 32],
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.check_text("name", &name, self.config.limits.name_length_max, true)?;
+        if role == Role::Issuer {
+            return Err(Reject::invalid(
+                "role",
+                "must be ROLE_TRADER or ROLE_SERVICE",
+            ));
+        }
+        if self.ledger.account_count() >= self.config.limits.accounts_max {
+            return Err(Reject::LimitExceeded {
+                field: "accounts_max",
+                limit: self.config.limits.accounts_max,
+            });
+        }
+        let account = self.ledger.create_account(&name, role, tier, token_hash);
+        self.emit(
+            events,
+            EventKind::AccountCreated {
+                account,
+                name: name.into(),
+                role,
+                tier,
+                token_hash,
+            },
+        );
+        Ok(Reply::AccountCreated { account })
+    }
+
+    fn mint(
+        &mut self,
+        amount: Amount,
+        memo: String,
+        idempotency_key: String,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.require_positive("amount", amount)?;
+        self.check_text("memo", &memo, self.config.limits.memo_length_max, false)?;
+        let treasury_after = self.ledger.mint(amount)?;
+        self.emit(
+            events,
+            EventKind::Minted {
+                amount,
+                memo: memo.into(),
+                idempotency_key: idempotency_key.into(),
+                treasury_after,
+            },
+        );
+        Ok(Reply::Minted(self.ledger.supply()))
+    }
+
+    fn buy_divmids(
+        &mut self,
+        account: AccountId,
+        quantity: Amount,
+        max_price: crate::types::IssuePrice,
+        idempotency_key: String,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.require_positive("quantity", quantity)?;
+        if max_price.0 == 0 {
+            return Err(Reject::invalid("max_price", "must be positive"));
+        }
+        let tier = self
+            .ledger
+            .require(account, Role::Trader, "account_id")?
+            .tier;
+        let price = self
+            .ledger
+            .issue_price(tier)
+            .ok_or(Reject::FailedPrecondition {
+                field: "tier",
+                reason: "the issuer has not set a price for this tier",
+            })?;
+        if price > max_price {
+            return Err(Reject::FailedPrecondition {
+                field: "max_price",
+                reason: "the issue price is above max_price",
+            });
+        }
+        let cost = sale_cost(quantity, price).ok_or(Reject::invalid("quantity", "too large"))?;
+        let treasury = self.ledger.balance(TREASURY, Asset::Dvm).available;
+        if treasury < quantity {
+            return Err(Reject::FailedPrecondition {
+                field: "quantity",
+                reason: "the treasury holds fewer divmids than asked",
+            });
+        }
+        // The buyer's dollars are checked by the first transfer; the treasury's divmids
+        // were checked above, so the second cannot fail.
+        self.ledger
+            .transfer(account, TREASURY, Asset::Usd, cost, "quantity")?;
+        self.ledger
+            .transfer(TREASURY, account, Asset::Dvm, quantity, "quantity")
+            .expect("the treasury's divmids were checked");
+        let account_after = self.ledger.balances(account);
+        self.emit(
+            events,
+            EventKind::DivmidsBought {
+                account,
+                quantity,
+                price,
+                cost,
+                idempotency_key: idempotency_key.into(),
+                account_after,
+                treasury_after: self.ledger.balances(TREASURY),
+            },
+        );
+        Ok(Reply::DivmidsBought {
+            cost,
+            balances: account_after,
+        })
+    }
+
+    fn charge(
+        &mut self,
+        service: AccountId,
+        account: AccountId,
+        amount: Amount,
+        memo: String,
+        idempotency_key: String,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.require_positive("amount", amount)?;
+        self.check_text("memo", &memo, self.config.limits.memo_length_max, false)?;
+        self.ledger.require(service, Role::Service, "service")?;
+        match self.ledger.account(account) {
+            Some(charged) if charged.role == Role::Trader => {}
+            Some(_) => {
+                return Err(Reject::invalid(
+                    "account_id",
+                    "only a trader account can be charged",
+                ))
+            }
+            None => {
+                return Err(Reject::NotFound {
+                    field: "account_id",
+                })
+            }
+        }
+        let (balance_after, revenue_after) =
+            self.ledger
+                .transfer(account, REVENUE, Asset::Dvm, amount, "amount")?;
+        self.emit(
+            events,
+            EventKind::Charged {
+                service,
+                account,
+                amount,
+                memo: memo.into(),
+                idempotency_key: idempotency_key.into(),
+                balance_after,
+                revenue_after,
+            },
+        );
+        Ok(Reply::Charged(balance_after))
+    }
+
+    /// Appends an event with the next sequence number.
+    pub(super) fn emit(&mut self, events: &mut Vec<Event>, kind: EventKind) {
+        events.push(Event {
+            seq: self.next_seq,
+            timestamp_ms: self.timestamp_ms,
+            kind,
+        });
+        self.next_seq += 1;
+    }
+
+    pub(super) fn require_positive(
+        &self,
+        field: &'static str,
+        amount: Amount,
+    ) -> Result<(), Reject> {
+        if amount.is_zero() {
+            return Err(Reject::invalid(field, "must be positive"));
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_text(
+        &self,
+        field: &'static str,
+        text: &str,
+        length_max: usize,
+        required: bool,
+    ) -> Result<(), Reject> {
+        if required && text.is_empty() {
+            return Err(Reject::invalid(field, "is required"));
+        }
+        if text.chars().count() > length_max {
+            return Err(Reject::invalid(field, "is too long"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(Reject::invalid(field, "contains control characters"));
+        }
+        Ok(())
+    }
+
+    /// The market's specification.
+    pub fn market(&self, market: MarketId) -> Option<&MarketSpec> {
+        self.config.markets.get(usize::from(market.0))
+    }
+
+    /// The market's book.
+    pub fn book(&self, market: MarketId) -> Option<&B> {
+        self.books.get(usize::from(market.0))
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The divmid supply.
+    pub fn supply(&self) -> Supply {
+        self.ledger.supply()
+    }
+
+    /// The sequence number of the last event, 0 before any.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// An open order's current state.
+    pub fn open_order(&self, order_id: OrderId) -> Option<OrderView> {
+        self.books.iter().enumerate().find_map(|(index, book)| {
+            let order = book.get(order_id)?;
+            Some(resting_view(MarketId(index as u16), order))
+        })
+    }
+
+    /// The account's open orders, by order id.
+    pub fn open_orders_of(&self, account: AccountId) -> Vec<OrderView> {
+        let mut ids: Vec<(OrderId, MarketId)> = self
+            .open_orders
+            .get(&account)
+            .map(|orders| orders.iter().map(|(id, market)| (*id, *market)).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids.into_iter()
+            .filter_map(|(id, market)| {
+                let order = self.books[usize::from(market.0)].get(id)?;
+                Some(resting_view(market, order))
+            })
+            .collect()
+    }
+
+    /// Checks every invariant the long way: conservation summed over all accounts, no
+    /// crossed book, every open order on its book and holding exactly what it should.
+    /// O(accounts + orders): run after every command in tests and debug builds, and by
+    /// recovery before serving.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.ledger.check_conservation()?;
+        let mut held = vec![[0u64; 2]; self.ledger.account_count() as usize + 1];
+        for (index, book) in self.books.iter().enumerate() {
+            let spec = &self.config.markets[index];
+            if let (Some(bid), Some(ask)) =
+                (book.best_price(Side::Buy), book.best_price(Side::Sell))
+            {
+                if bid >= ask {
+                    return Err(format!(
+                        "{} is crossed: bid {} >= ask {}",
+                        spec.name, bid.0, ask.0
+                    ));
+                }
+            }
+            for side in [Side::Buy, Side::Sell] {
+                let mut failure = None;
+                book.visit_in_priority(side, &mut |order| {
+                    let (asset, amount) = resting_hold(spec, order);
+                    let tracked = self
+                        .open_orders
+                        .get(&order.account)
+                        .and_then(|orders| orders.get(&order.id));
+                    if tracked != Some(&MarketId(index as u16)) {
+                        failure = Some(format!("order {} rests but is not tracked", order.id));
+                    }
+                    held[order.account.0 as usize][asset.index()] += amount.0;
+                    true
+                });
+                if let Some(failure) = failure {
+                    return Err(failure);
+                }
+            }
+        }
+        for account in self.ledger.accounts() {
+            for asset in Asset::ALL {
+                let expected = held[account.id.0 as usize][asset.index()];
+                if account.balance(asset).held.0 != expected {
+                    return Err(format!(
+                        "account {} holds {} {} but its orders need {}",
+                        account.id,
+                        account.balance(asset).held,
+                        asset.symbol(),
+                        expected
+                    ));
+                }
+            }
+        }
+        let tracked: usize = self.open_orders.values().map(|orders| orders.len()).sum();
+        let resting: usize = self.books.iter().map(|book| book.len()).sum();
+        if tracked != resting {
+            return Err(format!("{tracked} orders tracked but {resting} rest"));
+        }
+        Ok(())
+    }
+}
+
+/// The state of a resting order as the caller sees it.
+pub(super) fn resting_view(market: MarketId, order: &RestingOrder) -> OrderView {
+    OrderView {
+        order_id: order.id,
+        account: order.account,
+        client_order_id: order.client_order_id.clone(),
+        market,
+        side: order.side,
+        order_type: OrderType::Limit,
+        price: Some(order.price),
+        quantity: order.quantity,
+        filled: order.filled,
+        status: if order.filled.is_zero() {
+            OrderStatus::Open
+        } else {
+            OrderStatus::PartiallyFilled
+        },
+        time_in_force: TimeInForce::GoodTillCanceled,
+        post_only: order.post_only,
+        self_trade_prevention: order.self_trade_prevention,
+        created_seq: order.created_seq,
+    }
+}
+
+/// What a resting order holds: price times remaining quantity of the quote asset for a
+/// bid, the remaining quantity of the base asset for an ask.
+pub(super) fn resting_hold(spec: &MarketSpec, order: &RestingOrder) -> (Asset, Amount) {
+    match order.side {
+        Side::Buy => (
+            spec.quote,
+            Amount(order.price.0 * order.remaining().0 * spec.quote_micros_per_tick_lot()),
+        ),
+        Side::Sell => (spec.base, Amount(order.remaining().0 * spec.lot_micros)),
+    }
+}

@@ -1,0 +1,93 @@
+//! The two kinds of operating error the core reports: a command the sequencer refuses
+//! ([`Reject`]), and a configuration it cannot run with ([`ConfigError`]).
+//!
+//! A rejected command has changed nothing. Broken invariants are not errors: they are
+//! `assert!`s that stop the process before a wrong balance can be written.
+
+use crate::types::Asset;
+
+/// Why the sequencer refused a command. Every variant names the field (or the rule) at
+/// fault, so the API can turn it into a status whose message a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// A field is malformed or out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The field at fault, as named on the wire.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The account lacks the funds the command needs.
+    #[error("{field}: insufficient {asset:?}: needs {needed} micro-units, {available} available")]
+    InsufficientFunds {
+        /// The field whose value needs the funds.
+        field: &'static str,
+        /// The asset that is short.
+        asset: Asset,
+        /// Micro-units the command needs.
+        needed: u64,
+        /// Micro-units available.
+        available: u64,
+    },
+    /// A precondition of the command does not hold (an issue price is not set, an issue
+    /// price is above the caller's maximum).
+    #[error("{field}: {reason}")]
+    FailedPrecondition {
+        /// The field whose precondition failed.
+        field: &'static str,
+        /// What does not hold.
+        reason: &'static str,
+    },
+    /// The account, order or market named does not exist (or is not the caller's).
+    #[error("{field}: not found")]
+    NotFound {
+        /// The field naming what was not found.
+        field: &'static str,
+    },
+    /// The key or id is already in use with other parameters.
+    #[error("{field}: already used with other parameters")]
+    AlreadyExists {
+        /// The key or id field.
+        field: &'static str,
+    },
+    /// The caller's role may not do this.
+    #[error("{field}: {reason}")]
+    PermissionDenied {
+        /// The field or rule at fault.
+        field: &'static str,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A configured limit would be exceeded.
+    #[error("{field}: limit of {limit} reached")]
+    LimitExceeded {
+        /// The limit's name, as in the configuration.
+        field: &'static str,
+        /// Its value.
+        limit: u64,
+    },
+}
+
+impl Reject {
+    /// Shorthand for [`Reject::InvalidArgument`].
+    pub fn invalid(field: &'static str, reason: &'static str) -> Reject {
+        Reject::InvalidArgument { field, reason }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A market's specification is inconsistent.
+    #[error("market {market}: {reason}")]
+    Market {
+        /// The market's name.
+        market: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A limit is out of range.
+    #[error("limits: {0}")]
+    Limit(&'static str),
+}

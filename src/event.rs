@@ -1,0 +1,362 @@
+//! The sequencer's output language: every state change as an [`Event`] stamped with the
+//! next global sequence number, and the [`Reply`] a caller gets.
+//!
+//! Events carry the balances each movement leaves behind, so every view (balances, open
+//! orders, books, trade history, account history) can be rebuilt from the event stream
+//! alone, without running the engine. The store journals them; market data and the API
+//! read them; none of those reaches into the engine.
+
+use crate::types::{
+    AccountId, Amount, Asset, Balance, Balances, FundingSourceKind, IssuePrice, Liquidity,
+    MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role, SelfTradePrevention, Side,
+    Tier, TimeInForce, TradeId,
+};
+
+/// One state change, with its place in the global order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// One more than the previous event's; never reused.
+    pub seq: u64,
+    /// The time the command carried, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// What changed.
+    pub kind: EventKind,
+}
+
+/// What changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A new account exists.
+    AccountCreated {
+        /// Its id.
+        account: AccountId,
+        /// Its name.
+        name: Box<str>,
+        /// Its role.
+        role: Role,
+        /// Its tier.
+        tier: Tier,
+        /// SHA-256 of its bearer token.
+        token_hash: [u8; 32],
+    },
+    /// The issuer changed a tier's sale price.
+    IssuePriceSet {
+        /// The tier.
+        tier: Tier,
+        /// The new price.
+        price: IssuePrice,
+    },
+    /// Divmids entered the system into the treasury (debit: outside, credit: treasury).
+    Minted {
+        /// Micro-DVM minted.
+        amount: Amount,
+        /// The issuer's memo.
+        memo: Box<str>,
+        /// The key that makes it apply once.
+        idempotency_key: Box<str>,
+        /// The treasury's DVM afterwards.
+        treasury_after: Balance,
+    },
+    /// Dollars entered the system (debit: outside, credit: the account).
+    Deposited {
+        /// The account credited.
+        account: AccountId,
+        /// Micro-USD.
+        amount: Amount,
+        /// The funding source.
+        source: FundingSourceKind,
+        /// The source's reference.
+        source_reference: Box<str>,
+        /// The key that makes it apply once.
+        idempotency_key: Box<str>,
+        /// The account's USD afterwards.
+        balance_after: Balance,
+    },
+    /// Dollars left the system (debit: the account, credit: outside).
+    Withdrawn {
+        /// The account debited.
+        account: AccountId,
+        /// Micro-USD.
+        amount: Amount,
+        /// Where they went.
+        destination: Box<str>,
+        /// The key that makes it apply once.
+        idempotency_key: Box<str>,
+        /// The account's USD afterwards.
+        balance_after: Balance,
+    },
+    /// A trader bought divmids from the treasury: USD from the buyer to the treasury, DVM
+    /// from the treasury to the buyer.
+    DivmidsBought {
+        /// The buyer.
+        account: AccountId,
+        /// Micro-DVM bought.
+        quantity: Amount,
+        /// The issue price applied.
+        price: IssuePrice,
+        /// Micro-USD paid, rounded up.
+        cost: Amount,
+        /// The key that makes it apply once.
+        idempotency_key: Box<str>,
+        /// The buyer's balances afterwards.
+        account_after: Balances,
+        /// The treasury's balances afterwards.
+        treasury_after: Balances,
+    },
+    /// A service charged an account: DVM from the account to the issuer's revenue.
+    Charged {
+        /// The service.
+        service: AccountId,
+        /// The account charged.
+        account: AccountId,
+        /// Micro-DVM.
+        amount: Amount,
+        /// The service's memo.
+        memo: Box<str>,
+        /// The key that makes it apply once.
+        idempotency_key: Box<str>,
+        /// The account's DVM afterwards.
+        balance_after: Balance,
+        /// The revenue account's DVM afterwards.
+        revenue_after: Balance,
+    },
+    /// An order was accepted and its funds reserved (available to held).
+    OrderAccepted(AcceptedOrder),
+    /// A maker and a taker traded. Both sides are settled from held funds (a market buy
+    /// pays from available), at the maker's price.
+    Fill(Fill),
+    /// An order's quantity was reduced without a trade: by an amendment that keeps its
+    /// priority, or by self-trade prevention in decrement mode.
+    OrderReduced {
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// Its market.
+        market: MarketId,
+        /// Lots taken off its total quantity.
+        quantity_removed: Quantity,
+        /// Funds released from held to available.
+        released: Amount,
+        /// The owner's balance of the held asset afterwards.
+        balance_after: Balance,
+    },
+    /// An order left its place in the book with a new price and/or a larger quantity, to be
+    /// matched again as a new order would be (it loses time priority).
+    OrderReplaced {
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// Its market.
+        market: MarketId,
+        /// The new limit price.
+        price: Price,
+        /// The new total quantity, filled part included.
+        quantity: Quantity,
+        /// Funds held for the order afterwards (its remaining quantity at its price).
+        hold_after: Amount,
+        /// The owner's balance of the held asset afterwards.
+        balance_after: Balance,
+    },
+    /// An order ended; what it still held went back to available.
+    OrderDone {
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// Its market.
+        market: MarketId,
+        /// Filled, canceled, rejected or expired.
+        status: OrderStatus,
+        /// Why it ended.
+        reason: DoneReason,
+        /// Funds released from held to available.
+        released: Amount,
+        /// The owner's balance of the held asset afterwards.
+        balance_after: Balance,
+    },
+}
+
+/// An order as accepted, with the funds reserved for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptedOrder {
+    /// The exchange's id.
+    pub order_id: OrderId,
+    /// The owner.
+    pub account: AccountId,
+    /// The market.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// Limit price or market cap.
+    pub price: Option<Price>,
+    /// Total lots.
+    pub quantity: Quantity,
+    /// Time in force.
+    pub time_in_force: TimeInForce,
+    /// Post-only.
+    pub post_only: bool,
+    /// Self-trade prevention mode.
+    pub self_trade_prevention: SelfTradePrevention,
+    /// The caller's id for it.
+    pub client_order_id: Option<Box<str>>,
+    /// The asset reserved.
+    pub hold_asset: Asset,
+    /// Micro-units reserved (zero for a market buy, which pays from available).
+    pub hold: Amount,
+    /// The owner's balance of `hold_asset` afterwards.
+    pub balance_after: Balance,
+}
+
+/// One trade between a resting maker and an incoming taker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fill {
+    /// The trade's id.
+    pub trade_id: TradeId,
+    /// The market.
+    pub market: MarketId,
+    /// The maker's price, in ticks.
+    pub price: Price,
+    /// Lots traded.
+    pub quantity: Quantity,
+    /// The taker's side.
+    pub taker_side: Side,
+    /// The resting order.
+    pub maker_order: OrderId,
+    /// The maker's account.
+    pub maker_account: AccountId,
+    /// The incoming order.
+    pub taker_order: OrderId,
+    /// The taker's account.
+    pub taker_account: AccountId,
+    /// Micro-USD the taker got back from its hold because the maker's price was better
+    /// than its limit.
+    pub taker_released: Amount,
+    /// The maker's balances afterwards.
+    pub maker_after: Balances,
+    /// The taker's balances afterwards.
+    pub taker_after: Balances,
+}
+
+impl Fill {
+    /// Whether `order_id` made or took liquidity in this fill, if it is part of it.
+    pub fn liquidity_of(&self, order_id: OrderId) -> Option<Liquidity> {
+        if order_id == self.maker_order {
+            Some(Liquidity::Maker)
+        } else if order_id == self.taker_order {
+            Some(Liquidity::Taker)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why an order ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DoneReason {
+    /// Its whole quantity traded.
+    Filled,
+    /// Its owner canceled it (or amended its quantity to what was already filled).
+    CanceledByOwner,
+    /// An IOC or market order's unfilled rest.
+    Unfilled,
+    /// Self-trade prevention ended it.
+    SelfTrade,
+    /// A market buy's funds ran out.
+    FundsExhausted,
+    /// A fill-or-kill order could not fill entirely.
+    FillOrKill,
+    /// A post-only order would have taken liquidity.
+    PostOnlyWouldTake,
+}
+
+/// An order's state as the caller sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    /// The exchange's id.
+    pub order_id: OrderId,
+    /// The owner.
+    pub account: AccountId,
+    /// The caller's id for it.
+    pub client_order_id: Option<Box<str>>,
+    /// The market.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// Limit price or market cap.
+    pub price: Option<Price>,
+    /// Total lots, filled part included.
+    pub quantity: Quantity,
+    /// Lots traded.
+    pub filled: Quantity,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Time in force.
+    pub time_in_force: TimeInForce,
+    /// Post-only.
+    pub post_only: bool,
+    /// Self-trade prevention mode.
+    pub self_trade_prevention: SelfTradePrevention,
+    /// The sequence number of its acceptance.
+    pub created_seq: u64,
+}
+
+impl OrderView {
+    /// Lots neither filled nor canceled; zero once the order has ended.
+    pub fn remaining(&self) -> Quantity {
+        if self.status.is_final() {
+            Quantity::ZERO
+        } else {
+            Quantity(self.quantity.0 - self.filled.0)
+        }
+    }
+}
+
+/// The issuer's view of the divmid supply. `minted = treasury + circulating + spent` at
+/// every sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Supply {
+    /// Every divmid ever minted.
+    pub minted: Amount,
+    /// Divmids in the treasury, not yet sold.
+    pub treasury: Amount,
+    /// Divmids users hold, available and held by orders.
+    pub circulating: Amount,
+    /// Divmids services charged, in the issuer's revenue account.
+    pub spent: Amount,
+}
+
+/// What the caller of a command gets back once its events are committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The new account's id.
+    AccountCreated {
+        /// Its id.
+        account: AccountId,
+    },
+    /// The supply after a mint.
+    Minted(Supply),
+    /// The issue price was set.
+    IssuePriceSet,
+    /// The buyer's balances after a purchase, and what it cost.
+    DivmidsBought {
+        /// Micro-USD paid.
+        cost: Amount,
+        /// The buyer's balances afterwards.
+        balances: Balances,
+    },
+    /// The account's USD after a deposit or withdrawal.
+    Funds(Balance),
+    /// The charged account's DVM after a charge.
+    Charged(Balance),
+    /// The order after placing, amending or canceling it. The fills it made are the
+    /// command's `Fill` events.
+    Order(OrderView),
+    /// How many orders a cancel-all ended.
+    CanceledCount(u64),
+}

@@ -1,0 +1,59 @@
+//! Idempotency records: what a money-moving command with a key did, so that a retry
+//! returns the same reply and changes nothing.
+
+use rustc_hash::FxHashMap;
+
+use crate::command::Command;
+use crate::error::Reject;
+use crate::event::Reply;
+use crate::types::AccountId;
+
+/// A command that was applied under a key, and what it replied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    command: Command,
+    reply: Reply,
+}
+
+/// Applied keys, scoped per account: two accounts may use the same key.
+#[derive(Clone, Debug, Default)]
+pub struct IdempotencyRecords {
+    records: FxHashMap<(AccountId, Box<str>), Record>,
+}
+
+impl IdempotencyRecords {
+    /// The reply of an earlier identical command under the same key, `None` when the key is
+    /// new, or `AlreadyExists` when the key was used with other parameters.
+    pub fn replay(
+        &self,
+        account: AccountId,
+        key: &str,
+        command: &Command,
+    ) -> Result<Option<Reply>, Reject> {
+        match self.records.get(&(account, Box::from(key))) {
+            None => Ok(None),
+            Some(record) if record.command == *command => Ok(Some(record.reply.clone())),
+            Some(_) => Err(Reject::AlreadyExists {
+                field: "idempotency_key",
+            }),
+        }
+    }
+
+    /// Records what a command under a new key replied.
+    pub fn record(&mut self, account: AccountId, key: &str, command: Command, reply: Reply) {
+        let previous = self
+            .records
+            .insert((account, Box::from(key)), Record { command, reply });
+        assert!(previous.is_none(), "an idempotency key was recorded twice");
+    }
+
+    /// How many keys are recorded.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no key is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}

@@ -1,0 +1,22 @@
+//! The divmid exchange: the issuer ledger and the order book of the platform's prepaid
+//! unit.
+//!
+//! The crate in reading order:
+//!
+//! - [`types`]: ids, assets, sides, order options, and the integer money types (micro-unit
+//!   amounts, prices in ticks, quantities in lots).
+//! - [`config`]: markets and limits, validated before anything starts.
+//! - [`error`]: the typed rejects a command can get, each naming its field.
+//! - [`command`] and [`event`]: the sequencer's language in and out, shared by everything
+//!   around it so that nothing reaches into the engine.
+//! - [`ledger`]: accounts, balances and double-entry movements; pure.
+//! - [`engine`]: order books and the sequencer that applies commands in order; pure and
+//!   deterministic.
+
+pub mod command;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod ledger;
+pub mod types;

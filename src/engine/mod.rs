@@ -20,3 +20,6 @@ pub use book::{Level, OrderBook, RestingOrder};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;
 pub use sequencer::Sequencer;
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,213 @@
-fn main() {}
+//! Engine benchmarks: the sequencer on the fast book against lobster 0.7, on the same
+//! deterministic flows, with holds, settlement and event output included.
+//!
+//! `cargo bench --bench engine` runs the criterion groups, then prints a summary: each
+//! flow's operations per second (best of five runs), the ratio to lobster, and the heap
+//! bytes per resting order with a million orders resting. Under `cargo test` every flow
+//! runs once on a small size, to prove the benchmark still works.
+
+#[path = "flow.rs"]
+mod flow;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput};
+use divmid::command::Command;
+use divmid::engine::{LevelBook, Sequencer};
+use divmid::event::Event;
+use flow::Operation;
+
+/// Counts live heap bytes so the benchmark can report memory per resting order. A
+/// process-wide allocator is the only way to see every allocation the engine makes; it is
+/// part of this benchmark binary only, never of the exchange.
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(pointer, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Sizes of one run: the full ones under `cargo bench`, small ones under `cargo test`.
+struct Sizes {
+    mixed_operations: usize,
+    exchange_core_operations: usize,
+    resting_large: usize,
+    resting_small: usize,
+}
+
+const SEED: u64 = 20_261_126;
+
+/// Applies every command, keeping the events of one command at a time as the pipeline
+/// would before handing them to the store.
+fn run_divmid(mut sequencer: Sequencer<LevelBook>, commands: Vec<Command>) -> Sequencer<LevelBook> {
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    for command in commands {
+        events.clear();
+        let _ = black_box(sequencer.apply(0, command, &mut events));
+        black_box(&events);
+    }
+    sequencer
+}
+
+fn run_lobster(orders: Vec<lobster::OrderType>) -> lobster::OrderBook {
+    let mut book = lobster::OrderBook::default();
+    for order in orders {
+        black_box(book.execute(order));
+    }
+    book
+}
+
+/// A sequencer with the flow's first `prefill` operations applied, and the rest as
+/// commands.
+fn prefilled(flow: &[Operation], prefill: usize) -> (Sequencer<LevelBook>, Vec<Command>) {
+    let mut commands = flow::commands(flow);
+    let rest = commands.split_off(prefill);
+    let sequencer = run_divmid(flow::funded_sequencer(), commands);
+    (sequencer, rest)
+}
+
+fn criterion_groups(criterion: &mut Criterion, sizes: &Sizes) {
+    let mixed = flow::mixed_flow(SEED, sizes.mixed_operations);
+    let mut group = criterion.benchmark_group("mixed_flow");
+    group.throughput(Throughput::Elements(mixed.len() as u64));
+    group.sample_size(10);
+    group.bench_function("divmid", |bencher| {
+        bencher.iter_batched(
+            || (flow::funded_sequencer(), flow::commands(&mixed)),
+            |(sequencer, commands)| run_divmid(sequencer, commands),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("lobster", |bencher| {
+        bencher.iter_batched(
+            || flow::lobster_orders(&mixed),
+            run_lobster,
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = criterion.benchmark_group("exchange_core_mix");
+    group.sample_size(10);
+    for resting in [sizes.resting_small, sizes.resting_large] {
+        let (flow, prefill) =
+            flow::exchange_core_flow(SEED, resting, sizes.exchange_core_operations);
+        group.throughput(Throughput::Elements((flow.len() - prefill) as u64));
+        group.bench_function(format!("divmid/{resting}_resting"), |bencher| {
+            bencher.iter_batched(
+                || prefilled(&flow, prefill),
+                |(sequencer, commands)| run_divmid(sequencer, commands),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// The best of five timed runs of `run` on fresh inputs from `setup`, in operations per
+/// second.
+fn best_rate<T, R>(operations: usize, setup: impl Fn() -> T, run: impl Fn(T) -> R) -> u64 {
+    let mut best = Duration::MAX;
+    for _ in 0..5 {
+        let input = setup();
+        let started = Instant::now();
+        let output = run(input);
+        best = best.min(started.elapsed());
+        drop(black_box(output));
+    }
+    (operations as f64 / best.as_secs_f64()) as u64
+}
+
+/// Heap bytes per resting order: `resting` non-crossing orders placed into a book.
+fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
+    let (flow, prefill) = flow::exchange_core_flow(SEED, resting, 0);
+    let commands = flow::commands(&flow[..prefill]);
+    let sequencer = flow::funded_sequencer();
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let sequencer = run_divmid(sequencer, commands);
+    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let orders = sequencer
+        .book(divmid::types::MarketId(0))
+        .map_or(0, |book| divmid::engine::OrderBook::len(book));
+    ((after - before) as u64 / orders.max(1) as u64, orders)
+}
+
+fn summary(sizes: &Sizes) {
+    println!("\nsummary (best of 5 runs each)");
+    let mixed = flow::mixed_flow(SEED, sizes.mixed_operations);
+    let ours = best_rate(
+        mixed.len(),
+        || (flow::funded_sequencer(), flow::commands(&mixed)),
+        |(sequencer, commands)| run_divmid(sequencer, commands),
+    );
+    let theirs = best_rate(mixed.len(), || flow::lobster_orders(&mixed), run_lobster);
+    println!(
+        "mixed flow, {} operations: divmid {} ops/s, lobster {} ops/s, ratio {:.2}",
+        mixed.len(),
+        ours,
+        theirs,
+        ours as f64 / theirs as f64
+    );
+    for resting in [sizes.resting_small, sizes.resting_large] {
+        let (flow, prefill) =
+            flow::exchange_core_flow(SEED, resting, sizes.exchange_core_operations);
+        let rate = best_rate(
+            flow.len() - prefill,
+            || prefilled(&flow, prefill),
+            |(sequencer, commands)| run_divmid(sequencer, commands),
+        );
+        println!(
+            "exchange-core mix, {resting} resting, {} operations: divmid {rate} ops/s",
+            flow.len() - prefill
+        );
+    }
+    let (bytes, orders) = bytes_per_resting_order(sizes.resting_large);
+    println!("memory: {bytes} heap bytes per resting order with {orders} orders resting");
+}
+
+fn main() {
+    let benchmarking = std::env::args().any(|argument| argument == "--bench");
+    let sizes = if benchmarking {
+        Sizes {
+            mixed_operations: 1_000_000,
+            exchange_core_operations: 1_000_000,
+            resting_large: 1_000_000,
+            resting_small: 1_000,
+        }
+    } else {
+        Sizes {
+            mixed_operations: 10_000,
+            exchange_core_operations: 10_000,
+            resting_large: 10_000,
+            resting_small: 1_000,
+        }
+    };
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_groups(&mut criterion, &sizes);
+    criterion.final_summary();
+    summary(&sizes);
+}

@@ -1,0 +1,364 @@
+//! Deterministic order flows shared by the engine benchmark and the differential test
+//! against lobster: the same seed always gives the same operations, so both engines see
+//! exactly the same flow.
+//!
+//! Buys come from one pool of accounts and sells from another, so no order can meet one
+//! of its own account and self-trade prevention never changes the outcome: the fills must
+//! equal those of a book that has no such rule.
+
+#![allow(dead_code)]
+
+use divmid::command::{Command, NewOrder, OrderRef};
+use divmid::config::EngineConfig;
+use divmid::engine::{OrderBook, Sequencer};
+use divmid::types::{
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+};
+
+/// The mid price of generated flows, in ticks (1.0000 USD per DVM).
+pub const MID: u64 = 10_000;
+
+/// Accounts per side.
+pub const ACCOUNTS_PER_SIDE: u64 = 64;
+
+/// One operation of a flow. Order ids are assigned by the flow in placement order,
+/// starting at 1, which is also the order the sequencer numbers accepted orders in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A limit order with its time in force.
+    Limit {
+        id: u64,
+        side: Side,
+        price: u64,
+        lots: u64,
+        time_in_force: TimeInForce,
+    },
+    /// A market order without a price cap.
+    Market { id: u64, side: Side, lots: u64 },
+    /// Cancel an order placed earlier (which may have filled since).
+    Cancel { id: u64 },
+    /// Change an earlier order's quantity and/or price.
+    Amend {
+        id: u64,
+        lots: Option<u64>,
+        price: Option<u64>,
+    },
+}
+
+/// A small xorshift generator: deterministic, seedable, and all a flow needs.
+pub struct Random(u64);
+
+impl Random {
+    pub fn new(seed: u64) -> Random {
+        Random(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+fn side_of(random: &mut Random) -> Side {
+    if random.below(2) == 0 {
+        Side::Buy
+    } else {
+        Side::Sell
+    }
+}
+
+/// A price for a new limit order: mostly on its own side of the mid, sometimes across it.
+fn limit_price(random: &mut Random, side: Side, band: u64, crossing: u64) -> u64 {
+    let offset = random.below(band + crossing);
+    // Offsets below `crossing` land on the other side of the mid.
+    match side {
+        Side::Buy => MID + crossing - offset,
+        Side::Sell => MID - crossing + offset,
+    }
+}
+
+/// The issue's flow: 70% limit, 10% market, 20% cancel, prices in a band around the mid so
+/// that about a third of the limits cross.
+pub fn mixed_flow(seed: u64, operations: usize) -> Vec<Operation> {
+    let mut random = Random::new(seed);
+    let mut flow = Vec::with_capacity(operations);
+    let mut placed: Vec<u64> = Vec::new();
+    let mut next_id = 1;
+    while flow.len() < operations {
+        let roll = random.below(100);
+        if roll < 70 {
+            let side = side_of(&mut random);
+            let price = limit_price(&mut random, side, 30, 20);
+            let lots = 1 + random.below(100);
+            flow.push(Operation::Limit {
+                id: next_id,
+                side,
+                price,
+                lots,
+                time_in_force: TimeInForce::GoodTillCanceled,
+            });
+            placed.push(next_id);
+            next_id += 1;
+        } else if roll < 80 {
+            let side = side_of(&mut random);
+            let lots = 1 + random.below(100);
+            flow.push(Operation::Market { id: next_id, side, lots });
+            next_id += 1;
+        } else if !placed.is_empty() {
+            let index = random.below(placed.len() as u64) as usize;
+            let id = placed.swap_remove(index);
+            flow.push(Operation::Cancel { id });
+        }
+    }
+    flow
+}
+
+/// An exchange-core-like flow over a book pre-filled with `resting` orders: new GTC and
+/// IOC orders, cancels and amendments (half of them move the price, half reduce the
+/// quantity).
+pub fn exchange_core_flow(seed: u64, resting: usize, operations: usize) -> (Vec<Operation>, usize) {
+    let mut random = Random::new(seed);
+    let mut flow = Vec::with_capacity(resting + operations);
+    let mut placed: Vec<u64> = Vec::with_capacity(resting);
+    let mut next_id = 1;
+    // The resting book: no price crosses, spread over a wide band.
+    let band = (resting as u64 / 50).clamp(20, 4_000);
+    for _ in 0..resting {
+        let side = side_of(&mut random);
+        let price = limit_price(&mut random, side, band, 0);
+        let price = match side {
+            Side::Buy => price - 1,
+            Side::Sell => price + 1,
+        };
+        flow.push(Operation::Limit {
+            id: next_id,
+            side,
+            price,
+            lots: 1 + random.below(100),
+            time_in_force: TimeInForce::GoodTillCanceled,
+        });
+        placed.push(next_id);
+        next_id += 1;
+    }
+    let prefill = flow.len();
+    while flow.len() < prefill + operations {
+        let roll = random.below(100);
+        if roll < 30 {
+            let side = side_of(&mut random);
+            let price = limit_price(&mut random, side, band.min(200), 2);
+            flow.push(Operation::Limit {
+                id: next_id,
+                side,
+                price,
+                lots: 1 + random.below(100),
+                time_in_force: TimeInForce::GoodTillCanceled,
+            });
+            placed.push(next_id);
+            next_id += 1;
+        } else if roll < 40 {
+            let side = side_of(&mut random);
+            let price = limit_price(&mut random, side, 4, 4);
+            flow.push(Operation::Limit {
+                id: next_id,
+                side,
+                price,
+                lots: 1 + random.below(100),
+                time_in_force: TimeInForce::ImmediateOrCancel,
+            });
+            next_id += 1;
+        } else if placed.is_empty() {
+            continue;
+        } else if roll < 70 {
+            let index = random.below(placed.len() as u64) as usize;
+            let id = placed.swap_remove(index);
+            flow.push(Operation::Cancel { id });
+        } else {
+            let index = random.below(placed.len() as u64) as usize;
+            let id = placed[index];
+            let amendment = if random.below(2) == 0 {
+                Operation::Amend {
+                    id,
+                    lots: None,
+                    price: Some(MID - 100 + random.below(200)),
+                }
+            } else {
+                Operation::Amend {
+                    id,
+                    lots: Some(1 + random.below(50)),
+                    price: None,
+                }
+            };
+            flow.push(amendment);
+        }
+    }
+    (flow, prefill)
+}
+
+/// The account that places an order of `side`: buyers and sellers never share one.
+fn account_for(side: Side, id: u64) -> AccountId {
+    let first_trader = 3;
+    let pool = match side {
+        Side::Buy => 0,
+        Side::Sell => ACCOUNTS_PER_SIDE,
+    };
+    AccountId(first_trader + pool + id % ACCOUNTS_PER_SIDE)
+}
+
+/// The owner of order `id`, given the side it was placed on.
+pub fn owner(sides: &[Side], id: u64) -> AccountId {
+    account_for(sides[id as usize], id)
+}
+
+/// The side of every order id in the flow (index 0 unused).
+pub fn sides_of(flow: &[Operation]) -> Vec<Side> {
+    let mut sides = vec![Side::Buy];
+    for operation in flow {
+        match *operation {
+            Operation::Limit { side, .. } | Operation::Market { side, .. } => sides.push(side),
+            _ => {}
+        }
+    }
+    sides
+}
+
+/// A sequencer whose traders hold far more than any flow can spend.
+pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
+    let mut sequencer = Sequencer::<B>::new(EngineConfig::default());
+    let mut events = Vec::new();
+    let mut apply = |command| {
+        sequencer
+            .apply(0, command, &mut events)
+            .expect("setting up the flow's accounts is accepted");
+    };
+    let fortune = 1_000_000_000_000_000 / 1_000;
+    apply(Command::Mint {
+        amount: Amount(fortune * ACCOUNTS_PER_SIDE * 2),
+        memo: String::new(),
+        idempotency_key: "flow".into(),
+    });
+    apply(Command::SetIssuePrice {
+        tier: Tier::Public,
+        price: IssuePrice(1),
+    });
+    for index in 0..ACCOUNTS_PER_SIDE * 2 {
+        apply(Command::CreateAccount {
+            name: format!("trader {index}"),
+            role: Role::Trader,
+            tier: Tier::Public,
+            token_hash: [0; 32],
+        });
+        let account = AccountId(3 + index);
+        apply(Command::Deposit {
+            account,
+            source: FundingSourceKind::Card,
+            amount: Amount(fortune),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "flow".into(),
+        });
+        apply(Command::BuyDivmids {
+            account,
+            quantity: Amount(fortune),
+            max_price: IssuePrice(1),
+            idempotency_key: "flow purchase".into(),
+        });
+    }
+    drop(apply);
+    sequencer
+}
+
+/// The flow as sequencer commands.
+pub fn commands(flow: &[Operation]) -> Vec<Command> {
+    let sides = sides_of(flow);
+    flow.iter()
+        .map(|operation| command(&sides, *operation))
+        .collect()
+}
+
+fn command(sides: &[Side], operation: Operation) -> Command {
+    let order = |id: u64, side: Side, order_type, price, lots, time_in_force| {
+        Command::PlaceOrder(NewOrder {
+            account: account_for(side, id),
+            market: MarketId(0),
+            side,
+            order_type,
+            price,
+            quantity: Quantity(lots),
+            time_in_force,
+            post_only: false,
+            client_order_id: None,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        })
+    };
+    match operation {
+        Operation::Limit {
+            id,
+            side,
+            price,
+            lots,
+            time_in_force,
+        } => order(id, side, OrderType::Limit, Some(Price(price)), lots, time_in_force),
+        Operation::Market { id, side, lots } => order(
+            id,
+            side,
+            OrderType::Market,
+            None,
+            lots,
+            TimeInForce::ImmediateOrCancel,
+        ),
+        Operation::Cancel { id } => Command::CancelOrder {
+            account: owner(sides, id),
+            target: OrderRef::Id(OrderId(id)),
+        },
+        Operation::Amend { id, lots, price } => Command::AmendOrder {
+            account: owner(sides, id),
+            order_id: OrderId(id),
+            quantity: lots.map(Quantity),
+            price: price.map(Price),
+        },
+    }
+}
+
+/// The flow as lobster orders (amendments have no lobster equivalent and are left out).
+pub fn lobster_orders(flow: &[Operation]) -> Vec<lobster::OrderType> {
+    let side = |side: Side| match side {
+        Side::Buy => lobster::Side::Bid,
+        Side::Sell => lobster::Side::Ask,
+    };
+    flow.iter()
+        .filter_map(|operation| match *operation {
+            Operation::Limit {
+                id,
+                side: order_side,
+                price,
+                lots,
+                ..
+            } => Some(lobster::OrderType::Limit {
+                id: u128::from(id),
+                side: side(order_side),
+                qty: lots,
+                price,
+            }),
+            Operation::Market {
+                id,
+                side: order_side,
+                lots,
+            } => Some(lobster::OrderType::Market {
+                id: u128::from(id),
+                side: side(order_side),
+                qty: lots,
+            }),
+            Operation::Cancel { id } => Some(lobster::OrderType::Cancel { id: u128::from(id) }),
+            Operation::Amend { .. } => None,
+        })
+        .collect()
+}

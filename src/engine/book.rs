@@ -73,9 +73,30 @@ pub trait OrderBook: Default {
         self.best(side).map(|order| order.price)
     }
 
-    /// Records `lots` traded by a resting order; it keeps its place. The order must rest
-    /// and have at least `lots` remaining.
-    fn fill(&mut self, id: OrderId, lots: Quantity);
+    /// Takes the order off the book if `account` owns it.
+    fn remove_owned(&mut self, id: OrderId, account: AccountId) -> Option<RestingOrder> {
+        if self.get(id)?.account != account {
+            return None;
+        }
+        self.remove(id)
+    }
+
+    /// Takes the first order in priority on `side` off the book.
+    fn remove_best(&mut self, side: Side) -> Option<RestingOrder> {
+        let id = self.best(side)?.id;
+        self.remove(id)
+    }
+
+    /// Records `lots` traded by a resting order, which keeps its place, and returns what
+    /// it has left. The order must rest and have at least `lots` remaining.
+    fn fill(&mut self, id: OrderId, lots: Quantity) -> Quantity;
+
+    /// Records `lots` traded by the first order in priority on `side` and returns what it
+    /// has left. That order must have at least `lots` remaining.
+    fn fill_best(&mut self, side: Side, lots: Quantity) -> Quantity {
+        let id = self.best(side).expect("the side has an order").id;
+        self.fill(id, lots)
+    }
 
     /// Takes `lots` off a resting order's total quantity without a trade; it keeps its
     /// place. The order must rest and have at least `lots` remaining.

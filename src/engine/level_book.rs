@@ -6,6 +6,8 @@
 //! nothing. Every order operation is O(1) apart from finding a level that is not the best,
 //! a binary search over the side's levels.
 
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 
 use super::book::{Level, OrderBook, RestingOrder};
@@ -98,7 +100,7 @@ impl LevelBook {
 
     /// The position of the level at `key`, or where it would be inserted.
     fn find_level(levels: &[PriceLevel], key: u64) -> Result<usize, usize> {
-        // Most traffic is at or near the best level, the last one.
+        // Most traffic is at the best level, the last one.
         match levels.last() {
             Some(last) if last.key == key => Ok(levels.len() - 1),
             Some(last) if last.key < key => Err(levels.len()),
@@ -110,8 +112,9 @@ impl LevelBook {
         *self.index.get(&id).expect("the order rests on the book")
     }
 
-    /// Reduces a resting order's remaining lots and its level's total.
-    fn take_lots(&mut self, id: OrderId, lots: Quantity, filled: bool) {
+    /// Reduces a resting order's remaining lots and its level's total, and returns what
+    /// it has left.
+    fn take_lots(&mut self, id: OrderId, lots: Quantity, filled: bool) -> Quantity {
         let slot = self.slot(id);
         let order = &mut self.nodes[slot as usize].order;
         assert!(lots <= order.remaining(), "took more than the order offers");
@@ -120,10 +123,45 @@ impl LevelBook {
         } else {
             order.quantity = Quantity(order.quantity.0 - lots.0);
         }
+        let remaining = order.remaining();
         let (side, key) = (order.side, key_of(order.side, order.price));
         let levels = self.levels_of_mut(side);
         let position = Self::find_level(levels, key).expect("a resting order has a level");
         levels[position].quantity -= lots.0;
+        remaining
+    }
+    /// Takes the order in `slot` out of its level's queue and the slab; its index entry is
+    /// already gone. `position` is its level's position when the caller knows it.
+    fn unlink(&mut self, slot: u32, position: Option<usize>) -> RestingOrder {
+        let node = &mut self.nodes[slot as usize];
+        let (previous, next) = (node.previous, node.next);
+        let order = std::mem::replace(&mut node.order, vacant());
+        if previous != NIL {
+            self.nodes[previous as usize].next = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].previous = previous;
+        }
+        self.free.push(slot);
+
+        let levels = self.levels_of_mut(order.side);
+        let position = position.unwrap_or_else(|| {
+            Self::find_level(levels, key_of(order.side, order.price))
+                .expect("a resting order has a level")
+        });
+        let level = &mut levels[position];
+        level.quantity -= order.remaining().0;
+        level.count -= 1;
+        if level.head == slot {
+            level.head = next;
+        }
+        if level.tail == slot {
+            level.tail = previous;
+        }
+        if level.count == 0 {
+            levels.remove(position);
+        }
+        order
     }
 }
 
@@ -184,33 +222,27 @@ impl OrderBook for LevelBook {
 
     fn remove(&mut self, id: OrderId) -> Option<RestingOrder> {
         let slot = self.index.remove(&id)?;
-        let node = &mut self.nodes[slot as usize];
-        let (previous, next) = (node.previous, node.next);
-        let order = std::mem::replace(&mut node.order, vacant());
-        if previous != NIL {
-            self.nodes[previous as usize].next = next;
-        }
-        if next != NIL {
-            self.nodes[next as usize].previous = previous;
-        }
-        self.free.push(slot);
+        Some(self.unlink(slot, None))
+    }
 
-        let levels = self.levels_of_mut(order.side);
-        let position = Self::find_level(levels, key_of(order.side, order.price))
-            .expect("a resting order has a level");
-        let level = &mut levels[position];
-        level.quantity -= order.remaining().0;
-        level.count -= 1;
-        if level.head == slot {
-            level.head = next;
+    fn remove_owned(&mut self, id: OrderId, account: AccountId) -> Option<RestingOrder> {
+        let Entry::Occupied(entry) = self.index.entry(id) else {
+            return None;
+        };
+        let slot = *entry.get();
+        if self.nodes[slot as usize].order.account != account {
+            return None;
         }
-        if level.tail == slot {
-            level.tail = previous;
-        }
-        if level.count == 0 {
-            levels.remove(position);
-        }
-        Some(order)
+        entry.remove();
+        Some(self.unlink(slot, None))
+    }
+
+    fn remove_best(&mut self, side: Side) -> Option<RestingOrder> {
+        let position = self.levels_of(side).len().checked_sub(1)?;
+        let slot = self.levels_of(side)[position].head;
+        let id = self.nodes[slot as usize].order.id;
+        self.index.remove(&id);
+        Some(self.unlink(slot, Some(position)))
     }
 
     fn get(&self, id: OrderId) -> Option<&RestingOrder> {
@@ -227,8 +259,21 @@ impl OrderBook for LevelBook {
         self.levels_of(side).last().map(|level| level.price)
     }
 
-    fn fill(&mut self, id: OrderId, lots: Quantity) {
-        self.take_lots(id, lots, true);
+    fn fill(&mut self, id: OrderId, lots: Quantity) -> Quantity {
+        self.take_lots(id, lots, true)
+    }
+
+    fn fill_best(&mut self, side: Side, lots: Quantity) -> Quantity {
+        let levels = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        let level = levels.last_mut().expect("the side has an order");
+        level.quantity -= lots.0;
+        let order = &mut self.nodes[level.head as usize].order;
+        assert!(lots <= order.remaining(), "filled more than the order offers");
+        order.filled = Quantity(order.filled.0 + lots.0);
+        order.remaining()
     }
 
     fn shrink(&mut self, id: OrderId, lots: Quantity) {

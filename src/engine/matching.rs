@@ -10,7 +10,7 @@
 use super::book::{OrderBook, RestingOrder};
 use super::sequencer::{resting_hold, resting_view, ClientOrder, Sequencer};
 use crate::command::{NewOrder, OrderRef};
-use crate::config::MarketSpec;
+use crate::config::MarketGrid;
 use crate::error::Reject;
 use crate::event::{AcceptedOrder, DoneReason, Event, EventKind, Fill, OrderView, Reply};
 use crate::types::{
@@ -41,6 +41,9 @@ struct Taker {
     self_trade_prevention: SelfTradePrevention,
     client_order_id: Option<Box<str>>,
     created_seq: u64,
+    /// Whether the order already counts among its account's open orders: an amended
+    /// order being matched again does.
+    tracked: bool,
 }
 
 impl Taker {
@@ -89,8 +92,8 @@ enum Stop {
 }
 
 impl<B: OrderBook> Sequencer<B> {
-    fn spec(&self, market: MarketId) -> &MarketSpec {
-        &self.config.markets[usize::from(market.0)]
+    fn grid(&self, market: MarketId) -> MarketGrid {
+        self.grids[usize::from(market.0)]
     }
 
     pub(super) fn place_order(
@@ -102,7 +105,7 @@ impl<B: OrderBook> Sequencer<B> {
             return Ok(reply);
         }
         self.validate_new_order(&order)?;
-        let spec = self.spec(order.market).clone();
+        let spec = self.grid(order.market);
         let (hold_asset, hold, tradable) = self.funds_for(&spec, &order)?;
         let mut taker = Taker {
             id: OrderId(self.next_order_id),
@@ -120,6 +123,7 @@ impl<B: OrderBook> Sequencer<B> {
             self_trade_prevention: order.self_trade_prevention,
             client_order_id: order.client_order_id.clone(),
             created_seq: self.next_seq,
+            tracked: false,
         };
         self.next_order_id += 1;
         if let Some(client_order_id) = &order.client_order_id {
@@ -202,7 +206,8 @@ impl<B: OrderBook> Sequencer<B> {
         self.ledger
             .require(order.account, Role::Trader, "account_id")?;
         let spec = self
-            .market(order.market)
+            .grids
+            .get(usize::from(order.market.0))
             .ok_or(Reject::NotFound { field: "market" })?;
         check_quantity(spec, order.quantity)?;
         match (order.order_type, order.price) {
@@ -238,11 +243,7 @@ impl<B: OrderBook> Sequencer<B> {
         price: Price,
     ) -> Result<(), Reject> {
         let limits = &self.config.limits;
-        let open = self
-            .open_orders
-            .get(&account)
-            .map_or(0, |orders| orders.len());
-        if open >= limits.open_orders_per_account_max as usize {
+        if self.open_count(account) >= limits.open_orders_per_account_max {
             return Err(Reject::LimitExceeded {
                 field: "open_orders_per_account_max",
                 limit: u64::from(limits.open_orders_per_account_max),
@@ -263,14 +264,14 @@ impl<B: OrderBook> Sequencer<B> {
     /// a market sell is capped by the caller's divmids.
     fn funds_for(
         &self,
-        spec: &MarketSpec,
+        spec: &MarketGrid,
         order: &NewOrder,
     ) -> Result<(Asset, Amount, u64), Reject> {
         let quantity = order.quantity.0;
         match (order.side, order.order_type) {
             (Side::Buy, OrderType::Limit) => {
                 let price = order.price.expect("a limit order has a price").0;
-                let hold = Amount(price * quantity * spec.quote_micros_per_tick_lot());
+                let hold = Amount(price * quantity * spec.quote_micros_per_tick_lot);
                 self.require_available(order.account, spec.quote, hold)?;
                 Ok((spec.quote, hold, quantity))
             }
@@ -281,7 +282,7 @@ impl<B: OrderBook> Sequencer<B> {
                 // least a market buy must be able to pay.
                 let lot_price = book
                     .best_price(Side::Sell)
-                    .map_or(1, |price| price.0 * spec.quote_micros_per_tick_lot());
+                    .map_or(1, |price| price.0 * spec.quote_micros_per_tick_lot);
                 if available.0 < lot_price {
                     return Err(Reject::InsufficientFunds {
                         field: "quantity",
@@ -335,8 +336,8 @@ impl<B: OrderBook> Sequencer<B> {
     /// matching would: a resting order of the caller's own is skipped when self-trade
     /// prevention would cancel it, and ends the walk otherwise.
     fn can_fill_entirely(&self, taker: &Taker) -> bool {
-        let spec = self.spec(taker.market);
-        let per_tick_lot = spec.quote_micros_per_tick_lot();
+        let spec = self.grid(taker.market);
+        let per_tick_lot = spec.quote_micros_per_tick_lot;
         let mut budget = if taker.pays_from_available() {
             Some(self.ledger.balance(taker.account, spec.quote).available.0)
         } else {
@@ -412,11 +413,11 @@ impl<B: OrderBook> Sequencer<B> {
                 match taker.self_trade_prevention {
                     SelfTradePrevention::CancelTaker => return Stop::SelfTrade,
                     SelfTradePrevention::CancelMaker => {
-                        self.cancel_resting(taker.market, maker_id, DoneReason::SelfTrade, events);
+                        self.end_best(taker.market, maker_side, OrderStatus::Canceled, DoneReason::SelfTrade, events);
                         continue;
                     }
                     SelfTradePrevention::CancelBoth => {
-                        self.cancel_resting(taker.market, maker_id, DoneReason::SelfTrade, events);
+                        self.end_best(taker.market, maker_side, OrderStatus::Canceled, DoneReason::SelfTrade, events);
                         return Stop::SelfTrade;
                     }
                     SelfTradePrevention::Decrement => {
@@ -427,8 +428,8 @@ impl<B: OrderBook> Sequencer<B> {
             }
             let mut lots = (taker.tradable - taker.filled).min(maker_remaining);
             if taker.pays_from_available() {
-                let spec = self.spec(taker.market);
-                let lot_price = maker_price.0 * spec.quote_micros_per_tick_lot();
+                let spec = self.grid(taker.market);
+                let lot_price = maker_price.0 * spec.quote_micros_per_tick_lot;
                 let available = self.ledger.balance(taker.account, spec.quote).available.0;
                 lots = lots.min(available / lot_price);
                 if lots == 0 {
@@ -455,9 +456,9 @@ impl<B: OrderBook> Sequencer<B> {
         lots: u64,
         events: &mut Vec<Event>,
     ) {
-        let spec = self.spec(taker.market);
+        let spec = self.grid(taker.market);
         let (base, quote) = (spec.base, spec.quote);
-        let per_tick_lot = spec.quote_micros_per_tick_lot();
+        let per_tick_lot = spec.quote_micros_per_tick_lot;
         let notional = Amount(price.0 * lots * per_tick_lot);
         let delivered = Amount(lots * spec.lot_micros);
         let mut taker_released = Amount::ZERO;
@@ -487,11 +488,10 @@ impl<B: OrderBook> Sequencer<B> {
             }
         }
         taker.filled += lots;
-        let book = &mut self.books[usize::from(taker.market.0)];
-        book.fill(maker_id, Quantity(lots));
-        let maker_done = book
-            .get(maker_id)
-            .is_some_and(|maker| maker.remaining().is_zero());
+        let maker_side = taker.side.opposite();
+        let maker_done = self.books[usize::from(taker.market.0)]
+            .fill_best(maker_side, Quantity(lots))
+            .is_zero();
         let fill = Fill {
             trade_id: TradeId(self.next_trade_id),
             market: taker.market,
@@ -509,13 +509,7 @@ impl<B: OrderBook> Sequencer<B> {
         self.next_trade_id += 1;
         self.emit(events, EventKind::Fill(fill));
         if maker_done {
-            self.end_resting(
-                taker.market,
-                maker_id,
-                OrderStatus::Filled,
-                DoneReason::Filled,
-                events,
-            );
+            self.end_best(taker.market, maker_side, OrderStatus::Filled, DoneReason::Filled, events);
         }
     }
 
@@ -529,7 +523,7 @@ impl<B: OrderBook> Sequencer<B> {
         events: &mut Vec<Event>,
     ) {
         let lots = (taker.tradable - taker.filled).min(maker_remaining);
-        let spec = self.spec(taker.market).clone();
+        let spec = self.grid(taker.market);
         // The maker gives up `lots` and what it held for them.
         let maker = self.books[usize::from(taker.market.0)]
             .get(maker_id)
@@ -537,7 +531,7 @@ impl<B: OrderBook> Sequencer<B> {
         let (maker_asset, maker_released) = match maker.side {
             Side::Buy => (
                 spec.quote,
-                Amount(maker.price.0 * lots * spec.quote_micros_per_tick_lot()),
+                Amount(maker.price.0 * lots * spec.quote_micros_per_tick_lot),
             ),
             Side::Sell => (spec.base, Amount(lots * spec.lot_micros)),
         };
@@ -558,9 +552,9 @@ impl<B: OrderBook> Sequencer<B> {
             },
         );
         if maker_remaining == lots {
-            self.end_resting(
+            self.end_best(
                 taker.market,
-                maker_id,
+                taker.side.opposite(),
                 OrderStatus::Canceled,
                 DoneReason::SelfTrade,
                 events,
@@ -573,7 +567,7 @@ impl<B: OrderBook> Sequencer<B> {
                 let limit = taker.price.expect("a limit buy has a price").0;
                 (
                     spec.quote,
-                    Amount(limit * lots * spec.quote_micros_per_tick_lot()),
+                    Amount(limit * lots * spec.quote_micros_per_tick_lot),
                 )
             }
             Side::Sell => (spec.base, Amount(lots * spec.lot_micros)),
@@ -618,14 +612,13 @@ impl<B: OrderBook> Sequencer<B> {
             client_order_id: taker.client_order_id,
         };
         assert_eq!(
-            resting_hold(self.spec(taker.market), &resting).1,
+            resting_hold(&self.grid(taker.market), &resting).1,
             taker.hold,
             "a resting order must hold exactly its price times its remaining quantity"
         );
-        self.open_orders
-            .entry(taker.account)
-            .or_default()
-            .insert(taker.id, taker.market);
+        if !taker.tracked {
+            self.track(taker.account, taker.id, taker.market);
+        }
         self.books[usize::from(taker.market.0)].insert(resting);
         view
     }
@@ -638,7 +631,7 @@ impl<B: OrderBook> Sequencer<B> {
         reason: DoneReason,
         events: &mut Vec<Event>,
     ) -> OrderView {
-        let spec = self.spec(taker.market);
+        let spec = self.grid(taker.market);
         let asset = if taker.side == Side::Buy {
             spec.quote
         } else {
@@ -646,6 +639,10 @@ impl<B: OrderBook> Sequencer<B> {
         };
         let released = taker.hold;
         taker.hold = Amount::ZERO;
+        if taker.tracked {
+            self.untrack(taker.account);
+            taker.tracked = false;
+        }
         let balance_after = self.ledger.release(taker.account, asset, released);
         self.emit(
             events,
@@ -702,33 +699,47 @@ impl<B: OrderBook> Sequencer<B> {
         reason: DoneReason,
         events: &mut Vec<Event>,
     ) -> OrderView {
-        self.end_resting(market, order_id, OrderStatus::Canceled, reason, events)
-    }
-
-    /// Takes a resting order off its book, releases what it holds and records its end.
-    fn end_resting(
-        &mut self,
-        market: MarketId,
-        order_id: OrderId,
-        status: OrderStatus,
-        reason: DoneReason,
-        events: &mut Vec<Event>,
-    ) -> OrderView {
         let order = self.books[usize::from(market.0)]
             .remove(order_id)
             .expect("the order rests on its book");
-        let (asset, released) = resting_hold(self.spec(market), &order);
+        let order = self.finish_resting(market, order, OrderStatus::Canceled, reason, events);
+        let mut view = resting_view(market, &order);
+        view.status = OrderStatus::Canceled;
+        view
+    }
+
+    /// Ends the best resting order on `side` (the maker a taker is meeting).
+    fn end_best(
+        &mut self,
+        market: MarketId,
+        side: Side,
+        status: OrderStatus,
+        reason: DoneReason,
+        events: &mut Vec<Event>,
+    ) {
+        let order = self.books[usize::from(market.0)]
+            .remove_best(side)
+            .expect("the side has an order");
+        self.finish_resting(market, order, status, reason, events);
+    }
+
+    /// Ends an order already taken off its book: releases what it held, stops counting
+    /// it, emits its end and records it for retries. Returns it.
+    fn finish_resting(
+        &mut self,
+        market: MarketId,
+        order: RestingOrder,
+        status: OrderStatus,
+        reason: DoneReason,
+        events: &mut Vec<Event>,
+    ) -> RestingOrder {
+        let (asset, released) = resting_hold(&self.grid(market), &order);
         let balance_after = self.ledger.release(order.account, asset, released);
-        if let Some(orders) = self.open_orders.get_mut(&order.account) {
-            orders.remove(&order_id);
-            if orders.is_empty() {
-                self.open_orders.remove(&order.account);
-            }
-        }
+        self.untrack(order.account);
         self.emit(
             events,
             EventKind::OrderDone {
-                order_id,
+                order_id: order.id,
                 account: order.account,
                 market,
                 status,
@@ -737,10 +748,12 @@ impl<B: OrderBook> Sequencer<B> {
                 balance_after,
             },
         );
-        let mut view = resting_view(market, &order);
-        view.status = status;
-        self.record_ended(&view);
-        view
+        if order.client_order_id.is_some() {
+            let mut view = resting_view(market, &order);
+            view.status = status;
+            self.record_ended(&view);
+        }
+        order
     }
 
     /// Remembers how an order with a client order id ended, so a retry returns it.
@@ -756,20 +769,6 @@ impl<B: OrderBook> Sequencer<B> {
                 entry.ended = Some(view.clone());
             }
         }
-    }
-
-    /// The market of one of the account's open orders.
-    fn owned_order(
-        &self,
-        account: AccountId,
-        order_id: OrderId,
-        field: &'static str,
-    ) -> Result<MarketId, Reject> {
-        self.open_orders
-            .get(&account)
-            .and_then(|orders| orders.get(&order_id))
-            .copied()
-            .ok_or(Reject::NotFound { field })
     }
 
     pub(super) fn cancel_order(
@@ -791,9 +790,20 @@ impl<B: OrderBook> Sequencer<B> {
                 (entry.order_id, "client_order_id")
             }
         };
-        let market = self.owned_order(account, order_id, field)?;
-        let view = self.cancel_resting(market, order_id, DoneReason::CanceledByOwner, events);
-        Ok(Reply::Order(view))
+        // One look-up per market: the order comes off the book only if the caller owns it.
+        for index in 0..self.books.len() {
+            let Some(order) = self.books[index].remove_owned(order_id, account) else {
+                continue;
+            };
+            let market = MarketId(index as u16);
+            let status = OrderStatus::Canceled;
+            let reason = DoneReason::CanceledByOwner;
+            let order = self.finish_resting(market, order, status, reason, events);
+            let mut view = resting_view(market, &order);
+            view.status = status;
+            return Ok(Reply::Order(view));
+        }
+        Err(Reject::NotFound { field })
     }
 
     pub(super) fn cancel_all_orders(
@@ -806,19 +816,8 @@ impl<B: OrderBook> Sequencer<B> {
             self.market(market)
                 .ok_or(Reject::NotFound { field: "market" })?;
         }
-        let mut targets: Vec<(OrderId, MarketId)> = self
-            .open_orders
-            .get(&account)
-            .map(|orders| {
-                orders
-                    .iter()
-                    .filter(|(_, order_market)| market.is_none_or(|m| m == **order_market))
-                    .map(|(id, order_market)| (*id, *order_market))
-                    .collect()
-            })
-            .unwrap_or_default();
-        // Oldest first, whatever the hash map's order.
-        targets.sort();
+        // Oldest first.
+        let targets = self.live_orders_of(account, market);
         for (order_id, order_market) in &targets {
             self.cancel_resting(
                 *order_market,
@@ -845,7 +844,7 @@ impl<B: OrderBook> Sequencer<B> {
             ));
         }
         let market = self.owned_order(account, order_id, "order_id")?;
-        let spec = self.spec(market).clone();
+        let spec = self.grid(market);
         let order = self.books[usize::from(market.0)]
             .get(order_id)
             .expect("an open order rests on its book")
@@ -879,13 +878,13 @@ impl<B: OrderBook> Sequencer<B> {
     ) -> OrderView {
         let lots = order.quantity.0 - new_quantity.0;
         if lots > 0 {
-            let spec = self.spec(market);
-            let (asset, held_before) = resting_hold(spec, order);
+            let spec = self.grid(market);
+            let (asset, held_before) = resting_hold(&spec, order);
             self.books[usize::from(market.0)].shrink(order.id, Quantity(lots));
             let shrunk = self.books[usize::from(market.0)]
                 .get(order.id)
                 .expect("a shrunk order still rests");
-            let (_, held_after) = resting_hold(self.spec(market), shrunk);
+            let (_, held_after) = resting_hold(&self.grid(market), shrunk);
             let released = Amount(held_before.0 - held_after.0);
             let balance_after = self.ledger.release(order.account, asset, released);
             self.emit(
@@ -914,7 +913,7 @@ impl<B: OrderBook> Sequencer<B> {
         new_price: Price,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
-        let spec = self.spec(market).clone();
+        let spec = self.grid(market);
         let mut amended = order.clone();
         amended.quantity = new_quantity;
         amended.price = new_price;
@@ -939,6 +938,7 @@ impl<B: OrderBook> Sequencer<B> {
             self_trade_prevention: order.self_trade_prevention,
             client_order_id: order.client_order_id.clone(),
             created_seq: order.created_seq,
+            tracked: true,
         };
         if order.post_only && self.would_take(&taker) {
             return Err(Reject::FailedPrecondition {
@@ -959,9 +959,6 @@ impl<B: OrderBook> Sequencer<B> {
         self.books[usize::from(market.0)]
             .remove(order.id)
             .expect("the order rests on its book");
-        if let Some(orders) = self.open_orders.get_mut(&order.account) {
-            orders.remove(&order.id);
-        }
         let balance_after = if held_after >= held_before {
             self.ledger
                 .hold(
@@ -992,7 +989,7 @@ impl<B: OrderBook> Sequencer<B> {
     }
 }
 
-fn check_quantity(spec: &MarketSpec, quantity: Quantity) -> Result<(), Reject> {
+fn check_quantity(spec: &MarketGrid, quantity: Quantity) -> Result<(), Reject> {
     if quantity.0 < spec.quantity_min_lots {
         return Err(Reject::invalid(
             "quantity",
@@ -1008,7 +1005,7 @@ fn check_quantity(spec: &MarketSpec, quantity: Quantity) -> Result<(), Reject> {
     Ok(())
 }
 
-fn check_price(spec: &MarketSpec, price: Price, quantity: Quantity) -> Result<(), Reject> {
+fn check_price(spec: &MarketGrid, price: Price, quantity: Quantity) -> Result<(), Reject> {
     if price.0 == 0 {
         return Err(Reject::invalid("price", "must be positive"));
     }
@@ -1016,7 +1013,7 @@ fn check_price(spec: &MarketSpec, price: Price, quantity: Quantity) -> Result<()
         return Err(Reject::invalid("price", "above the market's maximum price"));
     }
     // Validation of the market keeps price_max_ticks * quantity_max_lots within 64 bits.
-    let notional = price.0 * quantity.0 * spec.quote_micros_per_tick_lot();
+    let notional = price.0 * quantity.0 * spec.quote_micros_per_tick_lot;
     if notional > spec.notional_max_micros {
         return Err(Reject::invalid(
             "quantity",

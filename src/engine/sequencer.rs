@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::book::{OrderBook, RestingOrder};
 use super::level_book::LevelBook;
 use crate::command::{Command, NewOrder};
-use crate::config::{EngineConfig, MarketSpec};
+use crate::config::{EngineConfig, MarketGrid, MarketSpec};
 use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
 use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, TREASURY};
@@ -30,17 +30,29 @@ pub(super) struct ClientOrder {
     pub(super) ended: Option<OrderView>,
 }
 
+/// One account's open orders: how many there are, and the orders it placed on a book.
+/// Orders that have ended since stay in `placed` until the list is compacted, so that
+/// ending an order costs no search.
+#[derive(Clone, Debug, Default)]
+pub(super) struct AccountOrders {
+    pub(super) open: u32,
+    pub(super) placed: Vec<(OrderId, MarketId)>,
+}
+
 /// The ledger, the books of every market, and the counters that number what they emit.
 #[derive(Debug)]
 pub struct Sequencer<B: OrderBook = LevelBook> {
     pub(super) config: EngineConfig,
     pub(super) ledger: Ledger,
     pub(super) idempotency: IdempotencyRecords,
+    /// Each market's grid, indexed by [`MarketId`], copied out of the configuration for
+    /// the matching path.
+    pub(super) grids: Vec<MarketGrid>,
     /// One book per configured market, indexed by [`MarketId`].
     pub(super) books: Vec<B>,
-    /// Each account's open orders and their markets: the limit on open orders, ownership
-    /// checks and cancel-all read it.
-    pub(super) open_orders: FxHashMap<AccountId, FxHashMap<OrderId, MarketId>>,
+    /// Open orders per account, indexed by account id: the limit on open orders and
+    /// cancel-all read it.
+    pub(super) account_orders: Vec<AccountOrders>,
     /// Orders by `(account, client_order_id)`, live or ended.
     pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
     /// The sequence number the next event gets.
@@ -55,12 +67,14 @@ impl<B: OrderBook> Sequencer<B> {
     /// A sequencer at genesis. The configuration must have been validated.
     pub fn new(config: EngineConfig) -> Sequencer<B> {
         let books = config.markets.iter().map(|_| B::default()).collect();
+        let grids = config.markets.iter().map(MarketSpec::grid).collect();
         Sequencer {
             config,
+            grids,
             ledger: Ledger::new(),
             idempotency: IdempotencyRecords::default(),
             books,
-            open_orders: FxHashMap::default(),
+            account_orders: Vec::new(),
             client_orders: FxHashMap::default(),
             next_seq: 1,
             next_order_id: 1,
@@ -475,18 +489,87 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// The account's open orders, by order id.
     pub fn open_orders_of(&self, account: AccountId) -> Vec<OrderView> {
-        let mut ids: Vec<(OrderId, MarketId)> = self
-            .open_orders
-            .get(&account)
-            .map(|orders| orders.iter().map(|(id, market)| (*id, *market)).collect())
-            .unwrap_or_default();
-        ids.sort();
-        ids.into_iter()
+        self.live_orders_of(account, None)
+            .into_iter()
             .filter_map(|(id, market)| {
                 let order = self.books[usize::from(market.0)].get(id)?;
                 Some(resting_view(market, order))
             })
             .collect()
+    }
+
+    /// How many open orders the account has.
+    pub(super) fn open_count(&self, account: AccountId) -> u32 {
+        self.account_orders
+            .get(account.0 as usize)
+            .map_or(0, |orders| orders.open)
+    }
+
+    /// The account's orders resting on a book (on `market` only, when given), by id.
+    pub(super) fn live_orders_of(
+        &self,
+        account: AccountId,
+        market: Option<MarketId>,
+    ) -> Vec<(OrderId, MarketId)> {
+        let Some(orders) = self.account_orders.get(account.0 as usize) else {
+            return Vec::new();
+        };
+        let mut live: Vec<(OrderId, MarketId)> = orders
+            .placed
+            .iter()
+            .filter(|(id, order_market)| {
+                market.is_none_or(|m| m == *order_market)
+                    && self.books[usize::from(order_market.0)]
+                        .get(*id)
+                        .is_some_and(|order| order.account == account)
+            })
+            .copied()
+            .collect();
+        live.sort();
+        live.dedup();
+        live
+    }
+
+    /// Counts a new open order of the account.
+    pub(super) fn track(&mut self, account: AccountId, order_id: OrderId, market: MarketId) {
+        let index = account.0 as usize;
+        if self.account_orders.len() <= index {
+            self.account_orders.resize_with(index + 1, AccountOrders::default);
+        }
+        let orders = &mut self.account_orders[index];
+        orders.open += 1;
+        orders.placed.push((order_id, market));
+        // Drop ended orders once they outnumber the open ones, so the list stays within
+        // twice the open orders and compaction costs O(1) per order placed.
+        if orders.placed.len() > 2 * orders.open as usize + 16 {
+            let mut placed = std::mem::take(&mut orders.placed);
+            placed.retain(|(id, market)| {
+                self.books[usize::from(market.0)]
+                    .get(*id)
+                    .is_some_and(|order| order.account == account)
+            });
+            self.account_orders[index].placed = placed;
+        }
+    }
+
+    /// Counts one open order of the account less.
+    pub(super) fn untrack(&mut self, account: AccountId) {
+        let orders = &mut self.account_orders[account.0 as usize];
+        orders.open = orders.open.checked_sub(1).expect("an untracked order was open");
+    }
+
+    /// The market of the account's open order, if it has one with that id.
+    pub(super) fn owned_order(
+        &self,
+        account: AccountId,
+        order_id: OrderId,
+        field: &'static str,
+    ) -> Result<MarketId, Reject> {
+        self.books
+            .iter()
+            .position(|book| book.get(order_id).is_some_and(|order| order.account == account))
+            .map(|index| MarketId(index as u16))
+            .ok_or(Reject::NotFound { field })
     }
 
     /// Checks every invariant the long way: conservation summed over all accounts, no
@@ -495,9 +578,12 @@ impl<B: OrderBook> Sequencer<B> {
     /// serving.
     pub fn check_invariants(&self) -> Result<(), String> {
         self.ledger.check_conservation()?;
-        let mut held = vec![[0u64; 2]; self.ledger.account_count() as usize + 1];
+        let accounts = self.ledger.account_count() as usize + 1;
+        let mut held = vec![[0u64; 2]; accounts];
+        let mut resting_per_account = vec![0u32; accounts];
         for (index, book) in self.books.iter().enumerate() {
             let spec = &self.config.markets[index];
+            let grid = &self.grids[index];
             if let (Some(bid), Some(ask)) =
                 (book.best_price(Side::Buy), book.best_price(Side::Sell))
             {
@@ -509,22 +595,12 @@ impl<B: OrderBook> Sequencer<B> {
                 }
             }
             for side in [Side::Buy, Side::Sell] {
-                let mut failure = None;
                 book.visit_in_priority(side, &mut |order| {
-                    let (asset, amount) = resting_hold(spec, order);
-                    let tracked = self
-                        .open_orders
-                        .get(&order.account)
-                        .and_then(|orders| orders.get(&order.id));
-                    if tracked != Some(&MarketId(index as u16)) {
-                        failure = Some(format!("order {} rests but is not tracked", order.id));
-                    }
+                    let (asset, amount) = resting_hold(grid, order);
                     held[order.account.0 as usize][asset.index()] += amount.0;
+                    resting_per_account[order.account.0 as usize] += 1;
                     true
                 });
-                if let Some(failure) = failure {
-                    return Err(failure);
-                }
             }
         }
         for account in self.ledger.accounts() {
@@ -541,10 +617,15 @@ impl<B: OrderBook> Sequencer<B> {
                 }
             }
         }
-        let tracked: usize = self.open_orders.values().map(|orders| orders.len()).sum();
-        let resting: usize = self.books.iter().map(|book| book.len()).sum();
-        if tracked != resting {
-            return Err(format!("{tracked} orders tracked but {resting} rest"));
+        for (index, resting) in resting_per_account.iter().enumerate() {
+            let account = AccountId(index as u64);
+            let tracked = self.open_count(account);
+            let listed = self.live_orders_of(account, None).len();
+            if tracked != *resting || listed != *resting as usize {
+                return Err(format!(
+                    "account {account}: {resting} orders rest, {tracked} counted, {listed} listed"
+                ));
+            }
         }
         Ok(())
     }
@@ -576,11 +657,11 @@ pub(super) fn resting_view(market: MarketId, order: &RestingOrder) -> OrderView 
 
 /// What a resting order holds: price times remaining quantity of the quote asset for a
 /// bid, the remaining quantity of the base asset for an ask.
-pub(super) fn resting_hold(spec: &MarketSpec, order: &RestingOrder) -> (Asset, Amount) {
+pub(super) fn resting_hold(spec: &MarketGrid, order: &RestingOrder) -> (Asset, Amount) {
     match order.side {
         Side::Buy => (
             spec.quote,
-            Amount(order.price.0 * order.remaining().0 * spec.quote_micros_per_tick_lot()),
+            Amount(order.price.0 * order.remaining().0 * spec.quote_micros_per_tick_lot),
         ),
         Side::Sell => (spec.base, Amount(order.remaining().0 * spec.lot_micros)),
     }

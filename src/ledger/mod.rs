@@ -235,15 +235,15 @@ impl Ledger {
     }
 
     /// Pays `amount` out of `from`'s held funds into `to`'s available funds: the
-    /// settlement of one side of a trade.
+    /// settlement of one side of a trade. Money moves inside the system, so the running
+    /// sums do not change.
     pub fn settle_held(&mut self, from: AccountId, to: AccountId, asset: Asset, amount: Amount) {
         let balance = &mut self.account_mut(from).balances[asset.index()];
         balance.held = balance
             .held
             .checked_sub(amount)
             .expect("settled more than the account held");
-        self.balance_sums[asset.index()] -= u128::from(amount.0);
-        self.credit_available(to, asset, amount);
+        self.add_available(to, asset, amount);
     }
 
     /// Pays `amount` out of `from`'s available funds into `to`'s available funds. The
@@ -260,8 +260,15 @@ impl Ledger {
             .available
             .checked_sub(amount)
             .expect("settled more than the account had available");
-        self.balance_sums[asset.index()] -= u128::from(amount.0);
-        self.credit_available(to, asset, amount);
+        self.add_available(to, asset, amount);
+    }
+
+    /// Adds to an account's available funds what was just taken from another account.
+    fn add_available(&mut self, id: AccountId, asset: Asset, amount: Amount) {
+        let balance = &mut self.account_mut(id).balances[asset.index()];
+        // Every balance is at most what entered the system, which mint and deposit keep
+        // within 64 bits, so this cannot overflow.
+        balance.available = Amount(balance.available.0 + amount.0);
     }
 
     fn credit_available(&mut self, id: AccountId, asset: Asset, amount: Amount) -> Balance {

@@ -6,11 +6,8 @@
 //! nothing. Every order operation is O(1) apart from finding a level that is not the best,
 //! a binary search over the side's levels.
 
-use std::collections::hash_map::Entry;
-
-use rustc_hash::FxHashMap;
-
 use super::book::{Level, OrderBook, RestingOrder};
+use super::slot_index::SlotIndex;
 use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
 
 /// No slot: the end of a level's queue.
@@ -44,7 +41,7 @@ struct PriceLevel {
 pub struct LevelBook {
     nodes: Vec<Node>,
     free: Vec<u32>,
-    index: FxHashMap<OrderId, u32>,
+    index: SlotIndex,
     bids: Vec<PriceLevel>,
     asks: Vec<PriceLevel>,
 }
@@ -78,7 +75,7 @@ impl LevelBook {
         LevelBook {
             nodes: Vec::with_capacity(orders),
             free: Vec::new(),
-            index: FxHashMap::with_capacity_and_hasher(orders, Default::default()),
+            index: SlotIndex::default(),
             bids: Vec::new(),
             asks: Vec::new(),
         }
@@ -109,7 +106,7 @@ impl LevelBook {
     }
 
     fn slot(&self, id: OrderId) -> u32 {
-        *self.index.get(&id).expect("the order rests on the book")
+        self.index.get(id).expect("the order rests on the book")
     }
 
     /// Reduces a resting order's remaining lots and its level's total, and returns what
@@ -185,8 +182,7 @@ impl OrderBook for LevelBook {
                 slot
             }
         };
-        let previous_slot = self.index.insert(id, slot);
-        assert!(previous_slot.is_none(), "an order id rests twice");
+        self.index.insert(id, slot);
 
         let key = key_of(side, price);
         let levels = self.levels_of_mut(side);
@@ -221,19 +217,16 @@ impl OrderBook for LevelBook {
     }
 
     fn remove(&mut self, id: OrderId) -> Option<RestingOrder> {
-        let slot = self.index.remove(&id)?;
+        let slot = self.index.remove(id)?;
         Some(self.unlink(slot, None))
     }
 
     fn remove_owned(&mut self, id: OrderId, account: AccountId) -> Option<RestingOrder> {
-        let Entry::Occupied(entry) = self.index.entry(id) else {
-            return None;
-        };
-        let slot = *entry.get();
+        let slot = self.index.get(id)?;
         if self.nodes[slot as usize].order.account != account {
             return None;
         }
-        entry.remove();
+        self.index.remove(id);
         Some(self.unlink(slot, None))
     }
 
@@ -241,13 +234,13 @@ impl OrderBook for LevelBook {
         let position = self.levels_of(side).len().checked_sub(1)?;
         let slot = self.levels_of(side)[position].head;
         let id = self.nodes[slot as usize].order.id;
-        self.index.remove(&id);
+        self.index.remove(id);
         Some(self.unlink(slot, Some(position)))
     }
 
     fn get(&self, id: OrderId) -> Option<&RestingOrder> {
-        let slot = self.index.get(&id)?;
-        Some(&self.nodes[*slot as usize].order)
+        let slot = self.index.get(id)?;
+        Some(&self.nodes[slot as usize].order)
     }
 
     fn best(&self, side: Side) -> Option<&RestingOrder> {

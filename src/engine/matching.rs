@@ -149,17 +149,18 @@ impl<B: OrderBook> Sequencer<B> {
             // is held or traded.
             taker.hold = Amount::ZERO;
             self.emit_accepted(&taker, hold_asset, events);
-            return Ok(Reply::Order(
-                self.end_taker(&mut taker, status, reason, events),
-            ));
+            self.end_taker(&mut taker, status, reason, events);
+            return Ok(Reply::Order(taker.view(status)));
         }
 
         let balance_after = self
             .ledger
-            .hold(taker.account, hold_asset, hold, "quantity")?;
+            .hold(taker.account, hold_asset, hold, "quantity")
+            .expect("the funds were checked");
         let accepted = self.accepted(&taker, hold_asset, balance_after);
         self.emit(events, EventKind::OrderAccepted(accepted));
-        Ok(Reply::Order(self.take_liquidity(taker, events)))
+        let status = self.take_liquidity(&mut taker, events);
+        Ok(Reply::Order(taker.view(status)))
     }
 
     /// A retry of an order placed with the same client order id returns that order and
@@ -367,8 +368,8 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// Matches the taker against the book, then rests what is left of a GTC limit order
     /// or ends it.
-    fn take_liquidity(&mut self, mut taker: Taker, events: &mut Vec<Event>) -> OrderView {
-        let stop = self.match_taker(&mut taker, events);
+    fn take_liquidity(&mut self, taker: &mut Taker, events: &mut Vec<Event>) -> OrderStatus {
+        let stop = self.match_taker(taker, events);
         let remaining = taker.quantity - taker.filled;
         if remaining == 0 {
             let status = if taker.filled > 0 {
@@ -381,7 +382,8 @@ impl<B: OrderBook> Sequencer<B> {
             } else {
                 DoneReason::SelfTrade
             };
-            return self.end_taker(&mut taker, status, reason, events);
+            self.end_taker(taker, status, reason, events);
+            return status;
         }
         let rests = stop == Stop::Exhausted
             && taker.order_type == OrderType::Limit
@@ -394,7 +396,8 @@ impl<B: OrderBook> Sequencer<B> {
             Stop::SelfTrade => DoneReason::SelfTrade,
             Stop::Funds => DoneReason::FundsExhausted,
         };
-        self.end_taker(&mut taker, OrderStatus::Canceled, reason, events)
+        self.end_taker(taker, OrderStatus::Canceled, reason, events);
+        OrderStatus::Canceled
     }
 
     fn match_taker(&mut self, taker: &mut Taker, events: &mut Vec<Event>) -> Stop {
@@ -593,12 +596,7 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// Puts what is left of a GTC limit taker on the book. What it still holds is exactly
     /// what a resting order of its price and remaining quantity holds.
-    fn rest(&mut self, taker: Taker) -> OrderView {
-        let view = taker.view(if taker.filled == 0 {
-            OrderStatus::Open
-        } else {
-            OrderStatus::PartiallyFilled
-        });
+    fn rest(&mut self, taker: &Taker) -> OrderStatus {
         let resting = RestingOrder {
             id: taker.id,
             account: taker.account,
@@ -609,7 +607,7 @@ impl<B: OrderBook> Sequencer<B> {
             created_seq: taker.created_seq,
             post_only: taker.post_only,
             self_trade_prevention: taker.self_trade_prevention,
-            client_order_id: taker.client_order_id,
+            client_order_id: taker.client_order_id.clone(),
         };
         assert_eq!(
             resting_hold(&self.grid(taker.market), &resting).1,
@@ -620,7 +618,11 @@ impl<B: OrderBook> Sequencer<B> {
             self.track(taker.account, taker.id, taker.market);
         }
         self.books[usize::from(taker.market.0)].insert(resting);
-        view
+        if taker.filled == 0 {
+            OrderStatus::Open
+        } else {
+            OrderStatus::PartiallyFilled
+        }
     }
 
     /// Ends a taker that does not rest, releasing what it still holds.
@@ -630,7 +632,7 @@ impl<B: OrderBook> Sequencer<B> {
         status: OrderStatus,
         reason: DoneReason,
         events: &mut Vec<Event>,
-    ) -> OrderView {
+    ) {
         let spec = self.grid(taker.market);
         let asset = if taker.side == Side::Buy {
             spec.quote
@@ -656,9 +658,9 @@ impl<B: OrderBook> Sequencer<B> {
                 balance_after,
             },
         );
-        let view = taker.view(status);
-        self.record_ended(&view);
-        view
+        if taker.client_order_id.is_some() {
+            self.record_ended(&taker.view(status));
+        }
     }
 
     fn accepted(
@@ -985,7 +987,8 @@ impl<B: OrderBook> Sequencer<B> {
             },
         );
         taker.hold = held_after;
-        Ok(Reply::Order(self.take_liquidity(taker, events)))
+        let status = self.take_liquidity(&mut taker, events);
+        Ok(Reply::Order(taker.view(status)))
     }
 }
 

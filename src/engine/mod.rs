@@ -15,6 +15,7 @@ mod level_book;
 mod matching;
 mod reference_book;
 mod sequencer;
+mod slot_index;
 
 pub use book::{Level, OrderBook, RestingOrder};
 pub use level_book::LevelBook;

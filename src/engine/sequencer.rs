@@ -539,9 +539,10 @@ impl<B: OrderBook> Sequencer<B> {
         let orders = &mut self.account_orders[index];
         orders.open += 1;
         orders.placed.push((order_id, market));
-        // Drop ended orders once they outnumber the open ones, so the list stays within
-        // twice the open orders and compaction costs O(1) per order placed.
-        if orders.placed.len() > 2 * orders.open as usize + 16 {
+        // Drop ended orders once they outnumber the open ones three to one, so the list
+        // stays within four times the open orders and compaction costs O(1) per order
+        // placed.
+        if orders.placed.len() > 4 * orders.open as usize + 16 {
             let mut placed = std::mem::take(&mut orders.placed);
             placed.retain(|(id, market)| {
                 self.books[usize::from(market.0)]

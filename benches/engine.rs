@@ -6,7 +6,7 @@
 //! bytes per resting order with a million orders resting. Under `cargo test` every flow
 //! runs once on a small size, to prove the benchmark still works.
 
-#[path = "flow.rs"]
+#[path = "common/flow.rs"]
 mod flow;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -146,13 +146,19 @@ fn best_rate<T, R>(operations: usize, setup: impl Fn() -> T, run: impl Fn(T) -> 
 fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
     let (flow, prefill) = flow::exchange_core_flow(SEED, resting, 0);
     let commands = flow::commands(&flow[..prefill]);
-    let sequencer = flow::funded_sequencer();
+    let mut sequencer = flow::funded_sequencer::<LevelBook>();
+    let mut events: Vec<Event> = Vec::with_capacity(64);
     let before = LIVE_BYTES.load(Ordering::Relaxed);
-    let sequencer = run_divmid(sequencer, commands);
+    // The commands stay allocated throughout, so only what the engine keeps is counted.
+    for command in &commands {
+        events.clear();
+        let _ = black_box(sequencer.apply(0, command.clone(), &mut events));
+    }
     let after = LIVE_BYTES.load(Ordering::Relaxed);
+    drop(commands);
     let orders = sequencer
         .book(divmid::types::MarketId(0))
-        .map_or(0, |book| divmid::engine::OrderBook::len(book));
+        .map_or(0, divmid::engine::OrderBook::len);
     ((after - before) as u64 / orders.max(1) as u64, orders)
 }
 

@@ -142,7 +142,7 @@ pub struct MarketGrid {
 fn decimal_places_of(step_micros: u64) -> u32 {
     let mut places = 6;
     let mut step = step_micros;
-    while step % 10 == 0 && places > 0 {
+    while step.is_multiple_of(10) && places > 0 {
         step /= 10;
         places -= 1;
     }

@@ -3,7 +3,7 @@
 //! self-trade prevention never applies), must give the same fills, quantities and
 //! prices, in the same order.
 
-#[path = "../benches/flow.rs"]
+#[path = "../benches/common/flow.rs"]
 mod flow;
 
 use divmid::engine::LevelBook;
@@ -52,7 +52,14 @@ fn lobster_fills(operations: &[Operation]) -> Fills {
             lobster::OrderEvent::Filled { fills, .. }
             | lobster::OrderEvent::PartiallyFilled { fills, .. } => fills
                 .iter()
-                .map(|fill| (fill.order_2 as u64, fill.order_1 as u64, fill.price, fill.qty))
+                .map(|fill| {
+                    (
+                        fill.order_2 as u64,
+                        fill.order_1 as u64,
+                        fill.price,
+                        fill.qty,
+                    )
+                })
                 .collect(),
             _ => Vec::new(),
         })

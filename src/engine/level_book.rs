@@ -264,7 +264,10 @@ impl OrderBook for LevelBook {
         let level = levels.last_mut().expect("the side has an order");
         level.quantity -= lots.0;
         let order = &mut self.nodes[level.head as usize].order;
-        assert!(lots <= order.remaining(), "filled more than the order offers");
+        assert!(
+            lots <= order.remaining(),
+            "filled more than the order offers"
+        );
         order.filled = Quantity(order.filled.0 + lots.0);
         order.remaining()
     }

@@ -13,6 +13,7 @@ use crate::command::{NewOrder, OrderRef};
 use crate::config::MarketGrid;
 use crate::error::Reject;
 use crate::event::{AcceptedOrder, DoneReason, Event, EventKind, Fill, OrderView, Reply};
+use crate::ledger::Settlement;
 use crate::types::{
     AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, TimeInForce, TradeId,
@@ -416,11 +417,23 @@ impl<B: OrderBook> Sequencer<B> {
                 match taker.self_trade_prevention {
                     SelfTradePrevention::CancelTaker => return Stop::SelfTrade,
                     SelfTradePrevention::CancelMaker => {
-                        self.end_best(taker.market, maker_side, OrderStatus::Canceled, DoneReason::SelfTrade, events);
+                        self.end_best(
+                            taker.market,
+                            maker_side,
+                            OrderStatus::Canceled,
+                            DoneReason::SelfTrade,
+                            events,
+                        );
                         continue;
                     }
                     SelfTradePrevention::CancelBoth => {
-                        self.end_best(taker.market, maker_side, OrderStatus::Canceled, DoneReason::SelfTrade, events);
+                        self.end_best(
+                            taker.market,
+                            maker_side,
+                            OrderStatus::Canceled,
+                            DoneReason::SelfTrade,
+                            events,
+                        );
                         return Stop::SelfTrade;
                     }
                     SelfTradePrevention::Decrement => {
@@ -460,36 +473,42 @@ impl<B: OrderBook> Sequencer<B> {
         events: &mut Vec<Event>,
     ) {
         let spec = self.grid(taker.market);
-        let (base, quote) = (spec.base, spec.quote);
-        let per_tick_lot = spec.quote_micros_per_tick_lot;
-        let notional = Amount(price.0 * lots * per_tick_lot);
+        let notional = Amount(price.0 * lots * spec.quote_micros_per_tick_lot);
         let delivered = Amount(lots * spec.lot_micros);
-        let mut taker_released = Amount::ZERO;
-        match taker.side {
+        let (buyer, seller) = match taker.side {
+            Side::Buy => (taker.account, maker_account),
+            Side::Sell => (maker_account, taker.account),
+        };
+        // What the buyer's hold set aside for these lots: the maker's price for a resting
+        // bid, the taker's limit for an incoming one, nothing for a market buy.
+        let buyer_held = match (taker.side, taker.price) {
+            (Side::Sell, _) => notional,
+            (Side::Buy, _) if taker.pays_from_available() => Amount::ZERO,
+            (Side::Buy, limit) => {
+                let limit = limit.expect("a limit buy has a price").0;
+                Amount(limit * lots * spec.quote_micros_per_tick_lot)
+            }
+        };
+        let (buyer_after, seller_after) = self.ledger.settle_trade(&Settlement {
+            buyer,
+            seller,
+            base: spec.base,
+            quote: spec.quote,
+            delivered,
+            paid: notional,
+            buyer_held,
+        });
+        let (taker_after, maker_after, taker_released) = match taker.side {
             Side::Buy => {
-                if taker.pays_from_available() {
-                    self.ledger
-                        .settle_available(taker.account, maker_account, quote, notional);
-                } else {
-                    let limit = taker.price.expect("a limit buy has a price").0;
-                    let held = Amount(limit * lots * per_tick_lot);
-                    self.ledger
-                        .settle_held(taker.account, maker_account, quote, notional);
-                    taker_released = Amount(held.0 - notional.0);
-                    self.ledger.release(taker.account, quote, taker_released);
-                    taker.hold = Amount(taker.hold.0 - held.0);
-                }
-                self.ledger
-                    .settle_held(maker_account, taker.account, base, delivered);
+                taker.hold = Amount(taker.hold.0 - buyer_held.0);
+                let released = Amount(buyer_held.0.saturating_sub(notional.0));
+                (buyer_after, seller_after, released)
             }
             Side::Sell => {
-                self.ledger
-                    .settle_held(taker.account, maker_account, base, delivered);
                 taker.hold = Amount(taker.hold.0 - delivered.0);
-                self.ledger
-                    .settle_held(maker_account, taker.account, quote, notional);
+                (seller_after, buyer_after, Amount::ZERO)
             }
-        }
+        };
         taker.filled += lots;
         let maker_side = taker.side.opposite();
         let maker_done = self.books[usize::from(taker.market.0)]
@@ -506,13 +525,19 @@ impl<B: OrderBook> Sequencer<B> {
             taker_order: taker.id,
             taker_account: taker.account,
             taker_released,
-            maker_after: self.ledger.balances(maker_account),
-            taker_after: self.ledger.balances(taker.account),
+            maker_after,
+            taker_after,
         };
         self.next_trade_id += 1;
         self.emit(events, EventKind::Fill(fill));
         if maker_done {
-            self.end_best(taker.market, maker_side, OrderStatus::Filled, DoneReason::Filled, events);
+            self.end_best(
+                taker.market,
+                maker_side,
+                OrderStatus::Filled,
+                DoneReason::Filled,
+                events,
+            );
         }
     }
 

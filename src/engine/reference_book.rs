@@ -93,7 +93,10 @@ impl OrderBook for ReferenceBook {
 
     fn fill(&mut self, id: OrderId, lots: Quantity) -> Quantity {
         let order = self.order_mut(id);
-        assert!(lots <= order.remaining(), "filled more than the order offers");
+        assert!(
+            lots <= order.remaining(),
+            "filled more than the order offers"
+        );
         order.filled = Quantity(order.filled.0 + lots.0);
         order.remaining()
     }

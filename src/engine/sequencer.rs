@@ -534,7 +534,8 @@ impl<B: OrderBook> Sequencer<B> {
     pub(super) fn track(&mut self, account: AccountId, order_id: OrderId, market: MarketId) {
         let index = account.0 as usize;
         if self.account_orders.len() <= index {
-            self.account_orders.resize_with(index + 1, AccountOrders::default);
+            self.account_orders
+                .resize_with(index + 1, AccountOrders::default);
         }
         let orders = &mut self.account_orders[index];
         orders.open += 1;
@@ -556,7 +557,10 @@ impl<B: OrderBook> Sequencer<B> {
     /// Counts one open order of the account less.
     pub(super) fn untrack(&mut self, account: AccountId) {
         let orders = &mut self.account_orders[account.0 as usize];
-        orders.open = orders.open.checked_sub(1).expect("an untracked order was open");
+        orders.open = orders
+            .open
+            .checked_sub(1)
+            .expect("an untracked order was open");
     }
 
     /// The market of the account's open order, if it has one with that id.
@@ -568,7 +572,10 @@ impl<B: OrderBook> Sequencer<B> {
     ) -> Result<MarketId, Reject> {
         self.books
             .iter()
-            .position(|book| book.get(order_id).is_some_and(|order| order.account == account))
+            .position(|book| {
+                book.get(order_id)
+                    .is_some_and(|order| order.account == account)
+            })
             .map(|index| MarketId(index as u16))
             .ok_or(Reject::NotFound { field })
     }

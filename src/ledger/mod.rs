@@ -234,6 +234,50 @@ impl Ledger {
         *balance
     }
 
+    /// Settles one trade: the seller's held base asset goes to the buyer, the price goes
+    /// from the buyer to the seller, and what the buyer held for these lots beyond the
+    /// price goes back to its available funds. A buyer that held nothing (a market buy)
+    /// pays out of available funds, which the caller has checked. Money moves inside the
+    /// system, so the running sums do not change. Returns the buyer's and the seller's
+    /// balances afterwards.
+    pub fn settle_trade(&mut self, trade: &Settlement) -> (Balances, Balances) {
+        assert!(trade.buyer != trade.seller, "an account traded with itself");
+        let buyer_index = (trade.buyer.0 - 1) as usize;
+        let seller_index = (trade.seller.0 - 1) as usize;
+        let [buyer, seller] = self
+            .accounts
+            .get_disjoint_mut([buyer_index, seller_index])
+            .expect("both parties of a trade exist");
+        let (base, quote) = (trade.base.index(), trade.quote.index());
+        let seller_base = &mut seller.balances[base];
+        seller_base.held = seller_base
+            .held
+            .checked_sub(trade.delivered)
+            .expect("a seller delivers what it held");
+        buyer.balances[base].available =
+            Amount(buyer.balances[base].available.0 + trade.delivered.0);
+        let buyer_quote = &mut buyer.balances[quote];
+        if trade.buyer_held.is_zero() {
+            buyer_quote.available = buyer_quote
+                .available
+                .checked_sub(trade.paid)
+                .expect("a market buyer pays what it has");
+        } else {
+            let refund = trade
+                .buyer_held
+                .checked_sub(trade.paid)
+                .expect("a buyer pays at most what it held");
+            buyer_quote.held = buyer_quote
+                .held
+                .checked_sub(trade.buyer_held)
+                .expect("a buyer pays out of what it held");
+            buyer_quote.available = Amount(buyer_quote.available.0 + refund.0);
+        }
+        seller.balances[quote].available =
+            Amount(seller.balances[quote].available.0 + trade.paid.0);
+        (buyer.balances, seller.balances)
+    }
+
     /// Pays `amount` out of `from`'s held funds into `to`'s available funds: the
     /// settlement of one side of a trade. Money moves inside the system, so the running
     /// sums do not change.
@@ -379,6 +423,26 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// One trade's settlement, for [`Ledger::settle_trade`].
+#[derive(Clone, Copy, Debug)]
+pub struct Settlement {
+    /// Receives the base asset, pays the quote asset.
+    pub buyer: AccountId,
+    /// Delivers the base asset, receives the quote asset.
+    pub seller: AccountId,
+    /// The asset traded.
+    pub base: Asset,
+    /// The asset paid.
+    pub quote: Asset,
+    /// Base micro-units delivered, out of the seller's held funds.
+    pub delivered: Amount,
+    /// Quote micro-units paid.
+    pub paid: Amount,
+    /// Quote micro-units the buyer held for these lots (at least `paid`), or zero when the
+    /// buyer pays out of available funds.
+    pub buyer_held: Amount,
 }
 
 /// Micro-USD that `quantity` micro-DVM cost at `price`, rounded up to the micro-dollar (in

@@ -54,7 +54,7 @@ impl Random {
         Random(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -65,7 +65,7 @@ impl Random {
 
     /// Uniform in `0..bound`.
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
+        self.next_u64() % bound
     }
 }
 
@@ -112,7 +112,11 @@ pub fn mixed_flow(seed: u64, operations: usize) -> Vec<Operation> {
         } else if roll < 80 {
             let side = side_of(&mut random);
             let lots = 1 + random.below(100);
-            flow.push(Operation::Market { id: next_id, side, lots });
+            flow.push(Operation::Market {
+                id: next_id,
+                side,
+                lots,
+            });
             next_id += 1;
         } else if !placed.is_empty() {
             let index = random.below(placed.len() as u64) as usize;
@@ -272,7 +276,6 @@ pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
             idempotency_key: "flow purchase".into(),
         });
     }
-    drop(apply);
     sequencer
 }
 
@@ -306,7 +309,14 @@ fn command(sides: &[Side], operation: Operation) -> Command {
             price,
             lots,
             time_in_force,
-        } => order(id, side, OrderType::Limit, Some(Price(price)), lots, time_in_force),
+        } => order(
+            id,
+            side,
+            OrderType::Limit,
+            Some(Price(price)),
+            lots,
+            time_in_force,
+        ),
         Operation::Market { id, side, lots } => order(
             id,
             side,

@@ -10,7 +10,7 @@
 use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
 
 /// An order resting on the book. Only a GTC limit order rests.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RestingOrder {
     /// The exchange's id.
     pub id: OrderId,
@@ -30,8 +30,9 @@ pub struct RestingOrder {
     pub post_only: bool,
     /// Its self-trade prevention mode, applied when an amendment makes it a taker.
     pub self_trade_prevention: SelfTradePrevention,
-    /// The caller's id for it.
-    pub client_order_id: Option<Box<str>>,
+    /// Whether it was placed with a client order id (kept by the sequencer, so that a
+    /// resting order is plain data).
+    pub has_client_order_id: bool,
 }
 
 impl RestingOrder {

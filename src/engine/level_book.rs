@@ -65,7 +65,7 @@ fn vacant() -> RestingOrder {
         created_seq: 0,
         post_only: false,
         self_trade_prevention: SelfTradePrevention::CancelTaker,
-        client_order_id: None,
+        has_client_order_id: false,
     }
 }
 

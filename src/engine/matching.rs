@@ -8,7 +8,7 @@
 //! out). A taker filled below its limit gets the difference back at once.
 
 use super::book::{OrderBook, RestingOrder};
-use super::sequencer::{resting_hold, resting_view, ClientOrder, Sequencer};
+use super::sequencer::{resting_hold, ClientOrder, Sequencer};
 use crate::command::{NewOrder, OrderRef};
 use crate::config::MarketGrid;
 use crate::error::Reject;
@@ -20,7 +20,7 @@ use crate::types::{
 };
 
 /// An order while it takes liquidity.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Taker {
     id: OrderId,
     account: AccountId,
@@ -40,7 +40,8 @@ struct Taker {
     hold: Amount,
     post_only: bool,
     self_trade_prevention: SelfTradePrevention,
-    client_order_id: Option<Box<str>>,
+    /// Whether it has a client order id (kept by the sequencer while it lives).
+    has_client_order_id: bool,
     created_seq: u64,
     /// Whether the order already counts among its account's open orders: an amended
     /// order being matched again does.
@@ -61,11 +62,11 @@ impl Taker {
         self.side == Side::Buy && self.order_type == OrderType::Market
     }
 
-    fn view(&self, status: OrderStatus) -> OrderView {
+    fn view(&self, status: OrderStatus, client_order_id: Option<Box<str>>) -> OrderView {
         OrderView {
             order_id: self.id,
             account: self.account,
-            client_order_id: self.client_order_id.clone(),
+            client_order_id,
             market: self.market,
             side: self.side,
             order_type: self.order_type,
@@ -122,7 +123,7 @@ impl<B: OrderBook> Sequencer<B> {
             hold,
             post_only: order.post_only,
             self_trade_prevention: order.self_trade_prevention,
-            client_order_id: order.client_order_id.clone(),
+            has_client_order_id: order.client_order_id.is_some(),
             created_seq: self.next_seq,
             tracked: false,
         };
@@ -135,6 +136,8 @@ impl<B: OrderBook> Sequencer<B> {
             };
             self.client_orders
                 .insert((order.account, client_order_id.clone()), entry);
+            self.live_client_order_ids
+                .insert(taker.id, client_order_id.clone());
         }
 
         let refusal = if order.post_only && self.would_take(&taker) {
@@ -151,7 +154,7 @@ impl<B: OrderBook> Sequencer<B> {
             taker.hold = Amount::ZERO;
             self.emit_accepted(&taker, hold_asset, events);
             self.end_taker(&mut taker, status, reason, events);
-            return Ok(Reply::Order(taker.view(status)));
+            return Ok(Reply::Order(self.final_taker_view(&taker, status)));
         }
 
         let balance_after = self
@@ -161,7 +164,7 @@ impl<B: OrderBook> Sequencer<B> {
         let accepted = self.accepted(&taker, hold_asset, balance_after);
         self.emit(events, EventKind::OrderAccepted(accepted));
         let status = self.take_liquidity(&mut taker, events);
-        Ok(Reply::Order(taker.view(status)))
+        Ok(Reply::Order(self.final_taker_view(&taker, status)))
     }
 
     /// A retry of an order placed with the same client order id returns that order and
@@ -201,7 +204,7 @@ impl<B: OrderBook> Sequencer<B> {
 
     fn open_order_in(&self, market: MarketId, order_id: OrderId) -> Option<OrderView> {
         let order = self.books[usize::from(market.0)].get(order_id)?;
-        Some(resting_view(market, order))
+        Some(self.resting_view(market, order))
     }
 
     fn validate_new_order(&self, order: &NewOrder) -> Result<(), Reject> {
@@ -632,7 +635,7 @@ impl<B: OrderBook> Sequencer<B> {
             created_seq: taker.created_seq,
             post_only: taker.post_only,
             self_trade_prevention: taker.self_trade_prevention,
-            client_order_id: taker.client_order_id.clone(),
+            has_client_order_id: taker.has_client_order_id,
         };
         assert_eq!(
             resting_hold(&self.grid(taker.market), &resting).1,
@@ -683,8 +686,9 @@ impl<B: OrderBook> Sequencer<B> {
                 balance_after,
             },
         );
-        if taker.client_order_id.is_some() {
-            self.record_ended(&taker.view(status));
+        if taker.has_client_order_id {
+            let client_order_id = self.client_order_id_of(taker.id, true);
+            self.record_ended(&taker.view(status, client_order_id));
         }
     }
 
@@ -705,7 +709,7 @@ impl<B: OrderBook> Sequencer<B> {
             time_in_force: taker.time_in_force,
             post_only: taker.post_only,
             self_trade_prevention: taker.self_trade_prevention,
-            client_order_id: taker.client_order_id.clone(),
+            client_order_id: self.client_order_id_of(taker.id, taker.has_client_order_id),
             hold_asset,
             hold: taker.hold,
             balance_after,
@@ -729,10 +733,8 @@ impl<B: OrderBook> Sequencer<B> {
         let order = self.books[usize::from(market.0)]
             .remove(order_id)
             .expect("the order rests on its book");
-        let order = self.finish_resting(market, order, OrderStatus::Canceled, reason, events);
-        let mut view = resting_view(market, &order);
-        view.status = OrderStatus::Canceled;
-        view
+        self.finish_resting(market, order, OrderStatus::Canceled, reason, true, events)
+            .expect("a view was asked for")
     }
 
     /// Ends the best resting order on `side` (the maker a taker is meeting).
@@ -747,19 +749,21 @@ impl<B: OrderBook> Sequencer<B> {
         let order = self.books[usize::from(market.0)]
             .remove_best(side)
             .expect("the side has an order");
-        self.finish_resting(market, order, status, reason, events);
+        self.finish_resting(market, order, status, reason, false, events);
     }
 
     /// Ends an order already taken off its book: releases what it held, stops counting
-    /// it, emits its end and records it for retries. Returns it.
+    /// it, emits its end and records it for retries. Returns its final state when asked
+    /// (a cancel replies with it; a filled maker needs none).
     fn finish_resting(
         &mut self,
         market: MarketId,
         order: RestingOrder,
         status: OrderStatus,
         reason: DoneReason,
+        want_view: bool,
         events: &mut Vec<Event>,
-    ) -> RestingOrder {
+    ) -> Option<OrderView> {
         let (asset, released) = resting_hold(&self.grid(market), &order);
         let balance_after = self.ledger.release(order.account, asset, released);
         self.untrack(order.account);
@@ -775,12 +779,26 @@ impl<B: OrderBook> Sequencer<B> {
                 balance_after,
             },
         );
-        if order.client_order_id.is_some() {
-            let mut view = resting_view(market, &order);
+        let view = (want_view || order.has_client_order_id).then(|| {
+            let mut view = self.resting_view(market, &order);
             view.status = status;
-            self.record_ended(&view);
+            view
+        });
+        if let Some(view) = view.as_ref().filter(|_| order.has_client_order_id) {
+            self.record_ended(view);
+            self.live_client_order_ids.remove(&order.id);
         }
-        order
+        view
+    }
+
+    /// A taker's state after matching, for the reply; an order that ended forgets its
+    /// client order id (its ended state is recorded for retries).
+    fn final_taker_view(&mut self, taker: &Taker, status: OrderStatus) -> OrderView {
+        let client_order_id = self.client_order_id_of(taker.id, taker.has_client_order_id);
+        if status.is_final() && taker.has_client_order_id {
+            self.live_client_order_ids.remove(&taker.id);
+        }
+        taker.view(status, client_order_id)
     }
 
     /// Remembers how an order with a client order id ended, so a retry returns it.
@@ -825,10 +843,8 @@ impl<B: OrderBook> Sequencer<B> {
             let market = MarketId(index as u16);
             let status = OrderStatus::Canceled;
             let reason = DoneReason::CanceledByOwner;
-            let order = self.finish_resting(market, order, status, reason, events);
-            let mut view = resting_view(market, &order);
-            view.status = status;
-            return Ok(Reply::Order(view));
+            let view = self.finish_resting(market, order, status, reason, true, events);
+            return Ok(Reply::Order(view.expect("a view was asked for")));
         }
         Err(Reject::NotFound { field })
     }
@@ -963,7 +979,7 @@ impl<B: OrderBook> Sequencer<B> {
             hold: held_after,
             post_only: order.post_only,
             self_trade_prevention: order.self_trade_prevention,
-            client_order_id: order.client_order_id.clone(),
+            has_client_order_id: order.has_client_order_id,
             created_seq: order.created_seq,
             tracked: true,
         };
@@ -1013,7 +1029,7 @@ impl<B: OrderBook> Sequencer<B> {
         );
         taker.hold = held_after;
         let status = self.take_liquidity(&mut taker, events);
-        Ok(Reply::Order(taker.view(status)))
+        Ok(Reply::Order(self.final_taker_view(&taker, status)))
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
     pub(super) account_orders: Vec<AccountOrders>,
     /// Orders by `(account, client_order_id)`, live or ended.
     pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
+    /// The client order ids of live orders that have one, by order id.
+    pub(super) live_client_order_ids: FxHashMap<OrderId, Box<str>>,
     /// The sequence number the next event gets.
     pub(super) next_seq: u64,
     pub(super) next_order_id: u64,
@@ -76,6 +78,7 @@ impl<B: OrderBook> Sequencer<B> {
             books,
             account_orders: Vec::new(),
             client_orders: FxHashMap::default(),
+            live_client_order_ids: FxHashMap::default(),
             next_seq: 1,
             next_order_id: 1,
             next_trade_id: 1,
@@ -483,7 +486,7 @@ impl<B: OrderBook> Sequencer<B> {
     pub fn open_order(&self, order_id: OrderId) -> Option<OrderView> {
         self.books.iter().enumerate().find_map(|(index, book)| {
             let order = book.get(order_id)?;
-            Some(resting_view(MarketId(index as u16), order))
+            Some(self.resting_view(MarketId(index as u16), order))
         })
     }
 
@@ -493,7 +496,7 @@ impl<B: OrderBook> Sequencer<B> {
             .into_iter()
             .filter_map(|(id, market)| {
                 let order = self.books[usize::from(market.0)].get(id)?;
-                Some(resting_view(market, order))
+                Some(self.resting_view(market, order))
             })
             .collect()
     }
@@ -580,6 +583,42 @@ impl<B: OrderBook> Sequencer<B> {
             .ok_or(Reject::NotFound { field })
     }
 
+    /// The client order id of a live order, if it was placed with one.
+    pub(super) fn client_order_id_of(&self, order_id: OrderId, has_one: bool) -> Option<Box<str>> {
+        if !has_one {
+            return None;
+        }
+        let id = self
+            .live_client_order_ids
+            .get(&order_id)
+            .expect("a live order's client order id is kept");
+        Some(id.clone())
+    }
+
+    /// The state of a resting order as the caller sees it.
+    pub(super) fn resting_view(&self, market: MarketId, order: &RestingOrder) -> OrderView {
+        OrderView {
+            order_id: order.id,
+            account: order.account,
+            client_order_id: self.client_order_id_of(order.id, order.has_client_order_id),
+            market,
+            side: order.side,
+            order_type: OrderType::Limit,
+            price: Some(order.price),
+            quantity: order.quantity,
+            filled: order.filled,
+            status: if order.filled.is_zero() {
+                OrderStatus::Open
+            } else {
+                OrderStatus::PartiallyFilled
+            },
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: order.post_only,
+            self_trade_prevention: order.self_trade_prevention,
+            created_seq: order.created_seq,
+        }
+    }
+
     /// Checks every invariant the long way: conservation summed over all accounts, no
     /// crossed book, every open order on its book and holding exactly what it should.
     /// O(accounts + orders): tests run it after every command, and recovery before
@@ -625,6 +664,21 @@ impl<B: OrderBook> Sequencer<B> {
                 }
             }
         }
+        let mut with_client_order_id = 0;
+        for book in &self.books {
+            for side in [Side::Buy, Side::Sell] {
+                book.visit_in_priority(side, &mut |order| {
+                    with_client_order_id += usize::from(order.has_client_order_id);
+                    true
+                });
+            }
+        }
+        if with_client_order_id != self.live_client_order_ids.len() {
+            return Err(format!(
+                "{with_client_order_id} resting orders have a client order id but {} are kept",
+                self.live_client_order_ids.len()
+            ));
+        }
         for (index, resting) in resting_per_account.iter().enumerate() {
             let account = AccountId(index as u64);
             let tracked = self.open_count(account);
@@ -636,30 +690,6 @@ impl<B: OrderBook> Sequencer<B> {
             }
         }
         Ok(())
-    }
-}
-
-/// The state of a resting order as the caller sees it.
-pub(super) fn resting_view(market: MarketId, order: &RestingOrder) -> OrderView {
-    OrderView {
-        order_id: order.id,
-        account: order.account,
-        client_order_id: order.client_order_id.clone(),
-        market,
-        side: order.side,
-        order_type: OrderType::Limit,
-        price: Some(order.price),
-        quantity: order.quantity,
-        filled: order.filled,
-        status: if order.filled.is_zero() {
-            OrderStatus::Open
-        } else {
-            OrderStatus::PartiallyFilled
-        },
-        time_in_force: TimeInForce::GoodTillCanceled,
-        post_only: order.post_only,
-        self_trade_prevention: order.self_trade_prevention,
-        created_seq: order.created_seq,
     }
 }
 

@@ -888,10 +888,9 @@ impl<B: OrderBook> Sequencer<B> {
         }
         let market = self.owned_order(account, order_id, "order_id")?;
         let spec = self.grid(market);
-        let order = self.books[usize::from(market.0)]
+        let order = *self.books[usize::from(market.0)]
             .get(order_id)
-            .expect("an open order rests on its book")
-            .clone();
+            .expect("an open order rests on its book");
         let new_quantity = quantity.unwrap_or(order.quantity);
         let new_price = price.unwrap_or(order.price);
         check_quantity(&spec, new_quantity)?;
@@ -957,7 +956,7 @@ impl<B: OrderBook> Sequencer<B> {
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         let spec = self.grid(market);
-        let mut amended = order.clone();
+        let mut amended = order;
         amended.quantity = new_quantity;
         amended.price = new_price;
         let (asset, held_before) = resting_hold(&spec, &order);

@@ -255,7 +255,10 @@ impl<B: OrderBook> Sequencer<B> {
             });
         }
         let book = &self.books[usize::from(market.0)];
-        if book.orders_at(side, price) >= limits.orders_per_level_max as usize {
+        let level_max = limits.orders_per_level_max as usize;
+        // No level can be full while the whole book holds fewer orders than a level may,
+        // which spares most orders the level look-up.
+        if book.len() >= level_max && book.orders_at(side, price) >= level_max {
             return Err(Reject::LimitExceeded {
                 field: "orders_per_level_max",
                 limit: u64::from(limits.orders_per_level_max),

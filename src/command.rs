@@ -5,13 +5,15 @@
 //! account exists and has the role the command needs, so a wrong command can never move
 //! money even if an edge forgot a check.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
     Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 /// A request to change state, applied by the sequencer in arrival order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// The issuer opens an account. The API generates the bearer token and passes only
     /// its hash, so no token is ever stored in clear.
@@ -119,7 +121,7 @@ pub enum Command {
 }
 
 /// An order as placed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewOrder {
     /// The owner.
     pub account: AccountId,
@@ -145,7 +147,7 @@ pub struct NewOrder {
 }
 
 /// How a cancel names its order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OrderRef {
     /// By the exchange's order id.
     Id(OrderId),

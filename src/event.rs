@@ -6,6 +6,8 @@
 //! alone, without running the engine. The store journals them; market data and the API
 //! read them; none of those reaches into the engine.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{
     AccountId, Amount, Asset, Balance, Balances, FundingSourceKind, IssuePrice, Liquidity,
     MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role, SelfTradePrevention, Side,
@@ -13,7 +15,7 @@ use crate::types::{
 };
 
 /// One state change, with its place in the global order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// One more than the previous event's; never reused.
     pub seq: u64,
@@ -24,7 +26,7 @@ pub struct Event {
 }
 
 /// What changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// A new account exists.
     AccountCreated {
@@ -179,7 +181,7 @@ pub enum EventKind {
 }
 
 /// An order as accepted, with the funds reserved for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptedOrder {
     /// The exchange's id.
     pub order_id: OrderId,
@@ -212,7 +214,7 @@ pub struct AcceptedOrder {
 }
 
 /// One trade between a resting maker and an incoming taker.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
     /// The trade's id.
     pub trade_id: TradeId,
@@ -255,7 +257,7 @@ impl Fill {
 }
 
 /// Why an order ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DoneReason {
     /// Its whole quantity traded.
     Filled,
@@ -274,7 +276,7 @@ pub enum DoneReason {
 }
 
 /// An order's state as the caller sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderView {
     /// The exchange's id.
     pub order_id: OrderId,
@@ -319,7 +321,7 @@ impl OrderView {
 
 /// The issuer's view of the divmid supply. `minted = treasury + circulating + spent` at
 /// every sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supply {
     /// Every divmid ever minted.
     pub minted: Amount,
@@ -332,7 +334,7 @@ pub struct Supply {
 }
 
 /// What the caller of a command gets back once its events are committed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// The new account's id.
     AccountCreated {

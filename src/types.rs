@@ -6,25 +6,27 @@
 //! one market. Converting between wire decimals and these integers is the API's job; this
 //! module only defines the units and the checked arithmetic between them.
 
+use serde::{Deserialize, Serialize};
+
 use std::fmt;
 
 /// Micro-units in one whole unit of an asset: both assets are held with six decimal places.
 pub const MICROS_PER_UNIT: u64 = 1_000_000;
 
 /// An account on the ledger. Ids are dense and assigned by the sequencer in creation order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountId(pub u64);
 
 /// An order, numbered by the sequencer in acceptance order across all markets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct OrderId(pub u64);
 
 /// A trade (one fill between a maker and a taker), numbered in execution order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TradeId(pub u64);
 
 /// A market's index in the configured market list.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MarketId(pub u16);
 
 impl fmt::Display for AccountId {
@@ -46,7 +48,7 @@ impl fmt::Display for TradeId {
 }
 
 /// The two assets the ledger holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Asset {
     /// Divmids, the platform's prepaid unit.
     Dvm = 0,
@@ -74,7 +76,9 @@ impl Asset {
 
 /// An amount of one asset in micro-units (10^-6). Never negative: the ledger refuses any
 /// movement that would take a balance below zero.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Amount(pub u64);
 
 impl Amount {
@@ -110,11 +114,13 @@ impl fmt::Display for Amount {
 }
 
 /// An order price in ticks of its market (for DVM-USD one tick is 0.0001 USD per DVM).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Price(pub u64);
 
 /// An order quantity in lots of its market (for DVM-USD one lot is 0.01 DVM).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Quantity(pub u64);
 
 impl Quantity {
@@ -132,7 +138,7 @@ impl Quantity {
 /// Issue prices may carry more places than USD holds (a sale of 0.000001 DVM at such a
 /// price costs a fraction of a micro-dollar), so they get a finer unit than balances; the
 /// cost of a sale is rounded up to the micro-dollar, in the house's favour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IssuePrice(pub u64);
 
 impl IssuePrice {
@@ -143,7 +149,7 @@ impl IssuePrice {
 }
 
 /// A side of the book.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
     /// Buys the base asset (bids).
     Buy,
@@ -162,7 +168,7 @@ impl Side {
 }
 
 /// How an order is priced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OrderType {
     /// Matches at its price or better, and the rest may rest on the book.
     Limit,
@@ -172,7 +178,7 @@ pub enum OrderType {
 }
 
 /// How long an order may live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TimeInForce {
     /// Good till canceled: the unfilled rest of a limit order rests on the book.
     GoodTillCanceled,
@@ -184,7 +190,7 @@ pub enum TimeInForce {
 
 /// What happens when a taker would trade with a resting order of its own account. The
 /// taker's setting decides.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SelfTradePrevention {
     /// Cancel the rest of the taker; the resting order stays.
     #[default]
@@ -199,7 +205,7 @@ pub enum SelfTradePrevention {
 }
 
 /// An account's role, which decides the RPCs it may call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// The operator: mints, sets prices, creates accounts. Owns the treasury.
     Issuer,
@@ -210,7 +216,7 @@ pub enum Role {
 }
 
 /// The customer tier, which decides the issuer's sale price.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Tier {
     /// Anyone.
     Public = 0,
@@ -230,7 +236,7 @@ impl Tier {
 
 /// Where deposited dollars come from. The sequencer only records the kind: the funding
 /// source has accepted the reference before the command reaches it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FundingSourceKind {
     /// A payment card.
     Card,
@@ -241,7 +247,7 @@ pub enum FundingSourceKind {
 }
 
 /// The state of an order, as clients see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OrderStatus {
     /// Resting on the book, nothing filled yet.
     Open,
@@ -272,7 +278,7 @@ impl OrderStatus {
 }
 
 /// Whether a fill's order provided liquidity (rested) or took it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Liquidity {
     /// The resting order.
     Maker,
@@ -281,7 +287,7 @@ pub enum Liquidity {
 }
 
 /// An account's holding of one asset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Balance {
     /// Free to spend, withdraw or reserve.
     pub available: Amount,

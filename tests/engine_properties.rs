@@ -318,6 +318,49 @@ proptest! {
     }
 
     #[test]
+    fn a_snapshot_plus_replay_reaches_the_same_state_as_a_straight_replay(
+        steps in prop::collection::vec(step(), 1..200),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut straight = Sequencer::<LevelBook>::new(EngineConfig::default());
+        let mut events = Vec::new();
+        for command in setup() {
+            straight.apply(0, command, &mut events).expect("setup is accepted");
+        }
+        let cut = cut.index(steps.len());
+        let mut orders: Vec<(OrderId, AccountId)> = Vec::new();
+        let mut restored: Option<Sequencer<LevelBook>> = None;
+        for (index, step) in steps.iter().enumerate() {
+            if index == cut {
+                let snapshot = straight.snapshot();
+                let bytes = postcard::to_allocvec(&snapshot).expect("a snapshot encodes");
+                let decoded = postcard::from_bytes(&bytes).expect("a snapshot decodes");
+                prop_assert_eq!(&snapshot, &decoded);
+                let copy = Sequencer::<LevelBook>::from_snapshot(EngineConfig::default(), decoded)
+                    .expect("a snapshot restores");
+                prop_assert_eq!(copy.state_hash(), straight.state_hash());
+                restored = Some(copy);
+            }
+            let command = command_of(step, &orders, index);
+            let mut straight_events = Vec::new();
+            let reply = straight.apply(index as u64, command.clone(), &mut straight_events);
+            if let Some(copy) = restored.as_mut() {
+                let mut copy_events = Vec::new();
+                let copy_reply = copy.apply(index as u64, command, &mut copy_events);
+                prop_assert_eq!(&copy_reply, &reply);
+                prop_assert_eq!(&copy_events, &straight_events);
+            }
+            if let Ok(Reply::Order(order)) = reply {
+                orders.push((order.order_id, order.account));
+            }
+        }
+        if let Some(copy) = restored {
+            prop_assert_eq!(copy.state_hash(), straight.state_hash());
+            prop_assert_eq!(copy.snapshot(), straight.snapshot());
+        }
+    }
+
+    #[test]
     fn replaying_the_same_commands_gives_the_same_events(
         steps in prop::collection::vec(step(), 1..150)
     ) {

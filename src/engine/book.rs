@@ -7,10 +7,12 @@
 //! same tests and random command sequences run through both and must give identical
 //! events.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
 
 /// An order resting on the book. Only a GTC limit order rests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestingOrder {
     /// The exchange's id.
     pub id: OrderId,
@@ -43,7 +45,7 @@ impl RestingOrder {
 }
 
 /// One aggregated price level: its price and the lots resting there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Level {
     /// The level's price.
     pub price: Price,

@@ -9,6 +9,8 @@
 //! - `reference_book.rs`: [`ReferenceBook`], the naive book tests compare it with.
 //! - `sequencer.rs`: [`Sequencer`], command dispatch and the ledger commands.
 //! - `matching.rs`: the order commands and matching.
+//! - `slot_index.rs`: where each resting order sits in the fast book's slab.
+//! - `snapshot.rs`: [`SequencerSnapshot`], the whole state as plain data.
 
 mod book;
 mod level_book;
@@ -16,11 +18,13 @@ mod matching;
 mod reference_book;
 mod sequencer;
 mod slot_index;
+mod snapshot;
 
 pub use book::{Level, OrderBook, RestingOrder};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;
 pub use sequencer::Sequencer;
+pub use snapshot::{ClientOrderRecord, SequencerSnapshot};
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,11 @@
 //! One account on the ledger: who it is and what it holds.
 
+use serde::{Deserialize, Serialize};
+
 use crate::types::{AccountId, Asset, Balance, Balances, Role, Tier};
 
 /// An account and its balances.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// Its id.
     pub id: AccountId,

@@ -2,6 +2,7 @@
 //! returns the same reply and changes nothing.
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::Command;
 use crate::error::Reject;
@@ -9,14 +10,15 @@ use crate::event::Reply;
 use crate::types::AccountId;
 
 /// A command that was applied under a key, and what it replied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
     command: Command,
     reply: Reply,
 }
 
-/// Applied keys, scoped per account: two accounts may use the same key.
-#[derive(Clone, Debug, Default)]
+/// Applied keys, scoped per account: two accounts may use the same key. Serialized as a
+/// list sorted by account and key, so equal records always encode the same.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdempotencyRecords {
     records: FxHashMap<(AccountId, Box<str>), Record>,
 }
@@ -55,5 +57,22 @@ impl IdempotencyRecords {
     /// Whether no key is recorded.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+impl Serialize for IdempotencyRecords {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sorted: Vec<(&(AccountId, Box<str>), &Record)> = self.records.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        serializer.collect_seq(sorted)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdempotencyRecords {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let list: Vec<((AccountId, Box<str>), Record)> = Vec::deserialize(deserializer)?;
+        Ok(IdempotencyRecords {
+            records: list.into_iter().collect(),
+        })
     }
 }

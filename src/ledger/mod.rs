@@ -18,6 +18,8 @@ mod idempotency;
 pub use account::Account;
 pub use idempotency::IdempotencyRecords;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Reject;
 use crate::event::Supply;
 use crate::types::{AccountId, Amount, Asset, Balance, Balances, IssuePrice, Role, Tier};
@@ -28,7 +30,7 @@ pub const TREASURY: AccountId = AccountId(1);
 pub const REVENUE: AccountId = AccountId(2);
 
 /// Every account's balances and the totals that entered the system.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     /// Accounts in id order: account `n` is at index `n - 1`.
     accounts: Vec<Account>,

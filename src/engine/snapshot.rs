@@ -1,0 +1,161 @@
+//! A sequencer's whole state as plain data: what the store writes every so many events so
+//! that a restart loads it and replays only the commands after it.
+//!
+//! The encoding is canonical: maps are written sorted and books in priority order, so two
+//! sequencers in the same state give the same bytes and the same state hash, however they
+//! got there (straight from genesis, or from an earlier snapshot plus replay).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::book::{OrderBook, RestingOrder};
+use super::sequencer::{ClientOrder, Sequencer};
+use crate::command::NewOrder;
+use crate::config::EngineConfig;
+use crate::event::OrderView;
+use crate::ledger::{IdempotencyRecords, Ledger};
+use crate::types::{AccountId, MarketId, OrderId, Side};
+
+/// Everything a sequencer needs to continue where it was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencerSnapshot {
+    /// The sequence number of the last event applied.
+    pub last_seq: u64,
+    /// The id the next order gets.
+    pub next_order_id: u64,
+    /// The id the next trade gets.
+    pub next_trade_id: u64,
+    /// Accounts and balances.
+    pub ledger: Ledger,
+    /// Applied idempotency keys.
+    pub idempotency: IdempotencyRecords,
+    /// Per market: the bids, then the asks, each side in priority order.
+    pub books: Vec<Vec<RestingOrder>>,
+    /// Orders placed with a client order id, sorted by account and id.
+    pub client_orders: Vec<ClientOrderRecord>,
+}
+
+/// An order placed with a client order id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientOrderRecord {
+    /// The owner.
+    pub account: AccountId,
+    /// The owner's id for it.
+    pub client_order_id: Box<str>,
+    /// What it was placed with.
+    pub placed: NewOrder,
+    /// The exchange's id for it.
+    pub order_id: OrderId,
+    /// How it ended, once it has.
+    pub ended: Option<OrderView>,
+}
+
+impl<B: OrderBook> Sequencer<B> {
+    /// The whole state, canonically ordered.
+    pub fn snapshot(&self) -> SequencerSnapshot {
+        let books = self
+            .books
+            .iter()
+            .map(|book| {
+                let mut orders = Vec::with_capacity(book.len());
+                for side in [Side::Buy, Side::Sell] {
+                    book.visit_in_priority(side, &mut |order| {
+                        orders.push(*order);
+                        true
+                    });
+                }
+                orders
+            })
+            .collect();
+        let mut client_orders: Vec<ClientOrderRecord> = self
+            .client_orders
+            .iter()
+            .map(|((account, client_order_id), entry)| ClientOrderRecord {
+                account: *account,
+                client_order_id: client_order_id.clone(),
+                placed: entry.placed.clone(),
+                order_id: entry.order_id,
+                ended: entry.ended.clone(),
+            })
+            .collect();
+        client_orders
+            .sort_by(|a, b| (a.account, &a.client_order_id).cmp(&(b.account, &b.client_order_id)));
+        SequencerSnapshot {
+            last_seq: self.last_seq(),
+            next_order_id: self.next_order_id,
+            next_trade_id: self.next_trade_id,
+            ledger: self.ledger.clone(),
+            idempotency: self.idempotency.clone(),
+            books,
+            client_orders,
+        }
+    }
+
+    /// SHA-256 of the canonical encoding of the whole state.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let bytes = postcard::to_allocvec(&self.snapshot())
+            .expect("a snapshot always encodes: it holds only plain data");
+        Sha256::digest(&bytes).into()
+    }
+
+    /// A sequencer continuing from `snapshot`, with every invariant checked before it is
+    /// returned. The configuration must have been validated and have the snapshot's
+    /// markets.
+    pub fn from_snapshot(
+        config: EngineConfig,
+        snapshot: SequencerSnapshot,
+    ) -> Result<Self, String> {
+        if snapshot.books.len() != config.markets.len() {
+            return Err(format!(
+                "the snapshot has {} markets but the configuration {}",
+                snapshot.books.len(),
+                config.markets.len()
+            ));
+        }
+        let mut sequencer = Sequencer::<B>::new(config);
+        sequencer.next_seq = snapshot.last_seq + 1;
+        sequencer.next_order_id = snapshot.next_order_id;
+        sequencer.next_trade_id = snapshot.next_trade_id;
+        sequencer.ledger = snapshot.ledger;
+        sequencer.idempotency = snapshot.idempotency;
+        for (index, orders) in snapshot.books.into_iter().enumerate() {
+            let market = MarketId(index as u16);
+            // Inserting in priority order into an empty book restores time priority.
+            for order in orders {
+                if sequencer.ledger.account(order.account).is_none() {
+                    return Err(format!("order {} belongs to no account", order.id));
+                }
+                if sequencer.books[index].get(order.id).is_some() {
+                    return Err(format!("order {} is in the snapshot twice", order.id));
+                }
+                sequencer.track(order.account, order.id, market);
+                sequencer.books[index].insert(order);
+            }
+        }
+        for record in snapshot.client_orders {
+            if record.ended.is_none() {
+                sequencer
+                    .live_client_order_ids
+                    .insert(record.order_id, record.client_order_id.clone());
+            }
+            sequencer.client_orders.insert(
+                (record.account, record.client_order_id),
+                ClientOrder {
+                    placed: record.placed,
+                    order_id: record.order_id,
+                    ended: record.ended,
+                },
+            );
+        }
+        for (index, account) in sequencer.ledger.accounts().iter().enumerate() {
+            if account.id.0 != index as u64 + 1 {
+                return Err(format!(
+                    "account {} is stored at position {index}",
+                    account.id
+                ));
+            }
+        }
+        sequencer.check_invariants()?;
+        Ok(sequencer)
+    }
+}

@@ -12,6 +12,10 @@
 //! - [`ledger`]: accounts, balances and double-entry movements; pure.
 //! - [`engine`]: order books and the sequencer that applies commands in order; pure and
 //!   deterministic.
+//! - [`store`]: the journal and snapshots in sled and files, and recovery; the only module
+//!   that knows sled.
+//! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
+//!   outcomes are released and events broadcast only once committed.
 
 pub mod command;
 pub mod config;
@@ -19,4 +23,6 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod ledger;
+pub mod pipeline;
+pub mod store;
 pub mod types;

@@ -281,7 +281,7 @@ proptest! {
 
     #[test]
     fn the_fast_book_and_the_reference_book_emit_identical_events(
-        steps in prop::collection::vec(step(), 1..250)
+        steps in prop::collection::vec(step(), 1..500)
     ) {
         let mut fast = Sequencer::<LevelBook>::new(EngineConfig::default());
         let mut reference = Sequencer::<ReferenceBook>::new(EngineConfig::default());

@@ -534,6 +534,7 @@ impl<B: OrderBook> Sequencer<B> {
     }
 
     /// Counts a new open order of the account.
+    /// The order may not be on its book yet: it is about to be inserted.
     pub(super) fn track(&mut self, account: AccountId, order_id: OrderId, market: MarketId) {
         let index = account.0 as usize;
         if self.account_orders.len() <= index {
@@ -541,12 +542,10 @@ impl<B: OrderBook> Sequencer<B> {
                 .resize_with(index + 1, AccountOrders::default);
         }
         let orders = &mut self.account_orders[index];
-        orders.open += 1;
-        orders.placed.push((order_id, market));
         // Drop ended orders once they outnumber the open ones three to one, so the list
         // stays within four times the open orders and compaction costs O(1) per order
-        // placed.
-        if orders.placed.len() > 4 * orders.open as usize + 16 {
+        // placed. The new order is added after, since it is not on its book yet.
+        if orders.placed.len() >= 4 * orders.open as usize + 16 {
             let mut placed = std::mem::take(&mut orders.placed);
             placed.retain(|(id, market)| {
                 self.books[usize::from(market.0)]
@@ -555,6 +554,9 @@ impl<B: OrderBook> Sequencer<B> {
             });
             self.account_orders[index].placed = placed;
         }
+        let orders = &mut self.account_orders[index];
+        orders.open += 1;
+        orders.placed.push((order_id, market));
     }
 
     /// Counts one open order of the account less.

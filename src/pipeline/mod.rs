@@ -1,0 +1,303 @@
+//! The pipeline: handlers → sequencer thread → store thread → fan-out, joined by bounded
+//! queues, so that nobody ever sees what is not durable.
+//!
+//! - [`Pipeline::submit`] and [`Pipeline::query`] put a request on a bounded queue and
+//!   return at once with a receiver for the outcome; a full queue is refused
+//!   ([`Failure::Unavailable`]) rather than buffered.
+//! - The sequencer thread applies requests in order, in batches of whatever is waiting,
+//!   and hands each batch (the journal records of the commands that changed state, and the
+//!   outcomes of every request) to the store thread over a small bounded queue. It goes
+//!   on with the next batch while the store writes: group commit.
+//! - The store thread writes every batch waiting in one atomic, durable journal append,
+//!   and only then releases the outcomes (rejections and query answers included, which
+//!   may depend on uncommitted state) and broadcasts the committed events.
+//! - Fail-stop: if an append fails, the pipeline is marked failed, no waiting caller is
+//!   told that anything succeeded, and every later request is refused. A restart
+//!   recovers the last committed state.
+//!
+//! Snapshots are taken by the sequencer thread every so many events and written by the
+//! store thread after the journal covers them.
+
+mod threads;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{broadcast, oneshot};
+
+use crate::command::Command;
+use crate::engine::Level;
+use crate::engine::{OrderBook, Sequencer};
+use crate::error::Reject;
+use crate::event::{Event, OrderView, Reply, Supply};
+use crate::store::Journal;
+use crate::types::{AccountId, Balances, MarketId, OrderId};
+
+/// Sizes of the pipeline's queues and batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Requests waiting for the sequencer before more are refused.
+    pub queue_capacity: usize,
+    /// Requests the sequencer applies before it hands a batch to the store.
+    pub batch_requests_max: usize,
+    /// Events in one journal record (one sled value).
+    pub record_events_max: usize,
+    /// Batches waiting for the store before the sequencer waits for it.
+    pub store_queue_capacity: usize,
+    /// Committed event batches a subscriber may fall behind before it misses some.
+    pub broadcast_capacity: usize,
+    /// Events between snapshots; 0 takes none.
+    pub snapshot_every_events: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 65_536,
+            batch_requests_max: 4_096,
+            record_events_max: 128,
+            store_queue_capacity: 8,
+            broadcast_capacity: 1_024,
+            snapshot_every_events: 1_000_000,
+        }
+    }
+}
+
+/// Why a request did not get an answer from the exchange.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The sequencer refused the command; it changed nothing.
+    #[error(transparent)]
+    Rejected(#[from] Reject),
+    /// The exchange cannot take the request now: its queue is full, it is shutting down,
+    /// or its store failed.
+    #[error("unavailable: {0}")]
+    Unavailable(&'static str),
+}
+
+/// What a command's caller gets once the command is committed.
+pub type Outcome = Result<Reply, Failure>;
+
+/// A question about the state, answered from state that is committed by the time the
+/// answer is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// An account's balances.
+    Balances(AccountId),
+    /// An account's open orders.
+    OpenOrders(AccountId),
+    /// One open order, if the account owns it.
+    OpenOrder {
+        /// The owner.
+        account: AccountId,
+        /// The order.
+        order_id: OrderId,
+    },
+    /// A market's aggregated levels.
+    Book {
+        /// The market.
+        market: MarketId,
+        /// Levels per side.
+        depth: usize,
+    },
+    /// The divmid supply.
+    Supply,
+}
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// An account's balances.
+    Balances(Balances),
+    /// Open orders.
+    Orders(Vec<OrderView>),
+    /// One open order, if found.
+    Order(Option<OrderView>),
+    /// A market's levels, best first, at sequence number `seq`.
+    Book {
+        /// Bid levels, highest first.
+        bids: Vec<Level>,
+        /// Ask levels, lowest first.
+        asks: Vec<Level>,
+        /// The sequence number the book reflects.
+        seq: u64,
+    },
+    /// The divmid supply.
+    Supply(Supply),
+}
+
+/// Events committed in one store write, in sequence order.
+pub type CommittedEvents = Arc<Vec<Event>>;
+
+/// A request on its way to the sequencer thread.
+enum Request {
+    Command {
+        timestamp_ms: u64,
+        command: Command,
+        reply: oneshot::Sender<Outcome>,
+    },
+    Query {
+        query: Query,
+        reply: oneshot::Sender<Result<Answer, Failure>>,
+    },
+}
+
+/// State the threads share with the handle.
+struct Shared {
+    /// Set once an append fails; never cleared.
+    failed: AtomicBool,
+    /// The sequence number of the last committed event.
+    committed_seq: AtomicU64,
+    /// What failed, for the operator.
+    failure: Mutex<Option<String>>,
+    /// The last snapshot write error, if the last attempt failed.
+    snapshot_failure: Mutex<Option<String>>,
+}
+
+/// The running pipeline.
+pub struct Pipeline {
+    requests: Option<SyncSender<Request>>,
+    shared: Arc<Shared>,
+    committed: broadcast::Sender<CommittedEvents>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the sequencer and store threads on a recovered sequencer and its journal.
+    pub fn start<B, J>(sequencer: Sequencer<B>, journal: J, config: PipelineConfig) -> Pipeline
+    where
+        B: OrderBook + Send + 'static,
+        J: Journal,
+    {
+        let shared = Arc::new(Shared {
+            failed: AtomicBool::new(false),
+            committed_seq: AtomicU64::new(sequencer.last_seq()),
+            failure: Mutex::new(None),
+            snapshot_failure: Mutex::new(None),
+        });
+        let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity.max(1));
+        let (committed, _) = broadcast::channel(config.broadcast_capacity.max(1));
+        let sequencer_thread = {
+            let shared = Arc::clone(&shared);
+            let config = config.clone();
+            std::thread::Builder::new()
+                .name("sequencer".to_string())
+                .spawn(move || {
+                    threads::run_sequencer(sequencer, request_receiver, to_store, &shared, &config)
+                })
+                .expect("the sequencer thread starts")
+        };
+        let store_thread = {
+            let shared = Arc::clone(&shared);
+            let committed = committed.clone();
+            std::thread::Builder::new()
+                .name("store".to_string())
+                .spawn(move || threads::run_store(journal, store_receiver, committed, &shared))
+                .expect("the store thread starts")
+        };
+        Pipeline {
+            requests: Some(requests),
+            shared,
+            committed,
+            threads: vec![sequencer_thread, store_thread],
+        }
+    }
+
+    /// Queues a command; the receiver gets its outcome once it is committed.
+    pub fn submit(
+        &self,
+        timestamp_ms: u64,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Outcome>, Failure> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Command {
+            timestamp_ms,
+            command,
+            reply,
+        })?;
+        Ok(receiver)
+    }
+
+    /// Queues a query; the receiver gets the answer once the state it reflects is
+    /// committed.
+    pub fn query(
+        &self,
+        query: Query,
+    ) -> Result<oneshot::Receiver<Result<Answer, Failure>>, Failure> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Query { query, reply })?;
+        Ok(receiver)
+    }
+
+    fn send(&self, request: Request) -> Result<(), Failure> {
+        if self.is_failed() {
+            return Err(Failure::Unavailable(
+                "the store failed; the exchange is stopped",
+            ));
+        }
+        let requests = self
+            .requests
+            .as_ref()
+            .ok_or(Failure::Unavailable("the exchange is shutting down"))?;
+        requests.try_send(request).map_err(|error| match error {
+            TrySendError::Full(_) => Failure::Unavailable("the exchange is busy; retry shortly"),
+            TrySendError::Disconnected(_) => Failure::Unavailable("the exchange is stopped"),
+        })
+    }
+
+    /// A receiver of every committed event batch from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CommittedEvents> {
+        self.committed.subscribe()
+    }
+
+    /// The sequence number of the last committed event.
+    pub fn committed_seq(&self) -> u64 {
+        self.shared.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// Whether the store failed and the pipeline stopped taking requests.
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// What made the store fail, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .map(|failure| failure.clone())
+            .unwrap_or(None)
+    }
+
+    /// The error of the last snapshot write, if it failed.
+    pub fn snapshot_failure(&self) -> Option<String> {
+        self.shared
+            .snapshot_failure
+            .lock()
+            .map(|failure| failure.clone())
+            .unwrap_or(None)
+    }
+
+    /// Stops taking requests, lets every request already queued be applied and committed
+    /// (or refused, after a store failure), and waits for both threads to finish.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.requests = None;
+        for thread in self.threads.drain(..) {
+            // A thread that panicked has already reported it; there is nothing to add.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

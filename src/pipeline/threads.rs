@@ -1,0 +1,229 @@
+//! The two threads of the pipeline: the sequencer, which applies requests in batches, and
+//! the store, which makes batches durable and only then releases their outcomes.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use tokio::sync::{broadcast, oneshot};
+
+use super::{Answer, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared};
+use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
+use crate::event::Event;
+use crate::store::{Journal, JournalRecord};
+use crate::types::Side;
+
+/// An outcome waiting for its batch to be committed.
+pub(super) enum Pending {
+    Command(oneshot::Sender<Outcome>, Outcome),
+    Query(
+        oneshot::Sender<Result<Answer, Failure>>,
+        Result<Answer, Failure>,
+    ),
+}
+
+impl Pending {
+    /// Releases the outcome as it is.
+    fn release(self) {
+        // A caller that stopped waiting (its connection closed) needs no answer.
+        match self {
+            Pending::Command(reply, outcome) => drop(reply.send(outcome)),
+            Pending::Query(reply, answer) => drop(reply.send(answer)),
+        }
+    }
+
+    /// Refuses the request instead: its batch was not committed.
+    fn refuse(self, reason: &'static str) {
+        match self {
+            Pending::Command(reply, _) => drop(reply.send(Err(Failure::Unavailable(reason)))),
+            Pending::Query(reply, _) => drop(reply.send(Err(Failure::Unavailable(reason)))),
+        }
+    }
+}
+
+/// What the sequencer hands the store: the records to append, the outcomes they release,
+/// and possibly a snapshot taken after the batch.
+pub(super) struct Batch {
+    records: Vec<JournalRecord>,
+    pending: Vec<Pending>,
+    snapshot: Option<SequencerSnapshot>,
+}
+
+const STORE_FAILED: &str = "the store failed; the exchange is stopped";
+
+pub(super) fn run_sequencer<B: OrderBook>(
+    mut sequencer: Sequencer<B>,
+    requests: Receiver<Request>,
+    to_store: SyncSender<Batch>,
+    shared: &Shared,
+    config: &PipelineConfig,
+) {
+    let mut events: Vec<Event> = Vec::with_capacity(256);
+    let mut last_snapshot = sequencer.last_seq();
+    // Blocks for the first request of each batch; ends when the handle is dropped and
+    // every queued request has been applied.
+    while let Ok(first) = requests.recv() {
+        let mut batch = Batch {
+            records: Vec::new(),
+            pending: Vec::new(),
+            snapshot: None,
+        };
+        let mut record = JournalRecord::default();
+        let mut next = Some(first);
+        while let Some(request) = next {
+            if shared.failed.load(Ordering::Acquire) {
+                // The engine's memory may be ahead of the disk: answer nothing from it.
+                refuse(request, STORE_FAILED);
+            } else {
+                apply(
+                    &mut sequencer,
+                    request,
+                    &mut events,
+                    &mut record,
+                    &mut batch,
+                );
+                if record.events.len() >= config.record_events_max {
+                    batch.records.push(std::mem::take(&mut record));
+                }
+            }
+            if batch.pending.len() >= config.batch_requests_max {
+                break;
+            }
+            next = requests.try_recv().ok();
+        }
+        if !record.events.is_empty() {
+            batch.records.push(record);
+        }
+        let every = config.snapshot_every_events;
+        if every > 0 && sequencer.last_seq() - last_snapshot >= every {
+            last_snapshot = sequencer.last_seq();
+            batch.snapshot = Some(sequencer.snapshot());
+        }
+        if to_store.send(batch).is_err() {
+            // The store thread is gone; dropping the batch's replies tells every waiting
+            // caller that nothing succeeded.
+            break;
+        }
+    }
+}
+
+fn refuse(request: Request, reason: &'static str) {
+    match request {
+        Request::Command { reply, .. } => drop(reply.send(Err(Failure::Unavailable(reason)))),
+        Request::Query { reply, .. } => drop(reply.send(Err(Failure::Unavailable(reason)))),
+    }
+}
+
+fn apply<B: OrderBook>(
+    sequencer: &mut Sequencer<B>,
+    request: Request,
+    events: &mut Vec<Event>,
+    record: &mut JournalRecord,
+    batch: &mut Batch,
+) {
+    match request {
+        Request::Command {
+            timestamp_ms,
+            command,
+            reply,
+        } => {
+            events.clear();
+            let journaled = command.clone();
+            let outcome = sequencer
+                .apply(timestamp_ms, command, events)
+                .map_err(Failure::Rejected);
+            // A command changed state if and only if it emitted events.
+            if !events.is_empty() {
+                record.push(timestamp_ms, journaled, events);
+            }
+            batch.pending.push(Pending::Command(reply, outcome));
+        }
+        Request::Query { query, reply } => {
+            let answer = answer(sequencer, query);
+            batch.pending.push(Pending::Query(reply, answer));
+        }
+    }
+}
+
+fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer, Failure> {
+    Ok(match query {
+        Query::Balances(account) => Answer::Balances(sequencer.ledger().balances(account)),
+        Query::OpenOrders(account) => Answer::Orders(sequencer.open_orders_of(account)),
+        Query::OpenOrder { account, order_id } => Answer::Order(
+            sequencer
+                .open_order(order_id)
+                .filter(|order| order.account == account),
+        ),
+        Query::Book { market, depth } => {
+            let book = sequencer.book(market).ok_or(Failure::Rejected(
+                crate::error::Reject::NotFound { field: "market" },
+            ))?;
+            Answer::Book {
+                bids: book.levels(Side::Buy, depth),
+                asks: book.levels(Side::Sell, depth),
+                seq: sequencer.last_seq(),
+            }
+        }
+        Query::Supply => Answer::Supply(sequencer.supply()),
+    })
+}
+
+pub(super) fn run_store<J: Journal>(
+    mut journal: J,
+    batches: Receiver<Batch>,
+    committed: broadcast::Sender<CommittedEvents>,
+    shared: &Shared,
+) {
+    while let Ok(first) = batches.recv() {
+        // Everything waiting goes into one durable write: group commit.
+        let mut group = vec![first];
+        group.extend(batches.try_iter());
+        let mut records = Vec::new();
+        let mut pending = Vec::new();
+        let mut snapshots = Vec::new();
+        for batch in group {
+            records.extend(batch.records);
+            pending.extend(batch.pending);
+            snapshots.extend(batch.snapshot);
+        }
+        if shared.failed.load(Ordering::Acquire) {
+            pending
+                .into_iter()
+                .for_each(|waiting| waiting.refuse(STORE_FAILED));
+            continue;
+        }
+        if !records.is_empty() {
+            if let Err(error) = journal.append(&records) {
+                fail(shared, format!("journal append failed: {error}"));
+                pending
+                    .into_iter()
+                    .for_each(|waiting| waiting.refuse(STORE_FAILED));
+                continue;
+            }
+        }
+        let events: Vec<Event> = records
+            .into_iter()
+            .flat_map(|record| record.events)
+            .collect();
+        if let Some(last) = events.last() {
+            shared.committed_seq.store(last.seq, Ordering::Release);
+        }
+        pending.into_iter().for_each(Pending::release);
+        if !events.is_empty() {
+            // No subscriber is no error: committed events are in the journal regardless.
+            let _ = committed.send(std::sync::Arc::new(events));
+        }
+        for snapshot in snapshots {
+            let result = journal.write_snapshot(&snapshot);
+            if let Ok(mut failure) = shared.snapshot_failure.lock() {
+                *failure = result.err().map(|error| error.to_string());
+            }
+        }
+    }
+}
+
+fn fail(shared: &Shared, message: String) {
+    shared.failed.store(true, Ordering::Release);
+    if let Ok(mut failure) = shared.failure.lock() {
+        *failure = Some(message);
+    }
+}

@@ -1,0 +1,200 @@
+//! The durable store: the only module that knows sled.
+//!
+//! - The journal (`journal.rs`) is a sled tree of records, each holding consecutive
+//!   commands that changed state and the events they emitted, keyed by the last event's
+//!   sequence number. A group of records is written in one atomic sled batch, flushed,
+//!   and then sled's file is fsynced: sled 0.34's own flush uses `sync_file_range`, which
+//!   does not survive a power cut.
+//! - Snapshots (`snapshot_file.rs`) are files beside the database, each the whole
+//!   sequencer state with its SHA-256, written to a temporary name, fsynced and renamed.
+//! - Recovery (`recovery.rs`) loads the newest snapshot, replays the journal after it
+//!   through the deterministic sequencer, requires the replay to emit exactly the events
+//!   the journal holds, and checks every invariant before anything is served.
+//!
+//! What this module is not: it keeps no state of the exchange in memory and decides
+//! nothing about commands; it writes what it is given and reads it back.
+
+mod journal;
+mod recovery;
+mod snapshot_file;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use journal::{JournalEntry, JournalRecord};
+pub use recovery::{recover, Recovered};
+
+use crate::engine::SequencerSnapshot;
+
+/// Sled's segment size. Sled writes any page larger than a quarter of a segment to a
+/// separate blob file, which it does not fsync; 4 MiB segments keep every journal page
+/// (at most 16 records of a few kilobytes) far below that.
+const SEGMENT_BYTES: usize = 4 << 20;
+
+/// Why the store could not do what it was asked. Any of these on the write path stops the
+/// exchange (fail-stop); on start-up it refuses to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Sled failed.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A file operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record or snapshot could not be encoded or decoded.
+    #[error("encoding: {0}")]
+    Encoding(postcard::Error),
+    /// What is stored is inconsistent.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// A fault injected by a test.
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
+}
+
+/// Where the pipeline's store stage writes: the real store, or a test double that fails
+/// on purpose.
+pub trait Journal: Send + 'static {
+    /// Writes the records in one atomic, durable write: after `Ok`, all of them survive a
+    /// crash or a power cut; after `Err`, none or all of them may have been written, and
+    /// the caller must stop.
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError>;
+
+    /// Writes a snapshot durably. It must cover only journaled commands.
+    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError>;
+}
+
+/// The sled database and the snapshot files in one data directory.
+pub struct Store {
+    db: sled::Db,
+    journal: sled::Tree,
+    /// Sled's data file, fsynced after every flush.
+    db_file: File,
+    directory: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `directory`.
+    pub fn open(directory: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(directory)?;
+        let db = sled::Config::new()
+            .path(directory.join("sled"))
+            .segment_size(SEGMENT_BYTES)
+            .open()?;
+        let journal = db.open_tree("journal")?;
+        db.flush()?;
+        let db_file = File::open(directory.join("sled").join("db"))?;
+        db_file.sync_all()?;
+        snapshot_file::sync_directory(&directory.join("sled"))?;
+        snapshot_file::sync_directory(directory)?;
+        Ok(Store {
+            db,
+            journal,
+            db_file,
+            directory: directory.to_path_buf(),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// The sequence number of the last journaled event, 0 for an empty journal.
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        match self.journal.last()? {
+            None => Ok(0),
+            Some((key, _)) => Ok(seq_of_key(&key)?),
+        }
+    }
+
+    /// The records holding events after `seq`, in order, read one at a time.
+    pub fn records_after(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + '_ {
+        let start = journal::key_of(seq.saturating_add(1));
+        self.journal.range(start..).map(|item| {
+            let (key, value) = item?;
+            let record = JournalRecord::decode(&value)?;
+            record.validate()?;
+            if record.last_seq() != Some(seq_of_key(&key)?) {
+                return Err(StoreError::Corrupt(format!(
+                    "a record stored under {} ends at {:?}",
+                    seq_of_key(&key)?,
+                    record.last_seq()
+                )));
+            }
+            Ok(record)
+        })
+    }
+
+    /// The newest snapshot whose checksum holds, if any.
+    pub fn latest_snapshot(&self) -> Result<Option<SequencerSnapshot>, StoreError> {
+        snapshot_file::latest(&self.snapshot_directory())
+    }
+
+    fn snapshot_directory(&self) -> PathBuf {
+        self.directory.join("snapshots")
+    }
+}
+
+impl Journal for Store {
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for record in records {
+            let last_seq = record
+                .last_seq()
+                .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
+            batch.insert(&journal::key_of(last_seq), record.encode()?);
+        }
+        self.journal.apply_batch(batch)?;
+        self.db.flush()?;
+        self.db_file.sync_data()?;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+        snapshot_file::write(&self.snapshot_directory(), snapshot)
+    }
+}
+
+fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a journal key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// A journal that fails on purpose: its `fail_at`-th append (counting from 1) and every
+/// one after it return an error, after writing nothing. Tests use it to prove fail-stop.
+pub struct FaultyJournal<J: Journal> {
+    inner: J,
+    appends: u64,
+    fail_at: u64,
+}
+
+impl<J: Journal> FaultyJournal<J> {
+    /// Wraps `inner` so that its `fail_at`-th append fails.
+    pub fn new(inner: J, fail_at: u64) -> FaultyJournal<J> {
+        FaultyJournal {
+            inner,
+            appends: 0,
+            fail_at,
+        }
+    }
+}
+
+impl<J: Journal> Journal for FaultyJournal<J> {
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+        self.appends += 1;
+        if self.appends >= self.fail_at {
+            return Err(StoreError::Injected("append failed"));
+        }
+        self.inner.append(records)
+    }
+
+    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+        self.inner.write_snapshot(snapshot)
+    }
+}

@@ -1,0 +1,100 @@
+//! Snapshot files: `snapshots/<last_seq>.snapshot`, each a magic number, the SHA-256 of
+//! the body, and the body (the canonical encoding of a [`SequencerSnapshot`], whose hash
+//! is also the sequencer's state hash). A snapshot is written under a temporary name,
+//! fsynced, renamed into place and its directory fsynced, so a crash leaves either the
+//! whole file or none. The two newest are kept.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+use crate::engine::SequencerSnapshot;
+
+const MAGIC: &[u8; 8] = b"DVMSNAP1";
+const SUFFIX: &str = ".snapshot";
+const KEPT: usize = 2;
+
+/// Makes a directory's entries (new, renamed or removed files) durable.
+pub fn sync_directory(directory: &Path) -> Result<(), StoreError> {
+    File::open(directory)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes the snapshot durably and removes all but the newest few.
+pub fn write(directory: &Path, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+    fs::create_dir_all(directory)?;
+    let body = postcard::to_allocvec(snapshot).map_err(StoreError::Encoding)?;
+    let hash: [u8; 32] = Sha256::digest(&body).into();
+    let path = directory.join(format!("{:020}{SUFFIX}", snapshot.last_seq));
+    let temporary = path.with_extension("partial");
+    {
+        let mut file = File::create(&temporary)?;
+        file.write_all(MAGIC)?;
+        file.write_all(&hash)?;
+        file.write_all(&body)?;
+        file.sync_all()?;
+    }
+    fs::rename(&temporary, &path)?;
+    sync_directory(directory)?;
+    let mut existing = list(directory)?;
+    existing.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    for (_, old) in existing.into_iter().skip(KEPT) {
+        fs::remove_file(old)?;
+    }
+    sync_directory(directory)
+}
+
+/// The newest snapshot whose magic number and checksum hold. Damaged files are passed
+/// over for an older one: the journal still holds what they covered.
+pub fn latest(directory: &Path) -> Result<Option<SequencerSnapshot>, StoreError> {
+    if !directory.exists() {
+        return Ok(None);
+    }
+    let mut files = list(directory)?;
+    files.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    for (seq, path) in files {
+        if let Ok(snapshot) = read(&path) {
+            if snapshot.last_seq == seq {
+                return Ok(Some(snapshot));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read(path: &Path) -> Result<SequencerSnapshot, StoreError> {
+    let bytes = fs::read(path)?;
+    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(StoreError::Corrupt(format!(
+            "{} is not a snapshot",
+            path.display()
+        )));
+    }
+    let (hash, body) = bytes[MAGIC.len()..].split_at(32);
+    let actual: [u8; 32] = Sha256::digest(body).into();
+    if actual != hash {
+        return Err(StoreError::Corrupt(format!(
+            "{} fails its checksum",
+            path.display()
+        )));
+    }
+    postcard::from_bytes(body).map_err(StoreError::Encoding)
+}
+
+fn list(directory: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(directory)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        if let Some(seq) = name.strip_suffix(SUFFIX).and_then(|seq| seq.parse().ok()) {
+            files.push((seq, path));
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,304 @@
+//! The durable pipeline end to end, on a real sled store in a temporary directory:
+//! outcomes only after commit, recovery to the same state, snapshots that bound replay,
+//! fail-stop on a failing journal, and back-pressure on a full queue.
+
+use std::time::Duration;
+
+use divmid::command::{Command, NewOrder};
+use divmid::config::EngineConfig;
+use divmid::engine::SequencerSnapshot;
+use divmid::engine::{LevelBook, Sequencer};
+use divmid::event::Reply;
+use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query};
+use divmid::store::{recover, FaultyJournal, Journal, JournalRecord, Store, StoreError};
+use divmid::types::{
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
+    SelfTradePrevention, Side, Tier, TimeInForce,
+};
+
+const SELLER: AccountId = AccountId(3);
+const BUYER: AccountId = AccountId(4);
+
+/// Two funded traders, then `orders` alternating asks and crossing bids.
+fn commands(orders: u64) -> Vec<Command> {
+    let mut commands = vec![
+        Command::Mint {
+            amount: Amount(1_000_000_000_000),
+            memo: "genesis".into(),
+            idempotency_key: "mint".into(),
+        },
+        Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(IssuePrice::UNITS_PER_USD),
+        },
+    ];
+    for (name, account) in [("seller", SELLER), ("buyer", BUYER)] {
+        commands.push(Command::CreateAccount {
+            name: name.into(),
+            role: Role::Trader,
+            tier: Tier::Public,
+            token_hash: [1; 32],
+        });
+        commands.push(Command::Deposit {
+            account,
+            source: FundingSourceKind::Card,
+            amount: Amount(2_000_000_000),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "deposit".into(),
+        });
+    }
+    commands.push(Command::BuyDivmids {
+        account: SELLER,
+        quantity: Amount(1_000_000_000),
+        max_price: IssuePrice(IssuePrice::UNITS_PER_USD),
+        idempotency_key: "buy".into(),
+    });
+    for index in 0..orders {
+        let (account, side) = if index % 2 == 0 {
+            (SELLER, Side::Sell)
+        } else {
+            (BUYER, Side::Buy)
+        };
+        commands.push(Command::PlaceOrder(NewOrder {
+            account,
+            market: MarketId(0),
+            side,
+            order_type: OrderType::Limit,
+            price: Some(Price(10_000 + index % 7)),
+            quantity: Quantity(10 + index % 13),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            client_order_id: None,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        }));
+    }
+    commands
+}
+
+/// The state the commands give when applied directly.
+fn expected_hash(commands: &[Command]) -> [u8; 32] {
+    let mut sequencer = Sequencer::<LevelBook>::new(EngineConfig::default());
+    let mut events = Vec::new();
+    for command in commands {
+        let _ = sequencer.apply(1, command.clone(), &mut events);
+    }
+    sequencer.state_hash()
+}
+
+fn start(directory: &std::path::Path, config: PipelineConfig) -> Pipeline {
+    let store = Store::open(directory).expect("the store opens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    Pipeline::start(recovered.sequencer, store, config)
+}
+
+fn run(pipeline: &Pipeline, command: Command) -> Outcome {
+    let receiver = pipeline.submit(1, command).expect("the queue takes it");
+    receiver.blocking_recv().expect("an outcome arrives")
+}
+
+#[test]
+fn committed_commands_survive_a_restart_with_the_same_state() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(400);
+    let pipeline = start(directory.path(), PipelineConfig::default());
+    let mut updates = pipeline.subscribe();
+    // Submit everything at once so that batches form and commit together.
+    let receivers: Vec<_> = commands
+        .iter()
+        .map(|command| pipeline.submit(1, command.clone()).expect("queued"))
+        .collect();
+    for receiver in receivers {
+        receiver
+            .blocking_recv()
+            .expect("an outcome")
+            .expect("accepted");
+    }
+    let committed = pipeline.committed_seq();
+    let mut broadcast = Vec::new();
+    while let Ok(batch) = updates.try_recv() {
+        broadcast.extend(batch.iter().map(|event| event.seq));
+    }
+    assert_eq!(
+        broadcast,
+        (1..=committed).collect::<Vec<_>>(),
+        "every committed event, once, in order"
+    );
+    pipeline.shutdown();
+
+    let store = Store::open(directory.path()).expect("the store reopens");
+    assert_eq!(store.last_seq().expect("readable"), committed);
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert_eq!(recovered.commands_replayed, commands.len() as u64);
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}
+
+#[test]
+fn snapshots_bound_what_a_restart_replays() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(300);
+    let config = PipelineConfig {
+        snapshot_every_events: 100,
+        ..PipelineConfig::default()
+    };
+    let pipeline = start(directory.path(), config);
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    pipeline.shutdown();
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert!(recovered.snapshot_seq > 0, "a snapshot was taken");
+    assert!(
+        recovered.commands_replayed < 100,
+        "only the commands after the snapshot are replayed, not {}",
+        recovered.commands_replayed
+    );
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}
+
+#[test]
+fn a_failed_write_stops_the_exchange_and_acknowledges_nothing_of_it() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(10);
+    let store = Store::open(directory.path()).expect("the store opens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    // The fourth append fails: the first three commands are durable, nothing after.
+    let journal = FaultyJournal::new(store, 4);
+    let pipeline = Pipeline::start(recovered.sequencer, journal, PipelineConfig::default());
+    let mut updates = pipeline.subscribe();
+    for command in &commands[..3] {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    let committed = pipeline.committed_seq();
+    let failed = run(&pipeline, commands[3].clone());
+    assert!(matches!(failed, Err(Failure::Unavailable(_))), "{failed:?}");
+    assert!(pipeline.is_failed());
+    assert!(pipeline.failure().unwrap_or_default().contains("injected"));
+    assert!(matches!(
+        pipeline.submit(1, commands[4].clone()),
+        Err(Failure::Unavailable(_))
+    ));
+    assert!(matches!(
+        pipeline.query(Query::Supply),
+        Err(Failure::Unavailable(_))
+    ));
+    let mut broadcast = Vec::new();
+    while let Ok(batch) = updates.try_recv() {
+        broadcast.extend(batch.iter().map(|event| event.seq));
+    }
+    assert_eq!(
+        broadcast.last().copied(),
+        Some(committed),
+        "nothing of the failed write is broadcast"
+    );
+    pipeline.shutdown();
+
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert_eq!(recovered.sequencer.last_seq(), committed);
+    assert_eq!(
+        recovered.sequencer.state_hash(),
+        expected_hash(&commands[..3])
+    );
+}
+
+#[test]
+fn queries_answer_from_committed_state() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(4);
+    let pipeline = start(directory.path(), PipelineConfig::default());
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    let receiver = pipeline.query(Query::Balances(BUYER)).expect("queued");
+    let Answer::Balances(balances) = receiver.blocking_recv().expect("answered").expect("ok")
+    else {
+        panic!("balances were asked for");
+    };
+    // The buyer deposited 2,000 USD and bought 0.23 DVM at 1.0000 (ticks 10,001 and
+    // 10,003 crossed the asks at 10,000 and 10,002).
+    assert!(balances[1].available.0 < 2_000_000_000);
+    let receiver = pipeline
+        .query(Query::Book {
+            market: MarketId(0),
+            depth: 10,
+        })
+        .expect("queued");
+    let Answer::Book { seq, .. } = receiver.blocking_recv().expect("answered").expect("ok") else {
+        panic!("the book was asked for");
+    };
+    assert_eq!(seq, pipeline.committed_seq());
+    let receiver = pipeline
+        .query(Query::Book {
+            market: MarketId(7),
+            depth: 10,
+        })
+        .expect("queued");
+    assert!(receiver.blocking_recv().expect("answered").is_err());
+}
+
+/// A journal that takes its time, so that the queues fill.
+struct SlowJournal(Store);
+
+impl Journal for SlowJournal {
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+        std::thread::sleep(Duration::from_millis(30));
+        self.0.append(records)
+    }
+
+    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+        self.0.write_snapshot(snapshot)
+    }
+}
+
+#[test]
+fn a_full_queue_refuses_requests_instead_of_growing() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(directory.path()).expect("the store opens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    let config = PipelineConfig {
+        queue_capacity: 4,
+        batch_requests_max: 2,
+        store_queue_capacity: 1,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(recovered.sequencer, SlowJournal(store), config);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for index in 0..200 {
+        let command = Command::Mint {
+            amount: Amount(1),
+            memo: String::new(),
+            idempotency_key: format!("mint-{index}"),
+        };
+        match pipeline.submit(1, command) {
+            Ok(receiver) => accepted.push(receiver),
+            Err(Failure::Unavailable(reason)) => {
+                assert!(reason.contains("busy"), "{reason}");
+                refused += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(refused > 0, "a full queue refuses");
+    let minted = accepted.len() as u64;
+    for receiver in accepted {
+        match receiver
+            .blocking_recv()
+            .expect("an outcome")
+            .expect("accepted")
+        {
+            Reply::Minted(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let receiver = pipeline.query(Query::Supply).expect("queued");
+    let Answer::Supply(supply) = receiver.blocking_recv().expect("answered").expect("ok") else {
+        panic!("the supply was asked for");
+    };
+    assert_eq!(
+        supply.minted,
+        Amount(minted),
+        "refused mints changed nothing"
+    );
+}

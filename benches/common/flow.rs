@@ -235,59 +235,85 @@ pub fn sides_of(flow: &[Operation]) -> Vec<Side> {
     sides
 }
 
-/// A sequencer whose traders hold far more than any flow can spend.
-pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
-    let mut sequencer = Sequencer::<B>::new(EngineConfig::default());
-    let mut events = Vec::new();
-    let mut apply = |command| {
-        sequencer
-            .apply(0, command, &mut events)
-            .expect("setting up the flow's accounts is accepted");
-    };
+/// The commands that open the flow's accounts and fund them with far more than any flow
+/// can spend.
+pub fn funding_commands() -> Vec<Command> {
     let fortune = 1_000_000_000_000_000 / 1_000;
-    apply(Command::Mint {
-        amount: Amount(fortune * ACCOUNTS_PER_SIDE * 2),
-        memo: String::new(),
-        idempotency_key: "flow".into(),
-    });
-    apply(Command::SetIssuePrice {
-        tier: Tier::Public,
-        price: IssuePrice(1),
-    });
+    let mut commands = vec![
+        Command::Mint {
+            amount: Amount(fortune * ACCOUNTS_PER_SIDE * 2),
+            memo: String::new(),
+            idempotency_key: "flow".into(),
+        },
+        Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(1),
+        },
+    ];
     for index in 0..ACCOUNTS_PER_SIDE * 2 {
-        apply(Command::CreateAccount {
+        let account = AccountId(3 + index);
+        commands.push(Command::CreateAccount {
             name: format!("trader {index}"),
             role: Role::Trader,
             tier: Tier::Public,
             token_hash: [0; 32],
         });
-        let account = AccountId(3 + index);
-        apply(Command::Deposit {
+        commands.push(Command::Deposit {
             account,
             source: FundingSourceKind::Card,
             amount: Amount(fortune),
             source_reference: "4111111111111111".into(),
             idempotency_key: "flow".into(),
         });
-        apply(Command::BuyDivmids {
+        commands.push(Command::BuyDivmids {
             account,
             quantity: Amount(fortune),
             max_price: IssuePrice(1),
             idempotency_key: "flow purchase".into(),
         });
     }
+    commands
+}
+
+/// A sequencer with the flow's accounts funded.
+pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
+    let mut sequencer = Sequencer::<B>::new(EngineConfig::default());
+    let mut events = Vec::new();
+    for command in funding_commands() {
+        sequencer
+            .apply(0, command, &mut events)
+            .expect("setting up the flow's accounts is accepted");
+    }
     sequencer
 }
 
-/// The flow as sequencer commands.
+/// How many orders the flow places.
+pub fn placements(flow: &[Operation]) -> u64 {
+    flow.iter()
+        .filter(|operation| {
+            matches!(
+                operation,
+                Operation::Limit { .. } | Operation::Market { .. }
+            )
+        })
+        .count() as u64
+}
+
+/// The flow as sequencer commands, on a sequencer that has placed no order before.
 pub fn commands(flow: &[Operation]) -> Vec<Command> {
+    commands_after(flow, 0)
+}
+
+/// The flow as sequencer commands, on a sequencer that has already placed `earlier`
+/// orders: the flow's order ids are shifted past them.
+pub fn commands_after(flow: &[Operation], earlier: u64) -> Vec<Command> {
     let sides = sides_of(flow);
     flow.iter()
-        .map(|operation| command(&sides, *operation))
+        .map(|operation| command(&sides, *operation, earlier))
         .collect()
 }
 
-fn command(sides: &[Side], operation: Operation) -> Command {
+fn command(sides: &[Side], operation: Operation, earlier: u64) -> Command {
     let order = |id: u64, side: Side, order_type, price, lots, time_in_force| {
         Command::PlaceOrder(NewOrder {
             account: account_for(side, id),
@@ -327,11 +353,11 @@ fn command(sides: &[Side], operation: Operation) -> Command {
         ),
         Operation::Cancel { id } => Command::CancelOrder {
             account: owner(sides, id),
-            target: OrderRef::Id(OrderId(id)),
+            target: OrderRef::Id(OrderId(id + earlier)),
         },
         Operation::Amend { id, lots, price } => Command::AmendOrder {
             account: owner(sides, id),
-            order_id: OrderId(id),
+            order_id: OrderId(id + earlier),
             quantity: lots.map(Quantity),
             price: price.map(Price),
         },

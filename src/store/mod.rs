@@ -22,7 +22,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use journal::{JournalEntry, JournalRecord};
-pub use recovery::{recover, Recovered};
+pub use recovery::{recover, recover_with, Recovered};
 
 use crate::engine::SequencerSnapshot;
 

@@ -17,12 +17,28 @@ pub struct Recovered<B: OrderBook> {
     pub commands_replayed: u64,
 }
 
-/// Rebuilds the state the store holds. The configuration must have been validated.
+/// Rebuilds the state the store holds from its newest snapshot and the journal after it.
+/// The configuration must have been validated.
 pub fn recover<B: OrderBook>(
     store: &Store,
     config: EngineConfig,
 ) -> Result<Recovered<B>, StoreError> {
-    let (mut sequencer, snapshot_seq) = match store.latest_snapshot()? {
+    recover_with(store, config, true)
+}
+
+/// Rebuilds the state from the newest snapshot, or, without `use_snapshot`, by replaying
+/// the whole journal from genesis (checks and tests compare the two).
+pub fn recover_with<B: OrderBook>(
+    store: &Store,
+    config: EngineConfig,
+    use_snapshot: bool,
+) -> Result<Recovered<B>, StoreError> {
+    let snapshot = if use_snapshot {
+        store.latest_snapshot()?
+    } else {
+        None
+    };
+    let (mut sequencer, snapshot_seq) = match snapshot {
         None => (Sequencer::<B>::new(config), 0),
         Some(snapshot) => {
             let seq = snapshot.last_seq;

@@ -157,6 +157,70 @@ fn snapshots_bound_what_a_restart_replays() {
 }
 
 #[test]
+fn a_damaged_snapshot_is_passed_over_for_an_older_one() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(300);
+    let config = PipelineConfig {
+        snapshot_every_events: 100,
+        ..PipelineConfig::default()
+    };
+    let pipeline = start(directory.path(), config);
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    pipeline.shutdown();
+    let mut snapshots: Vec<_> = std::fs::read_dir(directory.path().join("snapshots"))
+        .expect("snapshots were written")
+        .map(|entry| entry.expect("listed").path())
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "the two newest snapshots are kept");
+    let newest = snapshots.last().expect("a snapshot");
+    let mut bytes = std::fs::read(newest).expect("readable");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(newest, bytes).expect("writable");
+
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    let older: u64 = snapshots[0]
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("named by sequence number");
+    assert_eq!(recovered.snapshot_seq, older);
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}
+
+#[test]
+fn retention_prunes_old_history_but_keeps_what_recovery_needs() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(600);
+    let config = PipelineConfig {
+        snapshot_every_events: 100,
+        journal_retention_events: 50,
+        ..PipelineConfig::default()
+    };
+    let pipeline = start(directory.path(), config);
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    pipeline.shutdown();
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let oldest = store
+        .records_after(0)
+        .next()
+        .expect("history is kept")
+        .expect("readable");
+    assert!(
+        oldest.first_seq() > Some(1),
+        "the oldest history was pruned"
+    );
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}
+
+#[test]
 fn a_failed_write_stops_the_exchange_and_acknowledges_nothing_of_it() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let commands = commands(10);
@@ -248,6 +312,10 @@ impl Journal for SlowJournal {
 
     fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
         self.0.write_snapshot(snapshot)
+    }
+
+    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
+        self.0.prune(retention_events, records_max)
     }
 }
 

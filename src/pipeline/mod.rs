@@ -50,6 +50,9 @@ pub struct PipelineConfig {
     pub broadcast_capacity: usize,
     /// Events between snapshots; 0 takes none.
     pub snapshot_every_events: u64,
+    /// Events of journal history kept before the newest snapshot, for history queries and
+    /// market-data replay; 0 keeps the whole journal.
+    pub journal_retention_events: u64,
 }
 
 impl Default for PipelineConfig {
@@ -61,6 +64,7 @@ impl Default for PipelineConfig {
             store_queue_capacity: 8,
             broadcast_capacity: 1_024,
             snapshot_every_events: 1_000_000,
+            journal_retention_events: 0,
         }
     }
 }
@@ -192,10 +196,13 @@ impl Pipeline {
         };
         let store_thread = {
             let shared = Arc::clone(&shared);
+            let config = config.clone();
             let committed = committed.clone();
             std::thread::Builder::new()
                 .name("store".to_string())
-                .spawn(move || threads::run_store(journal, store_receiver, committed, &shared))
+                .spawn(move || {
+                    threads::run_store(journal, store_receiver, committed, &shared, &config)
+                })
                 .expect("the store thread starts")
         };
         Pipeline {

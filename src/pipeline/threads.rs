@@ -50,6 +50,9 @@ pub(super) struct Batch {
 
 const STORE_FAILED: &str = "the store failed; the exchange is stopped";
 
+/// Journal records deleted after one snapshot, at most.
+const PRUNE_RECORDS_MAX: usize = 100_000;
+
 pub(super) fn run_sequencer<B: OrderBook>(
     mut sequencer: Sequencer<B>,
     requests: Receiver<Request>,
@@ -172,6 +175,7 @@ pub(super) fn run_store<J: Journal>(
     batches: Receiver<Batch>,
     committed: broadcast::Sender<CommittedEvents>,
     shared: &Shared,
+    config: &PipelineConfig,
 ) {
     while let Ok(first) = batches.recv() {
         // Everything waiting goes into one durable write: group commit.
@@ -213,7 +217,14 @@ pub(super) fn run_store<J: Journal>(
             let _ = committed.send(std::sync::Arc::new(events));
         }
         for snapshot in snapshots {
-            let result = journal.write_snapshot(&snapshot);
+            let mut result = journal.write_snapshot(&snapshot);
+            if result.is_ok() && config.journal_retention_events > 0 {
+                // Bounded, so that a long backlog of history is deleted over several
+                // snapshots rather than in one long pause.
+                result = journal
+                    .prune(config.journal_retention_events, PRUNE_RECORDS_MAX)
+                    .map(|_| ());
+            }
             if let Ok(mut failure) = shared.snapshot_failure.lock() {
                 *failure = result.err().map(|error| error.to_string());
             }

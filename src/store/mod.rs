@@ -62,6 +62,11 @@ pub trait Journal: Send + 'static {
 
     /// Writes a snapshot durably. It must cover only journaled commands.
     fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError>;
+
+    /// Deletes journal records that no kept snapshot needs and that are more than
+    /// `retention_events` events older than the newest snapshot, at most `records_max` of
+    /// them; returns how many it deleted.
+    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError>;
 }
 
 /// The sled database and the snapshot files in one data directory.
@@ -129,8 +134,9 @@ impl Store {
         })
     }
 
-    /// The newest snapshot whose checksum holds, if any.
-    pub fn latest_snapshot(&self) -> Result<Option<SequencerSnapshot>, StoreError> {
+    /// The newest snapshot whose checksum holds, if any, with the state hash recorded
+    /// with it.
+    pub fn latest_snapshot(&self) -> Result<Option<(SequencerSnapshot, [u8; 32])>, StoreError> {
         snapshot_file::latest(&self.snapshot_directory())
     }
 
@@ -156,6 +162,30 @@ impl Journal for Store {
 
     fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
         snapshot_file::write(&self.snapshot_directory(), snapshot)
+    }
+
+    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
+        let kept = snapshot_file::kept_seqs(&self.snapshot_directory())?;
+        let (Some(oldest), Some(newest)) = (kept.iter().min(), kept.iter().max()) else {
+            return Ok(0);
+        };
+        // Recovery may fall back to the oldest kept snapshot, so everything after it stays.
+        let floor = (*oldest).min(newest.saturating_sub(retention_events));
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for item in self
+            .journal
+            .range(..=journal::key_of(floor))
+            .take(records_max)
+        {
+            let (key, _) = item?;
+            batch.remove(key);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.journal.apply_batch(batch)?;
+        }
+        Ok(removed)
     }
 }
 
@@ -196,5 +226,9 @@ impl<J: Journal> Journal for FaultyJournal<J> {
 
     fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
         self.inner.write_snapshot(snapshot)
+    }
+
+    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
+        self.inner.prune(retention_events, records_max)
     }
 }

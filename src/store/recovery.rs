@@ -40,11 +40,16 @@ pub fn recover_with<B: OrderBook>(
     };
     let (mut sequencer, snapshot_seq) = match snapshot {
         None => (Sequencer::<B>::new(config), 0),
-        Some(snapshot) => {
+        Some((snapshot, recorded_hash)) => {
             let seq = snapshot.last_seq;
             let sequencer = Sequencer::<B>::from_snapshot(config, snapshot).map_err(|broken| {
                 StoreError::Corrupt(format!("snapshot {seq} does not restore: {broken}"))
             })?;
+            if sequencer.state_hash() != recorded_hash {
+                return Err(StoreError::Corrupt(format!(
+                    "the state restored from snapshot {seq} does not match its recorded hash"
+                )));
+            }
             (sequencer, seq)
         }
     };

@@ -47,25 +47,34 @@ pub fn write(directory: &Path, snapshot: &SequencerSnapshot) -> Result<(), Store
     sync_directory(directory)
 }
 
-/// The newest snapshot whose magic number and checksum hold. Damaged files are passed
-/// over for an older one: the journal still holds what they covered.
-pub fn latest(directory: &Path) -> Result<Option<SequencerSnapshot>, StoreError> {
+/// The newest snapshot whose magic number and checksum hold, with its recorded hash.
+/// Damaged files are passed over for an older one: the journal still holds what they
+/// covered.
+pub fn latest(directory: &Path) -> Result<Option<(SequencerSnapshot, [u8; 32])>, StoreError> {
     if !directory.exists() {
         return Ok(None);
     }
     let mut files = list(directory)?;
     files.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
     for (seq, path) in files {
-        if let Ok(snapshot) = read(&path) {
+        if let Ok((snapshot, hash)) = read(&path) {
             if snapshot.last_seq == seq {
-                return Ok(Some(snapshot));
+                return Ok(Some((snapshot, hash)));
             }
         }
     }
     Ok(None)
 }
 
-fn read(path: &Path) -> Result<SequencerSnapshot, StoreError> {
+/// The sequence numbers of the snapshots kept.
+pub fn kept_seqs(directory: &Path) -> Result<Vec<u64>, StoreError> {
+    if !directory.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(list(directory)?.into_iter().map(|(seq, _)| seq).collect())
+}
+
+fn read(path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
     let bytes = fs::read(path)?;
     if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
         return Err(StoreError::Corrupt(format!(
@@ -81,7 +90,8 @@ fn read(path: &Path) -> Result<SequencerSnapshot, StoreError> {
             path.display()
         )));
     }
-    postcard::from_bytes(body).map_err(StoreError::Encoding)
+    let snapshot = postcard::from_bytes(body).map_err(StoreError::Encoding)?;
+    Ok((snapshot, actual))
 }
 
 fn list(directory: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {

@@ -175,6 +175,52 @@ fn restart_time(resting: usize, journaled: u64) {
     );
 }
 
+/// What the fdatasync after each flush costs: the same appends of 1,000 events to a bare
+/// sled tree, with `flush()` alone (sled 0.34 uses `sync_file_range`, which a power cut
+/// can undo) and with `flush()` then `fdatasync`, as the store does.
+fn fsync_cost(appends_count: usize) {
+    let pool = appends(1_000, 16);
+    let encoded: Vec<Vec<(u64, Vec<u8>)>> = pool
+        .iter()
+        .map(|records| {
+            records
+                .iter()
+                .map(|record| (record.last_seq().unwrap_or(0), record.encode().expect("encodes")))
+                .collect()
+        })
+        .collect();
+    for fsync in [false, true] {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let db = sled::Config::new()
+            .path(directory.path())
+            .segment_size(4 << 20)
+            .open()
+            .expect("sled opens");
+        let tree = db.open_tree("journal").expect("a tree");
+        let file = std::fs::File::open(directory.path().join("db")).expect("sled's file");
+        let started = Instant::now();
+        for round in 0..appends_count {
+            let mut batch = sled::Batch::default();
+            for (seq, bytes) in &encoded[round % encoded.len()] {
+                let key = (*seq + (round as u64) * 1_000_000_000).to_be_bytes();
+                batch.insert(&key, bytes.as_slice());
+            }
+            tree.apply_batch(batch).expect("applied");
+            db.flush().expect("flushed");
+            if fsync {
+                file.sync_data().expect("synced");
+            }
+        }
+        let per_append = started.elapsed().as_secs_f64() / appends_count as f64;
+        println!(
+            "append of 1,000 events, flush{}: {:.0} µs, {:.0} events/s",
+            if fsync { " + fdatasync" } else { " only" },
+            per_append * 1e6,
+            1_000.0 / per_append
+        );
+    }
+}
+
 fn submit_all(pipeline: &Pipeline, commands: Vec<divmid::command::Command>) {
     let receivers: Vec<_> = commands
         .into_iter()
@@ -204,6 +250,7 @@ fn main() {
     criterion_groups(&mut criterion);
     criterion.final_summary();
     println!("\nsummary");
+    fsync_cost(if benchmarking { 500 } else { 5 });
     durable_throughput(sizes.flow_commands);
     restart_time(sizes.resting_orders, sizes.journaled_events);
 }

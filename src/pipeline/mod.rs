@@ -32,7 +32,7 @@ use crate::engine::Level;
 use crate::engine::{OrderBook, Sequencer};
 use crate::error::Reject;
 use crate::event::{Event, OrderView, Reply, Supply};
-use crate::store::Journal;
+use crate::store::{History, Journal};
 use crate::types::{AccountId, Balances, MarketId, OrderId};
 
 /// Sizes of the pipeline's queues and batches.
@@ -158,6 +158,10 @@ struct Shared {
     failure: Mutex<Option<String>>,
     /// The last snapshot write error, if the last attempt failed.
     snapshot_failure: Mutex<Option<String>>,
+    /// Tells helper threads (the indexer) to stop.
+    stopping: AtomicBool,
+    /// The last account-index error, if the last attempt failed.
+    index_failure: Mutex<Option<String>>,
 }
 
 /// The running pipeline.
@@ -180,6 +184,8 @@ impl Pipeline {
             committed_seq: AtomicU64::new(sequencer.last_seq()),
             failure: Mutex::new(None),
             snapshot_failure: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            index_failure: Mutex::new(None),
         });
         let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
         let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity.max(1));
@@ -288,6 +294,27 @@ impl Pipeline {
             .unwrap_or(None)
     }
 
+    /// Starts a thread that extends the account index behind the commits, so that history
+    /// queries read the index rather than the journal.
+    pub fn start_indexer(&mut self, history: History) {
+        let shared = Arc::clone(&self.shared);
+        let thread = std::thread::Builder::new()
+            .name("indexer".to_string())
+            .spawn(move || threads::run_indexer(history, &shared))
+            .expect("the indexer thread starts");
+        self.threads.push(thread);
+    }
+
+    /// The error of the last account-index pass, if it failed (history queries then scan
+    /// more of the journal; nothing is lost).
+    pub fn index_failure(&self) -> Option<String> {
+        self.shared
+            .index_failure
+            .lock()
+            .map(|failure| failure.clone())
+            .unwrap_or(None)
+    }
+
     /// Stops taking requests, lets every request already queued be applied and committed
     /// (or refused, after a store failure), and waits for both threads to finish.
     pub fn shutdown(mut self) {
@@ -296,6 +323,7 @@ impl Pipeline {
 
     fn stop(&mut self) {
         self.requests = None;
+        self.shared.stopping.store(true, Ordering::Release);
         for thread in self.threads.drain(..) {
             // A thread that panicked has already reported it; there is nothing to add.
             let _ = thread.join();

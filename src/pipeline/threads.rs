@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::{Answer, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared};
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
-use crate::store::{Journal, JournalRecord};
+use crate::store::{History, Journal, JournalRecord};
 use crate::types::Side;
 
 /// An outcome waiting for its batch to be committed.
@@ -236,5 +236,22 @@ fn fail(shared: &Shared, message: String) {
     shared.failed.store(true, Ordering::Release);
     if let Ok(mut failure) = shared.failure.lock() {
         *failure = Some(message);
+    }
+}
+
+/// Journal records the indexer reads in one pass, at most.
+const INDEX_RECORDS_MAX: usize = 1_000;
+
+pub(super) fn run_indexer(history: History, shared: &Shared) {
+    while !shared.stopping.load(Ordering::Acquire) {
+        let committed = shared.committed_seq.load(Ordering::Acquire);
+        let indexed = history.index_pending(committed, INDEX_RECORDS_MAX);
+        if let Ok(mut failure) = shared.index_failure.lock() {
+            *failure = indexed.as_ref().err().map(|error| error.to_string());
+        }
+        if !matches!(indexed, Ok(count) if count > 0) {
+            // Caught up (or failing): look again shortly.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }

@@ -7,6 +7,8 @@
 //!   does not survive a power cut.
 //! - Snapshots (`snapshot_file.rs`) are files beside the database, each the whole
 //!   sequencer state with its SHA-256, written to a temporary name, fsynced and renamed.
+//! - History (`history.rs`) reads an account's events and the events after a sequence
+//!   number, paginated, through an account index kept off the commit path.
 //! - Recovery (`recovery.rs`) loads the newest snapshot, replays the journal after it
 //!   through the deterministic sequencer, requires the replay to emit exactly the events
 //!   the journal holds, and checks every invariant before anything is served.
@@ -14,6 +16,7 @@
 //! What this module is not: it keeps no state of the exchange in memory and decides
 //! nothing about commands; it writes what it is given and reads it back.
 
+mod history;
 mod journal;
 mod recovery;
 mod snapshot_file;
@@ -21,6 +24,7 @@ mod snapshot_file;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use history::{accounts_of, History, Page};
 pub use journal::{JournalEntry, JournalRecord};
 pub use recovery::{recover, recover_with, Recovered};
 
@@ -98,6 +102,11 @@ impl Store {
             db_file,
             directory: directory.to_path_buf(),
         })
+    }
+
+    /// Read access to history (and the account index), to share with other threads.
+    pub fn history(&self) -> Result<History, StoreError> {
+        History::new(&self.db, self.journal.clone())
     }
 
     /// The directory the store lives in.

@@ -1,0 +1,277 @@
+//! History read from the store: an account's events newest first, and the events after a
+//! sequence number, paginated, without loading more than a page (and the records it
+//! touches) into memory.
+//!
+//! An index, kept off the commit path, lists for each account the sequence numbers of the
+//! events that concern it: one sled key per account per indexing pass
+//! (`account ++ last seq of the pass`), whose value is the list of those sequence numbers.
+//! An indexer thread extends it from the journal behind the commits; the index and the
+//! sequence number it reaches are written in one atomic batch, so after a crash it resumes
+//! where it stopped. Queries read the index up to where it reaches and scan the journal
+//! for the rest, and never look past the last committed sequence number they are given.
+
+use std::collections::BTreeMap;
+
+use super::journal::{self, JournalRecord};
+use super::StoreError;
+use crate::event::{Event, EventKind};
+use crate::ledger::{REVENUE, TREASURY};
+use crate::types::AccountId;
+
+const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
+
+/// Read access to the journal and the account index; cheap to clone and to share.
+#[derive(Clone)]
+pub struct History {
+    journal: sled::Tree,
+    index: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// One page of events and where the next page starts, if there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The events, in the order asked for.
+    pub events: Vec<Event>,
+    /// The sequence number to pass for the next page, when there may be more.
+    pub next: Option<u64>,
+}
+
+/// The accounts an event concerns.
+pub fn accounts_of(event: &Event) -> Vec<AccountId> {
+    match &event.kind {
+        EventKind::AccountCreated { account, .. }
+        | EventKind::Deposited { account, .. }
+        | EventKind::Withdrawn { account, .. }
+        | EventKind::OrderReduced { account, .. }
+        | EventKind::OrderReplaced { account, .. }
+        | EventKind::OrderDone { account, .. } => vec![*account],
+        EventKind::OrderAccepted(order) => vec![order.account],
+        EventKind::IssuePriceSet { .. } => Vec::new(),
+        EventKind::Minted { .. } => vec![TREASURY],
+        EventKind::DivmidsBought { account, .. } => vec![*account, TREASURY],
+        EventKind::Charged { account, .. } => vec![*account, REVENUE],
+        EventKind::Fill(fill) => vec![fill.maker_account, fill.taker_account],
+    }
+}
+
+impl History {
+    pub(super) fn new(db: &sled::Db, journal: sled::Tree) -> Result<History, StoreError> {
+        Ok(History {
+            journal,
+            index: db.open_tree("account_index")?,
+            meta: db.open_tree("meta")?,
+        })
+    }
+
+    /// The sequence number the account index reaches.
+    pub fn indexed_seq(&self) -> Result<u64, StoreError> {
+        match self.meta.get(INDEXED_SEQ_KEY)? {
+            None => Ok(0),
+            Some(bytes) => seq_from(&bytes),
+        }
+    }
+
+    /// Indexes up to `records_max` journal records after what is indexed, not past
+    /// `committed_seq`; returns how many it indexed (0 when it has caught up).
+    pub fn index_pending(
+        &self,
+        committed_seq: u64,
+        records_max: usize,
+    ) -> Result<usize, StoreError> {
+        let from = self.indexed_seq()?;
+        let mut groups: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
+        let mut reached = from;
+        let mut records = 0;
+        for record in self.records_after(from).take(records_max) {
+            let record = record?;
+            if record.last_seq().is_none_or(|last| last > committed_seq) {
+                break;
+            }
+            for event in &record.events {
+                for account in accounts_of(event) {
+                    let seqs = groups.entry(account).or_default();
+                    if seqs.last() != Some(&event.seq) {
+                        seqs.push(event.seq);
+                    }
+                }
+            }
+            reached = record.last_seq().unwrap_or(reached);
+            records += 1;
+        }
+        if records == 0 {
+            return Ok(0);
+        }
+        let mut index_batch = sled::Batch::default();
+        for (account, seqs) in groups {
+            let value = postcard::to_allocvec(&seqs).map_err(StoreError::Encoding)?;
+            index_batch.insert(&index_key(account, reached), value);
+        }
+        let mut meta_batch = sled::Batch::default();
+        meta_batch.insert(INDEXED_SEQ_KEY, &reached.to_be_bytes());
+        // Both trees in one transaction: the index and how far it reaches never disagree.
+        use sled::Transactional;
+        (&self.index, &self.meta)
+            .transaction(|(index, meta)| {
+                index.apply_batch(&index_batch)?;
+                meta.apply_batch(&meta_batch)?;
+                Ok(())
+            })
+            .map_err(
+                |error: sled::transaction::TransactionError<()>| match error {
+                    sled::transaction::TransactionError::Storage(error) => StoreError::Sled(error),
+                    sled::transaction::TransactionError::Abort(()) => {
+                        StoreError::Corrupt("the index transaction aborted".to_string())
+                    }
+                },
+            )?;
+        Ok(records)
+    }
+
+    /// The account's events, newest first, older than `before` (all when `None`), at most
+    /// `limit`, none past `committed_seq`.
+    pub fn account_events(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+        committed_seq: u64,
+    ) -> Result<Page, StoreError> {
+        let before = before
+            .unwrap_or(u64::MAX)
+            .min(committed_seq.saturating_add(1));
+        let indexed = self.indexed_seq()?;
+        let mut events = Vec::new();
+        // The tail the index does not reach yet, newest first.
+        if before > indexed + 1 {
+            let mut tail: Vec<Event> = Vec::new();
+            for record in self.records_after(indexed) {
+                let record = record?;
+                let past = record.last_seq().is_none_or(|last| last >= before);
+                for event in record.events {
+                    if event.seq < before && accounts_of(&event).contains(&account) {
+                        tail.push(event);
+                    }
+                }
+                if past {
+                    break;
+                }
+            }
+            events.extend(tail.into_iter().rev().take(limit));
+        }
+        // Then the index, newest group first. A group is keyed by the last sequence number
+        // of its pass, so the first group to read is the first keyed at or after `before`.
+        let bound = before.min(indexed.saturating_add(1));
+        let first_group = self
+            .index
+            .range(index_key(account, bound)..=index_key(account, u64::MAX))
+            .next();
+        let older_groups = self
+            .index
+            .range(index_key(account, 0)..index_key(account, bound))
+            .rev();
+        let mut cache: Option<JournalRecord> = None;
+        'groups: for item in first_group.into_iter().chain(older_groups) {
+            let (_, value) = item?;
+            let seqs: Vec<u64> = postcard::from_bytes(&value).map_err(StoreError::Encoding)?;
+            for seq in seqs.into_iter().rev().filter(|seq| *seq < bound) {
+                if events.len() >= limit {
+                    break 'groups;
+                }
+                // A pruned event is history no longer kept.
+                if let Some(event) = self.event(seq, &mut cache)? {
+                    events.push(event);
+                }
+            }
+        }
+        let next = (events.len() == limit)
+            .then(|| events.last().map(|event| event.seq))
+            .flatten();
+        Ok(Page { events, next })
+    }
+
+    /// Events after `after`, oldest first, that `keep` accepts, at most `limit`, none past
+    /// `committed_seq`, looking at no more than `scan_max` events.
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+        scan_max: usize,
+        committed_seq: u64,
+        keep: impl Fn(&Event) -> bool,
+    ) -> Result<Page, StoreError> {
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        let mut last_seen = after;
+        'records: for record in self.records_after(after) {
+            for event in record?.events {
+                if event.seq <= after {
+                    continue;
+                }
+                if event.seq > committed_seq || events.len() >= limit || scanned >= scan_max {
+                    break 'records;
+                }
+                scanned += 1;
+                last_seen = event.seq;
+                if keep(&event) {
+                    events.push(event);
+                }
+            }
+        }
+        let more = last_seen < committed_seq;
+        Ok(Page {
+            events,
+            next: more.then_some(last_seen),
+        })
+    }
+
+    fn records_after(
+        &self,
+        seq: u64,
+    ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + '_ {
+        let start = journal::key_of(seq.saturating_add(1));
+        self.journal.range(start..).map(|item| {
+            let (_, value) = item?;
+            JournalRecord::decode(&value)
+        })
+    }
+
+    /// The event with sequence number `seq`, reusing the last record read when it holds it.
+    fn event(
+        &self,
+        seq: u64,
+        cache: &mut Option<JournalRecord>,
+    ) -> Result<Option<Event>, StoreError> {
+        let holds = |record: &JournalRecord| {
+            record.first_seq().is_some_and(|first| first <= seq)
+                && record.last_seq().is_some_and(|last| last >= seq)
+        };
+        if !cache.as_ref().is_some_and(holds) {
+            *cache = match self.journal.range(journal::key_of(seq)..).next() {
+                None => None,
+                Some(item) => Some(JournalRecord::decode(&item?.1)?),
+            };
+        }
+        Ok(cache
+            .as_ref()
+            .filter(|record| holds(record))
+            .and_then(|record| {
+                let first = record.first_seq()?;
+                record.events.get((seq - first) as usize).cloned()
+            }))
+    }
+}
+
+fn index_key(account: AccountId, seq: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&account.0.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn seq_from(bytes: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored sequence number is not 8 bytes".to_string()))?;
+    Ok(u64::from_be_bytes(bytes))
+}

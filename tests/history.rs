@@ -1,0 +1,228 @@
+//! History read from the store: an account's events newest first and the events after a
+//! sequence number, paginated, must equal what the journal holds, whether the account
+//! index is complete, partial or absent, and never go past the committed sequence number.
+
+use divmid::command::{Command, NewOrder};
+use divmid::config::EngineConfig;
+use divmid::engine::LevelBook;
+use divmid::event::{Event, EventKind};
+use divmid::pipeline::{Pipeline, PipelineConfig};
+use divmid::store::{accounts_of, recover, History, Store};
+use divmid::types::{
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
+    SelfTradePrevention, Side, Tier, TimeInForce,
+};
+
+fn commands() -> Vec<Command> {
+    let mut commands = vec![
+        Command::Mint {
+            amount: Amount(1_000_000_000_000),
+            memo: String::new(),
+            idempotency_key: "mint".into(),
+        },
+        Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(IssuePrice::UNITS_PER_USD),
+        },
+    ];
+    for account in 3..6 {
+        commands.push(Command::CreateAccount {
+            name: format!("trader {account}"),
+            role: Role::Trader,
+            tier: Tier::Public,
+            token_hash: [0; 32],
+        });
+        commands.push(Command::Deposit {
+            account: AccountId(account),
+            source: FundingSourceKind::Egold,
+            amount: Amount(500_000_000),
+            source_reference: "123456".into(),
+            idempotency_key: "fund".into(),
+        });
+        commands.push(Command::BuyDivmids {
+            account: AccountId(account),
+            quantity: Amount(100_000_000),
+            max_price: IssuePrice(IssuePrice::UNITS_PER_USD),
+            idempotency_key: "buy".into(),
+        });
+    }
+    for index in 0..600u64 {
+        commands.push(Command::PlaceOrder(NewOrder {
+            account: AccountId(3 + index % 3),
+            market: MarketId(0),
+            side: if index % 2 == 0 {
+                Side::Sell
+            } else {
+                Side::Buy
+            },
+            order_type: OrderType::Limit,
+            price: Some(Price(10_000 + (index * 7) % 11)),
+            quantity: Quantity(1 + index % 9),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            client_order_id: None,
+            self_trade_prevention: SelfTradePrevention::CancelMaker,
+        }));
+    }
+    commands
+}
+
+/// A store whose journal holds `commands()`, and every event it holds.
+fn journaled(directory: &std::path::Path) -> (Store, Vec<Event>) {
+    {
+        let store = Store::open(directory).expect("the store opens");
+        let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+        let config = PipelineConfig {
+            record_events_max: 16,
+            ..PipelineConfig::default()
+        };
+        let pipeline = Pipeline::start(recovered.sequencer, store, config);
+        for command in commands() {
+            pipeline
+                .submit(0, command)
+                .expect("queued")
+                .blocking_recv()
+                .expect("an outcome")
+                .expect("accepted");
+        }
+        pipeline.shutdown();
+    }
+    let store = Store::open(directory).expect("the store reopens");
+    let events = store
+        .records_after(0)
+        .flat_map(|record| record.expect("readable").events)
+        .collect();
+    (store, events)
+}
+
+/// Every page of the account's history, concatenated.
+fn all_pages(history: &History, account: AccountId, page: usize, committed: u64) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut before = None;
+    loop {
+        let result = history
+            .account_events(account, before, page, committed)
+            .expect("readable");
+        assert!(result.events.len() <= page);
+        seqs.extend(result.events.iter().map(|event| event.seq));
+        match result.next {
+            Some(next) => before = Some(next),
+            None => return seqs,
+        }
+    }
+}
+
+#[test]
+fn an_accounts_history_pages_newest_first_with_or_without_the_index() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (store, events) = journaled(directory.path());
+    let history = store.history().expect("history");
+    let committed = events.last().expect("events").seq;
+    let trader = AccountId(4);
+    let expected: Vec<u64> = events
+        .iter()
+        .rev()
+        .filter(|event| accounts_of(event).contains(&trader))
+        .map(|event| event.seq)
+        .collect();
+    assert!(expected.len() > 300, "the trader has a long history");
+
+    // No index yet: everything comes from the journal.
+    assert_eq!(all_pages(&history, trader, 50, committed), expected);
+    // Part indexed: the newest events come from the journal, older ones from the index.
+    history.index_pending(committed, 20).expect("indexes");
+    let indexed = history.indexed_seq().expect("readable");
+    assert!(indexed > 0 && indexed < committed);
+    assert_eq!(all_pages(&history, trader, 37, committed), expected);
+    // Fully indexed.
+    while history.index_pending(committed, 20).expect("indexes") > 0 {}
+    assert_eq!(history.indexed_seq().expect("readable"), committed);
+    assert_eq!(all_pages(&history, trader, 50, committed), expected);
+    assert_eq!(all_pages(&history, trader, 1, committed), expected);
+
+    // Nothing past the committed sequence number is shown.
+    let bound = committed / 2;
+    let seen = all_pages(&history, trader, 50, bound);
+    assert!(seen.iter().all(|seq| *seq <= bound));
+    let expected_bounded: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|seq| *seq <= bound)
+        .collect();
+    assert_eq!(seen, expected_bounded);
+}
+
+#[test]
+fn trades_after_a_sequence_number_page_in_order() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (store, events) = journaled(directory.path());
+    let history = store.history().expect("history");
+    let committed = events.last().expect("events").seq;
+    let is_fill = |event: &Event| matches!(event.kind, EventKind::Fill(_));
+    let expected: Vec<u64> = events
+        .iter()
+        .filter(|event| is_fill(event))
+        .map(|event| event.seq)
+        .collect();
+    assert!(expected.len() > 50, "the flow trades");
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = history
+            .events_after(after, 25, 10_000, committed, is_fill)
+            .expect("readable");
+        seen.extend(page.events.iter().map(|event| event.seq));
+        match page.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    // From the middle.
+    let middle = expected[expected.len() / 2];
+    let page = history
+        .events_after(middle, 5, 10_000, committed, is_fill)
+        .expect("readable");
+    let following: Vec<u64> = expected
+        .iter()
+        .copied()
+        .filter(|seq| *seq > middle)
+        .take(5)
+        .collect();
+    assert_eq!(
+        page.events
+            .iter()
+            .map(|event| event.seq)
+            .collect::<Vec<_>>(),
+        following
+    );
+}
+
+#[test]
+fn the_indexer_thread_catches_up_behind_the_commits() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(directory.path()).expect("the store opens");
+    let history = store.history().expect("history");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    let mut pipeline = Pipeline::start(recovered.sequencer, store, PipelineConfig::default());
+    pipeline.start_indexer(history.clone());
+    for command in commands() {
+        pipeline
+            .submit(0, command)
+            .expect("queued")
+            .blocking_recv()
+            .expect("an outcome")
+            .expect("ok");
+    }
+    let committed = pipeline.committed_seq();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while history.indexed_seq().expect("readable") < committed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexer catches up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(pipeline.index_failure(), None);
+    pipeline.shutdown();
+}

@@ -225,6 +225,9 @@ pub(super) fn run_store<J: Journal>(
                     .prune(config.journal_retention_events, PRUNE_RECORDS_MAX)
                     .map(|_| ());
             }
+            if let Err(error) = &result {
+                tracing::warn!(%error, seq = snapshot.last_seq, "a snapshot was not written");
+            }
             if let Ok(mut failure) = shared.snapshot_failure.lock() {
                 *failure = result.err().map(|error| error.to_string());
             }
@@ -233,6 +236,10 @@ pub(super) fn run_store<J: Journal>(
 }
 
 fn fail(shared: &Shared, message: String) {
+    tracing::error!(
+        %message,
+        "the store failed: the exchange stops taking commands; restart it to recover"
+    );
     shared.failed.store(true, Ordering::Release);
     if let Ok(mut failure) = shared.failure.lock() {
         *failure = Some(message);
@@ -243,11 +250,21 @@ fn fail(shared: &Shared, message: String) {
 const INDEX_RECORDS_MAX: usize = 1_000;
 
 pub(super) fn run_indexer(history: History, shared: &Shared) {
+    let mut last_error: Option<String> = None;
     while !shared.stopping.load(Ordering::Acquire) {
         let committed = shared.committed_seq.load(Ordering::Acquire);
         let indexed = history.index_pending(committed, INDEX_RECORDS_MAX);
+        let error = indexed.as_ref().err().map(|error| error.to_string());
+        if error.is_some() && error != last_error {
+            // Said once per distinct error, not every pass.
+            tracing::warn!(
+                error = error.as_deref().unwrap_or_default(),
+                "the account index did not advance"
+            );
+        }
+        last_error = error.clone();
         if let Ok(mut failure) = shared.index_failure.lock() {
-            *failure = indexed.as_ref().err().map(|error| error.to_string());
+            *failure = error;
         }
         if !matches!(indexed, Ok(count) if count > 0) {
             // Caught up (or failing): look again shortly.

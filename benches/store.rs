@@ -185,7 +185,12 @@ fn fsync_cost(appends_count: usize) {
         .map(|records| {
             records
                 .iter()
-                .map(|record| (record.last_seq().unwrap_or(0), record.encode().expect("encodes")))
+                .map(|record| {
+                    (
+                        record.last_seq().unwrap_or(0),
+                        record.encode().expect("encodes"),
+                    )
+                })
                 .collect()
         })
         .collect();

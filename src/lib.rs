@@ -17,6 +17,7 @@
 //! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
 //!   outcomes are released and events broadcast only once committed.
 
+pub mod api;
 pub mod command;
 pub mod config;
 pub mod engine;

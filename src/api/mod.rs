@@ -1,0 +1,3 @@
+//! The gRPC API: the only module that knows tonic and the proto.
+
+pub mod proto;

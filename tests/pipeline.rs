@@ -355,6 +355,7 @@ fn a_full_queue_refuses_requests_instead_of_growing() {
             .blocking_recv()
             .expect("an outcome")
             .expect("accepted")
+            .reply
         {
             Reply::Minted(_) => {}
             other => panic!("unexpected {other:?}"),

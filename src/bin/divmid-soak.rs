@@ -115,7 +115,7 @@ impl Soak {
         };
         writeln!(self.output, "{line}").map_err(|error| error.to_string())?;
         self.output.flush().map_err(|error| error.to_string())?;
-        Ok(outcome.ok())
+        Ok(outcome.ok().map(|committed| committed.reply))
     }
 
     /// Submits a command and waits for everything in flight, returning its reply.

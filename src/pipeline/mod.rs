@@ -81,8 +81,18 @@ pub enum Failure {
     Unavailable(&'static str),
 }
 
+/// A committed command: its reply and the events it emitted (the fills of an order, the
+/// sequence numbers of its changes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The sequencer's reply.
+    pub reply: Reply,
+    /// The events the command emitted, in order.
+    pub events: Vec<Event>,
+}
+
 /// What a command's caller gets once the command is committed.
-pub type Outcome = Result<Reply, Failure>;
+pub type Outcome = Result<Committed, Failure>;
 
 /// A question about the state, answered from state that is committed by the time the
 /// answer is released.

@@ -6,7 +6,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::{broadcast, oneshot};
 
-use super::{Answer, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared};
+use super::{
+    Answer, Committed, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared,
+};
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
 use crate::store::{History, Journal, JournalRecord};
@@ -131,13 +133,17 @@ fn apply<B: OrderBook>(
         } => {
             events.clear();
             let journaled = command.clone();
-            let outcome = sequencer
-                .apply(timestamp_ms, command, events)
-                .map_err(Failure::Rejected);
+            let result = sequencer.apply(timestamp_ms, command, events);
             // A command changed state if and only if it emitted events.
             if !events.is_empty() {
                 record.push(timestamp_ms, journaled, events);
             }
+            let outcome = result
+                .map(|reply| Committed {
+                    reply,
+                    events: events.clone(),
+                })
+                .map_err(Failure::Rejected);
             batch.pending.push(Pending::Command(reply, outcome));
         }
         Request::Query { query, reply } => {

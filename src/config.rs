@@ -5,11 +5,18 @@
 //! market whose tick times lot is not a whole number of quote micro-units, a zero limit)
 //! before anything starts.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
 use crate::error::ConfigError;
+use crate::pipeline::PipelineConfig;
 use crate::types::{Asset, MICROS_PER_UNIT};
 
 /// One market: which asset is traded for which, and its price and size grid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MarketSpec {
     /// The market's symbol, e.g. `DVM-USD`.
     pub name: String,
@@ -150,7 +157,8 @@ fn decimal_places_of(step_micros: u64) -> u32 {
 }
 
 /// Limits the sequencer enforces on every account and book.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineLimits {
     /// Open orders one account may have across all markets.
     pub open_orders_per_account_max: u32,
@@ -180,7 +188,8 @@ impl Default for EngineLimits {
 }
 
 /// Everything the sequencer is configured with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The markets, in id order: a command names a market by its index here.
     pub markets: Vec<MarketSpec>,
@@ -228,9 +237,128 @@ impl EngineConfig {
     }
 }
 
+/// The server: where it listens, where it keeps its data, and the limits of its API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// The data directory: the sled store, snapshots and the generated issuer token.
+    pub data_dir: PathBuf,
+    /// The issuer's bearer token; when unset (and `DIVMID_ISSUER_TOKEN` is unset too), the
+    /// first start generates one into `<data_dir>/issuer-token`.
+    pub issuer_token: Option<String>,
+    /// Logs as JSON lines instead of human-readable text.
+    pub log_json: bool,
+    /// The largest request or response, in bytes.
+    pub message_bytes_max: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    pub concurrent_streams_max: u32,
+    /// Requests served at once per connection.
+    pub requests_per_connection_max: usize,
+    /// Requests served at once by the whole server.
+    pub requests_max: usize,
+    /// Entries per page of a list, at most.
+    pub page_size_max: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            data_dir: PathBuf::from("./data"),
+            issuer_token: None,
+            log_json: false,
+            message_bytes_max: 64 * 1024,
+            concurrent_streams_max: 256,
+            requests_per_connection_max: 1_024,
+            requests_max: 16_384,
+            page_size_max: 1_000,
+        }
+    }
+}
+
+/// The whole configuration file (TOML): `[server]`, `[engine]` (with `[[engine.markets]]`
+/// and `[engine.limits]`) and `[pipeline]`. Every field has a default; unknown fields are
+/// refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server.
+    pub server: ServerConfig,
+    /// Markets and limits.
+    pub engine: EngineConfig,
+    /// Queues, batches and snapshots.
+    pub pipeline: PipelineConfig,
+}
+
+impl Config {
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::File(error.to_string()))
+    }
+
+    /// Refuses a configuration the server could not honour.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.engine.validate()?;
+        let server = &self.server;
+        if server.message_bytes_max < 1_024 || server.concurrent_streams_max == 0 {
+            return Err(ConfigError::Limit(
+                "message_bytes_max must be at least 1024 and concurrent_streams_max positive",
+            ));
+        }
+        if server.requests_per_connection_max == 0
+            || server.requests_max == 0
+            || server.page_size_max == 0
+        {
+            return Err(ConfigError::Limit(
+                "request and page limits must be positive",
+            ));
+        }
+        let pipeline = &self.pipeline;
+        if pipeline.queue_capacity == 0
+            || pipeline.batch_requests_max == 0
+            || pipeline.record_events_max == 0
+            || pipeline.store_queue_capacity == 0
+            || pipeline.broadcast_capacity == 0
+        {
+            return Err(ConfigError::Limit(
+                "pipeline queues and batches must be positive",
+            ));
+        }
+        if let Some(token) = &server.issuer_token {
+            if token.len() < 16 {
+                return Err(ConfigError::Limit(
+                    "issuer_token must be at least 16 characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_file_overrides_defaults_and_refuses_unknown_fields() {
+        let config = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:6000\"\n[engine.limits]\norders_per_level_max = 7\n",
+        )
+        .expect("parses");
+        assert_eq!(config.server.listen.port(), 6000);
+        assert_eq!(config.engine.limits.orders_per_level_max, 7);
+        assert_eq!(config.engine.markets, vec![MarketSpec::dvm_usd()]);
+        assert_eq!(config.validate(), Ok(()));
+        let error = Config::from_toml("[server]\nlisten_port = 1\n").expect_err("unknown field");
+        assert!(error.to_string().contains("listen_port"), "{error}");
+        let market = "[[engine.markets]]\nname = \"DVM-USD\"\nbase = \"DVM\"\nquote = \"USD\"\n\
+            tick_micros = 100\nlot_micros = 10000\nquantity_min_lots = 1\nquantity_max_lots = 1000\n\
+            price_max_ticks = 1000000\nnotional_max_micros = 1000000000000\n";
+        let config = Config::from_toml(market).expect("parses");
+        assert_eq!(config.engine.markets[0].quantity_max_lots, 1_000);
+    }
 
     #[test]
     fn the_default_configuration_is_valid() {

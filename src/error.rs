@@ -90,4 +90,7 @@ pub enum ConfigError {
     /// A limit is out of range.
     #[error("limits: {0}")]
     Limit(&'static str),
+    /// The configuration file cannot be read or parsed.
+    #[error("configuration file: {0}")]
+    File(String),
 }

@@ -51,8 +51,10 @@ impl fmt::Display for TradeId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Asset {
     /// Divmids, the platform's prepaid unit.
+    #[serde(rename = "DVM")]
     Dvm = 0,
     /// US dollars.
+    #[serde(rename = "USD")]
     Usd = 1,
 }
 

@@ -36,7 +36,8 @@ use crate::store::{History, Journal};
 use crate::types::{AccountId, Balances, MarketId, OrderId};
 
 /// Sizes of the pipeline's queues and batches.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Requests waiting for the sequencer before more are refused.
     pub queue_capacity: usize,

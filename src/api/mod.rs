@@ -1,4 +1,12 @@
 //! The gRPC API: the only module that knows tonic and the proto.
+//!
+//! Handlers authenticate the caller, turn wire values into domain values (decimal strings
+//! into integer units, `INVALID_ARGUMENT` naming the field for anything malformed), submit
+//! commands and queries to the pipeline, and turn outcomes into responses; `status.rs`
+//! maps every refusal to a gRPC status in one place.
 
+pub mod auth;
 pub mod decimal;
+pub mod funding;
 pub mod proto;
+pub mod status;

@@ -1,0 +1,251 @@
+//! Bearer tokens: generated at random (256 bits), handed out once, and kept only as their
+//! SHA-256. Every call but market data and health carries `authorization: Bearer <token>`.
+//!
+//! An account's token is found by looking its hash up: the lookup's timing can only reveal
+//! something of a hash of 256 random bits, which is of no use for guessing a token. The
+//! issuer's token is compared in constant time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::{Request, Status};
+
+use crate::ledger::{Account, TREASURY};
+use crate::types::{AccountId, Role};
+
+/// Who is calling, once authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's account (the treasury for the issuer).
+    pub account: AccountId,
+    /// What it may do.
+    pub role: Role,
+}
+
+impl Caller {
+    /// The caller, if it has `role`; otherwise the status to answer with.
+    pub fn require(self, role: Role) -> Result<Caller, Status> {
+        if self.role != role {
+            return Err(Status::permission_denied(format!(
+                "this call needs the {} role",
+                match role {
+                    Role::Issuer => "issuer",
+                    Role::Trader => "trader",
+                    Role::Service => "service",
+                }
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// SHA-256 of a token.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new random token: `dvm_` and 64 hex digits (256 bits from the operating system).
+pub fn generate_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(format!("dvm_{hex}"))
+}
+
+/// The token hashes of every account, and the issuer's.
+pub struct Tokens {
+    accounts: RwLock<HashMap<[u8; 32], Caller>>,
+    issuer_hash: [u8; 32],
+}
+
+impl Tokens {
+    /// Tokens for the issuer and the given accounts (as recovered from the ledger).
+    pub fn new(issuer_token: &str, accounts: &[Account]) -> Tokens {
+        let map = accounts
+            .iter()
+            .filter(|account| account.role != Role::Issuer)
+            .map(|account| {
+                let caller = Caller {
+                    account: account.id,
+                    role: account.role,
+                };
+                (account.token_hash, caller)
+            })
+            .collect();
+        Tokens {
+            accounts: RwLock::new(map),
+            issuer_hash: hash_token(issuer_token),
+        }
+    }
+
+    /// Accepts a new account's token.
+    pub fn register(&self, token_hash: [u8; 32], caller: Caller) {
+        if let Ok(mut accounts) = self.accounts.write() {
+            accounts.insert(token_hash, caller);
+        }
+    }
+
+    /// The caller of a request, from its bearer token.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("authorization: a bearer token is required"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty() && token.len() <= 256)
+            .ok_or_else(|| Status::unauthenticated("authorization: expected `Bearer <token>`"))?;
+        let hash = hash_token(token);
+        if bool::from(hash.ct_eq(&self.issuer_hash)) {
+            return Ok(Caller {
+                account: TREASURY,
+                role: Role::Issuer,
+            });
+        }
+        let accounts = self
+            .accounts
+            .read()
+            .map_err(|_| Status::internal("the token table is unavailable"))?;
+        accounts
+            .get(&hash)
+            .copied()
+            .ok_or_else(|| Status::unauthenticated("authorization: unknown token"))
+    }
+}
+
+/// Where the issuer's token came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IssuerTokenSource {
+    /// The configuration file.
+    Configuration,
+    /// The `DIVMID_ISSUER_TOKEN` environment variable.
+    Environment,
+    /// The token file in the data directory, written at an earlier start.
+    File(PathBuf),
+    /// Generated now and written to the token file.
+    Generated(PathBuf),
+}
+
+/// The issuer's token: from the configuration, else from `environment` (the value of
+/// `DIVMID_ISSUER_TOKEN`), else from `<data_dir>/issuer-token`, which the first start
+/// creates, readable only by its owner.
+pub fn issuer_token(
+    configured: Option<&str>,
+    environment: Option<String>,
+    data_dir: &Path,
+) -> std::io::Result<(String, IssuerTokenSource)> {
+    if let Some(token) = configured {
+        return Ok((token.to_string(), IssuerTokenSource::Configuration));
+    }
+    if let Some(token) = environment.filter(|token| !token.trim().is_empty()) {
+        return Ok((token.trim().to_string(), IssuerTokenSource::Environment));
+    }
+    let path = data_dir.join("issuer-token");
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)?.trim().to_string();
+        return Ok((token, IssuerTokenSource::File(path)));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let token = generate_token().map_err(std::io::Error::other)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path)?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    Ok((token, IssuerTokenSource::Generated(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_long_random_and_distinct() {
+        let first = generate_token().expect("random");
+        let second = generate_token().expect("random");
+        assert_eq!(first.len(), 4 + 64);
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn the_first_start_writes_an_owner_only_token_file_that_later_starts_read() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let (token, source) = issuer_token(None, None, directory.path()).expect("generated");
+        let path = directory.path().join("issuer-token");
+        assert_eq!(source, IssuerTokenSource::Generated(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (again, source) = issuer_token(None, None, directory.path()).expect("read");
+        assert_eq!((again, source), (token, IssuerTokenSource::File(path)));
+        let (from_env, source) =
+            issuer_token(None, Some("from-the-environment".into()), directory.path()).expect("env");
+        assert_eq!(
+            (from_env.as_str(), source),
+            ("from-the-environment", IssuerTokenSource::Environment)
+        );
+        let (configured, _) =
+            issuer_token(Some("configured-token"), None, directory.path()).expect("config");
+        assert_eq!(configured, "configured-token");
+    }
+
+    #[test]
+    fn requests_authenticate_by_bearer_token() {
+        let tokens = Tokens::new("issuer-secret-token", &[]);
+        let trader = Caller {
+            account: AccountId(5),
+            role: Role::Trader,
+        };
+        tokens.register(hash_token("trader-token"), trader);
+        let request = |value: Option<&str>| {
+            let mut request = Request::new(());
+            if let Some(value) = value {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.parse().expect("ascii"));
+            }
+            request
+        };
+        assert_eq!(
+            tokens
+                .authenticate(&request(Some("Bearer trader-token")))
+                .ok(),
+            Some(trader)
+        );
+        let issuer = tokens
+            .authenticate(&request(Some("Bearer issuer-secret-token")))
+            .expect("issuer");
+        assert_eq!(issuer.role, Role::Issuer);
+        for bad in [
+            None,
+            Some("trader-token"),
+            Some("Bearer "),
+            Some("Bearer wrong"),
+        ] {
+            let status = tokens.authenticate(&request(bad)).expect_err("refused");
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{bad:?}");
+        }
+        assert_eq!(
+            trader.require(Role::Issuer).expect_err("wrong role").code(),
+            tonic::Code::PermissionDenied
+        );
+    }
+}

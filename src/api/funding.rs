@@ -1,0 +1,195 @@
+//! Funding sources: where deposited dollars come from. The real processors are outside
+//! this system; each kind has a [`FundingSource`] implementation, and the ones shipped are
+//! sandbox processors that check a reference the way the real one would and decline
+//! documented test references, so the whole deposit flow runs end to end. A real processor
+//! drops in behind the same trait.
+
+use crate::error::Reject;
+use crate::types::FundingSourceKind;
+
+/// A processor that accepts or refuses a deposit before the exchange credits it.
+pub trait FundingSource: Send + Sync {
+    /// Accepts `amount_micros` of USD from `reference`, or says why not: a malformed
+    /// reference is `InvalidArgument`, a declined one `FailedPrecondition`.
+    fn authorize(&self, reference: &str, amount_micros: u64) -> Result<(), Reject>;
+}
+
+/// Card payments, sandbox: a Luhn-valid number is accepted, except 4000000000000002.
+pub struct SandboxCard;
+
+/// PayPal, sandbox: an e-mail address is accepted, except declined@example.com.
+pub struct SandboxPaypal;
+
+/// e-gold, sandbox: an account number of 6 to 12 digits is accepted, except 999999.
+pub struct SandboxEgold;
+
+impl FundingSource for SandboxCard {
+    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+        let digits = reference.len() >= 12
+            && reference.len() <= 19
+            && reference.bytes().all(|byte| byte.is_ascii_digit());
+        if !digits || !luhn(reference) {
+            return Err(Reject::invalid(
+                "source_reference",
+                "is not a valid card number (12 to 19 digits passing the Luhn check)",
+            ));
+        }
+        if reference == "4000000000000002" {
+            return Err(Reject::FailedPrecondition {
+                field: "source_reference",
+                reason: "card declined",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FundingSource for SandboxPaypal {
+    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+        let valid = match reference.split_once('@') {
+            Some((user, domain)) => {
+                !user.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !reference.chars().any(char::is_whitespace)
+                    && !domain.contains('@')
+            }
+            None => false,
+        };
+        if !valid || reference.len() > 254 {
+            return Err(Reject::invalid(
+                "source_reference",
+                "is not an e-mail address",
+            ));
+        }
+        if reference.eq_ignore_ascii_case("declined@example.com") {
+            return Err(Reject::FailedPrecondition {
+                field: "source_reference",
+                reason: "PayPal payment declined",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl FundingSource for SandboxEgold {
+    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+        if !(6..=12).contains(&reference.len())
+            || !reference.bytes().all(|byte| byte.is_ascii_digit())
+        {
+            return Err(Reject::invalid(
+                "source_reference",
+                "is not an e-gold account number (6 to 12 digits)",
+            ));
+        }
+        if reference == "999999" {
+            return Err(Reject::FailedPrecondition {
+                field: "source_reference",
+                reason: "e-gold payment declined",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The Luhn check digit test.
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(index, byte)| {
+            let digit = u32::from(byte - b'0');
+            if index % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 {
+                    doubled - 9
+                } else {
+                    doubled
+                }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// One processor per kind of funding source.
+pub struct FundingSources {
+    card: Box<dyn FundingSource>,
+    paypal: Box<dyn FundingSource>,
+    egold: Box<dyn FundingSource>,
+}
+
+impl FundingSources {
+    /// The sandbox processors.
+    pub fn sandbox() -> FundingSources {
+        FundingSources {
+            card: Box::new(SandboxCard),
+            paypal: Box::new(SandboxPaypal),
+            egold: Box::new(SandboxEgold),
+        }
+    }
+
+    /// The processor for a kind of source.
+    pub fn of(&self, kind: FundingSourceKind) -> &dyn FundingSource {
+        match kind {
+            FundingSourceKind::Card => self.card.as_ref(),
+            FundingSourceKind::Paypal => self.paypal.as_ref(),
+            FundingSourceKind::Egold => self.egold.as_ref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cards_pass_the_luhn_check_and_the_test_card_is_declined() {
+        assert_eq!(SandboxCard.authorize("4111111111111111", 1), Ok(()));
+        let invalid = SandboxCard
+            .authorize("4111111111111112", 1)
+            .expect_err("bad check digit");
+        assert!(matches!(
+            invalid,
+            Reject::InvalidArgument {
+                field: "source_reference",
+                ..
+            }
+        ));
+        assert!(SandboxCard.authorize("4111 1111 1111 1111", 1).is_err());
+        let declined = SandboxCard
+            .authorize("4000000000000002", 1)
+            .expect_err("declined");
+        assert_eq!(declined.to_string(), "source_reference: card declined");
+    }
+
+    #[test]
+    fn paypal_takes_addresses_and_declines_the_test_one() {
+        assert_eq!(SandboxPaypal.authorize("someone@example.com", 1), Ok(()));
+        assert!(matches!(
+            SandboxPaypal.authorize("someone", 1),
+            Err(Reject::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            SandboxPaypal.authorize("declined@example.com", 1),
+            Err(Reject::FailedPrecondition { .. })
+        ));
+    }
+
+    #[test]
+    fn egold_takes_six_to_twelve_digits_and_declines_999999() {
+        assert_eq!(SandboxEgold.authorize("123456", 1), Ok(()));
+        assert_eq!(SandboxEgold.authorize("123456789012", 1), Ok(()));
+        assert!(SandboxEgold.authorize("12345", 1).is_err());
+        assert!(SandboxEgold.authorize("1234567890123", 1).is_err());
+        assert!(SandboxEgold.authorize("12345a", 1).is_err());
+        assert!(matches!(
+            SandboxEgold.authorize("999999", 1),
+            Err(Reject::FailedPrecondition { .. })
+        ));
+    }
+}

@@ -61,7 +61,7 @@ pub fn parse_units(
     if units == 0 && !zero_allowed {
         return Err(Reject::invalid(field, "must be positive"));
     }
-    if step > 1 && units % step != 0 {
+    if step > 1 && !units.is_multiple_of(step) {
         return Err(Reject::invalid(
             field,
             "is not a multiple of the market's step",

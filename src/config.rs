@@ -256,8 +256,9 @@ pub struct ServerConfig {
     pub concurrent_streams_max: u32,
     /// Requests served at once per connection.
     pub requests_per_connection_max: usize,
-    /// Requests served at once by the whole server.
-    pub requests_max: usize,
+    /// The longest a request may take before it is answered `DEADLINE_EXCEEDED`, in
+    /// milliseconds.
+    pub request_timeout_ms: u64,
     /// Entries per page of a list, at most.
     pub page_size_max: u32,
 }
@@ -272,7 +273,7 @@ impl Default for ServerConfig {
             message_bytes_max: 64 * 1024,
             concurrent_streams_max: 256,
             requests_per_connection_max: 1_024,
-            requests_max: 16_384,
+            request_timeout_ms: 30_000,
             page_size_max: 1_000,
         }
     }
@@ -308,7 +309,7 @@ impl Config {
             ));
         }
         if server.requests_per_connection_max == 0
-            || server.requests_max == 0
+            || server.request_timeout_ms == 0
             || server.page_size_max == 0
         {
             return Err(ConfigError::Limit(

@@ -6,7 +6,10 @@
 //! maps every refusal to a gRPC status in one place.
 
 pub mod auth;
+pub mod context;
 pub mod decimal;
 pub mod funding;
 pub mod proto;
+pub mod server;
+pub mod services;
 pub mod status;

@@ -1,0 +1,334 @@
+//! What every handler shares: the pipeline, the configuration, the tokens, history, the
+//! funding sources, and the conversions between wire values and domain values. Built once
+//! in `main` (or by a test) and passed to the services; there are no globals.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tonic::Status;
+
+use super::auth::Tokens;
+use super::decimal::{format_units, parse_units};
+use super::funding::FundingSources;
+use super::proto;
+use super::status::{from_failure, from_reject};
+use crate::command::Command;
+use crate::config::{Config, MarketSpec};
+use crate::error::Reject;
+use crate::event::{Event, EventKind, OrderView};
+use crate::pipeline::{Answer, Committed, Pipeline, Query};
+use crate::store::History;
+use crate::types::{
+    Amount, Asset, Balance, IssuePrice, Liquidity, MarketId, OrderId, OrderStatus, OrderType,
+    Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+};
+
+/// Decimal places of every asset amount on the wire.
+pub const AMOUNT_PLACES: u32 = 6;
+
+/// Everything the handlers share.
+pub struct Context {
+    /// The running pipeline.
+    pub pipeline: Pipeline,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// History in the store.
+    pub history: History,
+    /// Deposit processors.
+    pub funding: FundingSources,
+}
+
+impl Context {
+    /// Submits a command and waits for it to be committed.
+    pub async fn command(&self, command: Command) -> Result<Committed, Status> {
+        let receiver = self
+            .pipeline
+            .submit(now_ms(), command)
+            .map_err(|failure| from_failure(&failure))?;
+        let outcome = receiver
+            .await
+            .map_err(|_| Status::unavailable("the exchange stopped before answering"))?;
+        outcome.map_err(|failure| from_failure(&failure))
+    }
+
+    /// Asks a question of committed state.
+    pub async fn query(&self, query: Query) -> Result<Answer, Status> {
+        let receiver = self
+            .pipeline
+            .query(query)
+            .map_err(|failure| from_failure(&failure))?;
+        let answer = receiver
+            .await
+            .map_err(|_| Status::unavailable("the exchange stopped before answering"))?;
+        answer.map_err(|failure| from_failure(&failure))
+    }
+
+    /// The market of that name.
+    pub fn market(&self, field: &'static str, name: &str) -> Result<MarketView<'_>, Status> {
+        if name.is_empty() {
+            return Err(from_reject(&Reject::invalid(field, "is required")));
+        }
+        self.config
+            .engine
+            .markets
+            .iter()
+            .position(|market| market.name == name)
+            .map(|index| self.market_at(MarketId(index as u16)))
+            .ok_or_else(|| from_reject(&Reject::NotFound { field }))
+    }
+
+    /// The market with that id, which exists.
+    pub fn market_at(&self, id: MarketId) -> MarketView<'_> {
+        MarketView {
+            id,
+            spec: &self.config.engine.markets[usize::from(id.0)],
+        }
+    }
+
+    /// A page size from the wire: 0 means 100, more than the configured maximum is
+    /// refused.
+    pub fn page_size(&self, requested: u32) -> Result<usize, Status> {
+        let maximum = self.config.server.page_size_max;
+        match requested {
+            0 => Ok(100.min(maximum) as usize),
+            size if size <= maximum => Ok(size as usize),
+            _ => Err(Status::invalid_argument(format!(
+                "page_size: at most {maximum}"
+            ))),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time a command carries.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// A market and the conversions of its prices and quantities.
+#[derive(Clone, Copy)]
+pub struct MarketView<'a> {
+    /// Its id.
+    pub id: MarketId,
+    /// Its specification.
+    pub spec: &'a MarketSpec,
+}
+
+impl MarketView<'_> {
+    /// A price from the wire, on the tick.
+    pub fn parse_price(&self, field: &'static str, text: &str) -> Result<Price, Status> {
+        let micros = parse_units(field, text, AMOUNT_PLACES, self.spec.tick_micros, false)
+            .map_err(|reject| from_reject(&reject))?;
+        Ok(Price(micros / self.spec.tick_micros))
+    }
+
+    /// A quantity from the wire, on the lot.
+    pub fn parse_quantity(&self, field: &'static str, text: &str) -> Result<Quantity, Status> {
+        let micros = parse_units(field, text, AMOUNT_PLACES, self.spec.lot_micros, false)
+            .map_err(|reject| from_reject(&reject))?;
+        Ok(Quantity(micros / self.spec.lot_micros))
+    }
+
+    /// A price for the wire, with exactly the tick's decimals.
+    pub fn price(&self, price: Price) -> String {
+        let places = self.spec.price_decimal_places();
+        let micros = price.0 * self.spec.tick_micros;
+        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
+    }
+
+    /// A quantity for the wire, with exactly the lot's decimals.
+    pub fn quantity(&self, quantity: Quantity) -> String {
+        let places = self.spec.quantity_decimal_places();
+        let micros = quantity.0 * self.spec.lot_micros;
+        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
+    }
+
+    /// An order for the wire.
+    pub fn order(&self, view: &OrderView) -> proto::Order {
+        proto::Order {
+            order_id: view.order_id.0.to_string(),
+            client_order_id: view
+                .client_order_id
+                .as_deref()
+                .unwrap_or_default()
+                .to_string(),
+            market: self.spec.name.clone(),
+            side: side_to_wire(view.side) as i32,
+            r#type: match view.order_type {
+                OrderType::Limit => proto::OrderType::Limit,
+                OrderType::Market => proto::OrderType::Market,
+            } as i32,
+            price: view
+                .price
+                .map(|price| self.price(price))
+                .unwrap_or_default(),
+            quantity: self.quantity(view.quantity),
+            filled_quantity: self.quantity(view.filled),
+            remaining_quantity: self.quantity(view.remaining()),
+            status: status_to_wire(view.status) as i32,
+            time_in_force: match view.time_in_force {
+                TimeInForce::GoodTillCanceled => proto::TimeInForce::Gtc,
+                TimeInForce::ImmediateOrCancel => proto::TimeInForce::Ioc,
+                TimeInForce::FillOrKill => proto::TimeInForce::Fok,
+            } as i32,
+            post_only: view.post_only,
+            self_trade_prevention: match view.self_trade_prevention {
+                SelfTradePrevention::CancelTaker => proto::SelfTradePrevention::CancelTaker,
+                SelfTradePrevention::CancelMaker => proto::SelfTradePrevention::CancelMaker,
+                SelfTradePrevention::CancelBoth => proto::SelfTradePrevention::CancelBoth,
+                SelfTradePrevention::Decrement => proto::SelfTradePrevention::Decrement,
+            } as i32,
+            created_seq: view.created_seq,
+        }
+    }
+
+    /// The fills among `events` that `order_id` took part in, for the wire.
+    pub fn fills_of(&self, order_id: OrderId, events: &[Event]) -> Vec<proto::Fill> {
+        events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::Fill(fill) => {
+                    let liquidity = fill.liquidity_of(order_id)?;
+                    let side = match liquidity {
+                        Liquidity::Taker => fill.taker_side,
+                        Liquidity::Maker => fill.taker_side.opposite(),
+                    };
+                    Some(proto::Fill {
+                        trade_id: fill.trade_id.0.to_string(),
+                        order_id: order_id.0.to_string(),
+                        market: self.spec.name.clone(),
+                        side: side_to_wire(side) as i32,
+                        price: self.price(fill.price),
+                        quantity: self.quantity(fill.quantity),
+                        liquidity: match liquidity {
+                            Liquidity::Maker => proto::Liquidity::Maker,
+                            Liquidity::Taker => proto::Liquidity::Taker,
+                        } as i32,
+                        seq: event.seq,
+                        time_ms: event.timestamp_ms,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An amount of an asset from the wire: up to six decimal places, positive.
+pub fn parse_amount(field: &'static str, text: &str) -> Result<Amount, Status> {
+    parse_units(field, text, AMOUNT_PLACES, 1, false)
+        .map(Amount)
+        .map_err(|reject| from_reject(&reject))
+}
+
+/// An issue price from the wire: USD per DVM, up to twelve decimal places, positive.
+pub fn parse_issue_price(field: &'static str, text: &str) -> Result<IssuePrice, Status> {
+    parse_units(field, text, IssuePrice::DECIMAL_PLACES, 1, false)
+        .map(IssuePrice)
+        .map_err(|reject| from_reject(&reject))
+}
+
+/// An amount for the wire, with six decimals.
+pub fn amount(amount: Amount) -> String {
+    format_units(amount.0, AMOUNT_PLACES)
+}
+
+/// A balance for the wire.
+pub fn balance(asset: Asset, balance: Balance) -> proto::Balance {
+    proto::Balance {
+        asset: asset.symbol().to_string(),
+        available: amount(balance.available),
+        held: amount(balance.held),
+    }
+}
+
+/// An id from the wire: decimal digits.
+pub fn parse_id(field: &'static str, text: &str) -> Result<u64, Status> {
+    if text.is_empty() {
+        return Err(Status::invalid_argument(format!("{field}: is required")));
+    }
+    if text.len() > 20 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(Status::invalid_argument(format!(
+            "{field}: must be decimal digits"
+        )));
+    }
+    text.parse()
+        .map_err(|_| Status::invalid_argument(format!("{field}: is out of range")))
+}
+
+/// A required enum: unspecified or unknown values are refused, naming the field.
+pub fn required<T>(
+    field: &'static str,
+    value: i32,
+    convert: impl Fn(i32) -> Option<T>,
+) -> Result<T, Status> {
+    if value == 0 {
+        return Err(Status::invalid_argument(format!(
+            "{field}: must be specified"
+        )));
+    }
+    convert(value)
+        .ok_or_else(|| Status::invalid_argument(format!("{field}: unknown value {value}")))
+}
+
+/// A side for the wire.
+pub fn side_to_wire(side: Side) -> proto::Side {
+    match side {
+        Side::Buy => proto::Side::Buy,
+        Side::Sell => proto::Side::Sell,
+    }
+}
+
+fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
+    match status {
+        OrderStatus::Open => proto::OrderStatus::Open,
+        OrderStatus::PartiallyFilled => proto::OrderStatus::PartiallyFilled,
+        OrderStatus::Filled => proto::OrderStatus::Filled,
+        OrderStatus::Canceled => proto::OrderStatus::Canceled,
+        OrderStatus::Rejected => proto::OrderStatus::Rejected,
+        OrderStatus::Expired => proto::OrderStatus::Expired,
+    }
+}
+
+/// A whole number of micro-units as the wire's decimal of a market's quote asset per
+/// base unit: used for notional limits.
+pub fn micros_to_units(micros: u64) -> String {
+    format_units(micros, AMOUNT_PLACES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MICROS_PER_UNIT;
+
+    #[test]
+    fn market_values_round_trip_with_the_grid_decimals() {
+        let spec = MarketSpec::dvm_usd();
+        let market = MarketView {
+            id: MarketId(0),
+            spec: &spec,
+        };
+        let price = market.parse_price("price", "0.6001").expect("on tick");
+        assert_eq!(price, Price(6_001));
+        assert_eq!(market.price(price), "0.6001");
+        let quantity = market.parse_quantity("quantity", "12.5").expect("on lot");
+        assert_eq!(quantity, Quantity(1_250));
+        assert_eq!(market.quantity(quantity), "12.50");
+        for (text, field) in [("0.60005", "price"), ("abc", "price")] {
+            let status = market.parse_price(field, text).expect_err(text);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(
+                status.message().starts_with("price: "),
+                "{}",
+                status.message()
+            );
+        }
+        let status = market
+            .parse_quantity("quantity", "0.005")
+            .expect_err("off lot");
+        assert!(status.message().starts_with("quantity: "));
+        assert_eq!(MICROS_PER_UNIT, 10u64.pow(AMOUNT_PLACES));
+    }
+}

@@ -1,0 +1,160 @@
+//! Starting the exchange: recovering the store, building the context, and serving gRPC
+//! until a shutdown signal, then committing everything accepted.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use super::auth::{issuer_token, IssuerTokenSource, Tokens};
+use super::context::Context;
+use super::funding::FundingSources;
+use super::proto;
+use super::services::Api;
+use crate::config::Config;
+use crate::engine::LevelBook;
+use crate::pipeline::Pipeline;
+use crate::store::{recover, Store};
+
+/// Why the exchange could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::error::ConfigError),
+    /// The store could not be opened or recovered.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A file or socket operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("grpc: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Opens the store in the configured data directory, recovers it, checks it, and starts
+/// the pipeline; `environment_token` is the value of `DIVMID_ISSUER_TOKEN`, if set.
+pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Context>, ServeError> {
+    config.validate()?;
+    let data_dir = config.server.data_dir.clone();
+    let (token, source) = issuer_token(
+        config.server.issuer_token.as_deref(),
+        environment_token,
+        &data_dir,
+    )?;
+    match source {
+        IssuerTokenSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "generated the issuer token; it is in this file, readable only by its owner"
+        ),
+        IssuerTokenSource::File(path) => {
+            tracing::info!(path = %path.display(), "issuer token read from file")
+        }
+        IssuerTokenSource::Configuration => tracing::info!("issuer token from the configuration"),
+        IssuerTokenSource::Environment => tracing::info!("issuer token from DIVMID_ISSUER_TOKEN"),
+    }
+    let store = Store::open(&data_dir)?;
+    let started = std::time::Instant::now();
+    let recovered = recover::<LevelBook>(&store, config.engine.clone())?;
+    tracing::info!(
+        seq = recovered.sequencer.last_seq(),
+        snapshot_seq = recovered.snapshot_seq,
+        replayed = recovered.commands_replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "recovered the store; conservation and the books check out"
+    );
+    let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
+    let history = store.history()?;
+    let mut pipeline = Pipeline::start(recovered.sequencer, store, config.pipeline.clone());
+    pipeline.start_indexer(history.clone());
+    Ok(Arc::new(Context {
+        pipeline,
+        config,
+        tokens,
+        history,
+        funding: FundingSources::sandbox(),
+    }))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops taking requests,
+/// lets those in flight finish, and commits everything accepted before returning.
+pub async fn run(
+    listener: TcpListener,
+    context: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let limits = context.config.server.clone();
+    let api = Api::new(Arc::clone(&context));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<proto::issuer_server::IssuerServer<Api>>()
+        .await;
+    health
+        .set_serving::<proto::wallet_server::WalletServer<Api>>()
+        .await;
+    health
+        .set_serving::<proto::metering_server::MeteringServer<Api>>()
+        .await;
+    health
+        .set_serving::<proto::trading_server::TradingServer<Api>>()
+        .await;
+    health
+        .set_serving::<proto::market_data_server::MarketDataServer<Api>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    let size = limits.message_bytes_max;
+    macro_rules! limited {
+        ($server:expr) => {
+            $server
+                .max_decoding_message_size(size)
+                .max_encoding_message_size(size)
+        };
+    }
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving gRPC");
+    Server::builder()
+        .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .max_concurrent_streams(limits.concurrent_streams_max)
+        .timeout(Duration::from_millis(limits.request_timeout_ms))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(limited!(proto::issuer_server::IssuerServer::new(
+            api.clone()
+        )))
+        .add_service(limited!(proto::wallet_server::WalletServer::new(
+            api.clone()
+        )))
+        .add_service(limited!(proto::metering_server::MeteringServer::new(
+            api.clone()
+        )))
+        .add_service(limited!(proto::trading_server::TradingServer::new(
+            api.clone()
+        )))
+        .add_service(limited!(proto::market_data_server::MarketDataServer::new(
+            api
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    tracing::info!("stopped taking requests; committing what was accepted");
+    match Arc::try_unwrap(context) {
+        Ok(context) => context.pipeline.shutdown(),
+        // Someone still holds the context; dropping the last reference shuts the
+        // pipeline down the same way.
+        Err(context) => drop(context),
+    }
+    Ok(())
+}

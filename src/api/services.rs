@@ -1,0 +1,680 @@
+//! The gRPC services: each handler authenticates, converts the request, submits it, and
+//! converts the outcome.
+
+use std::sync::Arc;
+
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{generate_token, hash_token, Caller};
+use super::context::{
+    amount, balance, micros_to_units, parse_amount, parse_id, parse_issue_price, required, Context,
+};
+use super::proto;
+use super::status::from_reject;
+use crate::command::{Command, NewOrder, OrderRef};
+use crate::event::{OrderView, Reply};
+use crate::pipeline::{Answer, Query};
+use crate::types::{
+    AccountId, Asset, FundingSourceKind, OrderId, OrderType, Role, SelfTradePrevention, Side, Tier,
+    TimeInForce,
+};
+
+/// The services, sharing one context.
+#[derive(Clone)]
+pub struct Api {
+    context: Arc<Context>,
+}
+
+impl Api {
+    /// Services over `context`.
+    pub fn new(context: Arc<Context>) -> Api {
+        Api { context }
+    }
+
+    fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
+        self.context.tokens.authenticate(request)?.require(role)
+    }
+}
+
+fn unexpected(reply: &Reply) -> Status {
+    Status::internal(format!("unexpected reply {reply:?}"))
+}
+
+fn tier(value: i32) -> Result<Tier, Status> {
+    required("tier", value, |value| {
+        match proto::Tier::try_from(value).ok()? {
+            proto::Tier::Public => Some(Tier::Public),
+            proto::Tier::Subscriber => Some(Tier::Subscriber),
+            proto::Tier::Unspecified => None,
+        }
+    })
+}
+
+#[tonic::async_trait]
+impl proto::issuer_server::Issuer for Api {
+    async fn create_account(
+        &self,
+        request: Request<proto::CreateAccountRequest>,
+    ) -> Result<Response<proto::CreateAccountResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let message = request.into_inner();
+        let tier = tier(message.tier)?;
+        let role = required("role", message.role, |value| {
+            match proto::Role::try_from(value).ok()? {
+                proto::Role::Trader => Some(Role::Trader),
+                proto::Role::Service => Some(Role::Service),
+                proto::Role::Issuer => Some(Role::Issuer),
+                proto::Role::Unspecified => None,
+            }
+        })?;
+        let token = generate_token().map_err(|_| Status::internal("no randomness for a token"))?;
+        let token_hash = hash_token(&token);
+        let committed = self
+            .context
+            .command(Command::CreateAccount {
+                name: message.name,
+                role,
+                tier,
+                token_hash,
+            })
+            .await?;
+        let Reply::AccountCreated { account } = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        self.context
+            .tokens
+            .register(token_hash, Caller { account, role });
+        Ok(Response::new(proto::CreateAccountResponse {
+            account_id: account.0.to_string(),
+            api_token: token,
+        }))
+    }
+
+    async fn mint(
+        &self,
+        request: Request<proto::MintRequest>,
+    ) -> Result<Response<proto::MintResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let message = request.into_inner();
+        let committed = self
+            .context
+            .command(Command::Mint {
+                amount: parse_amount("amount", &message.amount)?,
+                memo: message.memo,
+                idempotency_key: message.idempotency_key,
+            })
+            .await?;
+        let Reply::Minted(supply) = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::MintResponse {
+            total_supply: amount(supply.minted),
+        }))
+    }
+
+    async fn set_issue_price(
+        &self,
+        request: Request<proto::SetIssuePriceRequest>,
+    ) -> Result<Response<proto::SetIssuePriceResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let message = request.into_inner();
+        let tier = tier(message.tier)?;
+        let price = parse_issue_price("price", &message.price)?;
+        self.context
+            .command(Command::SetIssuePrice { tier, price })
+            .await?;
+        Ok(Response::new(proto::SetIssuePriceResponse {}))
+    }
+
+    async fn get_supply(
+        &self,
+        request: Request<proto::GetSupplyRequest>,
+    ) -> Result<Response<proto::GetSupplyResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let Answer::Supply(supply) = self.context.query(Query::Supply).await? else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        Ok(Response::new(proto::GetSupplyResponse {
+            minted: amount(supply.minted),
+            treasury: amount(supply.treasury),
+            circulating: amount(supply.circulating),
+            spent: amount(supply.spent),
+            seq: self.context.pipeline.committed_seq(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::wallet_server::Wallet for Api {
+    async fn get_balances(
+        &self,
+        request: Request<proto::GetBalancesRequest>,
+    ) -> Result<Response<proto::GetBalancesResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let Answer::Balances(balances) =
+            self.context.query(Query::Balances(caller.account)).await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        Ok(Response::new(proto::GetBalancesResponse {
+            balances: Asset::ALL
+                .iter()
+                .map(|asset| balance(*asset, balances[asset.index()]))
+                .collect(),
+        }))
+    }
+
+    async fn deposit(
+        &self,
+        request: Request<proto::DepositRequest>,
+    ) -> Result<Response<proto::DepositResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let source = required(
+            "source",
+            message.source,
+            |value| match proto::Source::try_from(value).ok()? {
+                proto::Source::Card => Some(FundingSourceKind::Card),
+                proto::Source::Paypal => Some(FundingSourceKind::Paypal),
+                proto::Source::Egold => Some(FundingSourceKind::Egold),
+                proto::Source::Unspecified => None,
+            },
+        )?;
+        let deposited = parse_amount("amount", &message.amount)?;
+        self.context
+            .funding
+            .of(source)
+            .authorize(&message.source_reference, deposited.0)
+            .map_err(|reject| from_reject(&reject))?;
+        let committed = self
+            .context
+            .command(Command::Deposit {
+                account: caller.account,
+                source,
+                amount: deposited,
+                source_reference: message.source_reference,
+                idempotency_key: message.idempotency_key,
+            })
+            .await?;
+        let Reply::Funds(after) = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::DepositResponse {
+            balance: Some(balance(Asset::Usd, after)),
+        }))
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<proto::WithdrawRequest>,
+    ) -> Result<Response<proto::WithdrawResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let committed = self
+            .context
+            .command(Command::Withdraw {
+                account: caller.account,
+                amount: parse_amount("amount", &message.amount)?,
+                destination: message.destination,
+                idempotency_key: message.idempotency_key,
+            })
+            .await?;
+        let Reply::Funds(after) = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::WithdrawResponse {
+            balance: Some(balance(Asset::Usd, after)),
+        }))
+    }
+
+    async fn buy_divmids(
+        &self,
+        request: Request<proto::BuyDivmidsRequest>,
+    ) -> Result<Response<proto::BuyDivmidsResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let committed = self
+            .context
+            .command(Command::BuyDivmids {
+                account: caller.account,
+                quantity: parse_amount("quantity", &message.quantity)?,
+                max_price: parse_issue_price("max_price", &message.max_price)?,
+                idempotency_key: message.idempotency_key,
+            })
+            .await?;
+        let Reply::DivmidsBought { cost, balances } = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::BuyDivmidsResponse {
+            cost: amount(cost),
+            balances: Asset::ALL
+                .iter()
+                .map(|asset| balance(*asset, balances[asset.index()]))
+                .collect(),
+        }))
+    }
+
+    async fn list_ledger_entries(
+        &self,
+        request: Request<proto::ListLedgerEntriesRequest>,
+    ) -> Result<Response<proto::ListLedgerEntriesResponse>, Status> {
+        self.caller(&request, Role::Trader)?;
+        Err(Status::unimplemented("ListLedgerEntries is not served yet"))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::metering_server::Metering for Api {
+    async fn charge(
+        &self,
+        request: Request<proto::ChargeRequest>,
+    ) -> Result<Response<proto::ChargeResponse>, Status> {
+        let caller = self.caller(&request, Role::Service)?;
+        let message = request.into_inner();
+        let charged = parse_amount("amount", &message.amount)?;
+        let committed = self
+            .context
+            .command(Command::Charge {
+                service: caller.account,
+                account: AccountId(parse_id("account_id", &message.account_id)?),
+                amount: charged,
+                memo: message.memo,
+                idempotency_key: message.idempotency_key,
+            })
+            .await?;
+        Ok(Response::new(proto::ChargeResponse {
+            amount: amount(charged),
+            seq: committed.events.last().map_or(0, |event| event.seq),
+        }))
+    }
+}
+
+impl Api {
+    fn new_order(
+        &self,
+        caller: Caller,
+        message: proto::PlaceOrderRequest,
+    ) -> Result<NewOrder, Status> {
+        let market = self.context.market("market", &message.market)?;
+        let side = required("side", message.side, |value| {
+            match proto::Side::try_from(value).ok()? {
+                proto::Side::Buy => Some(Side::Buy),
+                proto::Side::Sell => Some(Side::Sell),
+                proto::Side::Unspecified => None,
+            }
+        })?;
+        let order_type = required(
+            "type",
+            message.r#type,
+            |value| match proto::OrderType::try_from(value).ok()? {
+                proto::OrderType::Limit => Some(OrderType::Limit),
+                proto::OrderType::Market => Some(OrderType::Market),
+                proto::OrderType::Unspecified => None,
+            },
+        )?;
+        let time_in_force = match proto::TimeInForce::try_from(message.time_in_force) {
+            Ok(proto::TimeInForce::Unspecified) => match order_type {
+                OrderType::Limit => TimeInForce::GoodTillCanceled,
+                OrderType::Market => TimeInForce::ImmediateOrCancel,
+            },
+            Ok(proto::TimeInForce::Gtc) => TimeInForce::GoodTillCanceled,
+            Ok(proto::TimeInForce::Ioc) => TimeInForce::ImmediateOrCancel,
+            Ok(proto::TimeInForce::Fok) => TimeInForce::FillOrKill,
+            Err(_) => return Err(Status::invalid_argument("time_in_force: unknown value")),
+        };
+        let self_trade_prevention =
+            match proto::SelfTradePrevention::try_from(message.self_trade_prevention) {
+                Ok(
+                    proto::SelfTradePrevention::Unspecified
+                    | proto::SelfTradePrevention::CancelTaker,
+                ) => SelfTradePrevention::CancelTaker,
+                Ok(proto::SelfTradePrevention::CancelMaker) => SelfTradePrevention::CancelMaker,
+                Ok(proto::SelfTradePrevention::CancelBoth) => SelfTradePrevention::CancelBoth,
+                Ok(proto::SelfTradePrevention::Decrement) => SelfTradePrevention::Decrement,
+                Err(_) => {
+                    return Err(Status::invalid_argument(
+                        "self_trade_prevention: unknown value",
+                    ))
+                }
+            };
+        let price = match (order_type, message.price.is_empty()) {
+            (OrderType::Market, true) => None,
+            _ => Some(market.parse_price("price", &message.price)?),
+        };
+        Ok(NewOrder {
+            account: caller.account,
+            market: market.id,
+            side,
+            order_type,
+            price,
+            quantity: market.parse_quantity("quantity", &message.quantity)?,
+            time_in_force,
+            post_only: message.post_only,
+            client_order_id: (!message.client_order_id.is_empty())
+                .then(|| message.client_order_id.into_boxed_str()),
+            self_trade_prevention,
+        })
+    }
+
+    fn order_target(order_id: &str, client_order_id: &str) -> Result<OrderRef, Status> {
+        match (order_id.is_empty(), client_order_id.is_empty()) {
+            (false, true) => Ok(OrderRef::Id(OrderId(parse_id("order_id", order_id)?))),
+            (true, false) => Ok(OrderRef::Client(client_order_id.into())),
+            _ => Err(Status::invalid_argument(
+                "order_id: give exactly one of order_id and client_order_id",
+            )),
+        }
+    }
+
+    fn order_reply(&self, view: &OrderView) -> proto::Order {
+        self.context.market_at(view.market).order(view)
+    }
+}
+
+#[tonic::async_trait]
+impl proto::trading_server::Trading for Api {
+    async fn place_order(
+        &self,
+        request: Request<proto::PlaceOrderRequest>,
+    ) -> Result<Response<proto::PlaceOrderResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let order = self.new_order(caller, request.into_inner())?;
+        let committed = self.context.command(Command::PlaceOrder(order)).await?;
+        let Reply::Order(view) = &committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        let market = self.context.market_at(view.market);
+        Ok(Response::new(proto::PlaceOrderResponse {
+            order: Some(market.order(view)),
+            fills: market.fills_of(view.order_id, &committed.events),
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<proto::CancelOrderRequest>,
+    ) -> Result<Response<proto::CancelOrderResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let target = Self::order_target(&message.order_id, &message.client_order_id)?;
+        let committed = self
+            .context
+            .command(Command::CancelOrder {
+                account: caller.account,
+                target,
+            })
+            .await?;
+        let Reply::Order(view) = &committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::CancelOrderResponse {
+            order: Some(self.order_reply(view)),
+        }))
+    }
+
+    async fn cancel_all_orders(
+        &self,
+        request: Request<proto::CancelAllOrdersRequest>,
+    ) -> Result<Response<proto::CancelAllOrdersResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let market = if message.market.is_empty() {
+            None
+        } else {
+            Some(self.context.market("market", &message.market)?.id)
+        };
+        let committed = self
+            .context
+            .command(Command::CancelAllOrders {
+                account: caller.account,
+                market,
+            })
+            .await?;
+        let Reply::CanceledCount(count) = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::CancelAllOrdersResponse {
+            canceled_count: count,
+        }))
+    }
+
+    async fn amend_order(
+        &self,
+        request: Request<proto::AmendOrderRequest>,
+    ) -> Result<Response<proto::AmendOrderResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let order_id = OrderId(parse_id("order_id", &message.order_id)?);
+        let Answer::Order(Some(current)) = self
+            .context
+            .query(Query::OpenOrder {
+                account: caller.account,
+                order_id,
+            })
+            .await?
+        else {
+            return Err(Status::not_found(
+                "order_id: no open order of yours has this id",
+            ));
+        };
+        let market = self.context.market_at(current.market);
+        let quantity = (!message.quantity.is_empty())
+            .then(|| market.parse_quantity("quantity", &message.quantity))
+            .transpose()?;
+        let price = (!message.price.is_empty())
+            .then(|| market.parse_price("price", &message.price))
+            .transpose()?;
+        let committed = self
+            .context
+            .command(Command::AmendOrder {
+                account: caller.account,
+                order_id,
+                quantity,
+                price,
+            })
+            .await?;
+        let Reply::Order(view) = &committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        Ok(Response::new(proto::AmendOrderResponse {
+            order: Some(market.order(view)),
+            fills: market.fills_of(view.order_id, &committed.events),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<proto::GetOrderRequest>,
+    ) -> Result<Response<proto::GetOrderResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let target = Self::order_target(&message.order_id, &message.client_order_id)?;
+        let Answer::Orders(open) = self
+            .context
+            .query(Query::OpenOrders(caller.account))
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let found = open.iter().find(|order| match &target {
+            OrderRef::Id(id) => order.order_id == *id,
+            OrderRef::Client(client) => order.client_order_id.as_deref() == Some(&**client),
+        });
+        match found {
+            Some(view) => Ok(Response::new(proto::GetOrderResponse {
+                order: Some(self.order_reply(view)),
+            })),
+            None => Err(Status::not_found(
+                "order_id: no open order of yours matches (ended orders are not served yet)",
+            )),
+        }
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<proto::ListOrdersRequest>,
+    ) -> Result<Response<proto::ListOrdersResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        if !message.open_only {
+            return Err(Status::unimplemented(
+                "ListOrders serves open orders only for now: set open_only",
+            ));
+        }
+        let page_size = self.context.page_size(message.page_size)?;
+        let after = if message.page_token.is_empty() {
+            0
+        } else {
+            parse_id("page_token", &message.page_token)?
+        };
+        let Answer::Orders(open) = self
+            .context
+            .query(Query::OpenOrders(caller.account))
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let page: Vec<&OrderView> = open
+            .iter()
+            .filter(|order| order.order_id.0 > after)
+            .take(page_size)
+            .collect();
+        let next_page_token = if page.len() == page_size {
+            page.last()
+                .map(|order| order.order_id.0.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(proto::ListOrdersResponse {
+            orders: page
+                .into_iter()
+                .map(|view| self.order_reply(view))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_fills(
+        &self,
+        request: Request<proto::ListFillsRequest>,
+    ) -> Result<Response<proto::ListFillsResponse>, Status> {
+        self.caller(&request, Role::Trader)?;
+        Err(Status::unimplemented("ListFills is not served yet"))
+    }
+
+    type OrderSessionStream = BoxStream<proto::OrderSessionResponse>;
+
+    async fn order_session(
+        &self,
+        request: Request<Streaming<proto::OrderSessionRequest>>,
+    ) -> Result<Response<Self::OrderSessionStream>, Status> {
+        self.caller(&request, Role::Trader)?;
+        Err(Status::unimplemented("OrderSession is not served yet"))
+    }
+
+    type StreamOrderUpdatesStream = BoxStream<proto::OrderUpdate>;
+
+    async fn stream_order_updates(
+        &self,
+        request: Request<proto::StreamOrderUpdatesRequest>,
+    ) -> Result<Response<Self::StreamOrderUpdatesStream>, Status> {
+        self.caller(&request, Role::Trader)?;
+        Err(Status::unimplemented(
+            "StreamOrderUpdates is not served yet",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl proto::market_data_server::MarketData for Api {
+    async fn get_markets(
+        &self,
+        _request: Request<proto::GetMarketsRequest>,
+    ) -> Result<Response<proto::GetMarketsResponse>, Status> {
+        let markets = (0..self.context.config.engine.markets.len())
+            .map(|index| {
+                let market = self.context.market_at(crate::types::MarketId(index as u16));
+                let spec = market.spec;
+                proto::Market {
+                    name: spec.name.clone(),
+                    base: spec.base.symbol().to_string(),
+                    quote: spec.quote.symbol().to_string(),
+                    tick_size: market.price(crate::types::Price(1)),
+                    lot_size: market.quantity(crate::types::Quantity(1)),
+                    min_quantity: market.quantity(crate::types::Quantity(spec.quantity_min_lots)),
+                    max_quantity: market.quantity(crate::types::Quantity(spec.quantity_max_lots)),
+                    max_price: market.price(crate::types::Price(spec.price_max_ticks)),
+                    max_notional: micros_to_units(spec.notional_max_micros),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::GetMarketsResponse { markets }))
+    }
+
+    async fn get_order_book(
+        &self,
+        request: Request<proto::GetOrderBookRequest>,
+    ) -> Result<Response<proto::GetOrderBookResponse>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let depth = match message.depth {
+            0 => 50,
+            depth @ 1..=1_000 => depth as usize,
+            _ => return Err(Status::invalid_argument("depth: at most 1000")),
+        };
+        let Answer::Book { bids, asks, seq } = self
+            .context
+            .query(Query::Book {
+                market: market.id,
+                depth,
+            })
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let level = |level: &crate::engine::Level| proto::PriceLevel {
+            price: market.price(level.price),
+            quantity: market.quantity(level.quantity),
+        };
+        Ok(Response::new(proto::GetOrderBookResponse {
+            market: market.spec.name.clone(),
+            bids: bids.iter().map(level).collect(),
+            asks: asks.iter().map(level).collect(),
+            seq,
+        }))
+    }
+
+    type StreamOrderBookStream = BoxStream<proto::BookUpdate>;
+
+    async fn stream_order_book(
+        &self,
+        _request: Request<proto::StreamOrderBookRequest>,
+    ) -> Result<Response<Self::StreamOrderBookStream>, Status> {
+        Err(Status::unimplemented("StreamOrderBook is not served yet"))
+    }
+
+    type StreamTradesStream = BoxStream<proto::Trade>;
+
+    async fn stream_trades(
+        &self,
+        _request: Request<proto::StreamTradesRequest>,
+    ) -> Result<Response<Self::StreamTradesStream>, Status> {
+        Err(Status::unimplemented("StreamTrades is not served yet"))
+    }
+
+    async fn get_ticker(
+        &self,
+        _request: Request<proto::GetTickerRequest>,
+    ) -> Result<Response<proto::GetTickerResponse>, Status> {
+        Err(Status::unimplemented("GetTicker is not served yet"))
+    }
+
+    async fn get_candles(
+        &self,
+        _request: Request<proto::GetCandlesRequest>,
+    ) -> Result<Response<proto::GetCandlesResponse>, Status> {
+        Err(Status::unimplemented("GetCandles is not served yet"))
+    }
+}

@@ -1,0 +1,117 @@
+//! `divmid-server`: the exchange and issuer ledger, serving gRPC.
+//!
+//! With no arguments it serves on 127.0.0.1:50051 with its data in `./data`. Flags override
+//! the configuration file; `DIVMID_ISSUER_TOKEN` sets the issuer's token. SIGINT or SIGTERM
+//! stops it gracefully: no new requests, every accepted command committed, exit 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use divmid::api::server::{open, run};
+use divmid::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// The divmid exchange and issuer ledger (gRPC server).
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Arguments {
+    /// The address to listen on [default: 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The data directory (store, snapshots, generated issuer token) [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file (sections [server], [engine], [pipeline]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    let mut config = match &arguments.config {
+        None => Config::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|error| error.to_string())
+            .and_then(|text| Config::from_toml(&text).map_err(|error| error.to_string()))
+        {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("divmid-server: {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let Some(listen) = arguments.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data_dir) = arguments.data_dir {
+        config.server.data_dir = data_dir;
+    }
+    config.server.log_json |= arguments.log_json;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.server.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "divmid-server stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), divmid::api::server::ServeError> {
+    let listen = config.server.listen;
+    let context = open(config, std::env::var("DIVMID_ISSUER_TOKEN").ok())?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    run(listener, context, shutdown_signal()).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::error!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}

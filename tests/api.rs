@@ -1,0 +1,655 @@
+//! The gRPC API end to end: a real server on 127.0.0.1:0 over real gRPC, driven through
+//! the user story, bad input, the authorization matrix, idempotency, and a graceful
+//! shutdown followed by a restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use divmid::api::proto::wallet_client::WalletClient;
+use divmid::api::proto::{self, issuer_client::IssuerClient, market_data_client::MarketDataClient};
+use divmid::api::proto::{metering_client::MeteringClient, trading_client::TradingClient};
+use divmid::api::server::{open, run};
+use divmid::config::Config;
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+const ISSUER_TOKEN: &str = "issuer-token-for-tests-0123456789";
+
+struct Server {
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(data_dir: &Path) -> Server {
+        let mut config = Config::default();
+        config.server.data_dir = data_dir.to_path_buf();
+        config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
+        let context = open(config, None).expect("the exchange opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            run(listener, context, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        Server {
+            address,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .expect("an address")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("the server task ends");
+    }
+}
+
+type Authorized = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|token| format!("Bearer {token}").parse().expect("ascii")))
+}
+
+struct Clients {
+    issuer: IssuerClient<Authorized>,
+    wallet: WalletClient<Authorized>,
+    trading: TradingClient<Authorized>,
+    metering: MeteringClient<Authorized>,
+}
+
+fn clients(channel: &Channel, token: Option<&str>) -> Clients {
+    Clients {
+        issuer: IssuerClient::with_interceptor(channel.clone(), bearer(token)),
+        wallet: WalletClient::with_interceptor(channel.clone(), bearer(token)),
+        trading: TradingClient::with_interceptor(channel.clone(), bearer(token)),
+        metering: MeteringClient::with_interceptor(channel.clone(), bearer(token)),
+    }
+}
+
+async fn create(
+    issuer: &mut Clients,
+    name: &str,
+    tier: proto::Tier,
+    role: proto::Role,
+) -> (String, String) {
+    let created = issuer
+        .issuer
+        .create_account(proto::CreateAccountRequest {
+            name: name.into(),
+            tier: tier as i32,
+            role: role as i32,
+        })
+        .await
+        .expect("created")
+        .into_inner();
+    (created.account_id, created.api_token)
+}
+
+/// `(usd available, usd held, dvm available, dvm held)` as the wire writes them.
+async fn balances(client: &mut Clients) -> (String, String, String, String) {
+    let balances = client
+        .wallet
+        .get_balances(proto::GetBalancesRequest {})
+        .await
+        .expect("balances")
+        .into_inner()
+        .balances;
+    let find = |asset: &str| {
+        balances
+            .iter()
+            .find(|balance| balance.asset == asset)
+            .map(|balance| (balance.available.clone(), balance.held.clone()))
+            .expect("every asset is listed")
+    };
+    let (usd, dvm) = (find("USD"), find("DVM"));
+    (usd.0, usd.1, dvm.0, dvm.1)
+}
+
+fn owned(values: (&str, &str, &str, &str)) -> (String, String, String, String) {
+    (
+        values.0.into(),
+        values.1.into(),
+        values.2.into(),
+        values.3.into(),
+    )
+}
+
+fn limit(side: proto::Side, price: &str, quantity: &str) -> proto::PlaceOrderRequest {
+    proto::PlaceOrderRequest {
+        market: "DVM-USD".into(),
+        side: side as i32,
+        r#type: proto::OrderType::Limit as i32,
+        price: price.into(),
+        quantity: quantity.into(),
+        time_in_force: proto::TimeInForce::Gtc as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_user_story_with_exact_balances_and_a_restart() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, alice_token) = create(
+        &mut issuer,
+        "alice",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let (bob_id, bob_token) = create(
+        &mut issuer,
+        "bob",
+        proto::Tier::Subscriber,
+        proto::Role::Trader,
+    )
+    .await;
+    let (_, service_token) = create(
+        &mut issuer,
+        "search",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let mut alice = clients(&channel, Some(&alice_token));
+    let mut bob = clients(&channel, Some(&bob_token));
+    let mut service = clients(&channel, Some(&service_token));
+
+    let minted = issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: "1000000".into(),
+            memo: "launch".into(),
+            idempotency_key: "mint-1".into(),
+        })
+        .await
+        .expect("minted")
+        .into_inner();
+    assert_eq!(minted.total_supply, "1000000.000000");
+    for (tier, price) in [
+        (proto::Tier::Public, "0.60"),
+        (proto::Tier::Subscriber, "0.5"),
+    ] {
+        issuer
+            .issuer
+            .set_issue_price(proto::SetIssuePriceRequest {
+                tier: tier as i32,
+                price: price.into(),
+            })
+            .await
+            .expect("price set");
+    }
+
+    // Deposits through each funding source; a repeated key applies once.
+    let deposit =
+        |source: proto::Source, amount: &str, reference: &str, key: &str| proto::DepositRequest {
+            source: source as i32,
+            amount: amount.into(),
+            source_reference: reference.into(),
+            idempotency_key: key.into(),
+        };
+    for _ in 0..2 {
+        alice
+            .wallet
+            .deposit(deposit(
+                proto::Source::Card,
+                "1000",
+                "4111111111111111",
+                "d-1",
+            ))
+            .await
+            .expect("deposited");
+    }
+    bob.wallet
+        .deposit(deposit(
+            proto::Source::Paypal,
+            "300",
+            "bob@example.com",
+            "d-1",
+        ))
+        .await
+        .expect("deposited");
+    bob.wallet
+        .deposit(deposit(proto::Source::Egold, "200", "123456", "d-2"))
+        .await
+        .expect("deposited");
+    let declined = bob
+        .wallet
+        .deposit(deposit(proto::Source::Card, "5", "4000000000000002", "d-3"))
+        .await
+        .expect_err("declined");
+    assert_eq!(declined.code(), Code::FailedPrecondition);
+    assert!(
+        declined.message().contains("card declined"),
+        "{}",
+        declined.message()
+    );
+    assert_eq!(
+        balances(&mut alice).await,
+        owned(("1000.000000", "0.000000", "0.000000", "0.000000"))
+    );
+    assert_eq!(
+        balances(&mut bob).await,
+        owned(("500.000000", "0.000000", "0.000000", "0.000000"))
+    );
+
+    // Each buys 100 DVM at its tier's price.
+    let buy = |key: &str| proto::BuyDivmidsRequest {
+        quantity: "100".into(),
+        max_price: "1".into(),
+        idempotency_key: key.into(),
+    };
+    let bought = alice
+        .wallet
+        .buy_divmids(buy("b-1"))
+        .await
+        .expect("bought")
+        .into_inner();
+    assert_eq!(bought.cost, "60.000000");
+    bob.wallet.buy_divmids(buy("b-1")).await.expect("bought");
+    assert_eq!(
+        balances(&mut alice).await,
+        owned(("940.000000", "0.000000", "100.000000", "0.000000"))
+    );
+    assert_eq!(
+        balances(&mut bob).await,
+        owned(("450.000000", "0.000000", "100.000000", "0.000000"))
+    );
+
+    // Alice offers 50 DVM at 0.70; Bob bids 20 at 0.75 and trades at Alice's price.
+    let ask = alice
+        .trading
+        .place_order(limit(proto::Side::Sell, "0.7000", "50"))
+        .await
+        .expect("placed")
+        .into_inner();
+    let ask_order = ask.order.expect("an order");
+    assert_eq!(ask_order.status, proto::OrderStatus::Open as i32);
+    assert_eq!(
+        balances(&mut alice).await,
+        owned(("940.000000", "0.000000", "50.000000", "50.000000"))
+    );
+    let bid = bob
+        .trading
+        .place_order(limit(proto::Side::Buy, "0.75", "20.00"))
+        .await
+        .expect("placed")
+        .into_inner();
+    assert_eq!(
+        bid.order.expect("an order").status,
+        proto::OrderStatus::Filled as i32
+    );
+    assert_eq!(bid.fills.len(), 1);
+    assert_eq!(
+        (bid.fills[0].price.as_str(), bid.fills[0].quantity.as_str()),
+        ("0.7000", "20.00")
+    );
+    assert_eq!(bid.fills[0].liquidity, proto::Liquidity::Taker as i32);
+    assert_eq!(
+        balances(&mut bob).await,
+        owned(("436.000000", "0.000000", "120.000000", "0.000000"))
+    );
+    assert_eq!(
+        balances(&mut alice).await,
+        owned(("954.000000", "0.000000", "50.000000", "30.000000"))
+    );
+
+    // Alice amends her ask down to 40 in all (10 left) and then cancels it.
+    let amended = alice
+        .trading
+        .amend_order(proto::AmendOrderRequest {
+            order_id: ask_order.order_id.clone(),
+            quantity: "30".into(),
+            price: String::new(),
+        })
+        .await
+        .expect("amended")
+        .into_inner()
+        .order
+        .expect("an order");
+    assert_eq!(
+        (
+            amended.quantity.as_str(),
+            amended.remaining_quantity.as_str()
+        ),
+        ("30.00", "10.00")
+    );
+    // Bob may not touch Alice's order.
+    let foreign = bob
+        .trading
+        .cancel_order(proto::CancelOrderRequest {
+            order_id: ask_order.order_id.clone(),
+            client_order_id: String::new(),
+        })
+        .await
+        .expect_err("not his");
+    assert_eq!(foreign.code(), Code::NotFound);
+    alice
+        .trading
+        .cancel_order(proto::CancelOrderRequest {
+            order_id: ask_order.order_id.clone(),
+            client_order_id: String::new(),
+        })
+        .await
+        .expect("canceled");
+    assert_eq!(
+        balances(&mut alice).await,
+        owned(("954.000000", "0.000000", "80.000000", "0.000000"))
+    );
+
+    // A service charges Bob a micro-amount; Bob withdraws dollars.
+    service
+        .metering
+        .charge(proto::ChargeRequest {
+            account_id: bob_id.clone(),
+            amount: "0.000123".into(),
+            idempotency_key: "c-1".into(),
+            memo: "search".into(),
+        })
+        .await
+        .expect("charged");
+    bob.wallet
+        .withdraw(proto::WithdrawRequest {
+            amount: "36.5".into(),
+            destination: "bank".into(),
+            idempotency_key: "w-1".into(),
+        })
+        .await
+        .expect("withdrawn");
+    assert_eq!(
+        balances(&mut bob).await,
+        owned(("399.500000", "0.000000", "119.999877", "0.000000"))
+    );
+    let supply = issuer
+        .issuer
+        .get_supply(proto::GetSupplyRequest {})
+        .await
+        .expect("supply")
+        .into_inner();
+    assert_eq!(
+        (
+            supply.minted.as_str(),
+            supply.treasury.as_str(),
+            supply.circulating.as_str(),
+            supply.spent.as_str()
+        ),
+        ("1000000.000000", "999800.000000", "199.999877", "0.000123")
+    );
+
+    // A graceful stop and a restart keep everything.
+    drop((alice, bob, service, issuer));
+    drop(channel);
+    server.stop().await;
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut bob = clients(&channel, Some(&bob_token));
+    assert_eq!(
+        balances(&mut bob).await,
+        owned(("399.500000", "0.000000", "119.999877", "0.000000"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_field_and_changes_nothing() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, token) = create(
+        &mut issuer,
+        "carol",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let mut carol = clients(&channel, Some(&token));
+    carol
+        .wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: "100".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "d".into(),
+        })
+        .await
+        .expect("deposited");
+    let before = balances(&mut carol).await;
+    // Refused for every number field; then each field's own off-grid values.
+    let numbers = [
+        "abc",
+        "-1",
+        "0",
+        "1e3",
+        "NaN",
+        "",
+        " 1",
+        "1234567890123456789012345678901234567890",
+        "0.0000001",
+    ];
+    for (price, quantity) in [("0.00001", "0.001"), ("0.50001", "1.005")] {
+        let status = carol
+            .trading
+            .place_order(limit(proto::Side::Buy, price, "1"))
+            .await
+            .expect_err("off tick");
+        assert!(
+            status.message().starts_with("price: "),
+            "{price}: {}",
+            status.message()
+        );
+        let status = carol
+            .trading
+            .place_order(limit(proto::Side::Buy, "0.5", quantity))
+            .await
+            .expect_err("off lot");
+        assert!(
+            status.message().starts_with("quantity: "),
+            "{quantity}: {}",
+            status.message()
+        );
+    }
+    for bad in numbers {
+        let status = carol
+            .trading
+            .place_order(limit(proto::Side::Buy, bad, "1"))
+            .await
+            .expect_err(bad);
+        assert_eq!(status.code(), Code::InvalidArgument, "price {bad:?}");
+        assert!(
+            status.message().starts_with("price: "),
+            "{bad:?}: {}",
+            status.message()
+        );
+        let status = carol
+            .trading
+            .place_order(limit(proto::Side::Buy, "0.5", bad))
+            .await
+            .expect_err(bad);
+        assert_eq!(status.code(), Code::InvalidArgument, "quantity {bad:?}");
+        assert!(
+            status.message().starts_with("quantity: "),
+            "{bad:?}: {}",
+            status.message()
+        );
+        let status = carol
+            .wallet
+            .withdraw(proto::WithdrawRequest {
+                amount: bad.into(),
+                destination: "bank".into(),
+                idempotency_key: format!("w-{bad}"),
+            })
+            .await
+            .expect_err(bad);
+        assert!(
+            status.message().starts_with("amount: "),
+            "{bad:?}: {}",
+            status.message()
+        );
+    }
+    let mut unknown_market = limit(proto::Side::Buy, "0.5", "1");
+    unknown_market.market = "BTC-USD".into();
+    let status = carol
+        .trading
+        .place_order(unknown_market)
+        .await
+        .expect_err("unknown market");
+    assert_eq!(status.code(), Code::NotFound);
+    let mut unspecified = limit(proto::Side::Buy, "0.5", "1");
+    unspecified.side = 0;
+    let status = carol
+        .trading
+        .place_order(unspecified)
+        .await
+        .expect_err("no side");
+    assert!(
+        status.message().starts_with("side: "),
+        "{}",
+        status.message()
+    );
+    let mut long_id = limit(proto::Side::Buy, "0.5", "1");
+    long_id.client_order_id = "x".repeat(65);
+    let status = carol
+        .trading
+        .place_order(long_id)
+        .await
+        .expect_err("too long");
+    assert!(
+        status.message().starts_with("client_order_id: "),
+        "{}",
+        status.message()
+    );
+    assert_eq!(balances(&mut carol).await, before);
+    let book = MarketDataClient::new(channel.clone())
+        .get_order_book(proto::GetOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("the book")
+        .into_inner();
+    assert!(
+        book.bids.is_empty() && book.asks.is_empty(),
+        "nothing reached the book"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn calls_are_refused_without_a_token_with_a_bad_one_or_with_the_wrong_role() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, trader_token) = create(
+        &mut issuer,
+        "dave",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let (_, service_token) = create(
+        &mut issuer,
+        "svc",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let mint = || proto::MintRequest {
+        amount: "1".into(),
+        memo: String::new(),
+        idempotency_key: "m".into(),
+    };
+    for (token, code) in [
+        (None, Code::Unauthenticated),
+        (Some("not-a-token"), Code::Unauthenticated),
+        (Some(trader_token.as_str()), Code::PermissionDenied),
+        (Some(service_token.as_str()), Code::PermissionDenied),
+    ] {
+        let mut caller = clients(&channel, token);
+        let status = caller.issuer.mint(mint()).await.expect_err("refused");
+        assert_eq!(status.code(), code, "{token:?} minting");
+        if token != Some(trader_token.as_str()) {
+            let status = caller
+                .trading
+                .place_order(limit(proto::Side::Buy, "0.5", "1"))
+                .await
+                .expect_err("refused");
+            assert!(matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            ));
+            let status = caller
+                .wallet
+                .get_balances(proto::GetBalancesRequest {})
+                .await
+                .expect_err("refused");
+            assert!(matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            ));
+        }
+    }
+    let mut trader = clients(&channel, Some(&trader_token));
+    let status = trader
+        .metering
+        .charge(proto::ChargeRequest {
+            account_id: "3".into(),
+            amount: "1".into(),
+            idempotency_key: "c".into(),
+            memo: String::new(),
+        })
+        .await
+        .expect_err("a trader cannot charge");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // Market data needs no token.
+    let markets = MarketDataClient::new(channel.clone())
+        .get_markets(proto::GetMarketsRequest {})
+        .await
+        .expect("markets")
+        .into_inner()
+        .markets;
+    assert_eq!(markets[0].name, "DVM-USD");
+    assert_eq!(
+        (markets[0].tick_size.as_str(), markets[0].lot_size.as_str()),
+        ("0.0001", "0.01")
+    );
+    server.stop().await;
+}

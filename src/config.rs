@@ -362,6 +362,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_parses_to_the_defaults() {
+        let text = include_str!("../deploy/divmid.toml");
+        let config = Config::from_toml(text).expect("the example parses");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
     fn the_default_configuration_is_valid() {
         assert_eq!(EngineConfig::default().validate(), Ok(()));
         let market = MarketSpec::dvm_usd();

@@ -138,6 +138,8 @@ pub enum EventKind {
         market: MarketId,
         /// Lots taken off its total quantity.
         quantity_removed: Quantity,
+        /// The asset the order holds.
+        asset: Asset,
         /// Funds released from held to available.
         released: Amount,
         /// The owner's balance of the held asset afterwards.
@@ -156,6 +158,10 @@ pub enum EventKind {
         price: Price,
         /// The new total quantity, filled part included.
         quantity: Quantity,
+        /// The asset the order holds.
+        asset: Asset,
+        /// Funds the order held before.
+        hold_before: Amount,
         /// Funds held for the order afterwards (its remaining quantity at its price).
         hold_after: Amount,
         /// The owner's balance of the held asset afterwards.
@@ -173,6 +179,8 @@ pub enum EventKind {
         status: OrderStatus,
         /// Why it ended.
         reason: DoneReason,
+        /// The asset the order held.
+        asset: Asset,
         /// Funds released from held to available.
         released: Amount,
         /// The owner's balance of the held asset afterwards.
@@ -237,6 +245,8 @@ pub struct Fill {
     /// Micro-USD the taker got back from its hold because the maker's price was better
     /// than its limit.
     pub taker_released: Amount,
+    /// Whether the taker (a market buy) paid from available funds rather than a hold.
+    pub taker_paid_from_available: bool,
     /// The maker's balances afterwards.
     pub maker_after: Balances,
     /// The taker's balances afterwards.

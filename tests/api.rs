@@ -413,6 +413,81 @@ async fn the_user_story_with_exact_balances_and_a_restart() {
         ("1000000.000000", "999800.000000", "199.999877", "0.000123")
     );
 
+    // History: Bob's fills, and Alice's ledger entries, which account for every
+    // movement: the changes per asset add up to her balances, and the newest entry of each
+    // asset shows the balance she has.
+    let fills = bob
+        .trading
+        .list_fills(proto::ListFillsRequest {
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect("fills")
+        .into_inner()
+        .fills;
+    assert_eq!(fills.len(), 1);
+    assert_eq!(
+        (fills[0].price.as_str(), fills[0].quantity.as_str()),
+        ("0.7000", "20.00")
+    );
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = alice
+            .wallet
+            .list_ledger_entries(proto::ListLedgerEntriesRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("entries")
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let micros = |text: &str| -> i64 {
+        let negative = text.starts_with('-');
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        let value: i64 = digits.parse().expect("a number");
+        if negative {
+            -value
+        } else {
+            value
+        }
+    };
+    for (asset, available, held) in [
+        ("USD", "954.000000", "0.000000"),
+        ("DVM", "80.000000", "0.000000"),
+    ] {
+        let of_asset: Vec<_> = entries
+            .iter()
+            .filter(|entry| entry.asset == asset)
+            .collect();
+        let newest = of_asset.first().expect("entries of each asset");
+        assert_eq!(
+            (newest.available_after.as_str(), newest.held_after.as_str()),
+            (available, held),
+            "{asset}"
+        );
+        let total: i64 = of_asset
+            .iter()
+            .map(|entry| micros(&entry.available_change) + micros(&entry.held_change))
+            .sum();
+        assert_eq!(
+            total,
+            micros(available) + micros(held),
+            "{asset} changes add up"
+        );
+    }
+    assert!(
+        entries.windows(2).all(|pair| pair[0].seq >= pair[1].seq),
+        "newest first"
+    );
+
     // A graceful stop and a restart keep everything.
     drop((alice, bob, service, issuer));
     drop(channel);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod context;
 pub mod decimal;
 pub mod funding;
+pub mod history;
 pub mod proto;
 pub mod server;
 pub mod services;

@@ -10,8 +10,12 @@ use super::auth::{generate_token, hash_token, Caller};
 use super::context::{
     amount, balance, micros_to_units, parse_amount, parse_id, parse_issue_price, required, Context,
 };
+use super::history;
 use super::proto;
 use super::status::from_reject;
+
+/// Events read from the store per step of a history page.
+const HISTORY_EVENTS_PER_READ: usize = 256;
 use crate::command::{Command, NewOrder, OrderRef};
 use crate::event::{OrderView, Reply};
 use crate::pipeline::{Answer, Query};
@@ -259,8 +263,21 @@ impl proto::wallet_server::Wallet for Api {
         &self,
         request: Request<proto::ListLedgerEntriesRequest>,
     ) -> Result<Response<proto::ListLedgerEntriesResponse>, Status> {
-        self.caller(&request, Role::Trader)?;
-        Err(Status::unimplemented("ListLedgerEntries is not served yet"))
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let context = Arc::clone(&self.context);
+        let (entries, next) = self
+            .page_from_history(
+                caller.account,
+                message.page_size,
+                &message.page_token,
+                move |event| history::ledger_entries(&context, caller.account, event),
+            )
+            .await?;
+        Ok(Response::new(proto::ListLedgerEntriesResponse {
+            entries,
+            next_page_token: next,
+        }))
     }
 }
 
@@ -365,6 +382,47 @@ impl Api {
                 "order_id: give exactly one of order_id and client_order_id",
             )),
         }
+    }
+
+    /// A page of items derived from the account's events, newest first: events are read
+    /// from the store (off the async threads) until the page is full or history ends. The
+    /// page token is the sequence number of the last event read.
+    async fn page_from_history<T: Send + 'static>(
+        &self,
+        account: AccountId,
+        page_size: u32,
+        page_token: &str,
+        derive: impl Fn(&crate::event::Event) -> Vec<T> + Send + 'static,
+    ) -> Result<(Vec<T>, String), Status> {
+        let wanted = self.context.page_size(page_size)?;
+        let mut before = if page_token.is_empty() {
+            None
+        } else {
+            Some(parse_id("page_token", page_token)?)
+        };
+        let history = self.context.history.clone();
+        let committed = self.context.pipeline.committed_seq();
+        tokio::task::spawn_blocking(move || {
+            let mut items = Vec::new();
+            loop {
+                let page = history
+                    .account_events(account, before, HISTORY_EVENTS_PER_READ, committed)
+                    .map_err(|error| Status::internal(format!("history: {error}")))?;
+                for event in &page.events {
+                    items.extend(derive(event));
+                    before = Some(event.seq);
+                    if items.len() >= wanted {
+                        let token = before.map(|seq| seq.to_string()).unwrap_or_default();
+                        return Ok((items, token));
+                    }
+                }
+                if page.next.is_none() {
+                    return Ok((items, String::new()));
+                }
+            }
+        })
+        .await
+        .map_err(|_| Status::internal("the history reader stopped"))?
     }
 
     fn order_reply(&self, view: &OrderView) -> proto::Order {
@@ -560,8 +618,21 @@ impl proto::trading_server::Trading for Api {
         &self,
         request: Request<proto::ListFillsRequest>,
     ) -> Result<Response<proto::ListFillsResponse>, Status> {
-        self.caller(&request, Role::Trader)?;
-        Err(Status::unimplemented("ListFills is not served yet"))
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let context = Arc::clone(&self.context);
+        let (fills, next) = self
+            .page_from_history(
+                caller.account,
+                message.page_size,
+                &message.page_token,
+                move |event| history::fills(&context, caller.account, std::slice::from_ref(event)),
+            )
+            .await?;
+        Ok(Response::new(proto::ListFillsResponse {
+            fills,
+            next_page_token: next,
+        }))
     }
 
     type OrderSessionStream = BoxStream<proto::OrderSessionResponse>;

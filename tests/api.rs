@@ -728,3 +728,117 @@ async fn calls_are_refused_without_a_token_with_a_bad_one_or_with_the_wrong_role
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_session_answers_every_command_in_order() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, token) = create(
+        &mut issuer,
+        "erin",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let mut erin = clients(&channel, Some(&token));
+    issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: "1000".into(),
+            memo: String::new(),
+            idempotency_key: "m".into(),
+        })
+        .await
+        .expect("minted");
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("price");
+    erin.wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Egold as i32,
+            amount: "500".into(),
+            source_reference: "654321".into(),
+            idempotency_key: "d".into(),
+        })
+        .await
+        .expect("deposited");
+    erin.wallet
+        .buy_divmids(proto::BuyDivmidsRequest {
+            quantity: "100".into(),
+            max_price: "1".into(),
+            idempotency_key: "b".into(),
+        })
+        .await
+        .expect("bought");
+    // 200 resting orders on both sides, one malformed command in the middle, then a
+    // cancel-all.
+    let mut requests = Vec::new();
+    for index in 0..200u64 {
+        let (side, price) = if index % 2 == 0 {
+            (proto::Side::Buy, format!("0.{:04}", 4_000 + index))
+        } else {
+            (proto::Side::Sell, format!("0.{:04}", 6_000 + index))
+        };
+        let place = if index == 100 {
+            limit(side, "-1", "1")
+        } else {
+            limit(side, &price, "0.5")
+        };
+        requests.push(proto::OrderSessionRequest {
+            request_id: index,
+            command: Some(proto::order_session_request::Command::Place(place)),
+        });
+    }
+    requests.push(proto::OrderSessionRequest {
+        request_id: 999,
+        command: Some(proto::order_session_request::Command::CancelAll(
+            proto::CancelAllOrdersRequest {
+                market: String::new(),
+            },
+        )),
+    });
+    let mut responses = erin
+        .trading
+        .order_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(response) = responses.message().await.expect("a response") {
+        seen.push(response);
+        if seen.len() == 201 {
+            break;
+        }
+    }
+    let ids: Vec<u64> = seen.iter().map(|response| response.request_id).collect();
+    let mut expected: Vec<u64> = (0..200).collect();
+    expected.push(999);
+    assert_eq!(ids, expected, "answers come in command order");
+    use proto::order_session_response::Result as SessionResult;
+    match &seen[100].result {
+        Some(SessionResult::Error(error)) => {
+            assert_eq!(error.code, Code::InvalidArgument as i32);
+            assert!(error.message.starts_with("price: "), "{}", error.message);
+        }
+        other => panic!("the malformed command got {other:?}"),
+    }
+    assert!(seen[..100]
+        .iter()
+        .all(|response| matches!(response.result, Some(SessionResult::Placed(_)))));
+    match &seen[200].result {
+        Some(SessionResult::CanceledAll(canceled)) => assert_eq!(canceled.canceled_count, 199),
+        other => panic!("cancel-all got {other:?}"),
+    }
+    assert_eq!(
+        balances(&mut erin).await,
+        owned(("400.000000", "0.000000", "100.000000", "0.000000"))
+    );
+    server.stop().await;
+}

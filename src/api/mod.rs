@@ -13,4 +13,5 @@ pub mod history;
 pub mod proto;
 pub mod server;
 pub mod services;
+pub mod session;
 pub mod status;

@@ -36,6 +36,11 @@ impl Api {
         Api { context }
     }
 
+    /// The shared context.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
     fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
         self.context.tokens.authenticate(request)?.require(role)
     }
@@ -308,7 +313,7 @@ impl proto::metering_server::Metering for Api {
 }
 
 impl Api {
-    fn new_order(
+    pub(super) fn new_order(
         &self,
         caller: Caller,
         message: proto::PlaceOrderRequest,
@@ -374,7 +379,7 @@ impl Api {
         })
     }
 
-    fn order_target(order_id: &str, client_order_id: &str) -> Result<OrderRef, Status> {
+    pub(super) fn order_target(order_id: &str, client_order_id: &str) -> Result<OrderRef, Status> {
         match (order_id.is_empty(), client_order_id.is_empty()) {
             (false, true) => Ok(OrderRef::Id(OrderId(parse_id("order_id", order_id)?))),
             (true, false) => Ok(OrderRef::Client(client_order_id.into())),
@@ -641,8 +646,12 @@ impl proto::trading_server::Trading for Api {
         &self,
         request: Request<Streaming<proto::OrderSessionRequest>>,
     ) -> Result<Response<Self::OrderSessionStream>, Status> {
-        self.caller(&request, Role::Trader)?;
-        Err(Status::unimplemented("OrderSession is not served yet"))
+        let caller = self.caller(&request, Role::Trader)?;
+        Ok(Response::new(super::session::start(
+            self.clone(),
+            caller,
+            request.into_inner(),
+        )))
     }
 
     type StreamOrderUpdatesStream = BoxStream<proto::OrderUpdate>;

@@ -64,6 +64,27 @@ impl Context {
         answer.map_err(|failure| from_failure(&failure))
     }
 
+    /// Waits until the history indexes reach every event committed when it was called, so
+    /// that what they answer is current. Refuses with `UNAVAILABLE` if they fall too far
+    /// behind.
+    pub async fn wait_indexed(&self) -> Result<(), Status> {
+        let target = self.pipeline.committed_seq();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let indexed = self
+                .history
+                .indexed_seq()
+                .map_err(|error| Status::internal(format!("history: {error}")))?;
+            if indexed >= target {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable("history is catching up; retry shortly"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// The market of that name.
     pub fn market(&self, field: &'static str, name: &str) -> Result<MarketView<'_>, Status> {
         if name.is_empty() {

@@ -564,13 +564,35 @@ impl proto::trading_server::Trading for Api {
             OrderRef::Id(id) => order.order_id == *id,
             OrderRef::Client(client) => order.client_order_id.as_deref() == Some(&**client),
         });
+        if let Some(view) = found {
+            return Ok(Response::new(proto::GetOrderResponse {
+                order: Some(self.order_reply(view)),
+            }));
+        }
+        // Not open: it ended, or it is not the caller's. Ended orders are in history.
+        self.context.wait_indexed().await?;
+        let history = self.context.history.clone();
+        let account = caller.account;
+        let found = tokio::task::spawn_blocking(move || match &target {
+            OrderRef::Id(id) => history.order(*id),
+            OrderRef::Client(client) => history.order_by_client_id(account, client),
+        })
+        .await
+        .map_err(|_| Status::internal("the history reader stopped"))?
+        .map_err(|error| Status::internal(format!("history: {error}")))?
+        .filter(|view| view.account == caller.account);
+        let field = if message.order_id.is_empty() {
+            "client_order_id"
+        } else {
+            "order_id"
+        };
         match found {
             Some(view) => Ok(Response::new(proto::GetOrderResponse {
-                order: Some(self.order_reply(view)),
+                order: Some(self.order_reply(&view)),
             })),
-            None => Err(Status::not_found(
-                "order_id: no open order of yours matches (ended orders are not served yet)",
-            )),
+            None => Err(Status::not_found(format!(
+                "{field}: no order of yours matches"
+            ))),
         }
     }
 
@@ -580,12 +602,36 @@ impl proto::trading_server::Trading for Api {
     ) -> Result<Response<proto::ListOrdersResponse>, Status> {
         let caller = self.caller(&request, Role::Trader)?;
         let message = request.into_inner();
-        if !message.open_only {
-            return Err(Status::unimplemented(
-                "ListOrders serves open orders only for now: set open_only",
-            ));
-        }
         let page_size = self.context.page_size(message.page_size)?;
+        if !message.open_only {
+            // Every order, newest first, from history; the page token is the last order id.
+            let before = if message.page_token.is_empty() {
+                None
+            } else {
+                Some(parse_id("page_token", &message.page_token)?)
+            };
+            self.context.wait_indexed().await?;
+            let history = self.context.history.clone();
+            let account = caller.account;
+            let orders = tokio::task::spawn_blocking(move || {
+                history.account_orders(account, before, page_size)
+            })
+            .await
+            .map_err(|_| Status::internal("the history reader stopped"))?
+            .map_err(|error| Status::internal(format!("history: {error}")))?;
+            let next_page_token = if orders.len() == page_size {
+                orders
+                    .last()
+                    .map(|order| order.order_id.0.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            return Ok(Response::new(proto::ListOrdersResponse {
+                orders: orders.iter().map(|view| self.order_reply(view)).collect(),
+                next_page_token,
+            }));
+        }
         let after = if message.page_token.is_empty() {
             0
         } else {

@@ -2,6 +2,9 @@
 //! sequence number, paginated, without loading more than a page (and the records it
 //! touches) into memory.
 //!
+//! The same indexer keeps every order's state by id, an account's orders, and client order
+//! ids, so ended orders can be looked up and listed.
+//!
 //! An index, kept off the commit path, lists for each account the sequence numbers of the
 //! events that concern it: one sled key per account per indexing pass
 //! (`account ++ last seq of the pass`), whose value is the list of those sequence numbers.
@@ -14,18 +17,25 @@ use std::collections::BTreeMap;
 
 use super::journal::{self, JournalRecord};
 use super::StoreError;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, OrderView};
 use crate::ledger::{REVENUE, TREASURY};
-use crate::types::AccountId;
+use crate::types::{AccountId, OrderId, OrderStatus, Quantity};
 
 const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
 
-/// Read access to the journal and the account index; cheap to clone and to share.
+/// Read access to the journal and the indexes; cheap to clone and to share.
 #[derive(Clone)]
 pub struct History {
     journal: sled::Tree,
+    /// Per account and indexing pass: the sequence numbers of its events.
     index: sled::Tree,
     meta: sled::Tree,
+    /// Every order's state as of the indexed sequence number, by order id.
+    orders: sled::Tree,
+    /// `account ++ order id`, for listing an account's orders.
+    account_orders: sled::Tree,
+    /// `account ++ client order id` to the latest order placed with it.
+    client_orders: sled::Tree,
 }
 
 /// One page of events and where the next page starts, if there is one.
@@ -61,6 +71,9 @@ impl History {
             journal,
             index: db.open_tree("account_index")?,
             meta: db.open_tree("meta")?,
+            orders: db.open_tree("orders")?,
+            account_orders: db.open_tree("account_orders")?,
+            client_orders: db.open_tree("client_orders")?,
         })
     }
 
@@ -81,6 +94,8 @@ impl History {
     ) -> Result<usize, StoreError> {
         let from = self.indexed_seq()?;
         let mut groups: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
+        let mut orders: BTreeMap<OrderId, OrderView> = BTreeMap::new();
+        let mut placed: Vec<(AccountId, OrderId, Option<Box<str>>)> = Vec::new();
         let mut reached = from;
         let mut records = 0;
         for record in self.records_after(from).take(records_max) {
@@ -95,6 +110,7 @@ impl History {
                         seqs.push(event.seq);
                     }
                 }
+                self.index_order_event(event, &mut orders, &mut placed)?;
             }
             reached = record.last_seq().unwrap_or(reached);
             records += 1;
@@ -109,12 +125,37 @@ impl History {
         }
         let mut meta_batch = sled::Batch::default();
         meta_batch.insert(INDEXED_SEQ_KEY, &reached.to_be_bytes());
-        // Both trees in one transaction: the index and how far it reaches never disagree.
+        let mut orders_batch = sled::Batch::default();
+        for (order_id, view) in &orders {
+            let value = postcard::to_allocvec(view).map_err(StoreError::Encoding)?;
+            orders_batch.insert(&order_id.0.to_be_bytes(), value);
+        }
+        let mut account_orders_batch = sled::Batch::default();
+        let mut client_orders_batch = sled::Batch::default();
+        for (account, order_id, client_order_id) in &placed {
+            account_orders_batch.insert(&index_key(*account, order_id.0), &[]);
+            if let Some(client_order_id) = client_order_id {
+                client_orders_batch.insert(
+                    client_key(*account, client_order_id),
+                    &order_id.0.to_be_bytes(),
+                );
+            }
+        }
+        // One transaction: the indexes and how far they reach never disagree.
         use sled::Transactional;
-        (&self.index, &self.meta)
-            .transaction(|(index, meta)| {
+        (
+            &self.index,
+            &self.meta,
+            &self.orders,
+            &self.account_orders,
+            &self.client_orders,
+        )
+            .transaction(|(index, meta, orders, account_orders, client_orders)| {
                 index.apply_batch(&index_batch)?;
                 meta.apply_batch(&meta_batch)?;
+                orders.apply_batch(&orders_batch)?;
+                account_orders.apply_batch(&account_orders_batch)?;
+                client_orders.apply_batch(&client_orders_batch)?;
                 Ok(())
             })
             .map_err(
@@ -260,6 +301,142 @@ impl History {
                 record.events.get((seq - first) as usize).cloned()
             }))
     }
+}
+
+impl History {
+    /// Applies an order's event to its indexed state (read once per pass, then kept in
+    /// `orders` until the pass writes them all).
+    fn index_order_event(
+        &self,
+        event: &Event,
+        orders: &mut BTreeMap<OrderId, OrderView>,
+        placed: &mut Vec<(AccountId, OrderId, Option<Box<str>>)>,
+    ) -> Result<(), StoreError> {
+        if let EventKind::OrderAccepted(accepted) = &event.kind {
+            placed.push((
+                accepted.account,
+                accepted.order_id,
+                accepted.client_order_id.clone(),
+            ));
+            orders.insert(
+                accepted.order_id,
+                OrderView {
+                    order_id: accepted.order_id,
+                    account: accepted.account,
+                    client_order_id: accepted.client_order_id.clone(),
+                    market: accepted.market,
+                    side: accepted.side,
+                    order_type: accepted.order_type,
+                    price: accepted.price,
+                    quantity: accepted.quantity,
+                    filled: Quantity::ZERO,
+                    status: OrderStatus::Open,
+                    time_in_force: accepted.time_in_force,
+                    post_only: accepted.post_only,
+                    self_trade_prevention: accepted.self_trade_prevention,
+                    created_seq: event.seq,
+                },
+            );
+            return Ok(());
+        }
+        let touched: Vec<OrderId> = match &event.kind {
+            EventKind::Fill(fill) => vec![fill.maker_order, fill.taker_order],
+            EventKind::OrderReduced { order_id, .. }
+            | EventKind::OrderReplaced { order_id, .. }
+            | EventKind::OrderDone { order_id, .. } => vec![*order_id],
+            _ => return Ok(()),
+        };
+        for order_id in touched {
+            if !orders.contains_key(&order_id) {
+                match self.order(order_id)? {
+                    Some(view) => {
+                        orders.insert(order_id, view);
+                    }
+                    // Its acceptance was pruned from history: nothing to update.
+                    None => continue,
+                }
+            }
+            let Some(view) = orders.get_mut(&order_id) else {
+                continue;
+            };
+            match &event.kind {
+                EventKind::Fill(fill) => {
+                    view.filled = Quantity(view.filled.0 + fill.quantity.0);
+                    if !view.status.is_final() {
+                        view.status = OrderStatus::PartiallyFilled;
+                    }
+                }
+                EventKind::OrderReduced {
+                    quantity_removed, ..
+                } => {
+                    view.quantity = Quantity(view.quantity.0.saturating_sub(quantity_removed.0));
+                }
+                EventKind::OrderReplaced {
+                    price, quantity, ..
+                } => {
+                    view.price = Some(*price);
+                    view.quantity = *quantity;
+                }
+                EventKind::OrderDone { status, .. } => view.status = *status,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An order's state as of the indexed sequence number.
+    pub fn order(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
+        match self.orders.get(order_id.0.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(
+                postcard::from_bytes(&bytes).map_err(StoreError::Encoding)?,
+            )),
+        }
+    }
+
+    /// The latest order the account placed with this client order id, as indexed.
+    pub fn order_by_client_id(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Result<Option<OrderView>, StoreError> {
+        match self
+            .client_orders
+            .get(client_key(account, client_order_id))?
+        {
+            None => Ok(None),
+            Some(bytes) => self.order(OrderId(seq_from(&bytes)?)),
+        }
+    }
+
+    /// The account's orders, newest first, placed before `before` (an order id; all when
+    /// `None`), at most `limit`.
+    pub fn account_orders(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OrderView>, StoreError> {
+        let end = index_key(account, before.unwrap_or(u64::MAX));
+        let mut views = Vec::new();
+        for item in self.account_orders.range(index_key(account, 0)..end).rev() {
+            if views.len() >= limit {
+                break;
+            }
+            let (key, _) = item?;
+            let order_id = OrderId(seq_from(&key[8..])?);
+            if let Some(view) = self.order(order_id)? {
+                views.push(view);
+            }
+        }
+        Ok(views)
+    }
+}
+
+fn client_key(account: AccountId, client_order_id: &str) -> Vec<u8> {
+    let mut key = account.0.to_be_bytes().to_vec();
+    key.extend_from_slice(client_order_id.as_bytes());
+    key
 }
 
 fn index_key(account: AccountId, seq: u64) -> [u8; 16] {

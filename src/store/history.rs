@@ -347,17 +347,13 @@ impl History {
             _ => return Ok(()),
         };
         for order_id in touched {
-            if !orders.contains_key(&order_id) {
-                match self.order(order_id)? {
-                    Some(view) => {
-                        orders.insert(order_id, view);
-                    }
+            let view = match orders.entry(order_id) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => match self.order(order_id)? {
+                    Some(view) => entry.insert(view),
                     // Its acceptance was pruned from history: nothing to update.
                     None => continue,
-                }
-            }
-            let Some(view) = orders.get_mut(&order_id) else {
-                continue;
+                },
             };
             match &event.kind {
                 EventKind::Fill(fill) => {

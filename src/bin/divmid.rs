@@ -1,0 +1,763 @@
+//! `divmid`: the command-line client. Everything a trader, a service or the issuer can do,
+//! one subcommand per RPC; the token comes from `--token` or `DIVMID_TOKEN`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use divmid::api::proto;
+use divmid::api::proto::issuer_client::IssuerClient;
+use divmid::api::proto::market_data_client::MarketDataClient;
+use divmid::api::proto::metering_client::MeteringClient;
+use divmid::api::proto::trading_client::TradingClient;
+use divmid::api::proto::wallet_client::WalletClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::Request;
+
+/// The divmid exchange's command-line client.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Arguments {
+    /// The server's address.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "DIVMID_SERVER")]
+    server: String,
+    /// Your bearer token (the issuer's, a trader's or a service's).
+    #[arg(long, env = "DIVMID_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// The issuer's commands.
+    #[command(subcommand)]
+    Issuer(IssuerCommand),
+    /// A trader's money.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// A trader's orders.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// A service charges a trader for usage.
+    Charge {
+        /// The account charged.
+        #[arg(long)]
+        account: String,
+        /// DVM, down to 0.000001.
+        #[arg(long)]
+        amount: String,
+        /// Makes a retry apply once.
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Public market data.
+    #[command(subcommand)]
+    Market(MarketCommand),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TierArgument {
+    Public,
+    Subscriber,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoleArgument {
+    Trader,
+    Service,
+}
+
+#[derive(Subcommand, Debug)]
+enum IssuerCommand {
+    /// Opens an account and prints its token (shown only once).
+    CreateAccount {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        tier: TierArgument,
+        #[arg(long, value_enum)]
+        role: RoleArgument,
+    },
+    /// Mints divmids into the treasury.
+    Mint {
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Sets a tier's USD price per DVM.
+    SetPrice {
+        #[arg(long, value_enum)]
+        tier: TierArgument,
+        #[arg(long)]
+        price: String,
+    },
+    /// Prints the divmid supply.
+    Supply,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SourceArgument {
+    Card,
+    Paypal,
+    Egold,
+}
+
+#[derive(Subcommand, Debug)]
+enum WalletCommand {
+    /// Prints available and held balances.
+    Balances,
+    /// Deposits USD from a funding source.
+    Deposit {
+        #[arg(long, value_enum)]
+        source: SourceArgument,
+        #[arg(long)]
+        amount: String,
+        /// Card number, e-mail address or e-gold account number.
+        #[arg(long)]
+        reference: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Withdraws USD.
+    Withdraw {
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        destination: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Buys divmids from the issuer at your tier's price.
+    Buy {
+        #[arg(long)]
+        quantity: String,
+        #[arg(long)]
+        max_price: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Prints your ledger entries, newest first.
+    Ledger {
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SideArgument {
+    Buy,
+    Sell,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TypeArgument {
+    Limit,
+    Market,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TimeInForceArgument {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StpArgument {
+    CancelTaker,
+    CancelMaker,
+    CancelBoth,
+    Decrement,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrderCommand {
+    /// Places an order.
+    Place {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+        #[arg(long, value_enum)]
+        side: SideArgument,
+        #[arg(long = "type", value_enum, default_value = "limit")]
+        order_type: TypeArgument,
+        #[arg(long, default_value = "")]
+        price: String,
+        #[arg(long)]
+        quantity: String,
+        #[arg(long, value_enum)]
+        time_in_force: Option<TimeInForceArgument>,
+        #[arg(long)]
+        post_only: bool,
+        #[arg(long, default_value = "")]
+        client_order_id: String,
+        #[arg(long, value_enum)]
+        self_trade_prevention: Option<StpArgument>,
+    },
+    /// Cancels an order by id or client order id.
+    Cancel {
+        #[arg(long, default_value = "")]
+        order_id: String,
+        #[arg(long, default_value = "")]
+        client_order_id: String,
+    },
+    /// Cancels all your open orders (on one market with --market).
+    CancelAll {
+        #[arg(long, default_value = "")]
+        market: String,
+    },
+    /// Changes an open order's total quantity and/or price.
+    Amend {
+        #[arg(long)]
+        order_id: String,
+        #[arg(long, default_value = "")]
+        quantity: String,
+        #[arg(long, default_value = "")]
+        price: String,
+    },
+    /// Prints one order.
+    Get {
+        #[arg(long, default_value = "")]
+        order_id: String,
+        #[arg(long, default_value = "")]
+        client_order_id: String,
+    },
+    /// Lists your orders, newest first.
+    List {
+        #[arg(long)]
+        open_only: bool,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Lists your fills, newest first.
+    Fills {
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MarketCommand {
+    /// Lists the markets.
+    List,
+    /// Prints a market's book.
+    Book {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("divmid: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(arguments)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("divmid: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Adds the bearer token to a request.
+fn authorized<T>(token: &Option<String>, message: T) -> Result<Request<T>, String> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value: MetadataValue<_> = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token is not printable ASCII".to_string())?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+fn status(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn run(arguments: Arguments) -> Result<(), String> {
+    let channel = Channel::from_shared(arguments.server.clone())
+        .map_err(|error| format!("--server: {error}"))?
+        .connect()
+        .await
+        .map_err(|error| format!("cannot reach {}: {error}", arguments.server))?;
+    let token = arguments.token;
+    match arguments.command {
+        Top::Issuer(command) => issuer(IssuerClient::new(channel), &token, command).await,
+        Top::Wallet(command) => wallet(WalletClient::new(channel), &token, command).await,
+        Top::Order(command) => order(TradingClient::new(channel), &token, command).await,
+        Top::Charge {
+            account,
+            amount,
+            key,
+            memo,
+        } => {
+            let request = proto::ChargeRequest {
+                account_id: account,
+                amount,
+                idempotency_key: key,
+                memo,
+            };
+            let response = MeteringClient::new(channel)
+                .charge(authorized(&token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("charged {} DVM (seq {})", response.amount, response.seq);
+            Ok(())
+        }
+        Top::Market(command) => market(MarketDataClient::new(channel), command).await,
+    }
+}
+
+fn tier(tier: TierArgument) -> i32 {
+    match tier {
+        TierArgument::Public => proto::Tier::Public as i32,
+        TierArgument::Subscriber => proto::Tier::Subscriber as i32,
+    }
+}
+
+async fn issuer(
+    mut client: IssuerClient<Channel>,
+    token: &Option<String>,
+    command: IssuerCommand,
+) -> Result<(), String> {
+    match command {
+        IssuerCommand::CreateAccount {
+            name,
+            tier: t,
+            role,
+        } => {
+            let role = match role {
+                RoleArgument::Trader => proto::Role::Trader,
+                RoleArgument::Service => proto::Role::Service,
+            } as i32;
+            let request = proto::CreateAccountRequest {
+                name,
+                tier: tier(t),
+                role,
+            };
+            let created = client
+                .create_account(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "account_id: {}\napi_token: {}",
+                created.account_id, created.api_token
+            );
+        }
+        IssuerCommand::Mint { amount, key, memo } => {
+            let request = proto::MintRequest {
+                amount,
+                memo,
+                idempotency_key: key,
+            };
+            let minted = client
+                .mint(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("total supply: {} DVM", minted.total_supply);
+        }
+        IssuerCommand::SetPrice { tier: t, price } => {
+            let request = proto::SetIssuePriceRequest {
+                tier: tier(t),
+                price,
+            };
+            client
+                .set_issue_price(authorized(token, request)?)
+                .await
+                .map_err(status)?;
+            println!("price set");
+        }
+        IssuerCommand::Supply => {
+            let supply = client
+                .get_supply(authorized(token, proto::GetSupplyRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "minted: {}\ntreasury: {}\ncirculating: {}\nspent: {}\nseq: {}",
+                supply.minted, supply.treasury, supply.circulating, supply.spent, supply.seq
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_balances(balances: &[proto::Balance]) {
+    for balance in balances {
+        println!(
+            "{}: available {} held {}",
+            balance.asset, balance.available, balance.held
+        );
+    }
+}
+
+async fn wallet(
+    mut client: WalletClient<Channel>,
+    token: &Option<String>,
+    command: WalletCommand,
+) -> Result<(), String> {
+    match command {
+        WalletCommand::Balances => {
+            let response = client
+                .get_balances(authorized(token, proto::GetBalancesRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_balances(&response.balances);
+        }
+        WalletCommand::Deposit {
+            source,
+            amount,
+            reference,
+            key,
+        } => {
+            let source = match source {
+                SourceArgument::Card => proto::Source::Card,
+                SourceArgument::Paypal => proto::Source::Paypal,
+                SourceArgument::Egold => proto::Source::Egold,
+            } as i32;
+            let request = proto::DepositRequest {
+                source,
+                amount,
+                source_reference: reference,
+                idempotency_key: key,
+            };
+            let response = client
+                .deposit(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_balances(response.balance.as_slice());
+        }
+        WalletCommand::Withdraw {
+            amount,
+            destination,
+            key,
+        } => {
+            let request = proto::WithdrawRequest {
+                amount,
+                destination,
+                idempotency_key: key,
+            };
+            let response = client
+                .withdraw(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_balances(response.balance.as_slice());
+        }
+        WalletCommand::Buy {
+            quantity,
+            max_price,
+            key,
+        } => {
+            let request = proto::BuyDivmidsRequest {
+                quantity,
+                max_price,
+                idempotency_key: key,
+            };
+            let response = client
+                .buy_divmids(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("cost: {} USD", response.cost);
+            print_balances(&response.balances);
+        }
+        WalletCommand::Ledger {
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListLedgerEntriesRequest {
+                page_size,
+                page_token,
+            };
+            let response = client
+                .list_ledger_entries(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            for entry in &response.entries {
+                println!(
+                    "seq {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
+                    entry.seq,
+                    entry.kind,
+                    entry.asset,
+                    entry.available_change,
+                    entry.held_change,
+                    entry.available_after,
+                    entry.held_after,
+                    entry.reference
+                );
+            }
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_order(order: &proto::Order) {
+    let status = proto::OrderStatus::try_from(order.status)
+        .map(|status| status.as_str_name())
+        .unwrap_or("?");
+    let side = proto::Side::try_from(order.side)
+        .map(|side| side.as_str_name())
+        .unwrap_or("?");
+    println!(
+        "order {} {} {} {} @ {} filled {} remaining {} {}{}",
+        order.order_id,
+        order.market,
+        side,
+        order.quantity,
+        if order.price.is_empty() {
+            "market"
+        } else {
+            &order.price
+        },
+        order.filled_quantity,
+        order.remaining_quantity,
+        status,
+        if order.client_order_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (client id {})", order.client_order_id)
+        }
+    );
+}
+
+fn print_fill(fill: &proto::Fill) {
+    println!(
+        "fill {} of order {}: {} @ {} ({}) seq {}",
+        fill.trade_id,
+        fill.order_id,
+        fill.quantity,
+        fill.price,
+        proto::Liquidity::try_from(fill.liquidity)
+            .map(|liquidity| liquidity.as_str_name())
+            .unwrap_or("?"),
+        fill.seq
+    );
+}
+
+async fn order(
+    mut client: TradingClient<Channel>,
+    token: &Option<String>,
+    command: OrderCommand,
+) -> Result<(), String> {
+    match command {
+        OrderCommand::Place {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            client_order_id,
+            self_trade_prevention,
+        } => {
+            let request = proto::PlaceOrderRequest {
+                market,
+                side: match side {
+                    SideArgument::Buy => proto::Side::Buy,
+                    SideArgument::Sell => proto::Side::Sell,
+                } as i32,
+                r#type: match order_type {
+                    TypeArgument::Limit => proto::OrderType::Limit,
+                    TypeArgument::Market => proto::OrderType::Market,
+                } as i32,
+                price,
+                quantity,
+                time_in_force: match time_in_force {
+                    None => proto::TimeInForce::Unspecified,
+                    Some(TimeInForceArgument::Gtc) => proto::TimeInForce::Gtc,
+                    Some(TimeInForceArgument::Ioc) => proto::TimeInForce::Ioc,
+                    Some(TimeInForceArgument::Fok) => proto::TimeInForce::Fok,
+                } as i32,
+                post_only,
+                client_order_id,
+                self_trade_prevention: match self_trade_prevention {
+                    None => proto::SelfTradePrevention::Unspecified,
+                    Some(StpArgument::CancelTaker) => proto::SelfTradePrevention::CancelTaker,
+                    Some(StpArgument::CancelMaker) => proto::SelfTradePrevention::CancelMaker,
+                    Some(StpArgument::CancelBoth) => proto::SelfTradePrevention::CancelBoth,
+                    Some(StpArgument::Decrement) => proto::SelfTradePrevention::Decrement,
+                } as i32,
+            };
+            let response = client
+                .place_order(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.order.iter().for_each(print_order);
+            response.fills.iter().for_each(print_fill);
+        }
+        OrderCommand::Cancel {
+            order_id,
+            client_order_id,
+        } => {
+            let request = proto::CancelOrderRequest {
+                order_id,
+                client_order_id,
+            };
+            let response = client
+                .cancel_order(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.order.iter().for_each(print_order);
+        }
+        OrderCommand::CancelAll { market } => {
+            let request = proto::CancelAllOrdersRequest { market };
+            let response = client
+                .cancel_all_orders(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("canceled {} orders", response.canceled_count);
+        }
+        OrderCommand::Amend {
+            order_id,
+            quantity,
+            price,
+        } => {
+            let request = proto::AmendOrderRequest {
+                order_id,
+                quantity,
+                price,
+            };
+            let response = client
+                .amend_order(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.order.iter().for_each(print_order);
+            response.fills.iter().for_each(print_fill);
+        }
+        OrderCommand::Get {
+            order_id,
+            client_order_id,
+        } => {
+            let request = proto::GetOrderRequest {
+                order_id,
+                client_order_id,
+            };
+            let response = client
+                .get_order(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.order.iter().for_each(print_order);
+        }
+        OrderCommand::List {
+            open_only,
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListOrdersRequest {
+                open_only,
+                page_size,
+                page_token,
+            };
+            let response = client
+                .list_orders(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.orders.iter().for_each(print_order);
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+        OrderCommand::Fills {
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListFillsRequest {
+                page_size,
+                page_token,
+            };
+            let response = client
+                .list_fills(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            response.fills.iter().for_each(print_fill);
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn market(
+    mut client: MarketDataClient<Channel>,
+    command: MarketCommand,
+) -> Result<(), String> {
+    match command {
+        MarketCommand::List => {
+            let response = client
+                .get_markets(proto::GetMarketsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            for market in response.markets {
+                println!(
+                    "{}: {} in {}, tick {}, lot {}, quantity {} to {}, price up to {}",
+                    market.name,
+                    market.base,
+                    market.quote,
+                    market.tick_size,
+                    market.lot_size,
+                    market.min_quantity,
+                    market.max_quantity,
+                    market.max_price
+                );
+            }
+        }
+        MarketCommand::Book { market, depth } => {
+            let book = client
+                .get_order_book(proto::GetOrderBookRequest { market, depth })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{} at seq {}", book.market, book.seq);
+            for level in book.asks.iter().rev() {
+                println!("  ask {:>12} {:>14}", level.price, level.quantity);
+            }
+            for level in &book.bids {
+                println!("  bid {:>12} {:>14}", level.price, level.quantity);
+            }
+        }
+    }
+    Ok(())
+}

@@ -842,3 +842,279 @@ async fn an_order_session_answers_every_command_in_order() {
     );
     server.stop().await;
 }
+
+/// Calls every authenticated RPC with `caller`'s token and returns each status code, named.
+async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str, Code)> {
+    let mut c = clients(channel, token);
+    let code = |result: Result<(), Status>| result.err().map_or(Code::Ok, |status| status.code());
+    macro_rules! call {
+        ($client:expr, $method:ident, $request:expr) => {
+            code($client.$method($request).await.map(|_| ()))
+        };
+    }
+    vec![
+        (
+            "CreateAccount",
+            call!(
+                c.issuer,
+                create_account,
+                proto::CreateAccountRequest::default()
+            ),
+        ),
+        ("Mint", call!(c.issuer, mint, proto::MintRequest::default())),
+        (
+            "SetIssuePrice",
+            call!(
+                c.issuer,
+                set_issue_price,
+                proto::SetIssuePriceRequest::default()
+            ),
+        ),
+        (
+            "GetSupply",
+            call!(c.issuer, get_supply, proto::GetSupplyRequest::default()),
+        ),
+        (
+            "GetBalances",
+            call!(c.wallet, get_balances, proto::GetBalancesRequest::default()),
+        ),
+        (
+            "Deposit",
+            call!(c.wallet, deposit, proto::DepositRequest::default()),
+        ),
+        (
+            "Withdraw",
+            call!(c.wallet, withdraw, proto::WithdrawRequest::default()),
+        ),
+        (
+            "BuyDivmids",
+            call!(c.wallet, buy_divmids, proto::BuyDivmidsRequest::default()),
+        ),
+        (
+            "ListLedgerEntries",
+            call!(
+                c.wallet,
+                list_ledger_entries,
+                proto::ListLedgerEntriesRequest::default()
+            ),
+        ),
+        (
+            "Charge",
+            call!(c.metering, charge, proto::ChargeRequest::default()),
+        ),
+        (
+            "PlaceOrder",
+            call!(c.trading, place_order, proto::PlaceOrderRequest::default()),
+        ),
+        (
+            "CancelOrder",
+            call!(
+                c.trading,
+                cancel_order,
+                proto::CancelOrderRequest::default()
+            ),
+        ),
+        (
+            "CancelAllOrders",
+            call!(
+                c.trading,
+                cancel_all_orders,
+                proto::CancelAllOrdersRequest::default()
+            ),
+        ),
+        (
+            "AmendOrder",
+            call!(c.trading, amend_order, proto::AmendOrderRequest::default()),
+        ),
+        (
+            "GetOrder",
+            call!(c.trading, get_order, proto::GetOrderRequest::default()),
+        ),
+        (
+            "ListOrders",
+            call!(c.trading, list_orders, proto::ListOrdersRequest::default()),
+        ),
+        (
+            "ListFills",
+            call!(c.trading, list_fills, proto::ListFillsRequest::default()),
+        ),
+        (
+            "OrderSession",
+            call!(
+                c.trading,
+                order_session,
+                tokio_stream::iter(Vec::<proto::OrderSessionRequest>::new())
+            ),
+        ),
+        (
+            "StreamOrderUpdates",
+            call!(
+                c.trading,
+                stream_order_updates,
+                proto::StreamOrderUpdatesRequest::default()
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_authorization_matrix_covers_every_rpc() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, trader) = create(
+        &mut issuer,
+        "gail",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let (_, service) = create(
+        &mut issuer,
+        "svc",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let issuer_rpcs = ["CreateAccount", "Mint", "SetIssuePrice", "GetSupply"];
+    let service_rpcs = ["Charge"];
+    for (name, code) in every_rpc(&channel, None).await {
+        assert_eq!(code, Code::Unauthenticated, "{name} without a token");
+    }
+    for (name, code) in every_rpc(&channel, Some("dvm_not-a-real-token")).await {
+        assert_eq!(code, Code::Unauthenticated, "{name} with an unknown token");
+    }
+    for (token, role, allowed) in [
+        (ISSUER_TOKEN, "issuer", &issuer_rpcs[..]),
+        (service.as_str(), "service", &service_rpcs[..]),
+        (trader.as_str(), "trader", &[][..]),
+    ] {
+        for (name, code) in every_rpc(&channel, Some(token)).await {
+            let trader_rpc = !issuer_rpcs.contains(&name) && !service_rpcs.contains(&name);
+            if allowed.contains(&name) || (role == "trader" && trader_rpc) {
+                assert_ne!(code, Code::PermissionDenied, "{name} as {role}");
+                assert_ne!(code, Code::Unauthenticated, "{name} as {role}");
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{name} as {role}");
+            }
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retries_with_the_same_key_or_client_order_id_apply_once() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (henry_id, token) = create(
+        &mut issuer,
+        "henry",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let (_, service_token) = create(
+        &mut issuer,
+        "svc",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let mut henry = clients(&channel, Some(&token));
+    let mut service = clients(&channel, Some(&service_token));
+    let mint = proto::MintRequest {
+        amount: "1000".into(),
+        memo: String::new(),
+        idempotency_key: "m".into(),
+    };
+    for _ in 0..3 {
+        let minted = issuer
+            .issuer
+            .mint(mint.clone())
+            .await
+            .expect("minted")
+            .into_inner();
+        assert_eq!(minted.total_supply, "1000.000000");
+    }
+    let mut other = mint.clone();
+    other.amount = "5".into();
+    assert_eq!(
+        issuer.issuer.mint(other).await.expect_err("reused").code(),
+        Code::AlreadyExists
+    );
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("priced");
+    henry
+        .wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: "100".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "d".into(),
+        })
+        .await
+        .expect("deposited");
+    let buy = proto::BuyDivmidsRequest {
+        quantity: "10".into(),
+        max_price: "1".into(),
+        idempotency_key: "b".into(),
+    };
+    for _ in 0..3 {
+        henry.wallet.buy_divmids(buy.clone()).await.expect("bought");
+    }
+    let charge = proto::ChargeRequest {
+        account_id: henry_id.clone(),
+        amount: "0.5".into(),
+        idempotency_key: "c".into(),
+        memo: String::new(),
+    };
+    for _ in 0..3 {
+        service
+            .metering
+            .charge(charge.clone())
+            .await
+            .expect("charged");
+    }
+    let mut order = limit(proto::Side::Sell, "2.0000", "1");
+    order.client_order_id = "retry-me".into();
+    let first = henry
+        .trading
+        .place_order(order.clone())
+        .await
+        .expect("placed")
+        .into_inner();
+    for _ in 0..2 {
+        let again = henry
+            .trading
+            .place_order(order.clone())
+            .await
+            .expect("a retry")
+            .into_inner();
+        assert_eq!(
+            again.order, first.order,
+            "the retry returns the original order"
+        );
+    }
+    let mut changed = order.clone();
+    changed.quantity = "2".into();
+    let status = henry
+        .trading
+        .place_order(changed)
+        .await
+        .expect_err("reused id");
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(
+        balances(&mut henry).await,
+        owned(("90.000000", "0.000000", "8.500000", "1.000000"))
+    );
+    server.stop().await;
+}

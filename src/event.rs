@@ -138,6 +138,8 @@ pub enum EventKind {
         market: MarketId,
         /// Lots taken off its total quantity.
         quantity_removed: Quantity,
+        /// Its total quantity afterwards.
+        quantity_after: Quantity,
         /// The asset the order holds.
         asset: Asset,
         /// Funds released from held to available.
@@ -179,6 +181,10 @@ pub enum EventKind {
         status: OrderStatus,
         /// Why it ended.
         reason: DoneReason,
+        /// Its final total quantity, filled part included.
+        quantity: Quantity,
+        /// Lots it traded.
+        filled: Quantity,
         /// The asset the order held.
         asset: Asset,
         /// Funds released from held to available.
@@ -247,6 +253,10 @@ pub struct Fill {
     pub taker_released: Amount,
     /// Whether the taker (a market buy) paid from available funds rather than a hold.
     pub taker_paid_from_available: bool,
+    /// Lots the maker has traded, this fill included.
+    pub maker_filled: Quantity,
+    /// Lots the taker has traded, this fill included.
+    pub taker_filled: Quantity,
     /// The maker's balances afterwards.
     pub maker_after: Balances,
     /// The taker's balances afterwards.

@@ -82,6 +82,16 @@ impl Taker {
     }
 }
 
+/// The resting order a taker meets.
+#[derive(Clone, Copy, Debug)]
+struct Maker {
+    id: OrderId,
+    account: AccountId,
+    price: Price,
+    /// Lots it had filled before this fill.
+    filled: Quantity,
+}
+
 /// Why matching stopped before the taker's quantity ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -417,8 +427,13 @@ impl<B: OrderBook> Sequencer<B> {
             if !taker.crosses(maker.price) {
                 return Stop::Exhausted;
             }
-            let (maker_id, maker_account, maker_price, maker_remaining) =
-                (maker.id, maker.account, maker.price, maker.remaining().0);
+            let (maker_id, maker_account, maker_price, maker_remaining, maker_filled) = (
+                maker.id,
+                maker.account,
+                maker.price,
+                maker.remaining().0,
+                maker.filled,
+            );
             if maker_account == taker.account {
                 match taker.self_trade_prevention {
                     SelfTradePrevention::CancelTaker => return Stop::SelfTrade,
@@ -458,7 +473,13 @@ impl<B: OrderBook> Sequencer<B> {
                     return Stop::Funds;
                 }
             }
-            self.execute_fill(taker, maker_id, maker_account, maker_price, lots, events);
+            let maker = Maker {
+                id: maker_id,
+                account: maker_account,
+                price: maker_price,
+                filled: maker_filled,
+            };
+            self.execute_fill(taker, maker, lots, events);
         }
         if taker.tradable < taker.quantity {
             // A market sell capped by the caller's divmids traded all it could.
@@ -472,12 +493,16 @@ impl<B: OrderBook> Sequencer<B> {
     fn execute_fill(
         &mut self,
         taker: &mut Taker,
-        maker_id: OrderId,
-        maker_account: AccountId,
-        price: Price,
+        maker: Maker,
         lots: u64,
         events: &mut Vec<Event>,
     ) {
+        let Maker {
+            id: maker_id,
+            account: maker_account,
+            price,
+            filled: maker_filled,
+        } = maker;
         let spec = self.grid(taker.market);
         let notional = Amount(price.0 * lots * spec.quote_micros_per_tick_lot);
         let delivered = Amount(lots * spec.lot_micros);
@@ -532,6 +557,8 @@ impl<B: OrderBook> Sequencer<B> {
             taker_account: taker.account,
             taker_released,
             taker_paid_from_available: taker.pays_from_available(),
+            maker_filled: Quantity(maker_filled.0 + lots),
+            taker_filled: Quantity(taker.filled),
             maker_after,
             taker_after,
         };
@@ -571,6 +598,7 @@ impl<B: OrderBook> Sequencer<B> {
             Side::Sell => (spec.base, Amount(lots * spec.lot_micros)),
         };
         let maker_account = maker.account;
+        let maker_quantity_after = Quantity(maker.quantity.0 - lots);
         self.books[usize::from(taker.market.0)].shrink(maker_id, Quantity(lots));
         let balance_after = self
             .ledger
@@ -582,6 +610,7 @@ impl<B: OrderBook> Sequencer<B> {
                 account: maker_account,
                 market: taker.market,
                 quantity_removed: Quantity(lots),
+                quantity_after: maker_quantity_after,
                 asset: maker_asset,
                 released: maker_released,
                 balance_after,
@@ -621,6 +650,7 @@ impl<B: OrderBook> Sequencer<B> {
                 account: taker.account,
                 market: taker.market,
                 quantity_removed: Quantity(lots),
+                quantity_after: Quantity(taker.quantity),
                 asset: taker_asset,
                 released: taker_released,
                 balance_after,
@@ -688,6 +718,8 @@ impl<B: OrderBook> Sequencer<B> {
                 market: taker.market,
                 status,
                 reason,
+                quantity: Quantity(taker.quantity),
+                filled: Quantity(taker.filled),
                 asset,
                 released,
                 balance_after,
@@ -782,6 +814,8 @@ impl<B: OrderBook> Sequencer<B> {
                 market,
                 status,
                 reason,
+                quantity: order.quantity,
+                filled: order.filled,
                 asset,
                 released,
                 balance_after,
@@ -944,6 +978,7 @@ impl<B: OrderBook> Sequencer<B> {
                     account: order.account,
                     market,
                     quantity_removed: Quantity(lots),
+                    quantity_after: new_quantity,
                     asset,
                     released,
                     balance_after,

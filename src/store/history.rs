@@ -357,23 +357,32 @@ impl History {
             };
             match &event.kind {
                 EventKind::Fill(fill) => {
-                    view.filled = Quantity(view.filled.0 + fill.quantity.0);
+                    view.filled = if order_id == fill.maker_order {
+                        fill.maker_filled
+                    } else {
+                        fill.taker_filled
+                    };
                     if !view.status.is_final() {
                         view.status = OrderStatus::PartiallyFilled;
                     }
                 }
-                EventKind::OrderReduced {
-                    quantity_removed, ..
-                } => {
-                    view.quantity = Quantity(view.quantity.0.saturating_sub(quantity_removed.0));
-                }
+                EventKind::OrderReduced { quantity_after, .. } => view.quantity = *quantity_after,
                 EventKind::OrderReplaced {
                     price, quantity, ..
                 } => {
                     view.price = Some(*price);
                     view.quantity = *quantity;
                 }
-                EventKind::OrderDone { status, .. } => view.status = *status,
+                EventKind::OrderDone {
+                    status,
+                    quantity,
+                    filled,
+                    ..
+                } => {
+                    view.status = *status;
+                    view.quantity = *quantity;
+                    view.filled = *filled;
+                }
                 _ => {}
             }
         }

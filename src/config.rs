@@ -261,6 +261,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Entries per page of a list, at most.
     pub page_size_max: u32,
+    /// Days of one-minute candles kept (and rebuilt from the journal at start).
+    pub candle_retention_days: u64,
 }
 
 impl Default for ServerConfig {
@@ -275,6 +277,7 @@ impl Default for ServerConfig {
             requests_per_connection_max: 1_024,
             request_timeout_ms: 30_000,
             page_size_max: 1_000,
+            candle_retention_days: 31,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   deterministic.
 //! - [`store`]: the journal and snapshots in sled and files, and recovery; the only module
 //!   that knows sled.
+//! - [`market_data`]: candles and the ticker, built from committed trades.
 //! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
 //!   outcomes are released and events broadcast only once committed.
 
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod ledger;
+pub mod market_data;
 pub mod pipeline;
 pub mod store;
 pub mod types;

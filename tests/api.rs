@@ -331,6 +331,22 @@ async fn the_user_story_with_exact_balances_and_a_restart() {
         owned(("954.000000", "0.000000", "50.000000", "30.000000"))
     );
 
+    // The ticker and candles know the trade.
+    let ticker = ticker(&channel).await;
+    assert_eq!(
+        (
+            ticker.last_price.as_str(),
+            ticker.best_ask.as_str(),
+            ticker.best_bid.as_str()
+        ),
+        ("0.7000", "0.7000", "")
+    );
+    assert_eq!(
+        (ticker.volume_24h.as_str(), ticker.high_24h.as_str()),
+        ("20.00", "0.7000")
+    );
+    assert_eq!(minute_volumes(&channel).await, vec!["20.00".to_string()]);
+
     // Alice amends her ask down to 40 in all (10 left) and then cancels it.
     let amended = alice
         .trading
@@ -499,7 +515,50 @@ async fn the_user_story_with_exact_balances_and_a_restart() {
         balances(&mut bob).await,
         owned(("399.500000", "0.000000", "119.999877", "0.000000"))
     );
+    // Candles are rebuilt from the journal.
+    assert_eq!(minute_volumes(&channel).await, vec!["20.00".to_string()]);
     server.stop().await;
+}
+
+/// The ticker, once market data has caught up.
+async fn ticker(channel: &Channel) -> proto::GetTickerResponse {
+    let mut market = MarketDataClient::new(channel.clone());
+    for _ in 0..500 {
+        match market
+            .get_ticker(proto::GetTickerRequest {
+                market: "DVM-USD".into(),
+            })
+            .await
+        {
+            Ok(response) => return response.into_inner(),
+            Err(status) if status.code() == Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(status) => panic!("ticker: {status}"),
+        }
+    }
+    panic!("market data never caught up");
+}
+
+/// The volumes of the last hour's one-minute candles.
+async fn minute_volumes(channel: &Channel) -> Vec<String> {
+    ticker(channel).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as u64;
+    let candles = MarketDataClient::new(channel.clone())
+        .get_candles(proto::GetCandlesRequest {
+            market: "DVM-USD".into(),
+            interval: proto::CandleInterval::CandleInterval1m as i32,
+            from_ms: now - 3_600_000,
+            to_ms: now + 60_000,
+        })
+        .await
+        .expect("candles")
+        .into_inner()
+        .candles;
+    candles.into_iter().map(|candle| candle.volume).collect()
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! funding sources, and the conversions between wire values and domain values. Built once
 //! in `main` (or by a test) and passed to the services; there are no globals.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::Status;
@@ -15,6 +16,7 @@ use crate::command::Command;
 use crate::config::{Config, MarketSpec};
 use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView};
+use crate::market_data::TradeStats;
 use crate::pipeline::{Answer, Committed, Pipeline, Query};
 use crate::store::History;
 use crate::types::{
@@ -37,6 +39,16 @@ pub struct Context {
     pub history: History,
     /// Deposit processors.
     pub funding: FundingSources,
+    /// Candles and ticker figures, kept current by the market-data feed.
+    pub market_data: Arc<MarketDataState>,
+}
+
+/// Trade statistics and whether they have caught up with the journal since the start.
+pub struct MarketDataState {
+    /// The statistics.
+    pub stats: std::sync::RwLock<TradeStats>,
+    /// Set once the feed has replayed the journal up to the committed state.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl Context {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod context;
 pub mod decimal;
+pub mod feed;
 pub mod funding;
 pub mod history;
 pub mod proto;

@@ -10,12 +10,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
-use super::context::Context;
+use super::context::{Context, MarketDataState};
 use super::funding::FundingSources;
 use super::proto;
 use super::services::Api;
 use crate::config::Config;
 use crate::engine::LevelBook;
+use crate::market_data::TradeStats;
 use crate::pipeline::Pipeline;
 use crate::store::{recover, Store};
 
@@ -71,12 +72,20 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
     let history = store.history()?;
     let mut pipeline = Pipeline::start(recovered.sequencer, store, config.pipeline.clone());
     pipeline.start_indexer(history.clone());
+    let market_data = Arc::new(MarketDataState {
+        stats: std::sync::RwLock::new(TradeStats::new(
+            config.engine.markets.len(),
+            config.server.candle_retention_days,
+        )),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    });
     Ok(Arc::new(Context {
         pipeline,
         config,
         tokens,
         history,
         funding: FundingSources::sandbox(),
+        market_data,
     }))
 }
 
@@ -88,6 +97,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limits = context.config.server.clone();
+    tokio::spawn(super::feed::run(
+        Arc::clone(&context.market_data),
+        context.pipeline.subscribe(),
+        context.pipeline.committed_handle(),
+        context.history.clone(),
+        limits.candle_retention_days,
+    ));
     let api = Api::new(Arc::clone(&context));
     let (health, health_service) = tonic_health::server::health_reporter();
     health

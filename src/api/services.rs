@@ -18,6 +18,7 @@ use super::status::from_reject;
 const HISTORY_EVENTS_PER_READ: usize = 256;
 use crate::command::{Command, NewOrder, OrderRef};
 use crate::event::{OrderView, Reply};
+use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS};
 use crate::pipeline::{Answer, Query};
 use crate::types::{
     AccountId, Asset, FundingSourceKind, OrderId, OrderType, Role, SelfTradePrevention, Side, Tier,
@@ -39,6 +40,21 @@ impl Api {
     /// The shared context.
     pub fn context(&self) -> &Context {
         &self.context
+    }
+
+    fn market_data_ready(&self) -> Result<(), Status> {
+        if self
+            .context
+            .market_data
+            .ready
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "market data is catching up with the journal; retry shortly",
+            ))
+        }
     }
 
     fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
@@ -792,15 +808,89 @@ impl proto::market_data_server::MarketData for Api {
 
     async fn get_ticker(
         &self,
-        _request: Request<proto::GetTickerRequest>,
+        request: Request<proto::GetTickerRequest>,
     ) -> Result<Response<proto::GetTickerResponse>, Status> {
-        Err(Status::unimplemented("GetTicker is not served yet"))
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        self.market_data_ready()?;
+        let Answer::Book { bids, asks, seq } = self
+            .context
+            .query(Query::Book {
+                market: market.id,
+                depth: 1,
+            })
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let ticker = self
+            .context
+            .market_data
+            .stats
+            .read()
+            .map_err(|_| Status::internal("market data is unavailable"))?
+            .ticker(market.id, super::context::now_ms());
+        let price = |price: Option<crate::types::Price>| {
+            price.map(|price| market.price(price)).unwrap_or_default()
+        };
+        Ok(Response::new(proto::GetTickerResponse {
+            market: market.spec.name.clone(),
+            last_price: price(ticker.last_price),
+            best_bid: price(bids.first().map(|level| level.price)),
+            best_ask: price(asks.first().map(|level| level.price)),
+            volume_24h: market.quantity(crate::types::Quantity(ticker.volume_24h)),
+            high_24h: price(ticker.high_24h),
+            low_24h: price(ticker.low_24h),
+            seq,
+        }))
     }
 
     async fn get_candles(
         &self,
-        _request: Request<proto::GetCandlesRequest>,
+        request: Request<proto::GetCandlesRequest>,
     ) -> Result<Response<proto::GetCandlesResponse>, Status> {
-        Err(Status::unimplemented("GetCandles is not served yet"))
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let interval_ms =
+            required(
+                "interval",
+                message.interval,
+                |value| match proto::CandleInterval::try_from(value).ok()? {
+                    proto::CandleInterval::CandleInterval1m => Some(MINUTE_MS),
+                    proto::CandleInterval::CandleInterval5m => Some(5 * MINUTE_MS),
+                    proto::CandleInterval::CandleInterval1h => Some(60 * MINUTE_MS),
+                    proto::CandleInterval::CandleInterval1d => Some(24 * 60 * MINUTE_MS),
+                    proto::CandleInterval::Unspecified => None,
+                },
+            )?;
+        if message.to_ms <= message.from_ms {
+            return Err(Status::invalid_argument("to_ms: must be after from_ms"));
+        }
+        if (message.to_ms - message.from_ms) / interval_ms > CANDLES_PER_QUERY_MAX as u64 {
+            return Err(Status::invalid_argument(format!(
+                "to_ms: the range spans more than {CANDLES_PER_QUERY_MAX} candles"
+            )));
+        }
+        self.market_data_ready()?;
+        let candles = self
+            .context
+            .market_data
+            .stats
+            .read()
+            .map_err(|_| Status::internal("market data is unavailable"))?
+            .candles(market.id, interval_ms, message.from_ms, message.to_ms);
+        Ok(Response::new(proto::GetCandlesResponse {
+            candles: candles
+                .iter()
+                .map(|candle| proto::Candle {
+                    open_time_ms: candle.open_time_ms,
+                    open: market.price(candle.open),
+                    high: market.price(candle.high),
+                    low: market.price(candle.low),
+                    close: market.price(candle.close),
+                    volume: market.quantity(crate::types::Quantity(candle.volume)),
+                })
+                .collect(),
+        }))
     }
 }

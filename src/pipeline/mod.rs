@@ -175,6 +175,17 @@ struct Shared {
     index_failure: Mutex<Option<String>>,
 }
 
+/// Reads the pipeline's last committed sequence number.
+#[derive(Clone)]
+pub struct CommittedSeq(Arc<Shared>);
+
+impl CommittedSeq {
+    /// The sequence number of the last committed event.
+    pub fn get(&self) -> u64 {
+        self.0.committed_seq.load(Ordering::Acquire)
+    }
+}
+
 /// The running pipeline.
 pub struct Pipeline {
     requests: Option<SyncSender<Request>>,
@@ -275,6 +286,12 @@ impl Pipeline {
     /// A receiver of every committed event batch from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<CommittedEvents> {
         self.committed.subscribe()
+    }
+
+    /// A handle that reads the last committed sequence number, for tasks that must not
+    /// keep the pipeline itself alive.
+    pub fn committed_handle(&self) -> CommittedSeq {
+        CommittedSeq(Arc::clone(&self.shared))
     }
 
     /// The sequence number of the last committed event.

@@ -277,6 +277,41 @@ impl History {
         })
     }
 
+    /// A sequence number after which every journaled event is from `time_ms` or later
+    /// (as far as the clock moved forward): a binary search over the journal's records.
+    pub fn seq_before_time(&self, time_ms: u64) -> Result<u64, StoreError> {
+        let first_record = |seq: u64| -> Result<Option<JournalRecord>, StoreError> {
+            match self.journal.range(journal::key_of(seq)..).next() {
+                None => Ok(None),
+                Some(item) => Ok(Some(JournalRecord::decode(&item?.1)?)),
+            }
+        };
+        let Some(oldest) = first_record(0)? else {
+            return Ok(0);
+        };
+        let mut low = oldest.first_seq().unwrap_or(1).saturating_sub(1);
+        let mut high = match self.journal.last()? {
+            None => return Ok(0),
+            Some((key, _)) => seq_from(&key)?,
+        };
+        // Invariant: events up to `low` may be older than `time_ms`; the record holding
+        // `high` starts at or after it (or `high` is the last event).
+        while low + 1 < high {
+            let middle = low + (high - low) / 2;
+            let record = first_record(middle)?;
+            let started = record
+                .as_ref()
+                .and_then(|record| record.events.first())
+                .map_or(u64::MAX, |event| event.timestamp_ms);
+            if started < time_ms {
+                low = middle;
+            } else {
+                high = middle;
+            }
+        }
+        Ok(low)
+    }
+
     /// The event with sequence number `seq`, reusing the last record read when it holds it.
     fn event(
         &self,

@@ -1177,3 +1177,127 @@ async fn retries_with_the_same_key_or_client_order_id_apply_once() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn order_updates_replay_history_then_go_live_without_gap_or_duplicate() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, ivy_token) = create(&mut issuer, "ivy", proto::Tier::Public, proto::Role::Trader).await;
+    let (_, jack_token) = create(
+        &mut issuer,
+        "jack",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let mut ivy = clients(&channel, Some(&ivy_token));
+    let mut jack = clients(&channel, Some(&jack_token));
+    issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: "100".into(),
+            memo: String::new(),
+            idempotency_key: "m".into(),
+        })
+        .await
+        .expect("minted");
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("priced");
+    for (trader, key) in [(&mut ivy, "i"), (&mut jack, "j")] {
+        trader
+            .wallet
+            .deposit(proto::DepositRequest {
+                source: proto::Source::Card as i32,
+                amount: "50".into(),
+                source_reference: "4111111111111111".into(),
+                idempotency_key: key.into(),
+            })
+            .await
+            .expect("deposited");
+        trader
+            .wallet
+            .buy_divmids(proto::BuyDivmidsRequest {
+                quantity: "10".into(),
+                max_price: "1".into(),
+                idempotency_key: format!("{key}-buy"),
+            })
+            .await
+            .expect("bought");
+    }
+    let first = ivy
+        .trading
+        .place_order(limit(proto::Side::Sell, "1.5000", "4"))
+        .await
+        .expect("placed")
+        .into_inner()
+        .order
+        .expect("an order");
+    // From just before the first order: it is replayed, then what follows is live.
+    let mut replayed = ivy
+        .trading
+        .stream_order_updates(proto::StreamOrderUpdatesRequest {
+            from_seq: first.created_seq - 1,
+        })
+        .await
+        .expect("a stream")
+        .into_inner();
+    let mut live_only = ivy
+        .trading
+        .stream_order_updates(proto::StreamOrderUpdatesRequest { from_seq: 0 })
+        .await
+        .expect("a stream")
+        .into_inner();
+    let second = ivy
+        .trading
+        .place_order(limit(proto::Side::Sell, "1.6000", "2"))
+        .await
+        .expect("placed")
+        .into_inner()
+        .order
+        .expect("an order");
+    jack.trading
+        .place_order(limit(proto::Side::Buy, "1.5000", "1"))
+        .await
+        .expect("crossed");
+    use proto::order_update::Update;
+    let describe = |update: &proto::OrderUpdate| match &update.update {
+        Some(Update::Order(order)) => format!("order {} {}", order.order_id, order.filled_quantity),
+        Some(Update::Fill(fill)) => format!("fill {} {}", fill.order_id, fill.quantity),
+        None => "nothing".to_string(),
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let update = replayed.message().await.expect("an update").expect("open");
+        seen.push((update.seq, describe(&update)));
+    }
+    assert_eq!(
+        seen.iter()
+            .map(|(_, what)| what.as_str())
+            .collect::<Vec<_>>(),
+        vec![
+            format!("order {} 0.00", first.order_id).as_str(),
+            format!("order {} 0.00", second.order_id).as_str(),
+            format!("fill {} 1.00", first.order_id).as_str(),
+        ]
+    );
+    assert!(
+        seen.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "in sequence order: {seen:?}"
+    );
+    assert_eq!(seen[0].0, first.created_seq);
+    let update = live_only.message().await.expect("an update").expect("open");
+    assert_eq!(
+        describe(&update),
+        format!("order {} 0.00", second.order_id),
+        "live only"
+    );
+    server.stop().await;
+}

@@ -41,6 +41,9 @@ pub struct Context {
     pub funding: FundingSources,
     /// Candles and ticker figures, kept current by the market-data feed.
     pub market_data: Arc<MarketDataState>,
+    /// Becomes true when the server stops taking requests, so that long-lived streams
+    /// end and the graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// Trade statistics and whether they have caught up with the journal since the start.

@@ -16,3 +16,4 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod status;
+pub mod updates;

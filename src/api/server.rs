@@ -86,6 +86,7 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
         history,
         funding: FundingSources::sandbox(),
         market_data,
+        stopping: tokio::sync::watch::Sender::new(false),
     }))
 }
 
@@ -163,7 +164,14 @@ pub async fn run(
         .add_service(limited!(proto::market_data_server::MarketDataServer::new(
             api
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+            let stopping = context.stopping.clone();
+            async move {
+                shutdown.await;
+                // Streams end now; the server then waits only for unary calls in flight.
+                stopping.send_replace(true);
+            }
+        })
         .await?;
     tracing::info!("stopped taking requests; committing what was accepted");
     match Arc::try_unwrap(context) {

@@ -722,10 +722,13 @@ impl proto::trading_server::Trading for Api {
         &self,
         request: Request<proto::StreamOrderUpdatesRequest>,
     ) -> Result<Response<Self::StreamOrderUpdatesStream>, Status> {
-        self.caller(&request, Role::Trader)?;
-        Err(Status::unimplemented(
-            "StreamOrderUpdates is not served yet",
-        ))
+        let caller = self.caller(&request, Role::Trader)?;
+        let from_seq = request.into_inner().from_seq;
+        Ok(Response::new(super::updates::start(
+            Arc::clone(&self.context),
+            caller.account,
+            from_seq,
+        )))
     }
 }
 

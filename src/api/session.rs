@@ -71,7 +71,14 @@ async fn read(
     submitted: mpsc::Sender<Submitted>,
     responses: mpsc::Sender<Result<proto::OrderSessionResponse, Status>>,
 ) {
-    while let Some(request) = requests.next().await {
+    let mut stopping = api.context().stopping.subscribe();
+    loop {
+        let next = tokio::select! {
+            next = requests.next() => next,
+            // The server is stopping: take no more commands; those submitted are answered.
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        };
+        let Some(request) = next else { return };
         let request = match request {
             Ok(request) => request,
             Err(status) => {

@@ -1301,3 +1301,378 @@ async fn order_updates_replay_history_then_go_live_without_gap_or_duplicate() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stock_tools_see_health_and_reflection_in_both_versions() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "divmid.v1.Trading".into(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::{v1, v1alpha};
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut responses =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![request]))
+            .await
+            .expect("v1alpha reflection answers")
+            .into_inner();
+    let response = responses.message().await.expect("a response").expect("one");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("services were listed");
+    };
+    let names: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|service| service.name)
+        .collect();
+    for expected in [
+        "divmid.v1.Issuer",
+        "divmid.v1.Wallet",
+        "divmid.v1.Metering",
+        "divmid.v1.Trading",
+        "divmid.v1.MarketData",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "divmid.v1.Trading".into(),
+            ),
+        ),
+    };
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("v1 reflection answers")
+        .into_inner();
+    let response = responses.message().await.expect("a response").expect("one");
+    assert!(matches!(
+        response.message_response,
+        Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_rpc_refuses_bad_fields_by_name_and_changes_nothing() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (kim_id, token) =
+        create(&mut issuer, "kim", proto::Tier::Public, proto::Role::Trader).await;
+    let (_, service_token) = create(
+        &mut issuer,
+        "svc",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let mut kim = clients(&channel, Some(&token));
+    let mut service = clients(&channel, Some(&service_token));
+    let mut market = MarketDataClient::new(channel.clone());
+    kim.wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: "10".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "d".into(),
+        })
+        .await
+        .expect("deposited");
+    let order = kim
+        .trading
+        .place_order(limit(proto::Side::Buy, "0.5", "1"))
+        .await
+        .expect("placed")
+        .into_inner()
+        .order
+        .expect("an order");
+    let supply = |issuer: &mut Clients| {
+        let mut client = issuer.issuer.clone();
+        async move {
+            client
+                .get_supply(proto::GetSupplyRequest {})
+                .await
+                .expect("supply")
+                .into_inner()
+        }
+    };
+    let before = (balances(&mut kim).await, supply(&mut issuer).await);
+    let long = "x".repeat(300);
+    let mut failures: Vec<(String, Status)> = Vec::new();
+    macro_rules! refused {
+        ($field:expr, $call:expr) => {
+            failures.push(($field.to_string(), $call.await.expect_err($field)))
+        };
+    }
+    refused!(
+        "amount",
+        issuer.issuer.mint(proto::MintRequest {
+            amount: "1.0000001".into(),
+            memo: String::new(),
+            idempotency_key: "m".into()
+        })
+    );
+    refused!(
+        "idempotency_key",
+        issuer.issuer.mint(proto::MintRequest {
+            amount: "1".into(),
+            memo: String::new(),
+            idempotency_key: long.clone()
+        })
+    );
+    refused!(
+        "memo",
+        issuer.issuer.mint(proto::MintRequest {
+            amount: "1".into(),
+            memo: long.clone(),
+            idempotency_key: "m2".into()
+        })
+    );
+    refused!(
+        "price",
+        issuer.issuer.set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "0".into()
+        })
+    );
+    refused!(
+        "tier",
+        issuer.issuer.set_issue_price(proto::SetIssuePriceRequest {
+            tier: 0,
+            price: "1".into()
+        })
+    );
+    refused!(
+        "name",
+        issuer.issuer.create_account(proto::CreateAccountRequest {
+            name: String::new(),
+            tier: proto::Tier::Public as i32,
+            role: proto::Role::Trader as i32
+        })
+    );
+    refused!(
+        "name",
+        issuer.issuer.create_account(proto::CreateAccountRequest {
+            name: long.clone(),
+            tier: proto::Tier::Public as i32,
+            role: proto::Role::Trader as i32
+        })
+    );
+    refused!(
+        "role",
+        issuer.issuer.create_account(proto::CreateAccountRequest {
+            name: "x".into(),
+            tier: proto::Tier::Public as i32,
+            role: 0
+        })
+    );
+    refused!(
+        "role",
+        issuer.issuer.create_account(proto::CreateAccountRequest {
+            name: "x".into(),
+            tier: proto::Tier::Public as i32,
+            role: proto::Role::Issuer as i32
+        })
+    );
+    refused!(
+        "source",
+        kim.wallet.deposit(proto::DepositRequest {
+            source: 0,
+            amount: "1".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "d2".into()
+        })
+    );
+    refused!(
+        "amount",
+        kim.wallet.deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: "1e2".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "d3".into()
+        })
+    );
+    refused!(
+        "source_reference",
+        kim.wallet.deposit(proto::DepositRequest {
+            source: proto::Source::Egold as i32,
+            amount: "1".into(),
+            source_reference: "12a456".into(),
+            idempotency_key: "d4".into()
+        })
+    );
+    refused!(
+        "destination",
+        kim.wallet.withdraw(proto::WithdrawRequest {
+            amount: "1".into(),
+            destination: String::new(),
+            idempotency_key: "w".into()
+        })
+    );
+    refused!(
+        "quantity",
+        kim.wallet.buy_divmids(proto::BuyDivmidsRequest {
+            quantity: "-5".into(),
+            max_price: "1".into(),
+            idempotency_key: "b".into()
+        })
+    );
+    refused!(
+        "max_price",
+        kim.wallet.buy_divmids(proto::BuyDivmidsRequest {
+            quantity: "5".into(),
+            max_price: "NaN".into(),
+            idempotency_key: "b2".into()
+        })
+    );
+    refused!(
+        "page_size",
+        kim.wallet
+            .list_ledger_entries(proto::ListLedgerEntriesRequest {
+                page_size: 5_000,
+                page_token: String::new()
+            })
+    );
+    refused!(
+        "page_token",
+        kim.wallet
+            .list_ledger_entries(proto::ListLedgerEntriesRequest {
+                page_size: 5,
+                page_token: "abc".into()
+            })
+    );
+    refused!(
+        "amount",
+        service.metering.charge(proto::ChargeRequest {
+            account_id: kim_id.clone(),
+            amount: "0".into(),
+            idempotency_key: "c".into(),
+            memo: String::new()
+        })
+    );
+    refused!(
+        "account_id",
+        service.metering.charge(proto::ChargeRequest {
+            account_id: "kim".into(),
+            amount: "1".into(),
+            idempotency_key: "c2".into(),
+            memo: String::new()
+        })
+    );
+    refused!(
+        "type",
+        kim.trading.place_order(proto::PlaceOrderRequest {
+            r#type: 0,
+            ..limit(proto::Side::Buy, "0.5", "1")
+        })
+    );
+    refused!(
+        "market",
+        kim.trading.place_order(proto::PlaceOrderRequest {
+            market: String::new(),
+            ..limit(proto::Side::Buy, "0.5", "1")
+        })
+    );
+    refused!(
+        "quantity",
+        kim.trading.amend_order(proto::AmendOrderRequest {
+            order_id: order.order_id.clone(),
+            quantity: "0.001".into(),
+            price: String::new()
+        })
+    );
+    refused!(
+        "price",
+        kim.trading.amend_order(proto::AmendOrderRequest {
+            order_id: order.order_id.clone(),
+            quantity: String::new(),
+            price: "0.12345".into()
+        })
+    );
+    refused!(
+        "order_id",
+        kim.trading.amend_order(proto::AmendOrderRequest {
+            order_id: "one".into(),
+            quantity: "1".into(),
+            price: String::new()
+        })
+    );
+    refused!(
+        "order_id",
+        kim.trading.cancel_order(proto::CancelOrderRequest {
+            order_id: String::new(),
+            client_order_id: String::new()
+        })
+    );
+    refused!(
+        "order_id",
+        kim.trading.get_order(proto::GetOrderRequest {
+            order_id: "1".into(),
+            client_order_id: "both".into()
+        })
+    );
+    refused!(
+        "depth",
+        market.get_order_book(proto::GetOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 5_000
+        })
+    );
+    refused!(
+        "interval",
+        market.get_candles(proto::GetCandlesRequest {
+            market: "DVM-USD".into(),
+            interval: 0,
+            from_ms: 0,
+            to_ms: 1
+        })
+    );
+    refused!(
+        "to_ms",
+        market.get_candles(proto::GetCandlesRequest {
+            market: "DVM-USD".into(),
+            interval: proto::CandleInterval::CandleInterval1m as i32,
+            from_ms: 10,
+            to_ms: 5
+        })
+    );
+    for (field, status) in &failures {
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "{field}: {}",
+            status.message()
+        );
+    }
+    assert_eq!(
+        (balances(&mut kim).await, supply(&mut issuer).await),
+        before,
+        "nothing changed"
+    );
+    server.stop().await;
+}

@@ -263,6 +263,8 @@ pub struct ServerConfig {
     pub page_size_max: u32,
     /// Days of one-minute candles kept (and rebuilt from the journal at start).
     pub candle_retention_days: u64,
+    /// Event streams (trades, book, order updates) open at once, at most.
+    pub stream_subscribers_max: usize,
 }
 
 impl Default for ServerConfig {
@@ -278,6 +280,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             page_size_max: 1_000,
             candle_retention_days: 31,
+            stream_subscribers_max: 4_096,
         }
     }
 }
@@ -314,6 +317,7 @@ impl Config {
         if server.requests_per_connection_max == 0
             || server.request_timeout_ms == 0
             || server.page_size_max == 0
+            || server.stream_subscribers_max == 0
         {
             return Err(ConfigError::Limit(
                 "request and page limits must be positive",

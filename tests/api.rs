@@ -26,7 +26,12 @@ struct Server {
 
 impl Server {
     async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, |_| {}).await
+    }
+
+    async fn start_with(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
         let mut config = Config::default();
+        adjust(&mut config);
         config.server.data_dir = data_dir.to_path_buf();
         config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
         let context = open(config, None).expect("the exchange opens");
@@ -1674,5 +1679,127 @@ async fn every_rpc_refuses_bad_fields_by_name_and_changes_nothing() {
         before,
         "nothing changed"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn trades_stream_from_history_then_live_and_streams_are_limited() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start_with(directory.path(), |config| {
+        config.server.stream_subscribers_max = 2
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, token) = create(&mut issuer, "lee", proto::Tier::Public, proto::Role::Trader).await;
+    let (_, other_token) =
+        create(&mut issuer, "max", proto::Tier::Public, proto::Role::Trader).await;
+    let mut lee = clients(&channel, Some(&token));
+    let mut max = clients(&channel, Some(&other_token));
+    issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: "100".into(),
+            memo: String::new(),
+            idempotency_key: "m".into(),
+        })
+        .await
+        .expect("minted");
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("priced");
+    for (trader, key) in [(&mut lee, "l"), (&mut max, "x")] {
+        trader
+            .wallet
+            .deposit(proto::DepositRequest {
+                source: proto::Source::Card as i32,
+                amount: "50".into(),
+                source_reference: "4111111111111111".into(),
+                idempotency_key: key.into(),
+            })
+            .await
+            .expect("deposited");
+        trader
+            .wallet
+            .buy_divmids(proto::BuyDivmidsRequest {
+                quantity: "10".into(),
+                max_price: "1".into(),
+                idempotency_key: format!("{key}-buy"),
+            })
+            .await
+            .expect("bought");
+    }
+    // Two trades before anyone subscribes.
+    lee.trading
+        .place_order(limit(proto::Side::Sell, "1.1000", "5"))
+        .await
+        .expect("placed");
+    for _ in 0..2 {
+        max.trading
+            .place_order(limit(proto::Side::Buy, "1.1000", "1"))
+            .await
+            .expect("crossed");
+    }
+    let mut market = MarketDataClient::new(channel.clone());
+    let mut from_start = market
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: 1,
+        })
+        .await
+        .expect("a stream")
+        .into_inner();
+    let mut live = market
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: 0,
+        })
+        .await
+        .expect("a stream")
+        .into_inner();
+    // A third stream is over the limit of two.
+    let refused = market
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: 0,
+        })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().starts_with("stream_subscribers_max"),
+        "{}",
+        refused.message()
+    );
+    // One more trade, live.
+    max.trading
+        .place_order(limit(proto::Side::Buy, "1.1000", "2"))
+        .await
+        .expect("crossed");
+    let mut replayed = Vec::new();
+    while replayed.len() < 3 {
+        let trade = from_start.message().await.expect("a trade").expect("open");
+        replayed.push((trade.seq, trade.quantity));
+    }
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|(_, quantity)| quantity.as_str())
+            .collect::<Vec<_>>(),
+        vec!["1.00", "1.00", "2.00"],
+        "history then live, each once"
+    );
+    assert!(replayed.windows(2).all(|pair| pair[0].0 < pair[1].0));
+    let trade = live.message().await.expect("a trade").expect("open");
+    assert_eq!(
+        (trade.quantity.as_str(), trade.price.as_str()),
+        ("2.00", "1.1000")
+    );
+    assert_eq!(trade.seq, replayed[2].0);
     server.stop().await;
 }

@@ -44,6 +44,8 @@ pub struct Context {
     /// Becomes true when the server stops taking requests, so that long-lived streams
     /// end and the graceful shutdown does not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// One permit per open event stream: `stream_subscribers_max` of them.
+    pub stream_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Trade statistics and whether they have caught up with the journal since the start.

@@ -16,4 +16,5 @@ pub mod server;
 pub mod services;
 pub mod session;
 pub mod status;
+pub mod streams;
 pub mod updates;

@@ -72,6 +72,7 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
     let history = store.history()?;
     let mut pipeline = Pipeline::start(recovered.sequencer, store, config.pipeline.clone());
     pipeline.start_indexer(history.clone());
+    let stream_subscribers_max = config.server.stream_subscribers_max;
     let market_data = Arc::new(MarketDataState {
         stats: std::sync::RwLock::new(TradeStats::new(
             config.engine.markets.len(),
@@ -87,6 +88,7 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
         funding: FundingSources::sandbox(),
         market_data,
         stopping: tokio::sync::watch::Sender::new(false),
+        stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),
     }))
 }
 

@@ -728,7 +728,7 @@ impl proto::trading_server::Trading for Api {
             Arc::clone(&self.context),
             caller.account,
             from_seq,
-        )))
+        )?))
     }
 }
 
@@ -804,9 +804,33 @@ impl proto::market_data_server::MarketData for Api {
 
     async fn stream_trades(
         &self,
-        _request: Request<proto::StreamTradesRequest>,
+        request: Request<proto::StreamTradesRequest>,
     ) -> Result<Response<Self::StreamTradesStream>, Status> {
-        Err(Status::unimplemented("StreamTrades is not served yet"))
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let (market_id, name) = (market.id, market.spec.name.clone());
+        let converter = Arc::clone(&self.context);
+        let stream = super::streams::start(
+            Arc::clone(&self.context),
+            message.from_seq,
+            move |event: &crate::event::Event| matches!(&event.kind, crate::event::EventKind::Fill(fill) if fill.market == market_id),
+            move |event: &crate::event::Event| {
+                let crate::event::EventKind::Fill(fill) = &event.kind else {
+                    return Vec::new();
+                };
+                let market = converter.market_at(fill.market);
+                vec![proto::Trade {
+                    trade_id: fill.trade_id.0.to_string(),
+                    market: name.clone(),
+                    price: market.price(fill.price),
+                    quantity: market.quantity(fill.quantity),
+                    taker_side: super::context::side_to_wire(fill.taker_side) as i32,
+                    seq: event.seq,
+                    time_ms: event.timestamp_ms,
+                }]
+            },
+        )?;
+        Ok(Response::new(stream))
     }
 
     async fn get_ticker(

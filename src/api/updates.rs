@@ -1,18 +1,9 @@
-//! `StreamOrderUpdates`: a trader's order changes and fills, those after `from_seq` out
-//! of the journal, then live ones from the pipeline's broadcast, with no gap and no
-//! duplicate: the broadcast is subscribed to before the journal is read, and every event is
-//! sent once, in sequence order.
-//!
-//! Memory is bounded: the hand-off to the client is a bounded channel, and a subscriber
-//! that falls behind the broadcast is ended with `ABORTED` and the sequence number to
-//! resume from.
+//! `StreamOrderUpdates`: a trader's order changes and fills, through the event streams of
+//! `streams.rs` (the journal after `from_seq`, then live; no gap, no duplicate; bounded).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::Status;
 
@@ -22,117 +13,27 @@ use crate::event::{AcceptedOrder, Event, EventKind, OrderView};
 use crate::store::accounts_of;
 use crate::types::{AccountId, OrderId, OrderStatus, Quantity};
 
-/// Updates waiting for the client, at most.
-const BUFFERED_MAX: usize = 1_024;
-/// Events read from the journal per step of the replay.
-const EVENTS_PER_READ: usize = 1_024;
-
 /// Starts the stream for `account` from after `from_seq` (live only when 0).
 pub fn start(
     context: Arc<Context>,
     account: AccountId,
     from_seq: u64,
-) -> BoxStream<proto::OrderUpdate> {
-    let (sender, receiver) = mpsc::channel(BUFFERED_MAX);
-    tokio::spawn(async move {
-        if let Err(status) = run(&context, account, from_seq, &sender).await {
-            let _ = sender.send(Err(status)).await;
-        }
-    });
-    Box::pin(ReceiverStream::new(receiver))
+) -> Result<BoxStream<proto::OrderUpdate>, Status> {
+    let mut orders = Orders::default();
+    let converter = Arc::clone(&context);
+    super::streams::start(
+        context,
+        from_seq,
+        move |event: &Event| accounts_of(event).contains(&account),
+        move |event: &Event| updates(&converter, account, event, &mut orders),
+    )
 }
-
-type Sender = mpsc::Sender<Result<proto::OrderUpdate, Status>>;
 
 /// What the stream knows of the orders it reports: their fixed parameters, from their
 /// acceptance (in the stream or in history).
 #[derive(Default)]
 struct Orders {
     known: HashMap<OrderId, OrderView>,
-}
-
-async fn run(
-    context: &Arc<Context>,
-    account: AccountId,
-    from_seq: u64,
-    sender: &Sender,
-) -> Result<(), Status> {
-    let mut live = context.pipeline.subscribe();
-    let start = context.pipeline.committed_seq();
-    let mut orders = Orders::default();
-    let mut last_sent = if from_seq == 0 { start } else { from_seq };
-    // The journal from `from_seq` up to where the live feed starts.
-    while last_sent < start {
-        let history = context.history.clone();
-        let after = last_sent;
-        let page = tokio::task::spawn_blocking(move || {
-            history.events_after(
-                after,
-                EVENTS_PER_READ,
-                EVENTS_PER_READ * 64,
-                start,
-                move |event| accounts_of(event).contains(&account),
-            )
-        })
-        .await
-        .map_err(|_| Status::internal("the history reader stopped"))?
-        .map_err(|error| Status::internal(format!("history: {error}")))?;
-        for event in &page.events {
-            if !send(context, account, event, &mut orders, sender).await {
-                return Ok(());
-            }
-        }
-        // Where the page stopped looking; the end of the replay when nothing is left.
-        last_sent = page.next.unwrap_or(start);
-    }
-    let mut stopping = context.stopping.subscribe();
-    loop {
-        let received = tokio::select! {
-            received = live.recv() => received,
-            _ = stopping.wait_for(|stopping| *stopping) => {
-                return Err(Status::unavailable(format!(
-                    "the server is shutting down; resubscribe with from_seq = {last_sent}"
-                )));
-            }
-        };
-        match received {
-            Ok(events) => {
-                for event in events.iter() {
-                    if event.seq <= last_sent {
-                        continue;
-                    }
-                    if accounts_of(event).contains(&account)
-                        && !send(context, account, event, &mut orders, sender).await
-                    {
-                        return Ok(());
-                    }
-                    last_sent = event.seq;
-                }
-            }
-            Err(RecvError::Lagged(_)) => {
-                return Err(Status::aborted(format!(
-                    "the stream fell behind; resubscribe with from_seq = {last_sent}"
-                )));
-            }
-            Err(RecvError::Closed) => return Err(Status::unavailable("the exchange is stopping")),
-        }
-    }
-}
-
-/// Sends the updates one event makes; false once the client is gone.
-async fn send(
-    context: &Context,
-    account: AccountId,
-    event: &Event,
-    orders: &mut Orders,
-    sender: &Sender,
-) -> bool {
-    for update in updates(context, account, event, orders) {
-        if sender.send(Ok(update)).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 fn updates(

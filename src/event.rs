@@ -127,6 +127,22 @@ pub enum EventKind {
     /// A maker and a taker traded. Both sides are settled from held funds (a market buy
     /// pays from available), at the maker's price.
     Fill(Fill),
+    /// An order (new, or amended to a new price or a larger quantity) went onto the book
+    /// with what was left of it after matching.
+    OrderRested {
+        /// The order.
+        order_id: OrderId,
+        /// Its owner.
+        account: AccountId,
+        /// Its market.
+        market: MarketId,
+        /// Its side of the book.
+        side: Side,
+        /// The price level it joined, at the back.
+        price: Price,
+        /// Lots it offers.
+        remaining: Quantity,
+    },
     /// An order's quantity was reduced without a trade: by an amendment that keeps its
     /// priority, or by self-trade prevention in decrement mode.
     OrderReduced {

@@ -256,6 +256,7 @@ pub fn ledger_entries(
         | EventKind::OrderAccepted(_)
         | EventKind::OrderReduced { .. }
         | EventKind::OrderReplaced { .. }
+        | EventKind::OrderRested { .. }
         | EventKind::OrderDone { .. } => Vec::new(),
     }
 }

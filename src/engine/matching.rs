@@ -406,7 +406,7 @@ impl<B: OrderBook> Sequencer<B> {
             && taker.order_type == OrderType::Limit
             && taker.time_in_force == TimeInForce::GoodTillCanceled;
         if rests {
-            return self.rest(taker);
+            return self.rest(taker, events);
         }
         let reason = match stop {
             Stop::Exhausted => DoneReason::Unfilled,
@@ -660,7 +660,7 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// Puts what is left of a GTC limit taker on the book. What it still holds is exactly
     /// what a resting order of its price and remaining quantity holds.
-    fn rest(&mut self, taker: &Taker) -> OrderStatus {
+    fn rest(&mut self, taker: &Taker, events: &mut Vec<Event>) -> OrderStatus {
         let resting = RestingOrder {
             id: taker.id,
             account: taker.account,
@@ -682,6 +682,17 @@ impl<B: OrderBook> Sequencer<B> {
             self.track(taker.account, taker.id, taker.market);
         }
         self.books[usize::from(taker.market.0)].insert(resting);
+        self.emit(
+            events,
+            EventKind::OrderRested {
+                order_id: taker.id,
+                account: taker.account,
+                market: taker.market,
+                side: taker.side,
+                price: resting.price,
+                remaining: resting.remaining(),
+            },
+        );
         if taker.filled == 0 {
             OrderStatus::Open
         } else {

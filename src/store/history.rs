@@ -55,6 +55,7 @@ pub fn accounts_of(event: &Event) -> Vec<AccountId> {
         | EventKind::Withdrawn { account, .. }
         | EventKind::OrderReduced { account, .. }
         | EventKind::OrderReplaced { account, .. }
+        | EventKind::OrderRested { account, .. }
         | EventKind::OrderDone { account, .. } => vec![*account],
         EventKind::OrderAccepted(order) => vec![order.account],
         EventKind::IssuePriceSet { .. } => Vec::new(),

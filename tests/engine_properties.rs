@@ -7,6 +7,7 @@ use divmid::command::{Command, NewOrder, OrderRef};
 use divmid::config::EngineConfig;
 use divmid::engine::{LevelBook, OrderBook, ReferenceBook, Sequencer};
 use divmid::event::{Event, Reply};
+use divmid::market_data::BookReplica;
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
     Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
@@ -292,6 +293,8 @@ proptest! {
             reference.apply(0, command, &mut reference_events).expect("setup is accepted");
         }
         let mut orders: Vec<(OrderId, AccountId)> = Vec::new();
+        // Market data's replica of the book, from events alone.
+        let mut replica = BookReplica::new(1, fast.last_seq());
         for (index, step) in steps.iter().enumerate() {
             let command = command_of(step, &orders, index);
             fast_events.clear();
@@ -311,8 +314,12 @@ proptest! {
             assert_sound(&reference);
             let fast_book = fast.book(MarketId(0)).expect("the market exists");
             let reference_book = reference.book(MarketId(0)).expect("the market exists");
+            for event in &fast_events {
+                replica.apply(event);
+            }
             for side in [Side::Buy, Side::Sell] {
                 prop_assert_eq!(fast_book.levels(side, 1_000), reference_book.levels(side, 1_000));
+                prop_assert_eq!(replica.levels(MarketId(0), side, 1_000), fast_book.levels(side, 1_000));
             }
         }
     }

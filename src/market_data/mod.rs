@@ -1,8 +1,11 @@
-//! Market data built from committed trades: the last price, rolling 24-hour figures and
-//! OHLCV candles. `candles.rs` is pure (it is fed events and asked questions); the feed
+//! Market data built from committed events: a replica of every book with its top-of-book
+//! checksum (`book.rs`), and from trades the last price, rolling 24-hour figures and OHLCV
+//! candles (`candles.rs`). Both are pure (it is fed events and asked questions); the feed
 //! that keeps it current from the pipeline's broadcast lives in the API, which owns the
 //! async runtime.
 
+mod book;
 mod candles;
 
+pub use book::{checksum, BookReplica, CHECKSUM_LEVELS};
 pub use candles::{Candle, Ticker, TradeStats, CANDLES_PER_QUERY_MAX, MINUTE_MS};

@@ -265,6 +265,8 @@ pub struct ServerConfig {
     pub candle_retention_days: u64,
     /// Event streams (trades, book, order updates) open at once, at most.
     pub stream_subscribers_max: usize,
+    /// A book stream with nothing to report sends a heartbeat this often, in milliseconds.
+    pub book_heartbeat_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -281,6 +283,7 @@ impl Default for ServerConfig {
             page_size_max: 1_000,
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
+            book_heartbeat_ms: 1_000,
         }
     }
 }
@@ -318,6 +321,7 @@ impl Config {
             || server.request_timeout_ms == 0
             || server.page_size_max == 0
             || server.stream_subscribers_max == 0
+            || server.book_heartbeat_ms == 0
         {
             return Err(ConfigError::Limit(
                 "request and page limits must be positive",

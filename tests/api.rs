@@ -1803,3 +1803,182 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     assert_eq!(trade.seq, replayed[2].0);
     server.stop().await;
 }
+
+/// Kraken's v2 checksum of a local book copy, computed as a client would.
+fn client_checksum(
+    bids: &std::collections::BTreeMap<String, String>,
+    asks: &std::collections::BTreeMap<String, String>,
+) -> u32 {
+    let compact = |text: &str| text.replace('.', "").trim_start_matches('0').to_string();
+    let mut text = String::new();
+    // Prices have a fixed number of decimals, so their strings sort like the numbers.
+    for (price, quantity) in asks.iter().take(10).chain(bids.iter().rev().take(10)) {
+        text.push_str(&compact(price));
+        text.push_str(&compact(quantity));
+    }
+    crc32fast::hash(text.as_bytes())
+}
+
+#[tokio::test]
+async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksums() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, token) = create(
+        &mut issuer,
+        "nina",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let (_, other) = create(
+        &mut issuer,
+        "omar",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    let mut nina = clients(&channel, Some(&token));
+    let mut omar = clients(&channel, Some(&other));
+    issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: "1000".into(),
+            memo: String::new(),
+            idempotency_key: "m".into(),
+        })
+        .await
+        .expect("minted");
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("priced");
+    for (trader, key) in [(&mut nina, "n"), (&mut omar, "o")] {
+        trader
+            .wallet
+            .deposit(proto::DepositRequest {
+                source: proto::Source::Card as i32,
+                amount: "500".into(),
+                source_reference: "4111111111111111".into(),
+                idempotency_key: key.into(),
+            })
+            .await
+            .expect("deposited");
+        trader
+            .wallet
+            .buy_divmids(proto::BuyDivmidsRequest {
+                quantity: "100".into(),
+                max_price: "1".into(),
+                idempotency_key: format!("{key}-buy"),
+            })
+            .await
+            .expect("bought");
+    }
+    let mut market = MarketDataClient::new(channel.clone());
+    let mut stream = market
+        .stream_order_book(proto::StreamOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("a stream")
+        .into_inner();
+    let mut bids = std::collections::BTreeMap::new();
+    let mut asks = std::collections::BTreeMap::new();
+    let mut last_stream_seq = 0;
+    let mut book_seq = 0;
+    let apply = |levels: &[proto::PriceLevel],
+                 side: &mut std::collections::BTreeMap<String, String>| {
+        for level in levels {
+            if level.quantity == "0.00" {
+                side.remove(&level.price);
+            } else {
+                side.insert(level.price.clone(), level.quantity.clone());
+            }
+        }
+    };
+    use proto::book_update::Update;
+    for round in 0..24u64 {
+        // Orders on both sides, some crossing, from two traders.
+        let (trader, side, price) = match round % 4 {
+            0 => (
+                &mut nina,
+                proto::Side::Buy,
+                format!("0.{:04}", 9_000 + round * 10),
+            ),
+            1 => (&mut omar, proto::Side::Sell, format!("1.{:04}", round * 10)),
+            2 => (
+                &mut omar,
+                proto::Side::Sell,
+                format!("0.{:04}", 9_900 - round),
+            ),
+            _ => (&mut nina, proto::Side::Buy, format!("1.{:04}", round)),
+        };
+        let placed = trader
+            .trading
+            .place_order(limit(side, &price, "1.5"))
+            .await
+            .expect("placed")
+            .into_inner();
+        let target = placed
+            .fills
+            .last()
+            .map_or(placed.order.expect("an order").created_seq, |fill| fill.seq);
+        while book_seq < target {
+            let message = stream.message().await.expect("a message").expect("open");
+            assert_eq!(
+                message.seq,
+                last_stream_seq + 1,
+                "stream sequence numbers have no gap"
+            );
+            last_stream_seq = message.seq;
+            match message.update {
+                Some(Update::Snapshot(snapshot)) => {
+                    bids.clear();
+                    asks.clear();
+                    apply(&snapshot.bids, &mut bids);
+                    apply(&snapshot.asks, &mut asks);
+                    book_seq = snapshot.book_seq;
+                }
+                Some(Update::Changes(changes)) => {
+                    apply(&changes.bids, &mut bids);
+                    apply(&changes.asks, &mut asks);
+                    book_seq = changes.book_seq;
+                }
+                Some(Update::Heartbeat(beat)) => book_seq = beat.book_seq,
+                None => panic!("an empty message"),
+            }
+            // Depth 10 per side is exactly what the checksum covers.
+            assert_eq!(
+                message.checksum,
+                client_checksum(&bids, &asks),
+                "checksum at book seq {book_seq}"
+            );
+        }
+        let book = market
+            .get_order_book(proto::GetOrderBookRequest {
+                market: "DVM-USD".into(),
+                depth: 10,
+            })
+            .await
+            .expect("the book")
+            .into_inner();
+        let as_map = |levels: &[proto::PriceLevel]| -> std::collections::BTreeMap<String, String> {
+            levels
+                .iter()
+                .map(|level| (level.price.clone(), level.quantity.clone()))
+                .collect()
+        };
+        assert_eq!(
+            (as_map(&book.bids), as_map(&book.asks)),
+            (bids.clone(), asks.clone()),
+            "round {round}"
+        );
+    }
+    server.stop().await;
+}

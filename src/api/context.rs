@@ -46,6 +46,8 @@ pub struct Context {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// One permit per open event stream: `stream_subscribers_max` of them.
     pub stream_slots: Arc<tokio::sync::Semaphore>,
+    /// The newest top-of-book view of every market, for book streams.
+    pub book_views: tokio::sync::watch::Sender<Option<Arc<super::book_stream::BookView>>>,
 }
 
 /// Trade statistics and whether they have caught up with the journal since the start.

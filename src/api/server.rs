@@ -89,6 +89,7 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
         market_data,
         stopping: tokio::sync::watch::Sender::new(false),
         stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),
+        book_views: tokio::sync::watch::Sender::new(None),
     }))
 }
 
@@ -106,6 +107,10 @@ pub async fn run(
         context.pipeline.committed_handle(),
         context.history.clone(),
         limits.candle_retention_days,
+    ));
+    tokio::spawn(super::book_stream::feed(
+        Arc::clone(&context),
+        context.book_views.clone(),
     ));
     let api = Api::new(Arc::clone(&context));
     let (health, health_service) = tonic_health::server::health_reporter();

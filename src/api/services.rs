@@ -795,9 +795,22 @@ impl proto::market_data_server::MarketData for Api {
 
     async fn stream_order_book(
         &self,
-        _request: Request<proto::StreamOrderBookRequest>,
+        request: Request<proto::StreamOrderBookRequest>,
     ) -> Result<Response<Self::StreamOrderBookStream>, Status> {
-        Err(Status::unimplemented("StreamOrderBook is not served yet"))
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let depth = match message.depth as usize {
+            0 => 10,
+            depth @ 1..=super::book_stream::STREAM_DEPTH_MAX => depth,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "depth: at most {}",
+                    super::book_stream::STREAM_DEPTH_MAX
+                )))
+            }
+        };
+        let stream = super::book_stream::start(Arc::clone(&self.context), market.id, depth)?;
+        Ok(Response::new(stream))
     }
 
     type StreamTradesStream = BoxStream<proto::Trade>;

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::command::Command;
-use crate::engine::Level;
+use crate::engine::{Level, RestingOrder};
 use crate::engine::{OrderBook, Sequencer};
 use crate::error::Reject;
 use crate::event::{Event, OrderView, Reply, Supply};
@@ -119,6 +119,8 @@ pub enum Query {
     },
     /// The divmid supply.
     Supply,
+    /// Every resting order of every market, to seed a replica of the books.
+    RestingOrders,
 }
 
 /// The answer to a [`Query`].
@@ -141,6 +143,14 @@ pub enum Answer {
     },
     /// The divmid supply.
     Supply(Supply),
+    /// Every resting order per market (bids then asks, each in priority order), at
+    /// sequence number `seq`.
+    RestingOrders {
+        /// Per market, indexed by market id.
+        orders: Vec<Vec<RestingOrder>>,
+        /// The sequence number they reflect.
+        seq: u64,
+    },
 }
 
 /// Events committed in one store write, in sequence order.

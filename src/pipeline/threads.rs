@@ -173,6 +173,10 @@ fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer
             }
         }
         Query::Supply => Answer::Supply(sequencer.supply()),
+        Query::RestingOrders => Answer::RestingOrders {
+            orders: sequencer.snapshot().books,
+            seq: sequencer.last_seq(),
+        },
     })
 }
 

@@ -56,11 +56,15 @@ impl SlotIndex {
     /// The order's slot.
     pub fn get(&self, id: OrderId) -> Option<u32> {
         if id.0 >= self.base {
-            let slot = *self.window.get((id.0 - self.base) as usize)?;
-            (slot != VACANT).then_some(slot)
-        } else {
-            self.old.get(&id).copied()
+            if let Some(&slot) = self.window.get((id.0 - self.base) as usize) {
+                if slot != VACANT {
+                    return Some(slot);
+                }
+            }
         }
+        // An order kept in `old` may have an id above the window's base: the window
+        // restarts at the next id inserted whenever it empties.
+        self.old.get(&id).copied()
     }
 
     /// Records the order's slot; the order must not be indexed already.
@@ -95,14 +99,17 @@ impl SlotIndex {
 
     /// Forgets the order and returns its slot.
     pub fn remove(&mut self, id: OrderId) -> Option<u32> {
-        let slot = if id.0 >= self.base {
-            let entry = self.window.get_mut((id.0 - self.base) as usize)?;
-            if *entry == VACANT {
-                return None;
-            }
-            std::mem::replace(entry, VACANT)
+        let in_window = if id.0 >= self.base {
+            self.window
+                .get_mut((id.0 - self.base) as usize)
+                .filter(|entry| **entry != VACANT)
+                .map(|entry| std::mem::replace(entry, VACANT))
         } else {
-            self.old.remove(&id)?
+            None
+        };
+        let slot = match in_window {
+            Some(slot) => slot,
+            None => self.old.remove(&id)?,
         };
         self.len -= 1;
         // Ended orders at the front of the window let it slide forward.
@@ -139,6 +146,19 @@ mod tests {
         // An old id may come back (an amended order re-enters the book).
         index.insert(OrderId(12), 7);
         assert_eq!(index.get(OrderId(12)), Some(7));
+    }
+
+    #[test]
+    fn old_orders_are_found_after_the_window_restarts_below_them() {
+        let mut index = SlotIndex::new(1_000);
+        index.insert(OrderId(10), 1);
+        index.insert(OrderId(7), 2); // below the base: kept in `old`
+        index.remove(OrderId(10)); // the window empties
+        index.insert(OrderId(3), 3); // and restarts at 3, below 7
+        assert_eq!(index.get(OrderId(7)), Some(2));
+        assert_eq!(index.remove(OrderId(7)), Some(2));
+        assert_eq!(index.get(OrderId(7)), None);
+        assert_eq!(index.len(), 1);
     }
 
     #[test]

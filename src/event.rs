@@ -243,6 +243,28 @@ pub struct AcceptedOrder {
     pub balance_after: Balance,
 }
 
+impl AcceptedOrder {
+    /// The order's state right after its acceptance (sequence number `seq`).
+    pub fn view(&self, seq: u64) -> OrderView {
+        OrderView {
+            order_id: self.order_id,
+            account: self.account,
+            client_order_id: self.client_order_id.clone(),
+            market: self.market,
+            side: self.side,
+            order_type: self.order_type,
+            price: self.price,
+            quantity: self.quantity,
+            filled: Quantity::ZERO,
+            status: OrderStatus::Open,
+            time_in_force: self.time_in_force,
+            post_only: self.post_only,
+            self_trade_prevention: self.self_trade_prevention,
+            created_seq: seq,
+        }
+    }
+}
+
 /// One trade between a resting maker and an incoming taker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
@@ -345,6 +367,41 @@ pub struct OrderView {
 }
 
 impl OrderView {
+    /// Brings the order's state up to date with an event that concerns it: a fill, a
+    /// reduction, a replacement or its end. Other events change nothing.
+    pub fn apply(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Fill(fill) => {
+                self.filled = if self.order_id == fill.maker_order {
+                    fill.maker_filled
+                } else {
+                    fill.taker_filled
+                };
+                if !self.status.is_final() {
+                    self.status = OrderStatus::PartiallyFilled;
+                }
+            }
+            EventKind::OrderReduced { quantity_after, .. } => self.quantity = *quantity_after,
+            EventKind::OrderReplaced {
+                price, quantity, ..
+            } => {
+                self.price = Some(*price);
+                self.quantity = *quantity;
+            }
+            EventKind::OrderDone {
+                status,
+                quantity,
+                filled,
+                ..
+            } => {
+                self.status = *status;
+                self.quantity = *quantity;
+                self.filled = *filled;
+            }
+            _ => {}
+        }
+    }
+
     /// Lots neither filled nor canceled; zero once the order has ended.
     pub fn remaining(&self) -> Quantity {
         if self.status.is_final() {

@@ -9,9 +9,9 @@ use tonic::Status;
 
 use super::context::Context;
 use super::proto;
-use crate::event::{AcceptedOrder, Event, EventKind, OrderView};
+use crate::event::{Event, EventKind, OrderView};
 use crate::store::accounts_of;
-use crate::types::{AccountId, OrderId, OrderStatus, Quantity};
+use crate::types::{AccountId, OrderId};
 
 /// Starts the stream for `account` from after `from_seq` (live only when 0).
 pub fn start(
@@ -50,16 +50,16 @@ fn updates(
     };
     match &event.kind {
         EventKind::OrderAccepted(accepted) => {
-            let view = accepted_view(accepted, event.seq);
+            let view = accepted.view(event.seq);
             let update = order_update(&view);
             orders.known.insert(accepted.order_id, view);
             vec![update]
         }
         EventKind::Fill(fill) => {
             let mut updates = Vec::new();
-            for (order_id, owner, filled) in [
-                (fill.maker_order, fill.maker_account, fill.maker_filled),
-                (fill.taker_order, fill.taker_account, fill.taker_filled),
+            for (order_id, owner) in [
+                (fill.maker_order, fill.maker_account),
+                (fill.taker_order, fill.taker_account),
             ] {
                 if owner != account {
                     continue;
@@ -75,49 +75,23 @@ fn updates(
                         }),
                 );
                 if let Some(view) = orders.view(context, order_id) {
-                    view.filled = filled;
-                    if !view.status.is_final() {
-                        view.status = OrderStatus::PartiallyFilled;
-                    }
+                    view.apply(&event.kind);
                 }
             }
             updates
         }
-        EventKind::OrderReduced {
-            order_id,
-            quantity_after,
-            ..
-        } => orders
-            .view(context, *order_id)
-            .map(|view| {
-                view.quantity = *quantity_after;
-                vec![order_update(view)]
-            })
-            .unwrap_or_default(),
-        EventKind::OrderReplaced {
-            order_id,
-            price,
-            quantity,
-            ..
-        } => orders
-            .view(context, *order_id)
-            .map(|view| {
-                view.price = Some(*price);
-                view.quantity = *quantity;
-                vec![order_update(view)]
-            })
-            .unwrap_or_default(),
-        EventKind::OrderDone {
-            order_id,
-            status,
-            quantity,
-            filled,
-            ..
-        } => {
+        EventKind::OrderReduced { order_id, .. } | EventKind::OrderReplaced { order_id, .. } => {
+            orders
+                .view(context, *order_id)
+                .map(|view| {
+                    view.apply(&event.kind);
+                    vec![order_update(view)]
+                })
+                .unwrap_or_default()
+        }
+        EventKind::OrderDone { order_id, .. } => {
             let update = orders.view(context, *order_id).map(|view| {
-                view.status = *status;
-                view.quantity = *quantity;
-                view.filled = *filled;
+                view.apply(&event.kind);
                 order_update(view)
             });
             orders.known.remove(order_id);
@@ -138,24 +112,5 @@ impl Orders {
                 Some(entry.insert(view))
             }
         }
-    }
-}
-
-fn accepted_view(accepted: &AcceptedOrder, seq: u64) -> OrderView {
-    OrderView {
-        order_id: accepted.order_id,
-        account: accepted.account,
-        client_order_id: accepted.client_order_id.clone(),
-        market: accepted.market,
-        side: accepted.side,
-        order_type: accepted.order_type,
-        price: accepted.price,
-        quantity: accepted.quantity,
-        filled: Quantity::ZERO,
-        status: OrderStatus::Open,
-        time_in_force: accepted.time_in_force,
-        post_only: accepted.post_only,
-        self_trade_prevention: accepted.self_trade_prevention,
-        created_seq: seq,
     }
 }

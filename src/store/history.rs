@@ -19,7 +19,7 @@ use super::journal::{self, JournalRecord};
 use super::StoreError;
 use crate::event::{Event, EventKind, OrderView};
 use crate::ledger::{REVENUE, TREASURY};
-use crate::types::{AccountId, OrderId, OrderStatus, Quantity};
+use crate::types::{AccountId, OrderId};
 
 const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
 
@@ -354,25 +354,7 @@ impl History {
                 accepted.order_id,
                 accepted.client_order_id.clone(),
             ));
-            orders.insert(
-                accepted.order_id,
-                OrderView {
-                    order_id: accepted.order_id,
-                    account: accepted.account,
-                    client_order_id: accepted.client_order_id.clone(),
-                    market: accepted.market,
-                    side: accepted.side,
-                    order_type: accepted.order_type,
-                    price: accepted.price,
-                    quantity: accepted.quantity,
-                    filled: Quantity::ZERO,
-                    status: OrderStatus::Open,
-                    time_in_force: accepted.time_in_force,
-                    post_only: accepted.post_only,
-                    self_trade_prevention: accepted.self_trade_prevention,
-                    created_seq: event.seq,
-                },
-            );
+            orders.insert(accepted.order_id, accepted.view(event.seq));
             return Ok(());
         }
         let touched: Vec<OrderId> = match &event.kind {
@@ -391,36 +373,7 @@ impl History {
                     None => continue,
                 },
             };
-            match &event.kind {
-                EventKind::Fill(fill) => {
-                    view.filled = if order_id == fill.maker_order {
-                        fill.maker_filled
-                    } else {
-                        fill.taker_filled
-                    };
-                    if !view.status.is_final() {
-                        view.status = OrderStatus::PartiallyFilled;
-                    }
-                }
-                EventKind::OrderReduced { quantity_after, .. } => view.quantity = *quantity_after,
-                EventKind::OrderReplaced {
-                    price, quantity, ..
-                } => {
-                    view.price = Some(*price);
-                    view.quantity = *quantity;
-                }
-                EventKind::OrderDone {
-                    status,
-                    quantity,
-                    filled,
-                    ..
-                } => {
-                    view.status = *status;
-                    view.quantity = *quantity;
-                    view.filled = *filled;
-                }
-                _ => {}
-            }
+            view.apply(&event.kind);
         }
         Ok(())
     }

@@ -265,6 +265,11 @@ pub struct ServerConfig {
     pub candle_retention_days: u64,
     /// Event streams (trades, book, order updates) open at once, at most.
     pub stream_subscribers_max: usize,
+    /// Messages waiting for one stream subscriber, at most. A subscriber that reads
+    /// slower than events commit fills this, then falls behind the pipeline's broadcast
+    /// (`pipeline.broadcast_capacity` batches) and is ended with `ABORTED` and the
+    /// sequence number to resume from.
+    pub stream_buffer_messages: usize,
     /// A book stream with nothing to report sends a heartbeat this often, in milliseconds.
     pub book_heartbeat_ms: u64,
 }
@@ -283,6 +288,7 @@ impl Default for ServerConfig {
             page_size_max: 1_000,
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
+            stream_buffer_messages: 256,
             book_heartbeat_ms: 1_000,
         }
     }
@@ -321,6 +327,7 @@ impl Config {
             || server.request_timeout_ms == 0
             || server.page_size_max == 0
             || server.stream_subscribers_max == 0
+            || server.stream_buffer_messages == 0
             || server.book_heartbeat_ms == 0
         {
             return Err(ConfigError::Limit(

@@ -2,128 +2,12 @@
 //! the user story, bad input, the authorization matrix, idempotency, and a graceful
 //! shutdown followed by a restart.
 
-use std::net::SocketAddr;
-use std::path::Path;
+mod common;
 
-use divmid::api::proto::wallet_client::WalletClient;
-use divmid::api::proto::{self, issuer_client::IssuerClient, market_data_client::MarketDataClient};
-use divmid::api::proto::{metering_client::MeteringClient, trading_client::TradingClient};
-use divmid::api::server::{open, run};
-use divmid::config::Config;
-use tokio::sync::oneshot;
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
+use common::{clients, create, limit, Clients, Server, ISSUER_TOKEN};
+use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-
-const ISSUER_TOKEN: &str = "issuer-token-for-tests-0123456789";
-
-struct Server {
-    address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(data_dir: &Path) -> Server {
-        Server::start_with(data_dir, |_| {}).await
-    }
-
-    async fn start_with(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
-        let mut config = Config::default();
-        adjust(&mut config);
-        config.server.data_dir = data_dir.to_path_buf();
-        config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
-        let context = open(config, None).expect("the exchange opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            run(listener, context, async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the server runs");
-        });
-        Server {
-            address,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.address))
-            .expect("an address")
-            .connect()
-            .await
-            .expect("connects")
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("the server task ends");
-    }
-}
-
-type Authorized = InterceptedService<Channel, Bearer>;
-
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-fn bearer(token: Option<&str>) -> Bearer {
-    Bearer(token.map(|token| format!("Bearer {token}").parse().expect("ascii")))
-}
-
-struct Clients {
-    issuer: IssuerClient<Authorized>,
-    wallet: WalletClient<Authorized>,
-    trading: TradingClient<Authorized>,
-    metering: MeteringClient<Authorized>,
-}
-
-fn clients(channel: &Channel, token: Option<&str>) -> Clients {
-    Clients {
-        issuer: IssuerClient::with_interceptor(channel.clone(), bearer(token)),
-        wallet: WalletClient::with_interceptor(channel.clone(), bearer(token)),
-        trading: TradingClient::with_interceptor(channel.clone(), bearer(token)),
-        metering: MeteringClient::with_interceptor(channel.clone(), bearer(token)),
-    }
-}
-
-async fn create(
-    issuer: &mut Clients,
-    name: &str,
-    tier: proto::Tier,
-    role: proto::Role,
-) -> (String, String) {
-    let created = issuer
-        .issuer
-        .create_account(proto::CreateAccountRequest {
-            name: name.into(),
-            tier: tier as i32,
-            role: role as i32,
-        })
-        .await
-        .expect("created")
-        .into_inner();
-    (created.account_id, created.api_token)
-}
+use tonic::{Code, Status};
 
 /// `(usd available, usd held, dvm available, dvm held)` as the wire writes them.
 async fn balances(client: &mut Clients) -> (String, String, String, String) {
@@ -152,18 +36,6 @@ fn owned(values: (&str, &str, &str, &str)) -> (String, String, String, String) {
         values.2.into(),
         values.3.into(),
     )
-}
-
-fn limit(side: proto::Side, price: &str, quantity: &str) -> proto::PlaceOrderRequest {
-    proto::PlaceOrderRequest {
-        market: "DVM-USD".into(),
-        side: side as i32,
-        r#type: proto::OrderType::Limit as i32,
-        price: price.into(),
-        quantity: quantity.into(),
-        time_in_force: proto::TimeInForce::Gtc as i32,
-        ..Default::default()
-    }
 }
 
 #[tokio::test]

@@ -25,8 +25,6 @@ use crate::types::{MarketId, Side};
 
 /// Levels per side a book stream may ask for, and that the views keep.
 pub const STREAM_DEPTH_MAX: usize = 100;
-/// Messages waiting for one client, at most.
-const BUFFERED_MAX: usize = 256;
 
 /// The top levels of every book at one sequence number.
 #[derive(Clone, Debug, Default)]
@@ -119,15 +117,8 @@ pub fn start(
     market: MarketId,
     depth: usize,
 ) -> Result<BoxStream<proto::BookUpdate>, Status> {
-    let permit = Arc::clone(&context.stream_slots)
-        .try_acquire_owned()
-        .map_err(|_| {
-            Status::resource_exhausted(format!(
-                "stream_subscribers_max: the limit of {} streams is reached",
-                context.config.server.stream_subscribers_max
-            ))
-        })?;
-    let (sender, receiver) = mpsc::channel(BUFFERED_MAX);
+    let permit = context.stream_permit()?;
+    let (sender, receiver) = mpsc::channel(context.config.server.stream_buffer_messages);
     let mut views = context.book_views.subscribe();
     let stopping_watch = context.stopping.subscribe();
     let heartbeat = Duration::from_millis(context.config.server.book_heartbeat_ms);

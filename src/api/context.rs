@@ -59,6 +59,19 @@ pub struct MarketDataState {
 }
 
 impl Context {
+    /// A place for one more event stream, or `RESOURCE_EXHAUSTED` when
+    /// `stream_subscribers_max` are open.
+    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.stream_slots)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "stream_subscribers_max: the limit of {} streams is reached",
+                    self.config.server.stream_subscribers_max
+                ))
+            })
+    }
+
     /// Submits a command and waits for it to be committed.
     pub async fn command(&self, command: Command) -> Result<Committed, Status> {
         let receiver = self

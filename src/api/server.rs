@@ -93,6 +93,9 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
     }))
 }
 
+/// How long a stopping server waits for its streams' tasks to end.
+const STREAMS_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves the API on `listener` until `shutdown` completes, then stops taking requests,
 /// lets those in flight finish, and commits everything accepted before returning.
 pub async fn run(
@@ -101,14 +104,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limits = context.config.server.clone();
-    tokio::spawn(super::feed::run(
+    let market_data_feed = tokio::spawn(super::feed::run(
         Arc::clone(&context.market_data),
         context.pipeline.subscribe(),
         context.pipeline.committed_handle(),
         context.history.clone(),
         limits.candle_retention_days,
     ));
-    tokio::spawn(super::book_stream::feed(
+    let book_feed = tokio::spawn(super::book_stream::feed(
         Arc::clone(&context),
         context.book_views.clone(),
     ));
@@ -181,11 +184,29 @@ pub async fn run(
         })
         .await?;
     tracing::info!("stopped taking requests; committing what was accepted");
+    // Streams end on `stopping`; their tasks let go of the exchange right after.
+    let deadline = tokio::time::Instant::now() + STREAMS_GRACE;
+    while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     match Arc::try_unwrap(context) {
-        Ok(context) => context.pipeline.shutdown(),
+        Ok(context) => {
+            let Context {
+                pipeline, history, ..
+            } = context;
+            pipeline.shutdown();
+            drop(history);
+            // The feeds end with the pipeline's broadcast; the store is closed once they
+            // have, so the same data directory can be opened again at once.
+            let _ = market_data_feed.await;
+            let _ = book_feed.await;
+        }
         // Someone still holds the context; dropping the last reference shuts the
         // pipeline down the same way.
-        Err(context) => drop(context),
+        Err(context) => {
+            tracing::warn!("a task still holds the exchange; it stops when that task ends");
+            drop(context);
+        }
     }
     Ok(())
 }

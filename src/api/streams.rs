@@ -19,8 +19,6 @@ use tonic::Status;
 use super::context::Context;
 use crate::event::Event;
 
-/// Messages waiting for one client, at most.
-const BUFFERED_MAX: usize = 1_024;
 /// Events read from the journal per step of a replay.
 const EVENTS_PER_READ: usize = 1_024;
 
@@ -37,15 +35,8 @@ where
     Keep: Fn(&Event) -> bool + Send + Sync + Clone + 'static,
     Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
 {
-    let permit = Arc::clone(&context.stream_slots)
-        .try_acquire_owned()
-        .map_err(|_| {
-            Status::resource_exhausted(format!(
-                "stream_subscribers_max: the limit of {} streams is reached",
-                context.config.server.stream_subscribers_max
-            ))
-        })?;
-    let (sender, receiver) = mpsc::channel(BUFFERED_MAX);
+    let permit = context.stream_permit()?;
+    let (sender, receiver) = mpsc::channel(context.config.server.stream_buffer_messages);
     tokio::spawn(async move {
         if let Err(status) = run(&context, from_seq, keep, convert, &sender, permit).await {
             let _ = sender.send(Err(status)).await;

@@ -1,0 +1,249 @@
+//! What the end-to-end tests share: a real server on 127.0.0.1:0 in this process, clients
+//! that carry a bearer token, and the set-up of funded traders.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use divmid::api::proto::wallet_client::WalletClient;
+use divmid::api::proto::{self, issuer_client::IssuerClient};
+use divmid::api::proto::{metering_client::MeteringClient, trading_client::TradingClient};
+use divmid::api::server::{open, run};
+use divmid::config::Config;
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+pub const ISSUER_TOKEN: &str = "issuer-token-for-tests-0123456789";
+
+pub struct Server {
+    pub address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, |_| {}).await
+    }
+
+    pub async fn start_with(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
+        let mut config = Config::default();
+        adjust(&mut config);
+        config.server.data_dir = data_dir.to_path_buf();
+        config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
+        let context = open(config, None).expect("the exchange opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            run(listener, context, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        Server {
+            address,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .expect("an address")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("the server task ends");
+    }
+}
+
+pub type Authorized = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|token| format!("Bearer {token}").parse().expect("ascii")))
+}
+
+pub struct Clients {
+    pub token: Option<String>,
+    pub issuer: IssuerClient<Authorized>,
+    pub wallet: WalletClient<Authorized>,
+    pub trading: TradingClient<Authorized>,
+    pub metering: MeteringClient<Authorized>,
+}
+
+pub fn clients(channel: &Channel, token: Option<&str>) -> Clients {
+    Clients {
+        token: token.map(str::to_string),
+        issuer: IssuerClient::with_interceptor(channel.clone(), bearer(token)),
+        wallet: WalletClient::with_interceptor(channel.clone(), bearer(token)),
+        trading: TradingClient::with_interceptor(channel.clone(), bearer(token)),
+        metering: MeteringClient::with_interceptor(channel.clone(), bearer(token)),
+    }
+}
+
+impl Clients {
+    /// The same caller's clients on another channel, e.g. to a restarted server.
+    pub fn on(&self, channel: &Channel) -> Clients {
+        clients(channel, self.token.as_deref())
+    }
+}
+
+pub async fn create(
+    issuer: &mut Clients,
+    name: &str,
+    tier: proto::Tier,
+    role: proto::Role,
+) -> (String, String) {
+    let created = issuer
+        .issuer
+        .create_account(proto::CreateAccountRequest {
+            name: name.into(),
+            tier: tier as i32,
+            role: role as i32,
+        })
+        .await
+        .expect("created")
+        .into_inner();
+    (created.account_id, created.api_token)
+}
+
+pub fn limit(side: proto::Side, price: &str, quantity: &str) -> proto::PlaceOrderRequest {
+    proto::PlaceOrderRequest {
+        market: "DVM-USD".into(),
+        side: side as i32,
+        r#type: proto::OrderType::Limit as i32,
+        price: price.into(),
+        quantity: quantity.into(),
+        time_in_force: proto::TimeInForce::Gtc as i32,
+        ..Default::default()
+    }
+}
+
+/// Mints `supply` DVM at a public price of 1 USD, then creates one trader per name, each
+/// depositing `usd` by card and buying `dvm` from the treasury.
+pub async fn funded_traders(
+    channel: &Channel,
+    supply: &str,
+    names: &[&str],
+    usd: &str,
+    dvm: &str,
+) -> Vec<Clients> {
+    let mut issuer = clients(channel, Some(ISSUER_TOKEN));
+    issuer
+        .issuer
+        .mint(proto::MintRequest {
+            amount: supply.into(),
+            memo: String::new(),
+            idempotency_key: "supply".into(),
+        })
+        .await
+        .expect("minted");
+    issuer
+        .issuer
+        .set_issue_price(proto::SetIssuePriceRequest {
+            tier: proto::Tier::Public as i32,
+            price: "1".into(),
+        })
+        .await
+        .expect("priced");
+    let mut traders = Vec::new();
+    for name in names {
+        let (_, token) = create(&mut issuer, name, proto::Tier::Public, proto::Role::Trader).await;
+        let mut trader = clients(channel, Some(&token));
+        trader
+            .wallet
+            .deposit(proto::DepositRequest {
+                source: proto::Source::Card as i32,
+                amount: usd.into(),
+                source_reference: "4111111111111111".into(),
+                idempotency_key: format!("{name}-deposit"),
+            })
+            .await
+            .expect("deposited");
+        trader
+            .wallet
+            .buy_divmids(proto::BuyDivmidsRequest {
+                quantity: dvm.into(),
+                max_price: "1".into(),
+                idempotency_key: format!("{name}-buy"),
+            })
+            .await
+            .expect("bought");
+        traders.push(trader);
+    }
+    traders
+}
+
+/// `lots` hundredths of a divmid as the wire writes a quantity.
+pub fn lots(lots: usize) -> String {
+    format!("{}.{:02}", lots / 100, lots % 100)
+}
+
+/// `trades` trades of 0.01 DVM at 1 USD: the maker rests one sell for all of them, then
+/// the taker sends that many buys through one order session without waiting for each
+/// answer. Every buy must be accepted.
+pub async fn trade(maker: &mut Clients, taker: &mut Clients, trades: usize) {
+    maker
+        .trading
+        .place_order(limit(proto::Side::Sell, "1.0000", &lots(trades)))
+        .await
+        .expect("the maker's sell rests");
+    let buys = (0..trades).map(|index| proto::OrderSessionRequest {
+        request_id: index as u64,
+        command: Some(proto::order_session_request::Command::Place(limit(
+            proto::Side::Buy,
+            "1.0000",
+            "0.01",
+        ))),
+    });
+    let mut answers = taker
+        .trading
+        .order_session(tokio_stream::iter(buys))
+        .await
+        .expect("a session")
+        .into_inner();
+    for index in 0..trades {
+        let answer = answers
+            .message()
+            .await
+            .expect("an answer")
+            .expect("the session stays open");
+        assert_eq!(answer.request_id, index as u64);
+        assert!(
+            matches!(
+                answer.result,
+                Some(proto::order_session_response::Result::Placed(_))
+            ),
+            "buy {index}: {:?}",
+            answer.result
+        );
+    }
+}

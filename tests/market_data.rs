@@ -1,0 +1,203 @@
+//! The trade stream's promises over real gRPC: the switch from stored to live trades
+//! under concurrent trading has no gap and no duplicate; a subscriber too slow for the
+//! exchange is ended with the sequence number to resume from and resumes without loss;
+//! a restart in between resumes from `from_seq`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{funded_traders, trade, Server};
+use divmid::api::proto::{self, market_data_client::MarketDataClient};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+
+/// Long enough for any of these flows on a slow machine; only a hang reaches it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// What a subscriber keeps of a trade: its sequence number and id.
+type Seen = (u64, String);
+
+async fn subscribe(channel: &Channel, from_seq: u64) -> Streaming<proto::Trade> {
+    MarketDataClient::new(channel.clone())
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq,
+        })
+        .await
+        .expect("a trade stream")
+        .into_inner()
+}
+
+/// The stream's next trade, or how it ended.
+async fn next(stream: &mut Streaming<proto::Trade>) -> Result<proto::Trade, Status> {
+    tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("the stream answers")
+        .and_then(|trade| trade.ok_or_else(|| Status::ok("the stream ended")))
+}
+
+/// Reads `count` trades, requiring each to arrive.
+async fn read(stream: &mut Streaming<proto::Trade>, count: usize) -> Vec<Seen> {
+    let mut seen = Vec::with_capacity(count);
+    while seen.len() < count {
+        let trade = next(stream).await.unwrap_or_else(|status| {
+            panic!(
+                "trade {} of {count}: the stream ended: {status}",
+                seen.len()
+            )
+        });
+        seen.push((trade.seq, trade.trade_id));
+    }
+    seen
+}
+
+/// Every trade so far, replayed out of the store.
+async fn all_trades(channel: &Channel, count: usize) -> Vec<Seen> {
+    let trades = read(&mut subscribe(channel, 1).await, count).await;
+    assert!(
+        trades.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "in sequence order, each once"
+    );
+    trades
+}
+
+/// The `from_seq` a status tells the subscriber to resume from.
+fn resume_seq(status: &Status) -> u64 {
+    let (_, number) = status
+        .message()
+        .rsplit_once("from_seq = ")
+        .unwrap_or_else(|| panic!("no from_seq in {status}"));
+    number.trim().parse().expect("a sequence number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_from_stored_to_live_under_concurrent_trading_has_no_gap_or_duplicate() {
+    const TRADES: usize = 2_000;
+    const EVERY: usize = 250;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["mia", "noa"], "200", "100").await;
+    let (mut taker, mut maker) = (traders.pop().expect("noa"), traders.pop().expect("mia"));
+    // Live from before the first trade: sees every one as it commits.
+    let mut watcher = subscribe(&channel, 0).await;
+    let trading = tokio::spawn(async move { trade(&mut maker, &mut taker, TRADES).await });
+    // While trades commit, new subscribers replay the store and switch to live: half from
+    // the start, half from the trade the watcher has just seen.
+    let mut watched = Vec::with_capacity(TRADES);
+    let mut subscribers = Vec::new();
+    while watched.len() < TRADES {
+        let trade = next(&mut watcher).await.expect("the watcher keeps up");
+        watched.push((trade.seq, trade.trade_id));
+        if watched.len() % EVERY == 0 && watched.len() < TRADES {
+            for (skip, from_seq) in [(0, 1), (watched.len(), trade.seq)] {
+                let mut stream = subscribe(&channel, from_seq).await;
+                subscribers.push((
+                    skip,
+                    from_seq,
+                    tokio::spawn(async move { read(&mut stream, TRADES - skip).await }),
+                ));
+            }
+        }
+    }
+    trading.await.expect("the trading task");
+    assert_eq!(subscribers.len(), 2 * (TRADES / EVERY - 1));
+    let stored = all_trades(&channel, TRADES).await;
+    assert_eq!(watched, stored, "the live stream equals the stored trades");
+    for (skip, from_seq, subscriber) in subscribers {
+        let seen = subscriber.await.expect("a subscriber");
+        assert_eq!(
+            seen,
+            stored[skip..],
+            "the subscriber from seq {from_seq} sees every later trade once, in order"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_cut_off_and_resumes_without_loss() {
+    const TRADES: usize = 5_000;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    // Small buffers, so that a subscriber that does not read falls behind soon.
+    let server = Server::start_with(directory.path(), |config| {
+        config.server.stream_buffer_messages = 8;
+        config.pipeline.broadcast_capacity = 8;
+        config.pipeline.batch_requests_max = 4;
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["ola", "pia"], "200", "100").await;
+    let (mut taker, mut maker) = (traders.pop().expect("pia"), traders.pop().expect("ola"));
+    // The slow subscriber's own connection takes at most 64 KiB in flight.
+    let slow_channel = Endpoint::from_shared(format!("http://{}", server.address))
+        .expect("an address")
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .expect("connects");
+    let mut slow = subscribe(&slow_channel, 0).await;
+    // It reads nothing while all the trades commit.
+    trade(&mut maker, &mut taker, TRADES).await;
+    let mut seen: Vec<Seen> = Vec::new();
+    let cut_off = loop {
+        match next(&mut slow).await {
+            Ok(trade) => seen.push((trade.seq, trade.trade_id)),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(cut_off.code(), Code::Aborted, "{cut_off}");
+    assert!(
+        seen.len() < TRADES,
+        "cut off before the end, after {} trades",
+        seen.len()
+    );
+    let from_seq = resume_seq(&cut_off);
+    assert!(
+        seen.last().is_none_or(|(seq, _)| *seq <= from_seq),
+        "resumes after what it was sent"
+    );
+    let mut resumed = subscribe(&channel, from_seq).await;
+    seen.extend(read(&mut resumed, TRADES - seen.len()).await);
+    assert_eq!(
+        seen,
+        all_trades(&channel, TRADES).await,
+        "before and after the cut, every trade once"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_between_resumes_from_from_seq() {
+    const BEFORE: usize = 300;
+    const AFTER: usize = 200;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["quin", "ray"], "200", "100").await;
+    let (taker, maker) = (traders.pop().expect("ray"), traders.pop().expect("quin"));
+    let mut stream = subscribe(&channel, 0).await;
+    trade(&mut maker.on(&channel), &mut taker.on(&channel), BEFORE).await;
+    let mut seen = read(&mut stream, BEFORE / 2).await;
+    // The server stops while the subscriber is half way: the stream ends UNAVAILABLE.
+    server.stop().await;
+    let stopped = loop {
+        match next(&mut stream).await {
+            Ok(trade) => seen.push((trade.seq, trade.trade_id)),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(stopped.code(), Code::Unavailable, "{stopped}");
+    // The subscriber resumes after the last trade it received, on the restarted server,
+    // and goes on live while trading resumes.
+    let last_seq = seen.last().map_or(0, |(seq, _)| *seq);
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut resumed = subscribe(&channel, last_seq).await;
+    trade(&mut maker.on(&channel), &mut taker.on(&channel), AFTER).await;
+    seen.extend(read(&mut resumed, BEFORE + AFTER - seen.len()).await);
+    assert_eq!(seen, all_trades(&channel, BEFORE + AFTER).await);
+    server.stop().await;
+}

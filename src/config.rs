@@ -270,6 +270,9 @@ pub struct ServerConfig {
     /// (`pipeline.broadcast_capacity` batches) and is ended with `ABORTED` and the
     /// sequence number to resume from.
     pub stream_buffer_messages: usize,
+    /// The store's page cache, in bytes: what the server keeps in memory of its sled
+    /// store, at most (about).
+    pub store_cache_bytes: u64,
     /// A book stream with nothing to report sends a heartbeat this often, in milliseconds.
     pub book_heartbeat_ms: u64,
 }
@@ -289,6 +292,7 @@ impl Default for ServerConfig {
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
             stream_buffer_messages: 256,
+            store_cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             book_heartbeat_ms: 1_000,
         }
     }
@@ -332,6 +336,11 @@ impl Config {
         {
             return Err(ConfigError::Limit(
                 "request and page limits must be positive",
+            ));
+        }
+        if server.store_cache_bytes < 1024 * 1024 {
+            return Err(ConfigError::Limit(
+                "store_cache_bytes must be at least 1 MiB",
             ));
         }
         let pipeline = &self.pipeline;

@@ -7,8 +7,10 @@
 //!
 //! `DIVMID_SERVER_CRASH_CYCLES` sets the number of cycles (10 by default).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command as Process, Stdio};
+#[path = "common/process.rs"]
+mod process;
+
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,36 +34,7 @@ fn cycles() -> u64 {
 
 /// Starts the server on a free port and returns it with its address.
 fn start(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = Process::new(env!("CARGO_BIN_EXE_divmid-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env("DIVMID_ISSUER_TOKEN", ISSUER_TOKEN)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    let stderr = child.stderr.take().expect("piped");
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(start) = line.find("127.0.0.1:") {
-                let address: String = line[start..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                let _ = sender.send(address);
-            }
-        }
-    });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server says where it listens");
-    (child, format!("http://{address}"))
+    process::start_server(data_dir, ISSUER_TOKEN, &[])
 }
 
 fn authorized<T>(token: &str, message: T) -> Request<T> {

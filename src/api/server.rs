@@ -58,7 +58,7 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
         IssuerTokenSource::Configuration => tracing::info!("issuer token from the configuration"),
         IssuerTokenSource::Environment => tracing::info!("issuer token from DIVMID_ISSUER_TOKEN"),
     }
-    let store = Store::open(&data_dir)?;
+    let store = Store::open_with_cache(&data_dir, config.server.store_cache_bytes)?;
     let started = std::time::Instant::now();
     let recovered = recover::<LevelBook>(&store, config.engine.clone())?;
     tracing::info!(

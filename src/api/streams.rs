@@ -3,16 +3,19 @@
 //! broadcast is subscribed to before the journal is read, and each event is sent once, in
 //! sequence order.
 //!
-//! Bounded everywhere: at most `stream_subscribers_max` streams at once; a bounded
-//! hand-off to each client; a subscriber that falls behind the broadcast is ended with
-//! `ABORTED` and the sequence number to resume from; when the server stops, streams end
-//! with `UNAVAILABLE` and the same.
+//! Bounded everywhere: at most `stream_subscribers_max` streams at once; a hand-off to
+//! each client of at most `stream_buffer_messages` messages, in chunks (one channel
+//! operation per committed batch rather than per message); a subscriber that falls behind
+//! the broadcast is ended with `ABORTED` and the sequence number to resume from; when the
+//! server stops, streams end with `UNAVAILABLE` and the same.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::codegen::BoxStream;
 use tonic::Status;
 
@@ -36,13 +39,83 @@ where
     Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
 {
     let permit = context.stream_permit()?;
-    let (sender, receiver) = mpsc::channel(context.config.server.stream_buffer_messages);
+    let buffered = context.config.server.stream_buffer_messages;
+    let (sender, receiver) = mpsc::channel(CHUNKS);
     tokio::spawn(async move {
-        if let Err(status) = run(&context, from_seq, keep, convert, &sender, permit).await {
-            let _ = sender.send(Err(status)).await;
+        let mut sender = Chunks {
+            sender,
+            chunk: Vec::new(),
+            chunk_max: buffered.div_ceil(CHUNKS),
+        };
+        let ended = run(&context, from_seq, keep, convert, &mut sender, permit).await;
+        if let Err(status) = ended {
+            if sender.flush().await {
+                let _ = sender.sender.send(Err(status)).await;
+            }
         }
     });
-    Ok(Box::pin(ReceiverStream::new(receiver)))
+    Ok(Box::pin(Flatten {
+        receiver,
+        chunk: Vec::new().into_iter(),
+    }))
+}
+
+/// Chunks waiting for one client, at most; each holds at most a quarter of the
+/// subscriber's buffer.
+const CHUNKS: usize = 4;
+
+/// The sending side of a subscriber's hand-off: messages gather into a chunk, sent when
+/// full and at the end of each batch of events.
+struct Chunks<T> {
+    sender: mpsc::Sender<Result<Vec<T>, Status>>,
+    chunk: Vec<T>,
+    chunk_max: usize,
+}
+
+impl<T> Chunks<T> {
+    /// Adds a message; false once the client has gone.
+    async fn push(&mut self, message: T) -> bool {
+        self.chunk.push(message);
+        self.chunk.len() < self.chunk_max || self.flush().await
+    }
+
+    /// Sends what has gathered; false once the client has gone.
+    async fn flush(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        let chunk = std::mem::take(&mut self.chunk);
+        self.sender.send(Ok(chunk)).await.is_ok()
+    }
+}
+
+/// The client's side: the chunks' messages one by one.
+struct Flatten<T> {
+    receiver: mpsc::Receiver<Result<Vec<T>, Status>>,
+    chunk: std::vec::IntoIter<T>,
+}
+
+impl<T> Unpin for Flatten<T> {}
+
+impl<T> Stream for Flatten<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(message) = self.chunk.next() {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            match self.receiver.poll_recv(context) {
+                Poll::Ready(Some(Ok(chunk))) => self.chunk = chunk.into_iter(),
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 async fn run<T, Keep, Convert>(
@@ -50,7 +123,7 @@ async fn run<T, Keep, Convert>(
     from_seq: u64,
     keep: Keep,
     mut convert: Convert,
-    sender: &mpsc::Sender<Result<T, Status>>,
+    sender: &mut Chunks<T>,
     _permit: OwnedSemaphorePermit,
 ) -> Result<(), Status>
 where
@@ -73,10 +146,13 @@ where
         .map_err(|error| Status::internal(format!("history: {error}")))?;
         for event in &page.events {
             for message in convert(event) {
-                if sender.send(Ok(message)).await.is_err() {
+                if !sender.push(message).await {
                     return Ok(());
                 }
             }
+        }
+        if !sender.flush().await {
+            return Ok(());
         }
         // Where the page stopped looking; the end of the replay when nothing is left.
         last_sent = page.next.unwrap_or(start);
@@ -99,12 +175,15 @@ where
                     }
                     if keep(event) {
                         for message in convert(event) {
-                            if sender.send(Ok(message)).await.is_err() {
+                            if !sender.push(message).await {
                                 return Ok(());
                             }
                         }
                     }
                     last_sent = event.seq;
+                }
+                if !sender.flush().await {
+                    return Ok(());
                 }
             }
             Err(RecvError::Lagged(_)) => {

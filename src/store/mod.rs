@@ -82,13 +82,24 @@ pub struct Store {
     directory: PathBuf,
 }
 
+/// The store's page cache unless configured: a quarter of sled's own default.
+pub const CACHE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
 impl Store {
-    /// Opens (or creates) the store in `directory`.
+    /// Opens (or creates) the store in `directory`, with a page cache of
+    /// `CACHE_BYTES_DEFAULT`.
     pub fn open(directory: &Path) -> Result<Store, StoreError> {
+        Store::open_with_cache(directory, CACHE_BYTES_DEFAULT)
+    }
+
+    /// Opens (or creates) the store in `directory`, keeping at most about `cache_bytes` of
+    /// pages in memory.
+    pub fn open_with_cache(directory: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(directory)?;
         let db = sled::Config::new()
             .path(directory.join("sled"))
             .segment_size(SEGMENT_BYTES)
+            .cache_capacity(cache_bytes)
             .open()?;
         let journal = db.open_tree("journal")?;
         db.flush()?;

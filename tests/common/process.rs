@@ -1,0 +1,43 @@
+//! `divmid-server` as a child process on a free loopback port, for tests and benches that
+//! kill it or measure it from outside.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Duration;
+
+/// Starts the server on `data_dir` with the issuer token `issuer_token` and the extra
+/// arguments `args`, and returns it with the address it listens on (`http://…`).
+pub fn start_server(data_dir: &Path, issuer_token: &str, args: &[&str]) -> (Child, String) {
+    let mut child = Process::new(env!("CARGO_BIN_EXE_divmid-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(args)
+        .env("DIVMID_ISSUER_TOKEN", issuer_token)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let stderr = child.stderr.take().expect("piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(start) = line.find("127.0.0.1:") {
+                let address: String = line[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+                let _ = sender.send(address);
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server says where it listens");
+    (child, format!("http://{address}"))
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{clients, create, limit, Clients, Server, ISSUER_TOKEN};
+use common::{clients, create, limit, BookCopy, Clients, Server, ISSUER_TOKEN};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -1676,21 +1676,6 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     server.stop().await;
 }
 
-/// Kraken's v2 checksum of a local book copy, computed as a client would.
-fn client_checksum(
-    bids: &std::collections::BTreeMap<String, String>,
-    asks: &std::collections::BTreeMap<String, String>,
-) -> u32 {
-    let compact = |text: &str| text.replace('.', "").trim_start_matches('0').to_string();
-    let mut text = String::new();
-    // Prices have a fixed number of decimals, so their strings sort like the numbers.
-    for (price, quantity) in asks.iter().take(10).chain(bids.iter().rev().take(10)) {
-        text.push_str(&compact(price));
-        text.push_str(&compact(quantity));
-    }
-    crc32fast::hash(text.as_bytes())
-}
-
 #[tokio::test]
 async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksums() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -1760,21 +1745,7 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
         .await
         .expect("a stream")
         .into_inner();
-    let mut bids = std::collections::BTreeMap::new();
-    let mut asks = std::collections::BTreeMap::new();
-    let mut last_stream_seq = 0;
-    let mut book_seq = 0;
-    let apply = |levels: &[proto::PriceLevel],
-                 side: &mut std::collections::BTreeMap<String, String>| {
-        for level in levels {
-            if level.quantity == "0.00" {
-                side.remove(&level.price);
-            } else {
-                side.insert(level.price.clone(), level.quantity.clone());
-            }
-        }
-    };
-    use proto::book_update::Update;
+    let mut copy = BookCopy::default();
     for round in 0..24u64 {
         // Orders on both sides, some crossing, from two traders.
         let (trader, side, price) = match round % 4 {
@@ -1801,36 +1772,8 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
             .fills
             .last()
             .map_or(placed.order.expect("an order").created_seq, |fill| fill.seq);
-        while book_seq < target {
-            let message = stream.message().await.expect("a message").expect("open");
-            assert_eq!(
-                message.seq,
-                last_stream_seq + 1,
-                "stream sequence numbers have no gap"
-            );
-            last_stream_seq = message.seq;
-            match message.update {
-                Some(Update::Snapshot(snapshot)) => {
-                    bids.clear();
-                    asks.clear();
-                    apply(&snapshot.bids, &mut bids);
-                    apply(&snapshot.asks, &mut asks);
-                    book_seq = snapshot.book_seq;
-                }
-                Some(Update::Changes(changes)) => {
-                    apply(&changes.bids, &mut bids);
-                    apply(&changes.asks, &mut asks);
-                    book_seq = changes.book_seq;
-                }
-                Some(Update::Heartbeat(beat)) => book_seq = beat.book_seq,
-                None => panic!("an empty message"),
-            }
-            // Depth 10 per side is exactly what the checksum covers.
-            assert_eq!(
-                message.checksum,
-                client_checksum(&bids, &asks),
-                "checksum at book seq {book_seq}"
-            );
+        while copy.book_seq < target {
+            copy.apply(stream.message().await.expect("a message").expect("open"));
         }
         let book = market
             .get_order_book(proto::GetOrderBookRequest {
@@ -1840,17 +1783,7 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
             .await
             .expect("the book")
             .into_inner();
-        let as_map = |levels: &[proto::PriceLevel]| -> std::collections::BTreeMap<String, String> {
-            levels
-                .iter()
-                .map(|level| (level.price.clone(), level.quantity.clone()))
-                .collect()
-        };
-        assert_eq!(
-            (as_map(&book.bids), as_map(&book.asks)),
-            (bids.clone(), asks.clone()),
-            "round {round}"
-        );
+        assert!(copy.equals(&book), "round {round}");
     }
     server.stop().await;
 }

@@ -1,13 +1,15 @@
-//! The trade stream's promises over real gRPC: the switch from stored to live trades
-//! under concurrent trading has no gap and no duplicate; a subscriber too slow for the
-//! exchange is ended with the sequence number to resume from and resumes without loss;
-//! a restart in between resumes from `from_seq`.
+//! The market-data streams' promises over real gRPC: the switch from stored to live
+//! trades under concurrent trading has no gap and no duplicate; a subscriber too slow for
+//! the exchange is ended with the sequence number to resume from and resumes without
+//! loss; a restart in between resumes from `from_seq`; the book stream stays exact under
+//! two concurrent order sessions. (The book feed's catch-up from the journal after it
+//! falls behind is tested in `pipeline.rs`.)
 
 mod common;
 
 use std::time::Duration;
 
-use common::{funded_traders, trade, Server};
+use common::{funded_traders, limit, place_all, trade, BookCopy, Server};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -199,5 +201,70 @@ async fn a_restart_in_between_resumes_from_from_seq() {
     trade(&mut maker.on(&channel), &mut taker.on(&channel), AFTER).await;
     seen.extend(read(&mut resumed, BEFORE + AFTER - seen.len()).await);
     assert_eq!(seen, all_trades(&channel, BEFORE + AFTER).await);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_book_stream_equals_the_book_after_concurrent_order_sessions() {
+    const ORDERS: u64 = 1_500;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    // Room for only two committed batches in the broadcast: a feed that falls behind must
+    // catch up without changing what subscribers see.
+    let server = Server::start_with(directory.path(), |config| {
+        config.pipeline.broadcast_capacity = 2;
+        config.pipeline.batch_requests_max = 1;
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["sam", "tia"], "300", "150").await;
+    let (mut buyer, mut seller) = (traders.pop().expect("tia"), traders.pop().expect("sam"));
+    let mut market = MarketDataClient::new(channel.clone());
+    let mut stream = market
+        .stream_order_book(proto::StreamOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("a book stream")
+        .into_inner();
+    // Two order sessions at once over 50 prices each, overlapping, so many orders cross.
+    let order = |side, base: u64, index: u64| {
+        let price = base + index * 7 % 50;
+        limit(
+            side,
+            &format!("{}.{:04}", price / 10_000, price % 10_000),
+            &common::lots(1 + (index % 5) as usize),
+        )
+    };
+    let sells = (0..ORDERS).map(|index| order(proto::Side::Sell, 9_980, index));
+    let buys = (0..ORDERS).map(|index| order(proto::Side::Buy, 9_970, index));
+    tokio::join!(
+        place_all(&mut seller, sells.collect()),
+        place_all(&mut buyer, buys.collect())
+    );
+    let book = market
+        .get_order_book(proto::GetOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("the book")
+        .into_inner();
+    let mut copy = BookCopy::default();
+    while copy.book_seq < book.seq {
+        let message = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .expect("the stream answers")
+            .expect("a message")
+            .expect("the stream stays open");
+        copy.apply(message);
+    }
+    assert_eq!(copy.book_seq, book.seq);
+    assert!(
+        copy.equals(&book),
+        "the streamed copy {:?} / {:?} equals the book {book:?}",
+        copy.bids,
+        copy.asks
+    );
     server.stop().await;
 }

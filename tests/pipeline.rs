@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use divmid::api::book_stream::replay_journal;
 use divmid::command::{Command, NewOrder};
 use divmid::config::EngineConfig;
 use divmid::engine::SequencerSnapshot;
-use divmid::engine::{LevelBook, Sequencer};
+use divmid::engine::{LevelBook, OrderBook, Sequencer};
 use divmid::event::Reply;
+use divmid::market_data::BookReplica;
 use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query};
 use divmid::store::{recover, FaultyJournal, Journal, JournalRecord, Store, StoreError};
 use divmid::types::{
@@ -370,4 +372,52 @@ fn a_full_queue_refuses_requests_instead_of_growing() {
         Amount(minted),
         "refused mints changed nothing"
     );
+}
+
+#[test]
+fn a_book_replica_catches_up_from_the_journal_unless_retention_pruned_it() {
+    let commands = commands(3_000);
+    // The whole journal: a replica catches up from genesis in steps, to the engine's books.
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let pipeline = start(directory.path(), PipelineConfig::default());
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    pipeline.shutdown();
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let history = store.history().expect("history");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    let last = recovered.sequencer.last_seq();
+    let mut replica = BookReplica::new(1, 0);
+    for step in [last / 3, last / 2, last] {
+        assert!(replay_journal(&history, step, &mut replica).expect("readable"));
+        assert_eq!(replica.applied_seq(), step);
+    }
+    let book = recovered.sequencer.book(MarketId(0)).expect("the market");
+    assert!(!book.is_empty(), "orders rest");
+    for side in [Side::Buy, Side::Sell] {
+        assert_eq!(
+            replica.levels(MarketId(0), side, usize::MAX),
+            book.levels(side, usize::MAX),
+            "{side:?}"
+        );
+    }
+
+    // A journal pruned by retention cannot bring a replica from genesis up to date.
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let config = PipelineConfig {
+        snapshot_every_events: 100,
+        journal_retention_events: 50,
+        ..PipelineConfig::default()
+    };
+    let pipeline = start(directory.path(), config);
+    for command in &commands[..600] {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    let last = pipeline.committed_seq();
+    pipeline.shutdown();
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let history = store.history().expect("history");
+    let mut replica = BookReplica::new(1, 0);
+    assert!(!replay_journal(&history, last, &mut replica).expect("readable"));
 }

@@ -21,8 +21,11 @@ use super::proto;
 use crate::engine::Level;
 use crate::market_data::{checksum, BookReplica};
 use crate::pipeline::{Answer, CommittedEvents, Query};
+use crate::store::{History, StoreError};
 use crate::types::{MarketId, Side};
 
+/// Events read from the journal per step of a catch-up.
+const EVENTS_PER_READ: usize = 4_096;
 /// Levels per side a book stream may ask for, and that the views keep.
 pub const STREAM_DEPTH_MAX: usize = 100;
 
@@ -67,15 +70,19 @@ pub async fn feed(context: Arc<Context>, views: watch::Sender<Option<Arc<BookVie
                 apply(&mut replica, &events);
                 views.send_replace(Some(Arc::new(view_of(&replica, markets))));
             }
-            // Too far behind to apply every change: start again from the engine's book.
+            // Too far behind to apply every change: catch up from the journal, or, if it
+            // no longer holds what was missed, start again from the engine's book.
             Err(RecvError::Lagged(_)) => {
                 let Some(context) = weak.upgrade() else {
                     return;
                 };
                 live = context.pipeline.subscribe();
-                match seed(&context, markets).await {
-                    Some(fresh) => replica = fresh,
-                    None => return,
+                if !catch_up(&context, &mut replica).await {
+                    tracing::info!("book feed: reseeding from the engine's books");
+                    match seed(&context, markets).await {
+                        Some(fresh) => replica = fresh,
+                        None => return,
+                    }
                 }
                 drop(context);
                 views.send_replace(Some(Arc::new(view_of(&replica, markets))));
@@ -89,6 +96,55 @@ fn apply(replica: &mut BookReplica, events: &CommittedEvents) {
     for event in events.iter() {
         replica.apply(event);
     }
+}
+
+/// Applies the journal's events from the replica's sequence number up to everything
+/// committed, off the async threads. False when the journal cannot be read or no longer
+/// holds every event the replica missed.
+async fn catch_up(context: &Context, replica: &mut BookReplica) -> bool {
+    let history = context.history.clone();
+    let committed = context.pipeline.committed_seq();
+    let mut behind = std::mem::replace(replica, BookReplica::new(0, 0));
+    let caught_up = tokio::task::spawn_blocking(move || {
+        let caught_up = replay_journal(&history, committed, &mut behind);
+        (behind, caught_up)
+    })
+    .await;
+    match caught_up {
+        Ok((caught_up, Ok(true))) => {
+            *replica = caught_up;
+            true
+        }
+        Ok((_, Ok(false))) => false,
+        Ok((_, Err(error))) => {
+            tracing::warn!(%error, "book feed: cannot read the journal");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// Applies the journal's events after the replica's sequence number, up to `committed`.
+/// `Ok(false)` when the journal no longer holds the events right after the replica's
+/// (retention pruned them): the replica cannot be brought up to date from it.
+pub fn replay_journal(
+    history: &History,
+    committed: u64,
+    replica: &mut BookReplica,
+) -> Result<bool, StoreError> {
+    while replica.applied_seq() < committed {
+        let after = replica.applied_seq();
+        let page =
+            history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ, committed, |_| true)?;
+        // Every event is journaled, so the page must start right after the replica.
+        if page.events.first().map(|event| event.seq) != Some(after + 1) {
+            return Ok(false);
+        }
+        for event in &page.events {
+            replica.apply(event);
+        }
+    }
+    Ok(true)
 }
 
 async fn seed(context: &Context, markets: usize) -> Option<BookReplica> {

@@ -216,21 +216,29 @@ pub async fn trade(maker: &mut Clients, taker: &mut Clients, trades: usize) {
         .place_order(limit(proto::Side::Sell, "1.0000", &lots(trades)))
         .await
         .expect("the maker's sell rests");
-    let buys = (0..trades).map(|index| proto::OrderSessionRequest {
-        request_id: index as u64,
-        command: Some(proto::order_session_request::Command::Place(limit(
-            proto::Side::Buy,
-            "1.0000",
-            "0.01",
-        ))),
-    });
-    let mut answers = taker
+    let buys = (0..trades).map(|_| limit(proto::Side::Buy, "1.0000", "0.01"));
+    place_all(taker, buys.collect()).await;
+}
+
+/// Places every order through one order session without waiting for each answer; every
+/// order must be accepted.
+pub async fn place_all(trader: &mut Clients, orders: Vec<proto::PlaceOrderRequest>) {
+    let count = orders.len();
+    let requests =
+        orders
+            .into_iter()
+            .enumerate()
+            .map(|(index, order)| proto::OrderSessionRequest {
+                request_id: index as u64,
+                command: Some(proto::order_session_request::Command::Place(order)),
+            });
+    let mut answers = trader
         .trading
-        .order_session(tokio_stream::iter(buys))
+        .order_session(tokio_stream::iter(requests))
         .await
         .expect("a session")
         .into_inner();
-    for index in 0..trades {
+    for index in 0..count {
         let answer = answers
             .message()
             .await
@@ -242,8 +250,97 @@ pub async fn trade(maker: &mut Clients, taker: &mut Clients, trades: usize) {
                 answer.result,
                 Some(proto::order_session_response::Result::Placed(_))
             ),
-            "buy {index}: {:?}",
+            "order {index}: {:?}",
             answer.result
         );
+    }
+}
+
+/// A client's copy of a book from `StreamOrderBook`: the snapshot, then the level
+/// updates, checked message by message.
+#[derive(Default)]
+pub struct BookCopy {
+    pub bids: std::collections::BTreeMap<String, String>,
+    pub asks: std::collections::BTreeMap<String, String>,
+    /// The stream's own sequence number of the last message.
+    pub stream_seq: u64,
+    /// The exchange's sequence number the copy reflects.
+    pub book_seq: u64,
+}
+
+impl BookCopy {
+    /// Applies one message, requiring consecutive stream sequence numbers and the
+    /// checksum of the copy after it (for a depth of 10, exactly what the checksum covers).
+    pub fn apply(&mut self, message: proto::BookUpdate) {
+        use proto::book_update::Update;
+        assert_eq!(
+            message.seq,
+            self.stream_seq + 1,
+            "stream sequence numbers have no gap"
+        );
+        self.stream_seq = message.seq;
+        match message.update {
+            Some(Update::Snapshot(snapshot)) => {
+                self.bids.clear();
+                self.asks.clear();
+                apply_levels(&snapshot.bids, &mut self.bids);
+                apply_levels(&snapshot.asks, &mut self.asks);
+                self.book_seq = snapshot.book_seq;
+            }
+            Some(Update::Changes(changes)) => {
+                apply_levels(&changes.bids, &mut self.bids);
+                apply_levels(&changes.asks, &mut self.asks);
+                self.book_seq = changes.book_seq;
+            }
+            Some(Update::Heartbeat(beat)) => self.book_seq = beat.book_seq,
+            None => panic!("an empty message"),
+        }
+        assert_eq!(
+            message.checksum,
+            self.checksum(),
+            "checksum at book seq {}",
+            self.book_seq
+        );
+    }
+
+    /// Kraken's v2 checksum of the copy, computed as a client would.
+    pub fn checksum(&self) -> u32 {
+        let compact = |text: &str| text.replace('.', "").trim_start_matches('0').to_string();
+        let mut text = String::new();
+        // Prices have a fixed number of decimals, so their strings sort like the numbers.
+        for (price, quantity) in self
+            .asks
+            .iter()
+            .take(10)
+            .chain(self.bids.iter().rev().take(10))
+        {
+            text.push_str(&compact(price));
+            text.push_str(&compact(quantity));
+        }
+        crc32fast::hash(text.as_bytes())
+    }
+
+    /// Whether the copy equals a `GetOrderBook` answer, level for level.
+    pub fn equals(&self, book: &proto::GetOrderBookResponse) -> bool {
+        let as_map = |levels: &[proto::PriceLevel]| -> std::collections::BTreeMap<String, String> {
+            levels
+                .iter()
+                .map(|level| (level.price.clone(), level.quantity.clone()))
+                .collect()
+        };
+        as_map(&book.bids) == self.bids && as_map(&book.asks) == self.asks
+    }
+}
+
+fn apply_levels(
+    levels: &[proto::PriceLevel],
+    side: &mut std::collections::BTreeMap<String, String>,
+) {
+    for level in levels {
+        if level.quantity == "0.00" {
+            side.remove(&level.price);
+        } else {
+            side.insert(level.price.clone(), level.quantity.clone());
+        }
     }
 }

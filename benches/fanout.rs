@@ -255,7 +255,7 @@ async fn subscriber(
     let mut stream = MarketDataClient::new(channel)
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
-            from_seq: 0,
+            from_seq: None,
         })
         .await
         .expect("a trade stream")
@@ -301,7 +301,7 @@ async fn sleeper(
     let mut stream = MarketDataClient::new(channel)
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
-            from_seq: 0,
+            from_seq: None,
         })
         .await
         .expect("a trade stream")

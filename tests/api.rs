@@ -1121,14 +1121,14 @@ async fn order_updates_replay_history_then_go_live_without_gap_or_duplicate() {
     let mut replayed = ivy
         .trading
         .stream_order_updates(proto::StreamOrderUpdatesRequest {
-            from_seq: first.created_seq - 1,
+            from_seq: Some(first.created_seq - 1),
         })
         .await
         .expect("a stream")
         .into_inner();
     let mut live_only = ivy
         .trading
-        .stream_order_updates(proto::StreamOrderUpdatesRequest { from_seq: 0 })
+        .stream_order_updates(proto::StreamOrderUpdatesRequest { from_seq: None })
         .await
         .expect("a stream")
         .into_inner();
@@ -1621,7 +1621,7 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     let mut from_start = market
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
-            from_seq: 1,
+            from_seq: Some(0),
         })
         .await
         .expect("a stream")
@@ -1629,7 +1629,7 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     let mut live = market
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
-            from_seq: 0,
+            from_seq: None,
         })
         .await
         .expect("a stream")
@@ -1638,7 +1638,7 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     let refused = market
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
-            from_seq: 0,
+            from_seq: None,
         })
         .await
         .expect_err("over the limit");

@@ -20,7 +20,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// What a subscriber keeps of a trade: its sequence number and id.
 type Seen = (u64, String);
 
-async fn subscribe(channel: &Channel, from_seq: u64) -> Streaming<proto::Trade> {
+/// A trade stream: live only without `from_seq`.
+async fn subscribe(channel: &Channel, from_seq: Option<u64>) -> Streaming<proto::Trade> {
     MarketDataClient::new(channel.clone())
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
@@ -54,9 +55,9 @@ async fn read(stream: &mut Streaming<proto::Trade>, count: usize) -> Vec<Seen> {
     seen
 }
 
-/// Every trade so far, replayed out of the store.
+/// Every trade so far, replayed out of the store from sequence number 0.
 async fn all_trades(channel: &Channel, count: usize) -> Vec<Seen> {
-    let trades = read(&mut subscribe(channel, 1).await, count).await;
+    let trades = read(&mut subscribe(channel, Some(0)).await, count).await;
     assert!(
         trades.windows(2).all(|pair| pair[0].0 < pair[1].0),
         "in sequence order, each once"
@@ -70,7 +71,8 @@ fn resume_seq(status: &Status) -> u64 {
         .message()
         .rsplit_once("from_seq = ")
         .unwrap_or_else(|| panic!("no from_seq in {status}"));
-    number.trim().parse().expect("a sequence number")
+    let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("a sequence number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +85,7 @@ async fn the_switch_from_stored_to_live_under_concurrent_trading_has_no_gap_or_d
     let mut traders = funded_traders(&channel, "1000", &["mia", "noa"], "200", "100").await;
     let (mut taker, mut maker) = (traders.pop().expect("noa"), traders.pop().expect("mia"));
     // Live from before the first trade: sees every one as it commits.
-    let mut watcher = subscribe(&channel, 0).await;
+    let mut watcher = subscribe(&channel, None).await;
     let trading = tokio::spawn(async move { trade(&mut maker, &mut taker, TRADES).await });
     // While trades commit, new subscribers replay the store and switch to live: half from
     // the start, half from the trade the watcher has just seen.
@@ -93,8 +95,8 @@ async fn the_switch_from_stored_to_live_under_concurrent_trading_has_no_gap_or_d
         let trade = next(&mut watcher).await.expect("the watcher keeps up");
         watched.push((trade.seq, trade.trade_id));
         if watched.len() % EVERY == 0 && watched.len() < TRADES {
-            for (skip, from_seq) in [(0, 1), (watched.len(), trade.seq)] {
-                let mut stream = subscribe(&channel, from_seq).await;
+            for (skip, from_seq) in [(0, 0), (watched.len(), trade.seq)] {
+                let mut stream = subscribe(&channel, Some(from_seq)).await;
                 subscribers.push((
                     skip,
                     from_seq,
@@ -140,7 +142,7 @@ async fn a_slow_subscriber_is_cut_off_and_resumes_without_loss() {
         .connect()
         .await
         .expect("connects");
-    let mut slow = subscribe(&slow_channel, 0).await;
+    let mut slow = subscribe(&slow_channel, None).await;
     // It reads nothing while all the trades commit.
     trade(&mut maker, &mut taker, TRADES).await;
     let mut seen: Vec<Seen> = Vec::new();
@@ -161,7 +163,7 @@ async fn a_slow_subscriber_is_cut_off_and_resumes_without_loss() {
         seen.last().is_none_or(|(seq, _)| *seq <= from_seq),
         "resumes after what it was sent"
     );
-    let mut resumed = subscribe(&channel, from_seq).await;
+    let mut resumed = subscribe(&channel, Some(from_seq)).await;
     seen.extend(read(&mut resumed, TRADES - seen.len()).await);
     assert_eq!(
         seen,
@@ -180,7 +182,7 @@ async fn a_restart_in_between_resumes_from_from_seq() {
     let channel = server.channel().await;
     let mut traders = funded_traders(&channel, "1000", &["quin", "ray"], "200", "100").await;
     let (taker, maker) = (traders.pop().expect("ray"), traders.pop().expect("quin"));
-    let mut stream = subscribe(&channel, 0).await;
+    let mut stream = subscribe(&channel, None).await;
     trade(&mut maker.on(&channel), &mut taker.on(&channel), BEFORE).await;
     let mut seen = read(&mut stream, BEFORE / 2).await;
     // The server stops while the subscriber is half way: the stream ends UNAVAILABLE.
@@ -197,7 +199,7 @@ async fn a_restart_in_between_resumes_from_from_seq() {
     let last_seq = seen.last().map_or(0, |(seq, _)| *seq);
     let server = Server::start(directory.path()).await;
     let channel = server.channel().await;
-    let mut resumed = subscribe(&channel, last_seq).await;
+    let mut resumed = subscribe(&channel, Some(last_seq)).await;
     trade(&mut maker.on(&channel), &mut taker.on(&channel), AFTER).await;
     seen.extend(read(&mut resumed, BEFORE + AFTER - seen.len()).await);
     assert_eq!(seen, all_trades(&channel, BEFORE + AFTER).await);
@@ -266,5 +268,49 @@ async fn the_book_stream_equals_the_book_after_concurrent_order_sessions() {
         copy.bids,
         copy.asks
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_from_seq_the_exchange_cannot_serve_is_refused_naming_it() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    // Snapshots every 100 events, keeping only 50 events of journal before the newest.
+    let server = Server::start_with(directory.path(), |config| {
+        config.pipeline.snapshot_every_events = 100;
+        config.pipeline.journal_retention_events = 50;
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["uma", "vic"], "200", "100").await;
+    let (mut taker, mut maker) = (traders.pop().expect("vic"), traders.pop().expect("uma"));
+    trade(&mut maker, &mut taker, 300).await;
+    // Answered after everything before it is committed, and its snapshots written.
+    taker
+        .wallet
+        .get_balances(proto::GetBalancesRequest {})
+        .await
+        .expect("balances");
+    let mut market = MarketDataClient::new(channel.clone());
+    // Beyond what is committed: refused at once.
+    let beyond = market
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: Some(1_000_000),
+        })
+        .await
+        .expect_err("beyond the last committed sequence number");
+    assert_eq!(beyond.code(), Code::InvalidArgument, "{beyond}");
+    assert!(beyond.message().starts_with("from_seq"), "{beyond}");
+    // Older than the journal keeps: the stream ends OUT_OF_RANGE with where it can start.
+    let mut pruned = subscribe(&channel, Some(0)).await;
+    let status = next(&mut pruned).await.expect_err("pruned history");
+    assert_eq!(status.code(), Code::OutOfRange, "{status}");
+    assert!(status.message().starts_with("from_seq"), "{status}");
+    let first_kept = resume_seq(&status);
+    assert!(first_kept > 0, "{status}");
+    // From there, the stream replays what the journal keeps.
+    let mut kept = subscribe(&channel, Some(first_kept)).await;
+    let trade = next(&mut kept).await.expect("a kept trade");
+    assert!(trade.seq > first_kept);
     server.stop().await;
 }

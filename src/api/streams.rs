@@ -25,11 +25,11 @@ use crate::event::Event;
 /// Events read from the journal per step of a replay.
 const EVENTS_PER_READ: usize = 1_024;
 
-/// Starts a stream of what `convert` makes of the events `keep` accepts, after
-/// `from_seq` (live only when 0).
+/// Starts a stream of what `convert` makes of the events `keep` accepts: those after
+/// `from_seq` out of the journal, then live ones; live ones only without `from_seq`.
 pub fn start<T, Keep, Convert>(
     context: Arc<Context>,
-    from_seq: u64,
+    from_seq: Option<u64>,
     keep: Keep,
     convert: Convert,
 ) -> Result<BoxStream<T>, Status>
@@ -38,6 +38,12 @@ where
     Keep: Fn(&Event) -> bool + Send + Sync + Clone + 'static,
     Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
 {
+    let committed = context.pipeline.committed_seq();
+    if let Some(from_seq) = from_seq.filter(|from_seq| *from_seq > committed) {
+        return Err(Status::invalid_argument(format!(
+            "from_seq: {from_seq} is beyond the last committed sequence number, {committed}"
+        )));
+    }
     let permit = context.stream_permit()?;
     let buffered = context.config.server.stream_buffer_messages;
     let (sender, receiver) = mpsc::channel(CHUNKS);
@@ -120,7 +126,7 @@ impl<T> Stream for Flatten<T> {
 
 async fn run<T, Keep, Convert>(
     context: &Arc<Context>,
-    from_seq: u64,
+    from_seq: Option<u64>,
     keep: Keep,
     mut convert: Convert,
     sender: &mut Chunks<T>,
@@ -133,7 +139,22 @@ where
 {
     let mut live = context.pipeline.subscribe();
     let start = context.pipeline.committed_seq();
-    let mut last_sent = if from_seq == 0 { start } else { from_seq };
+    let mut last_sent = from_seq.unwrap_or(start);
+    if last_sent < start {
+        // The journal must still hold every event after `from_seq`.
+        let history = context.history.clone();
+        let first = tokio::task::spawn_blocking(move || history.first_seq())
+            .await
+            .map_err(|_| Status::internal("the history reader stopped"))?
+            .map_err(|error| Status::internal(format!("history: {error}")))?;
+        if let Some(first) = first.filter(|first| *first > last_sent + 1) {
+            return Err(Status::out_of_range(format!(
+                "from_seq: the journal keeps events from sequence number {first} on; \
+                 resubscribe with from_seq = {} or later",
+                first - 1
+            )));
+        }
+    }
     // The journal from `from_seq` up to where the live feed starts.
     while last_sent < start {
         let history = context.history.clone();

@@ -13,11 +13,11 @@ use crate::event::{Event, EventKind, OrderView};
 use crate::store::accounts_of;
 use crate::types::{AccountId, OrderId};
 
-/// Starts the stream for `account` from after `from_seq` (live only when 0).
+/// Starts the stream for `account` from after `from_seq` (live only without it).
 pub fn start(
     context: Arc<Context>,
     account: AccountId,
-    from_seq: u64,
+    from_seq: Option<u64>,
 ) -> Result<BoxStream<proto::OrderUpdate>, Status> {
     let mut orders = Orders::default();
     let converter = Arc::clone(&context);

@@ -278,6 +278,15 @@ impl History {
         })
     }
 
+    /// The sequence number of the oldest event the journal still holds (retention prunes
+    /// older ones); `None` for an empty journal.
+    pub fn first_seq(&self) -> Result<Option<u64>, StoreError> {
+        match self.records_after(0).next() {
+            Some(record) => Ok(record?.first_seq()),
+            None => Ok(None),
+        }
+    }
+
     /// A sequence number after which every journaled event is from `time_ms` or later
     /// (as far as the clock moved forward): a binary search over the journal's records.
     pub fn seq_before_time(&self, time_ms: u64) -> Result<u64, StoreError> {

@@ -238,6 +238,18 @@ async fn make_trades(
     (made, elapsed)
 }
 
+/// A live trade stream.
+async fn live_trades(channel: Channel) -> tonic::Streaming<proto::Trade> {
+    MarketDataClient::new(channel)
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: None,
+        })
+        .await
+        .expect("a trade stream")
+        .into_inner()
+}
+
 /// What one subscriber saw.
 struct Received {
     trades: u64,
@@ -252,14 +264,7 @@ async fn subscriber(
     mut expected: watch::Receiver<u64>,
     ready: Arc<AtomicU64>,
 ) -> Received {
-    let mut stream = MarketDataClient::new(channel)
-        .stream_trades(proto::StreamTradesRequest {
-            market: "DVM-USD".into(),
-            from_seq: None,
-        })
-        .await
-        .expect("a trade stream")
-        .into_inner();
+    let mut stream = live_trades(channel).await;
     ready.fetch_add(1, Ordering::Relaxed);
     let mut received = Received {
         trades: 0,
@@ -298,14 +303,7 @@ async fn sleeper(
     mut made: watch::Receiver<u64>,
     ready: Arc<AtomicU64>,
 ) -> Received {
-    let mut stream = MarketDataClient::new(channel)
-        .stream_trades(proto::StreamTradesRequest {
-            market: "DVM-USD".into(),
-            from_seq: None,
-        })
-        .await
-        .expect("a trade stream")
-        .into_inner();
+    let mut stream = live_trades(channel).await;
     ready.fetch_add(1, Ordering::Relaxed);
     let made = made
         .wait_for(|made| *made > 0)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{clients, create, limit, BookCopy, Clients, Server, ISSUER_TOKEN};
+use common::{clients, create, funded_traders, limit, BookCopy, Clients, Server, ISSUER_TOKEN};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -1060,55 +1060,8 @@ async fn order_updates_replay_history_then_go_live_without_gap_or_duplicate() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(directory.path()).await;
     let channel = server.channel().await;
-    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, ivy_token) = create(&mut issuer, "ivy", proto::Tier::Public, proto::Role::Trader).await;
-    let (_, jack_token) = create(
-        &mut issuer,
-        "jack",
-        proto::Tier::Public,
-        proto::Role::Trader,
-    )
-    .await;
-    let mut ivy = clients(&channel, Some(&ivy_token));
-    let mut jack = clients(&channel, Some(&jack_token));
-    issuer
-        .issuer
-        .mint(proto::MintRequest {
-            amount: "100".into(),
-            memo: String::new(),
-            idempotency_key: "m".into(),
-        })
-        .await
-        .expect("minted");
-    issuer
-        .issuer
-        .set_issue_price(proto::SetIssuePriceRequest {
-            tier: proto::Tier::Public as i32,
-            price: "1".into(),
-        })
-        .await
-        .expect("priced");
-    for (trader, key) in [(&mut ivy, "i"), (&mut jack, "j")] {
-        trader
-            .wallet
-            .deposit(proto::DepositRequest {
-                source: proto::Source::Card as i32,
-                amount: "50".into(),
-                source_reference: "4111111111111111".into(),
-                idempotency_key: key.into(),
-            })
-            .await
-            .expect("deposited");
-        trader
-            .wallet
-            .buy_divmids(proto::BuyDivmidsRequest {
-                quantity: "10".into(),
-                max_price: "1".into(),
-                idempotency_key: format!("{key}-buy"),
-            })
-            .await
-            .expect("bought");
-    }
+    let mut traders = funded_traders(&channel, "100", &["ivy", "jack"], "50", "10").await;
+    let (mut jack, mut ivy) = (traders.pop().expect("jack"), traders.pop().expect("ivy"));
     let first = ivy
         .trading
         .place_order(limit(proto::Side::Sell, "1.5000", "4"))
@@ -1562,50 +1515,8 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     })
     .await;
     let channel = server.channel().await;
-    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, token) = create(&mut issuer, "lee", proto::Tier::Public, proto::Role::Trader).await;
-    let (_, other_token) =
-        create(&mut issuer, "max", proto::Tier::Public, proto::Role::Trader).await;
-    let mut lee = clients(&channel, Some(&token));
-    let mut max = clients(&channel, Some(&other_token));
-    issuer
-        .issuer
-        .mint(proto::MintRequest {
-            amount: "100".into(),
-            memo: String::new(),
-            idempotency_key: "m".into(),
-        })
-        .await
-        .expect("minted");
-    issuer
-        .issuer
-        .set_issue_price(proto::SetIssuePriceRequest {
-            tier: proto::Tier::Public as i32,
-            price: "1".into(),
-        })
-        .await
-        .expect("priced");
-    for (trader, key) in [(&mut lee, "l"), (&mut max, "x")] {
-        trader
-            .wallet
-            .deposit(proto::DepositRequest {
-                source: proto::Source::Card as i32,
-                amount: "50".into(),
-                source_reference: "4111111111111111".into(),
-                idempotency_key: key.into(),
-            })
-            .await
-            .expect("deposited");
-        trader
-            .wallet
-            .buy_divmids(proto::BuyDivmidsRequest {
-                quantity: "10".into(),
-                max_price: "1".into(),
-                idempotency_key: format!("{key}-buy"),
-            })
-            .await
-            .expect("bought");
-    }
+    let mut traders = funded_traders(&channel, "100", &["lee", "max"], "50", "10").await;
+    let (mut max, mut lee) = (traders.pop().expect("max"), traders.pop().expect("lee"));
     // Two trades before anyone subscribes.
     lee.trading
         .place_order(limit(proto::Side::Sell, "1.1000", "5"))
@@ -1681,61 +1592,8 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
     let directory = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(directory.path()).await;
     let channel = server.channel().await;
-    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, token) = create(
-        &mut issuer,
-        "nina",
-        proto::Tier::Public,
-        proto::Role::Trader,
-    )
-    .await;
-    let (_, other) = create(
-        &mut issuer,
-        "omar",
-        proto::Tier::Public,
-        proto::Role::Trader,
-    )
-    .await;
-    let mut nina = clients(&channel, Some(&token));
-    let mut omar = clients(&channel, Some(&other));
-    issuer
-        .issuer
-        .mint(proto::MintRequest {
-            amount: "1000".into(),
-            memo: String::new(),
-            idempotency_key: "m".into(),
-        })
-        .await
-        .expect("minted");
-    issuer
-        .issuer
-        .set_issue_price(proto::SetIssuePriceRequest {
-            tier: proto::Tier::Public as i32,
-            price: "1".into(),
-        })
-        .await
-        .expect("priced");
-    for (trader, key) in [(&mut nina, "n"), (&mut omar, "o")] {
-        trader
-            .wallet
-            .deposit(proto::DepositRequest {
-                source: proto::Source::Card as i32,
-                amount: "500".into(),
-                source_reference: "4111111111111111".into(),
-                idempotency_key: key.into(),
-            })
-            .await
-            .expect("deposited");
-        trader
-            .wallet
-            .buy_divmids(proto::BuyDivmidsRequest {
-                quantity: "100".into(),
-                max_price: "1".into(),
-                idempotency_key: format!("{key}-buy"),
-            })
-            .await
-            .expect("bought");
-    }
+    let mut traders = funded_traders(&channel, "1000", &["nina", "omar"], "500", "100").await;
+    let (mut omar, mut nina) = (traders.pop().expect("omar"), traders.pop().expect("nina"));
     let mut market = MarketDataClient::new(channel.clone());
     let mut stream = market
         .stream_order_book(proto::StreamOrderBookRequest {

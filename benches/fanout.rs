@@ -21,6 +21,8 @@
 #[path = "../tests/common/process.rs"]
 mod process;
 
+use process::authorized;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,7 +34,7 @@ use divmid::api::proto::{
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
+use tonic::Code;
 
 const ISSUER_TOKEN: &str = "issuer-token-for-the-fanout-bench-01";
 /// Streams per connection (the server allows 256 by default).
@@ -106,15 +108,6 @@ fn memory(pid: u32) -> (u64, u64) {
             .map_or(0, |kib| kib / 1024)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn authorized<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    request
 }
 
 /// Creates a trader holding `usd` dollars and `dvm` divmids; returns its token.

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{clients, create, funded_traders, limit, BookCopy, Clients, Server, ISSUER_TOKEN};
+use common::{
+    book_stream, clients, create, funded_traders, limit, top_of_book, BookCopy, Clients, Server,
+    ISSUER_TOKEN,
+};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -1594,15 +1597,7 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
     let channel = server.channel().await;
     let mut traders = funded_traders(&channel, "1000", &["nina", "omar"], "500", "100").await;
     let (mut omar, mut nina) = (traders.pop().expect("omar"), traders.pop().expect("nina"));
-    let mut market = MarketDataClient::new(channel.clone());
-    let mut stream = market
-        .stream_order_book(proto::StreamOrderBookRequest {
-            market: "DVM-USD".into(),
-            depth: 10,
-        })
-        .await
-        .expect("a stream")
-        .into_inner();
+    let mut stream = book_stream(&channel).await;
     let mut copy = BookCopy::default();
     for round in 0..24u64 {
         // Orders on both sides, some crossing, from two traders.
@@ -1633,14 +1628,7 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
         while copy.book_seq < target {
             copy.apply(stream.message().await.expect("a message").expect("open"));
         }
-        let book = market
-            .get_order_book(proto::GetOrderBookRequest {
-                market: "DVM-USD".into(),
-                depth: 10,
-            })
-            .await
-            .expect("the book")
-            .into_inner();
+        let book = top_of_book(&channel).await;
         assert!(copy.equals(&book), "round {round}");
     }
     server.stop().await;

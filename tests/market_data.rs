@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{funded_traders, limit, place_all, trade, BookCopy, Server};
+use common::{book_stream, funded_traders, limit, place_all, top_of_book, trade, BookCopy, Server};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -220,15 +220,7 @@ async fn the_book_stream_equals_the_book_after_concurrent_order_sessions() {
     let channel = server.channel().await;
     let mut traders = funded_traders(&channel, "1000", &["sam", "tia"], "300", "150").await;
     let (mut buyer, mut seller) = (traders.pop().expect("tia"), traders.pop().expect("sam"));
-    let mut market = MarketDataClient::new(channel.clone());
-    let mut stream = market
-        .stream_order_book(proto::StreamOrderBookRequest {
-            market: "DVM-USD".into(),
-            depth: 10,
-        })
-        .await
-        .expect("a book stream")
-        .into_inner();
+    let mut stream = book_stream(&channel).await;
     // Two order sessions at once over 50 prices each, overlapping, so many orders cross.
     let order = |side, base: u64, index: u64| {
         let price = base + index * 7 % 50;
@@ -244,14 +236,7 @@ async fn the_book_stream_equals_the_book_after_concurrent_order_sessions() {
         place_all(&mut seller, sells.collect()),
         place_all(&mut buyer, buys.collect())
     );
-    let book = market
-        .get_order_book(proto::GetOrderBookRequest {
-            market: "DVM-USD".into(),
-            depth: 10,
-        })
-        .await
-        .expect("the book")
-        .into_inner();
+    let book = top_of_book(&channel).await;
     let mut copy = BookCopy::default();
     while copy.book_seq < book.seq {
         let message = tokio::time::timeout(PATIENCE, stream.message())

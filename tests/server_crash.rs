@@ -10,6 +10,8 @@
 #[path = "common/process.rs"]
 mod process;
 
+use process::authorized;
+
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +23,6 @@ use divmid::config::EngineConfig;
 use divmid::engine::LevelBook;
 use divmid::store::{recover_with, Store};
 use tonic::transport::Channel;
-use tonic::Request;
 
 const ISSUER_TOKEN: &str = "issuer-token-for-the-crash-test-0123";
 
@@ -35,15 +36,6 @@ fn cycles() -> u64 {
 /// Starts the server on a free port and returns it with its address.
 fn start(data_dir: &std::path::Path) -> (Child, String) {
     process::start_server(data_dir, ISSUER_TOKEN, &[])
-}
-
-fn authorized<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    request
 }
 
 /// What the clients were told succeeded.

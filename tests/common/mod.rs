@@ -256,6 +256,30 @@ pub async fn place_all(trader: &mut Clients, orders: Vec<proto::PlaceOrderReques
     }
 }
 
+/// The DVM-USD book stream at depth 10, what the checksum covers and `BookCopy` checks.
+pub async fn book_stream(channel: &Channel) -> tonic::Streaming<proto::BookUpdate> {
+    divmid::api::proto::market_data_client::MarketDataClient::new(channel.clone())
+        .stream_order_book(proto::StreamOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("a book stream")
+        .into_inner()
+}
+
+/// The DVM-USD book's top 10 levels per side, from `GetOrderBook`.
+pub async fn top_of_book(channel: &Channel) -> proto::GetOrderBookResponse {
+    divmid::api::proto::market_data_client::MarketDataClient::new(channel.clone())
+        .get_order_book(proto::GetOrderBookRequest {
+            market: "DVM-USD".into(),
+            depth: 10,
+        })
+        .await
+        .expect("the book")
+        .into_inner()
+}
+
 /// A client's copy of a book from `StreamOrderBook`: the snapshot, then the level
 /// updates, checked message by message.
 #[derive(Default)]

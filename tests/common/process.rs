@@ -1,10 +1,12 @@
 //! `divmid-server` as a child process on a free loopback port, for tests and benches that
-//! kill it or measure it from outside.
+//! kill it or measure it from outside, and the bearer token their requests carry.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
+
+use tonic::Request;
 
 /// Starts the server on `data_dir` with the issuer token `issuer_token` and the extra
 /// arguments `args`, and returns it with the address it listens on (`http://…`).
@@ -40,4 +42,14 @@ pub fn start_server(data_dir: &Path, issuer_token: &str, args: &[&str]) -> (Chil
         .recv_timeout(Duration::from_secs(60))
         .expect("the server says where it listens");
     (child, format!("http://{address}"))
+}
+
+/// A request carrying `token` as its bearer token.
+pub fn authorized<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
+    request
 }

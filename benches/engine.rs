@@ -3,8 +3,10 @@
 //!
 //! `cargo bench --bench engine` runs the criterion groups, then prints a summary: each
 //! flow's operations per second (best of five runs), the ratio to lobster, and the heap
-//! bytes per resting order with a million orders resting. Under `cargo test` every flow
-//! runs once on a small size, to prove the benchmark still works.
+//! bytes per resting order with a million orders resting. The summary also runs the mixed
+//! flow through the fast book alone, matched by a bare loop with no ledger, checks or
+//! events, to show how much of the sequencer's time is book work. Under `cargo test`
+//! every flow runs once on a small size, to prove the benchmark still works.
 
 #[path = "common/flow.rs"]
 mod flow;
@@ -16,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 use divmid::command::Command;
-use divmid::engine::{LevelBook, Sequencer};
-use divmid::event::Event;
+use divmid::engine::{LevelBook, OrderBook, RestingOrder, Sequencer};
+use divmid::event::{Event, EventKind};
+use divmid::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
 use flow::Operation;
 
 /// Counts live heap bytes so the benchmark can report memory per resting order. A
@@ -71,6 +74,77 @@ fn run_divmid(mut sequencer: Sequencer<LevelBook>, commands: Vec<Command>) -> Se
         black_box(&events);
     }
     sequencer
+}
+
+/// The flow through the fast book alone: price-time matching at the maker's price with
+/// nothing else (no funds, holds, checks, events or replies). Returns the book and the
+/// number of fills, which must equal the sequencer's on the same flow.
+fn run_book_alone(flow: &[Operation]) -> (LevelBook, u64) {
+    let mut book = LevelBook::default();
+    let mut fills = 0;
+    for operation in flow {
+        match *operation {
+            Operation::Limit {
+                id,
+                side,
+                price,
+                lots,
+                ..
+            } => {
+                let left = take(&mut book, side, Some(price), lots, &mut fills);
+                if left > 0 {
+                    book.insert(RestingOrder {
+                        id: OrderId(id),
+                        account: AccountId(id),
+                        side,
+                        price: Price(price),
+                        quantity: Quantity(left),
+                        filled: Quantity(0),
+                        created_seq: id,
+                        post_only: false,
+                        self_trade_prevention: SelfTradePrevention::CancelTaker,
+                        has_client_order_id: false,
+                    });
+                }
+            }
+            Operation::Market { side, lots, .. } => {
+                take(&mut book, side, None, lots, &mut fills);
+            }
+            Operation::Cancel { id } => {
+                black_box(book.remove(OrderId(id)));
+            }
+            Operation::Amend { .. } => unreachable!("the mixed flow has no amendments"),
+        }
+    }
+    (book, fills)
+}
+
+/// Fills up to `lots` against the other side while its best price crosses `limit`, and
+/// returns the lots left.
+fn take(book: &mut LevelBook, side: Side, limit: Option<u64>, lots: u64, fills: &mut u64) -> u64 {
+    let maker_side = side.opposite();
+    let mut left = lots;
+    while left > 0 {
+        let Some(price) = book.best_price(maker_side) else {
+            break;
+        };
+        let crosses = match (limit, side) {
+            (None, _) => true,
+            (Some(limit), Side::Buy) => price.0 <= limit,
+            (Some(limit), Side::Sell) => price.0 >= limit,
+        };
+        if !crosses {
+            break;
+        }
+        let offered = book.best(maker_side).map_or(0, |order| order.remaining().0);
+        let traded = offered.min(left);
+        left -= traded;
+        *fills += 1;
+        if book.fill_best(maker_side, Quantity(traded)).is_zero() {
+            book.remove_best(maker_side);
+        }
+    }
+    left
 }
 
 fn run_lobster(orders: Vec<lobster::OrderType>) -> lobster::OrderBook {
@@ -142,6 +216,22 @@ fn best_rate<T, R>(operations: usize, setup: impl Fn() -> T, run: impl Fn(T) -> 
     (operations as f64 / best.as_secs_f64()) as u64
 }
 
+/// How many fills the sequencer makes on the flow.
+fn sequencer_fills(flow: &[Operation]) -> u64 {
+    let mut sequencer = flow::funded_sequencer::<LevelBook>();
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let mut fills = 0;
+    for command in flow::commands(flow) {
+        events.clear();
+        let _ = sequencer.apply(0, command, &mut events);
+        fills += events
+            .iter()
+            .filter(|event| matches!(event.kind, EventKind::Fill(_)))
+            .count() as u64;
+    }
+    fills
+}
+
 /// Heap bytes per resting order: `resting` non-crossing orders placed into a book.
 fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
     let (flow, prefill) = flow::exchange_core_flow(SEED, resting, 0);
@@ -177,6 +267,19 @@ fn summary(sizes: &Sizes) {
         ours,
         theirs,
         ours as f64 / theirs as f64
+    );
+    let book_alone = best_rate(mixed.len(), || &mixed[..], run_book_alone);
+    println!(
+        "mixed flow, {} operations, the book alone: {book_alone} ops/s ({:.0} ns per operation; \
+         the sequencer {:.0} ns)",
+        mixed.len(),
+        1e9 / book_alone as f64,
+        1e9 / ours as f64
+    );
+    assert_eq!(
+        run_book_alone(&mixed).1,
+        sequencer_fills(&mixed),
+        "the book alone must do the sequencer's matching"
     );
     for resting in [sizes.resting_small, sizes.resting_large] {
         let (flow, prefill) =

@@ -8,7 +8,7 @@
 
 use super::book::{Level, OrderBook, RestingOrder};
 use super::slot_index::SlotIndex;
-use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
+use crate::types::{AccountId, OrderId, Price, Quantity, Side};
 
 /// No slot: the end of a level's queue.
 const NIL: u32 = u32::MAX;
@@ -50,22 +50,6 @@ fn key_of(side: Side, price: Price) -> u64 {
     match side {
         Side::Buy => price.0,
         Side::Sell => u64::MAX - price.0,
-    }
-}
-
-/// A slab slot's stand-in once its order has left the book.
-fn vacant() -> RestingOrder {
-    RestingOrder {
-        id: OrderId(0),
-        account: AccountId(0),
-        side: Side::Buy,
-        price: Price(0),
-        quantity: Quantity(0),
-        filled: Quantity(0),
-        created_seq: 0,
-        post_only: false,
-        self_trade_prevention: SelfTradePrevention::CancelTaker,
-        has_client_order_id: false,
     }
 }
 
@@ -132,7 +116,9 @@ impl LevelBook {
     fn unlink(&mut self, slot: u32, position: Option<usize>) -> RestingOrder {
         let node = &mut self.nodes[slot as usize];
         let (previous, next) = (node.previous, node.next);
-        let order = std::mem::replace(&mut node.order, vacant());
+        // The slot's stale order stays until the slot is reused: only linked slots are
+        // ever read.
+        let order = node.order;
         if previous != NIL {
             self.nodes[previous as usize].next = next;
         }

@@ -108,6 +108,12 @@ pub trait OrderBook: Default {
     /// How many orders rest at `price` on `side`.
     fn orders_at(&self, side: Side, price: Price) -> usize;
 
+    /// At least as many orders as rest at any one price level: a level can be full only
+    /// when this bound reaches the limit, which spares most orders the level look-up.
+    fn level_orders_bound(&self) -> usize {
+        self.len()
+    }
+
     /// Up to `depth` aggregated levels of `side`, best first.
     fn levels(&self, side: Side, depth: usize) -> Vec<Level>;
 

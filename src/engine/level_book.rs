@@ -44,6 +44,8 @@ pub struct LevelBook {
     index: SlotIndex,
     bids: Vec<PriceLevel>,
     asks: Vec<PriceLevel>,
+    /// The most orders any level has held since the book was last empty.
+    level_orders_bound: u32,
 }
 
 fn key_of(side: Side, price: Price) -> u64 {
@@ -62,6 +64,7 @@ impl LevelBook {
             index: SlotIndex::default(),
             bids: Vec::new(),
             asks: Vec::new(),
+            level_orders_bound: 0,
         }
     }
 
@@ -144,6 +147,9 @@ impl LevelBook {
         if level.count == 0 {
             levels.remove(position);
         }
+        if self.index.len() == 0 {
+            self.level_orders_bound = 0;
+        }
         order
     }
 }
@@ -194,12 +200,14 @@ impl OrderBook for LevelBook {
         level.quantity += lots;
         level.count += 1;
         level.tail = slot;
+        let count = level.count;
         if tail == NIL {
             level.head = slot;
         } else {
             self.nodes[tail as usize].next = slot;
             self.nodes[slot as usize].previous = tail;
         }
+        self.level_orders_bound = self.level_orders_bound.max(count);
     }
 
     fn remove(&mut self, id: OrderId) -> Option<RestingOrder> {
@@ -297,5 +305,9 @@ impl OrderBook for LevelBook {
 
     fn len(&self) -> usize {
         self.index.len()
+    }
+
+    fn level_orders_bound(&self) -> usize {
+        self.level_orders_bound as usize
     }
 }

@@ -110,15 +110,15 @@ impl<B: OrderBook> Sequencer<B> {
 
     pub(super) fn place_order(
         &mut self,
-        order: NewOrder,
+        order: &NewOrder,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
-        if let Some(reply) = self.client_order_retry(&order)? {
+        if let Some(reply) = self.client_order_retry(order)? {
             return Ok(reply);
         }
-        self.validate_new_order(&order)?;
+        self.validate_new_order(order)?;
         let spec = self.grid(order.market);
-        let (hold_asset, hold, tradable) = self.funds_for(&spec, &order)?;
+        let (hold_asset, hold, tradable) = self.funds_for(&spec, order)?;
         let mut taker = Taker {
             id: OrderId(self.next_order_id),
             account: order.account,
@@ -172,7 +172,7 @@ impl<B: OrderBook> Sequencer<B> {
             .hold(taker.account, hold_asset, hold, "quantity")
             .expect("the funds were checked");
         let accepted = self.accepted(&taker, hold_asset, balance_after);
-        self.emit(events, EventKind::OrderAccepted(accepted));
+        self.emit(events, || EventKind::OrderAccepted(accepted));
         let status = self.take_liquidity(&mut taker, events);
         Ok(Reply::Order(self.final_taker_view(&taker, status)))
     }
@@ -266,9 +266,7 @@ impl<B: OrderBook> Sequencer<B> {
         }
         let book = &self.books[usize::from(market.0)];
         let level_max = limits.orders_per_level_max as usize;
-        // No level can be full while the whole book holds fewer orders than a level may,
-        // which spares most orders the level look-up.
-        if book.len() >= level_max && book.orders_at(side, price) >= level_max {
+        if book.level_orders_bound() >= level_max && book.orders_at(side, price) >= level_max {
             return Err(Reject::LimitExceeded {
                 field: "orders_per_level_max",
                 limit: u64::from(limits.orders_per_level_max),
@@ -563,7 +561,7 @@ impl<B: OrderBook> Sequencer<B> {
             taker_after,
         };
         self.next_trade_id += 1;
-        self.emit(events, EventKind::Fill(fill));
+        self.emit(events, || EventKind::Fill(fill));
         if maker_done {
             self.end_best(
                 taker.market,
@@ -603,19 +601,16 @@ impl<B: OrderBook> Sequencer<B> {
         let balance_after = self
             .ledger
             .release(maker_account, maker_asset, maker_released);
-        self.emit(
-            events,
-            EventKind::OrderReduced {
-                order_id: maker_id,
-                account: maker_account,
-                market: taker.market,
-                quantity_removed: Quantity(lots),
-                quantity_after: maker_quantity_after,
-                asset: maker_asset,
-                released: maker_released,
-                balance_after,
-            },
-        );
+        self.emit(events, || EventKind::OrderReduced {
+            order_id: maker_id,
+            account: maker_account,
+            market: taker.market,
+            quantity_removed: Quantity(lots),
+            quantity_after: maker_quantity_after,
+            asset: maker_asset,
+            released: maker_released,
+            balance_after,
+        });
         if maker_remaining == lots {
             self.end_best(
                 taker.market,
@@ -643,19 +638,16 @@ impl<B: OrderBook> Sequencer<B> {
         let balance_after = self
             .ledger
             .release(taker.account, taker_asset, taker_released);
-        self.emit(
-            events,
-            EventKind::OrderReduced {
-                order_id: taker.id,
-                account: taker.account,
-                market: taker.market,
-                quantity_removed: Quantity(lots),
-                quantity_after: Quantity(taker.quantity),
-                asset: taker_asset,
-                released: taker_released,
-                balance_after,
-            },
-        );
+        self.emit(events, || EventKind::OrderReduced {
+            order_id: taker.id,
+            account: taker.account,
+            market: taker.market,
+            quantity_removed: Quantity(lots),
+            quantity_after: Quantity(taker.quantity),
+            asset: taker_asset,
+            released: taker_released,
+            balance_after,
+        });
     }
 
     /// Puts what is left of a GTC limit taker on the book. What it still holds is exactly
@@ -682,17 +674,14 @@ impl<B: OrderBook> Sequencer<B> {
             self.track(taker.account, taker.id, taker.market);
         }
         self.books[usize::from(taker.market.0)].insert(resting);
-        self.emit(
-            events,
-            EventKind::OrderRested {
-                order_id: taker.id,
-                account: taker.account,
-                market: taker.market,
-                side: taker.side,
-                price: resting.price,
-                remaining: resting.remaining(),
-            },
-        );
+        self.emit(events, || EventKind::OrderRested {
+            order_id: taker.id,
+            account: taker.account,
+            market: taker.market,
+            side: taker.side,
+            price: resting.price,
+            remaining: resting.remaining(),
+        });
         if taker.filled == 0 {
             OrderStatus::Open
         } else {
@@ -721,21 +710,18 @@ impl<B: OrderBook> Sequencer<B> {
             taker.tracked = false;
         }
         let balance_after = self.ledger.release(taker.account, asset, released);
-        self.emit(
-            events,
-            EventKind::OrderDone {
-                order_id: taker.id,
-                account: taker.account,
-                market: taker.market,
-                status,
-                reason,
-                quantity: Quantity(taker.quantity),
-                filled: Quantity(taker.filled),
-                asset,
-                released,
-                balance_after,
-            },
-        );
+        self.emit(events, || EventKind::OrderDone {
+            order_id: taker.id,
+            account: taker.account,
+            market: taker.market,
+            status,
+            reason,
+            quantity: Quantity(taker.quantity),
+            filled: Quantity(taker.filled),
+            asset,
+            released,
+            balance_after,
+        });
         if taker.has_client_order_id {
             let client_order_id = self.client_order_id_of(taker.id, true);
             self.record_ended(&taker.view(status, client_order_id));
@@ -769,7 +755,7 @@ impl<B: OrderBook> Sequencer<B> {
     fn emit_accepted(&mut self, taker: &Taker, hold_asset: Asset, events: &mut Vec<Event>) {
         let balance_after = self.ledger.balance(taker.account, hold_asset);
         let accepted = self.accepted(taker, hold_asset, balance_after);
-        self.emit(events, EventKind::OrderAccepted(accepted));
+        self.emit(events, || EventKind::OrderAccepted(accepted));
     }
 
     /// Takes a resting order off its book and ends it as canceled.
@@ -817,21 +803,18 @@ impl<B: OrderBook> Sequencer<B> {
         let (asset, released) = resting_hold(&self.grid(market), &order);
         let balance_after = self.ledger.release(order.account, asset, released);
         self.untrack(order.account);
-        self.emit(
-            events,
-            EventKind::OrderDone {
-                order_id: order.id,
-                account: order.account,
-                market,
-                status,
-                reason,
-                quantity: order.quantity,
-                filled: order.filled,
-                asset,
-                released,
-                balance_after,
-            },
-        );
+        self.emit(events, || EventKind::OrderDone {
+            order_id: order.id,
+            account: order.account,
+            market,
+            status,
+            reason,
+            quantity: order.quantity,
+            filled: order.filled,
+            asset,
+            released,
+            balance_after,
+        });
         let view = (want_view || order.has_client_order_id).then(|| {
             let mut view = self.resting_view(market, &order);
             view.status = status;
@@ -982,19 +965,16 @@ impl<B: OrderBook> Sequencer<B> {
             let (_, held_after) = resting_hold(&self.grid(market), shrunk);
             let released = Amount(held_before.0 - held_after.0);
             let balance_after = self.ledger.release(order.account, asset, released);
-            self.emit(
-                events,
-                EventKind::OrderReduced {
-                    order_id: order.id,
-                    account: order.account,
-                    market,
-                    quantity_removed: Quantity(lots),
-                    quantity_after: new_quantity,
-                    asset,
-                    released,
-                    balance_after,
-                },
-            );
+            self.emit(events, || EventKind::OrderReduced {
+                order_id: order.id,
+                account: order.account,
+                market,
+                quantity_removed: Quantity(lots),
+                quantity_after: new_quantity,
+                asset,
+                released,
+                balance_after,
+            });
         }
         self.open_order_in(market, order.id)
             .expect("a shrunk order still rests")
@@ -1069,20 +1049,17 @@ impl<B: OrderBook> Sequencer<B> {
             self.ledger
                 .release(order.account, asset, Amount(held_before.0 - held_after.0))
         };
-        self.emit(
-            events,
-            EventKind::OrderReplaced {
-                order_id: order.id,
-                account: order.account,
-                market,
-                price: new_price,
-                quantity: new_quantity,
-                asset,
-                hold_before: held_before,
-                hold_after: held_after,
-                balance_after,
-            },
-        );
+        self.emit(events, || EventKind::OrderReplaced {
+            order_id: order.id,
+            account: order.account,
+            market,
+            price: new_price,
+            quantity: new_quantity,
+            asset,
+            hold_before: held_before,
+            hold_after: held_after,
+            balance_after,
+        });
         taker.hold = held_after;
         let status = self.take_liquidity(&mut taker, events);
         Ok(Reply::Order(self.final_taker_view(&taker, status)))

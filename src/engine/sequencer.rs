@@ -110,7 +110,7 @@ impl<B: OrderBook> Sequencer<B> {
 
     fn dispatch(&mut self, command: Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
         match command {
-            Command::PlaceOrder(order) => self.place_order(order, events),
+            Command::PlaceOrder(order) => self.place_order(&order, events),
             Command::CancelOrder { account, target } => self.cancel_order(account, target, events),
             Command::CancelAllOrders { account, market } => {
                 self.cancel_all_orders(account, market, events)
@@ -132,7 +132,7 @@ impl<B: OrderBook> Sequencer<B> {
                     return Err(Reject::invalid("price", "must be positive"));
                 }
                 self.ledger.set_issue_price(tier, price);
-                self.emit(events, EventKind::IssuePriceSet { tier, price });
+                self.emit(events, || EventKind::IssuePriceSet { tier, price });
                 Ok(Reply::IssuePriceSet)
             }
             keyed => self.apply_keyed(keyed, events),
@@ -203,17 +203,14 @@ impl<B: OrderBook> Sequencer<B> {
                 let limit = self.config.limits.memo_length_max;
                 self.check_text("source_reference", &source_reference, limit, true)?;
                 let balance_after = self.ledger.deposit(account, amount)?;
-                self.emit(
-                    events,
-                    EventKind::Deposited {
-                        account,
-                        amount,
-                        source,
-                        source_reference: source_reference.into(),
-                        idempotency_key: idempotency_key.into(),
-                        balance_after,
-                    },
-                );
+                self.emit(events, || EventKind::Deposited {
+                    account,
+                    amount,
+                    source,
+                    source_reference: source_reference.into(),
+                    idempotency_key: idempotency_key.into(),
+                    balance_after,
+                });
                 Reply::Funds(balance_after)
             }
             Command::Withdraw {
@@ -227,16 +224,13 @@ impl<B: OrderBook> Sequencer<B> {
                 let limit = self.config.limits.memo_length_max;
                 self.check_text("destination", &destination, limit, true)?;
                 let balance_after = self.ledger.withdraw(account, amount)?;
-                self.emit(
-                    events,
-                    EventKind::Withdrawn {
-                        account,
-                        amount,
-                        destination: destination.into(),
-                        idempotency_key: idempotency_key.into(),
-                        balance_after,
-                    },
-                );
+                self.emit(events, || EventKind::Withdrawn {
+                    account,
+                    amount,
+                    destination: destination.into(),
+                    idempotency_key: idempotency_key.into(),
+                    balance_after,
+                });
                 Reply::Funds(balance_after)
             }
             Command::Charge {
@@ -275,16 +269,13 @@ impl<B: OrderBook> Sequencer<B> {
             });
         }
         let account = self.ledger.create_account(&name, role, tier, token_hash);
-        self.emit(
-            events,
-            EventKind::AccountCreated {
-                account,
-                name: name.into(),
-                role,
-                tier,
-                token_hash,
-            },
-        );
+        self.emit(events, || EventKind::AccountCreated {
+            account,
+            name: name.into(),
+            role,
+            tier,
+            token_hash,
+        });
         Ok(Reply::AccountCreated { account })
     }
 
@@ -298,15 +289,12 @@ impl<B: OrderBook> Sequencer<B> {
         self.require_positive("amount", amount)?;
         self.check_text("memo", &memo, self.config.limits.memo_length_max, false)?;
         let treasury_after = self.ledger.mint(amount)?;
-        self.emit(
-            events,
-            EventKind::Minted {
-                amount,
-                memo: memo.into(),
-                idempotency_key: idempotency_key.into(),
-                treasury_after,
-            },
-        );
+        self.emit(events, || EventKind::Minted {
+            amount,
+            memo: memo.into(),
+            idempotency_key: idempotency_key.into(),
+            treasury_after,
+        });
         Ok(Reply::Minted(self.ledger.supply()))
     }
 
@@ -355,18 +343,16 @@ impl<B: OrderBook> Sequencer<B> {
             .transfer(TREASURY, account, Asset::Dvm, quantity, "quantity")
             .expect("the treasury's divmids were checked");
         let account_after = self.ledger.balances(account);
-        self.emit(
-            events,
-            EventKind::DivmidsBought {
-                account,
-                quantity,
-                price,
-                cost,
-                idempotency_key: idempotency_key.into(),
-                account_after,
-                treasury_after: self.ledger.balances(TREASURY),
-            },
-        );
+        let treasury_after = self.ledger.balances(TREASURY);
+        self.emit(events, || EventKind::DivmidsBought {
+            account,
+            quantity,
+            price,
+            cost,
+            idempotency_key: idempotency_key.into(),
+            account_after,
+            treasury_after,
+        });
         Ok(Reply::DivmidsBought {
             cost,
             balances: account_after,
@@ -402,28 +388,31 @@ impl<B: OrderBook> Sequencer<B> {
         let (balance_after, revenue_after) =
             self.ledger
                 .transfer(account, REVENUE, Asset::Dvm, amount, "amount")?;
-        self.emit(
-            events,
-            EventKind::Charged {
-                service,
-                account,
-                amount,
-                memo: memo.into(),
-                idempotency_key: idempotency_key.into(),
-                balance_after,
-                revenue_after,
-            },
-        );
+        self.emit(events, || EventKind::Charged {
+            service,
+            account,
+            amount,
+            memo: memo.into(),
+            idempotency_key: idempotency_key.into(),
+            balance_after,
+            revenue_after,
+        });
         Ok(Reply::Charged(balance_after))
     }
 
-    /// Appends an event with the next sequence number.
-    pub(super) fn emit(&mut self, events: &mut Vec<Event>, kind: EventKind) {
-        events.push(Event {
-            seq: self.next_seq,
-            timestamp_ms: self.timestamp_ms,
-            kind,
+    /// Appends an event with the next sequence number, building it in its place in
+    /// `events`.
+    #[inline(always)]
+    pub(super) fn emit(&mut self, events: &mut Vec<Event>, kind: impl FnOnce() -> EventKind) {
+        events.reserve(1);
+        let (seq, timestamp_ms) = (self.next_seq, self.timestamp_ms);
+        events.spare_capacity_mut()[0].write(Event {
+            seq,
+            timestamp_ms,
+            kind: kind(),
         });
+        // SAFETY: the slot after the last event was just written.
+        unsafe { events.set_len(events.len() + 1) };
         self.next_seq += 1;
     }
 

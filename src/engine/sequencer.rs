@@ -400,19 +400,17 @@ impl<B: OrderBook> Sequencer<B> {
         Ok(Reply::Charged(balance_after))
     }
 
-    /// Appends an event with the next sequence number, building it in its place in
-    /// `events`.
-    #[inline(always)]
+    /// Appends an event with the next sequence number. The event is built by `kind`
+    /// once there is room for it (`extend` reserves before it asks), so it is written
+    /// straight into `events` instead of being built aside and copied: a copy of 168 bytes
+    /// per event, a `memcpy` call where the build unwinds on panic.
     pub(super) fn emit(&mut self, events: &mut Vec<Event>, kind: impl FnOnce() -> EventKind) {
-        events.reserve(1);
         let (seq, timestamp_ms) = (self.next_seq, self.timestamp_ms);
-        events.spare_capacity_mut()[0].write(Event {
+        events.extend(std::iter::once_with(|| Event {
             seq,
             timestamp_ms,
             kind: kind(),
-        });
-        // SAFETY: the slot after the last event was just written.
-        unsafe { events.set_len(events.len() + 1) };
+        }));
         self.next_seq += 1;
     }
 

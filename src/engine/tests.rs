@@ -815,7 +815,7 @@ fn limits_on_open_orders_and_levels_are_enforced<B: OrderBook>() {
             limit: 2
         }
     );
-    h.limit(b, Side::Buy, 5_000, 1);
+    let third = h.limit(b, Side::Buy, 5_000, 1);
     let reject = h.rejected(Command::PlaceOrder(limit(b, Side::Buy, 5_000, 1)));
     assert_eq!(
         reject,
@@ -824,6 +824,12 @@ fn limits_on_open_orders_and_levels_are_enforced<B: OrderBook>() {
             limit: 3
         }
     );
+    // Another level has room, and a full level has room again once an order leaves it.
+    h.limit(b, Side::Buy, 4_900, 1);
+    h.cancel(b, third.order_id).expect("b's order rests");
+    h.limit(b, Side::Buy, 5_000, 1);
+    let reject = h.rejected(Command::PlaceOrder(limit(b, Side::Buy, 5_000, 1)));
+    assert!(matches!(reject, Reject::LimitExceeded { .. }), "{reject:?}");
     // An IOC order never rests, so the limits do not apply to it.
     h.place(NewOrder {
         time_in_force: TimeInForce::ImmediateOrCancel,

@@ -366,6 +366,35 @@ pub struct OrderView {
     pub created_seq: u64,
 }
 
+impl EventKind {
+    /// Whether the event changes the state of order `order_id`: one of its fills, a
+    /// reduction, a replacement or its end.
+    pub fn concerns_order(&self, order_id: OrderId) -> bool {
+        match self {
+            EventKind::Fill(fill) => fill.maker_order == order_id || fill.taker_order == order_id,
+            EventKind::OrderReduced { order_id: id, .. }
+            | EventKind::OrderReplaced { order_id: id, .. }
+            | EventKind::OrderDone { order_id: id, .. } => *id == order_id,
+            _ => false,
+        }
+    }
+}
+
+/// The state of order `order_id` after the events of the command that placed it: its
+/// acceptance, then its fills, reductions and end among the events that follow. `None`
+/// when the events do not accept it.
+pub fn placed_order(events: &[Event], order_id: OrderId) -> Option<OrderView> {
+    let position = events.iter().position(|event| {
+        matches!(&event.kind, EventKind::OrderAccepted(accepted) if accepted.order_id == order_id)
+    })?;
+    let EventKind::OrderAccepted(accepted) = &events[position].kind else {
+        unreachable!("found as an acceptance above");
+    };
+    let mut view = accepted.view(events[position].seq);
+    view.apply_all(&events[position + 1..]);
+    Some(view)
+}
+
 impl OrderView {
     /// Brings the order's state up to date with an event that concerns it: a fill, a
     /// reduction, a replacement or its end. Other events change nothing.
@@ -399,6 +428,16 @@ impl OrderView {
                 self.filled = *filled;
             }
             _ => {}
+        }
+    }
+
+    /// Brings the order's state up to date with every event among `events` that
+    /// concerns it.
+    pub fn apply_all(&mut self, events: &[Event]) {
+        for event in events {
+            if event.kind.concerns_order(self.order_id) {
+                self.apply(&event.kind);
+            }
         }
     }
 
@@ -449,9 +488,24 @@ pub enum Reply {
     Funds(Balance),
     /// The charged account's DVM after a charge.
     Charged(Balance),
-    /// The order after placing, amending or canceling it. The fills it made are the
-    /// command's `Fill` events.
+    /// The order after amending or canceling it, or after a retried placement. The
+    /// fills it made are the command's `Fill` events.
     Order(OrderView),
     /// How many orders a cancel-all ended.
     CanceledCount(u64),
+    /// A new order's id. Its state is rebuilt from the command's events by
+    /// [`Reply::order`], off the sequencer's thread.
+    Placed(OrderId),
+}
+
+impl Reply {
+    /// The order a reply to an order command speaks of: the state it carries, or for a
+    /// new order, its state rebuilt from `events`, the command's events.
+    pub fn order(&self, events: &[Event]) -> Option<OrderView> {
+        match self {
+            Reply::Order(view) => Some(view.clone()),
+            Reply::Placed(order_id) => placed_order(events, *order_id),
+            _ => None,
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use divmid::command::{Command, NewOrder, OrderRef};
 use divmid::config::EngineConfig;
 use divmid::engine::{LevelBook, OrderBook, ReferenceBook, Sequencer};
-use divmid::event::{Event, Reply};
+use divmid::event::Event;
 use divmid::market_data::BookReplica;
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
@@ -304,8 +304,14 @@ proptest! {
             let reference_reply = reference.apply(time, command.clone(), &mut reference_events);
             prop_assert_eq!(&fast_reply, &reference_reply, "replies differ for {:?}", command);
             prop_assert_eq!(&fast_events, &reference_events, "events differ for {:?}", command);
-            if let Ok(Reply::Order(order)) = &fast_reply {
-                orders.push((order.order_id, order.account));
+            if let Ok(reply) = &fast_reply {
+                let order = reply.order(&fast_events);
+                if matches!(command, Command::PlaceOrder(_)) {
+                    prop_assert!(order.is_some(), "no order in the reply to {:?}", command);
+                }
+                if let Some(order) = order {
+                    orders.push((order.order_id, order.account));
+                }
             }
             if fast_reply.is_err() {
                 prop_assert!(fast_events.is_empty(), "a reject emitted events");
@@ -357,7 +363,7 @@ proptest! {
                 prop_assert_eq!(&copy_reply, &reply);
                 prop_assert_eq!(&copy_events, &straight_events);
             }
-            if let Ok(Reply::Order(order)) = reply {
+            if let Some(order) = reply.ok().and_then(|reply| reply.order(&straight_events)) {
                 orders.push((order.order_id, order.account));
             }
         }
@@ -380,7 +386,9 @@ proptest! {
             }
             for (index, step) in steps.iter().enumerate() {
                 let command = command_of(step, &orders, index);
-                if let Ok(Reply::Order(order)) = sequencer.apply(index as u64, command, &mut events) {
+                let before = events.len();
+                let reply = sequencer.apply(index as u64, command, &mut events);
+                if let Some(order) = reply.ok().and_then(|reply| reply.order(&events[before..])) {
                     orders.push((order.order_id, order.account));
                 }
             }

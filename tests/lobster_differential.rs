@@ -22,7 +22,7 @@ fn divmid_fills(operations: &[Operation]) -> Fills {
         let reply = sequencer.apply(0, command, &mut events);
         if let Operation::Limit { id, .. } | Operation::Market { id, .. } = operation {
             match reply {
-                Ok(Reply::Order(order)) => assert_eq!(order.order_id.0, *id),
+                Ok(Reply::Placed(order_id)) => assert_eq!(order_id.0, *id),
                 other => panic!("placing {operation:?} gave {other:?}"),
             }
         }

@@ -460,12 +460,12 @@ impl proto::trading_server::Trading for Api {
         let caller = self.caller(&request, Role::Trader)?;
         let order = self.new_order(caller, request.into_inner())?;
         let committed = self.context.command(Command::PlaceOrder(order)).await?;
-        let Reply::Order(view) = &committed.reply else {
+        let Some(view) = committed.reply.order(&committed.events) else {
             return Err(unexpected(&committed.reply));
         };
         let market = self.context.market_at(view.market);
         Ok(Response::new(proto::PlaceOrderResponse {
-            order: Some(market.order(view)),
+            order: Some(market.order(&view)),
             fills: market.fills_of(view.order_id, &committed.events),
         }))
     }

@@ -234,9 +234,15 @@ fn respond(api: &Api, kind: Kind, reply: &Reply, events: &[crate::event::Event])
                 canceled_count: *count,
             })
         }
-        (_, Reply::Order(view)) => {
+        (_, reply @ (Reply::Order(_) | Reply::Placed(_))) => {
+            let Some(view) = reply.order(events) else {
+                return SessionResult::Error(proto::SessionError {
+                    code: tonic::Code::Internal as i32,
+                    message: format!("no order in the events of reply {reply:?}"),
+                });
+            };
             let market = context.market_at(view.market);
-            let order = Some(market.order(view));
+            let order = Some(market.order(&view));
             let fills = market.fills_of(view.order_id, events);
             match kind {
                 Kind::Place => SessionResult::Placed(proto::PlaceOrderResponse { order, fills }),

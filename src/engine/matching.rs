@@ -164,7 +164,8 @@ impl<B: OrderBook> Sequencer<B> {
             taker.hold = Amount::ZERO;
             self.emit_accepted(&taker, hold_asset, events);
             self.end_taker(&mut taker, status, reason, events);
-            return Ok(Reply::Order(self.final_taker_view(&taker, status)));
+            self.placement_done(&taker, status);
+            return Ok(Reply::Placed(taker.id));
         }
 
         let balance_after = self
@@ -174,7 +175,10 @@ impl<B: OrderBook> Sequencer<B> {
         let accepted = self.accepted(&taker, hold_asset, balance_after);
         self.emit(events, || EventKind::OrderAccepted(accepted));
         let status = self.take_liquidity(&mut taker, events);
-        Ok(Reply::Order(self.final_taker_view(&taker, status)))
+        self.placement_done(&taker, status);
+        // The caller rebuilds the order's state from the events (`Reply::order`), which
+        // spares this thread building a view per order.
+        Ok(Reply::Placed(taker.id))
     }
 
     /// A retry of an order placed with the same client order id returns that order and
@@ -827,14 +831,20 @@ impl<B: OrderBook> Sequencer<B> {
         view
     }
 
-    /// A taker's state after matching, for the reply; an order that ended forgets its
-    /// client order id (its ended state is recorded for retries).
+    /// An amended order's state after matching again, for the reply; an order that ended
+    /// forgets its client order id (its ended state is recorded for retries).
     fn final_taker_view(&mut self, taker: &Taker, status: OrderStatus) -> OrderView {
         let client_order_id = self.client_order_id_of(taker.id, taker.has_client_order_id);
+        self.placement_done(taker, status);
+        taker.view(status, client_order_id)
+    }
+
+    /// An order that ended while it was placed forgets its client order id (its ended
+    /// state is recorded for retries).
+    fn placement_done(&mut self, taker: &Taker, status: OrderStatus) {
         if status.is_final() && taker.has_client_order_id {
             self.live_client_order_ids.remove(&taker.id);
         }
-        taker.view(status, client_order_id)
     }
 
     /// Remembers how an order with a client order id ended, so a retry returns it.

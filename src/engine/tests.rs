@@ -121,9 +121,10 @@ impl<B: OrderBook> Harness<B> {
     }
 
     fn try_place(&mut self, order: NewOrder) -> Result<OrderView, Reject> {
-        match self.try_run(Command::PlaceOrder(order))? {
-            Reply::Order(view) => Ok(view),
-            other => panic!("unexpected reply {other:?}"),
+        let reply = self.try_run(Command::PlaceOrder(order))?;
+        match reply.order(&self.events) {
+            Some(view) => Ok(view),
+            None => panic!("unexpected reply {reply:?}"),
         }
     }
 

@@ -773,8 +773,29 @@ impl<B: OrderBook> Sequencer<B> {
         let order = self.books[usize::from(market.0)]
             .remove(order_id)
             .expect("the order rests on its book");
-        self.finish_resting(market, order, OrderStatus::Canceled, reason, true, events)
-            .expect("a view was asked for")
+        self.cancel_removed(market, &order, reason, events)
+    }
+
+    /// Ends an order already taken off its book as canceled, and returns its final
+    /// state (a cancel replies with it).
+    fn cancel_removed(
+        &mut self,
+        market: MarketId,
+        order: &RestingOrder,
+        reason: DoneReason,
+        events: &mut Vec<Event>,
+    ) -> OrderView {
+        // Taken before the order forgets its client order id.
+        let view = self.ended_view(market, order, OrderStatus::Canceled);
+        self.finish_resting(market, order, OrderStatus::Canceled, reason, events);
+        view
+    }
+
+    /// A resting order's state once it has ended with `status`.
+    fn ended_view(&self, market: MarketId, order: &RestingOrder, status: OrderStatus) -> OrderView {
+        let mut view = self.resting_view(market, order);
+        view.status = status;
+        view
     }
 
     /// Ends the best resting order on `side` (the maker a taker is meeting).
@@ -789,22 +810,21 @@ impl<B: OrderBook> Sequencer<B> {
         let order = self.books[usize::from(market.0)]
             .remove_best(side)
             .expect("the side has an order");
-        self.finish_resting(market, order, status, reason, false, events);
+        self.finish_resting(market, &order, status, reason, events);
     }
 
     /// Ends an order already taken off its book: releases what it held, stops counting
-    /// it, emits its end and records it for retries. Returns its final state when asked
-    /// (a cancel replies with it; a filled maker needs none).
+    /// it, emits its end and, if it has a client order id, records how it ended for
+    /// retries.
     fn finish_resting(
         &mut self,
         market: MarketId,
-        order: RestingOrder,
+        order: &RestingOrder,
         status: OrderStatus,
         reason: DoneReason,
-        want_view: bool,
         events: &mut Vec<Event>,
-    ) -> Option<OrderView> {
-        let (asset, released) = resting_hold(&self.grid(market), &order);
+    ) {
+        let (asset, released) = resting_hold(&self.grid(market), order);
         let balance_after = self.ledger.release(order.account, asset, released);
         self.untrack(order.account);
         self.emit(events, || EventKind::OrderDone {
@@ -819,16 +839,11 @@ impl<B: OrderBook> Sequencer<B> {
             released,
             balance_after,
         });
-        let view = (want_view || order.has_client_order_id).then(|| {
-            let mut view = self.resting_view(market, &order);
-            view.status = status;
-            view
-        });
-        if let Some(view) = view.as_ref().filter(|_| order.has_client_order_id) {
-            self.record_ended(view);
+        if order.has_client_order_id {
+            let view = self.ended_view(market, order, status);
+            self.record_ended(&view);
             self.live_client_order_ids.remove(&order.id);
         }
-        view
     }
 
     /// An amended order's state after matching again, for the reply; an order that ended
@@ -887,10 +902,8 @@ impl<B: OrderBook> Sequencer<B> {
                 continue;
             };
             let market = MarketId(index as u16);
-            let status = OrderStatus::Canceled;
-            let reason = DoneReason::CanceledByOwner;
-            let view = self.finish_resting(market, order, status, reason, true, events);
-            return Ok(Reply::Order(view.expect("a view was asked for")));
+            let view = self.cancel_removed(market, &order, DoneReason::CanceledByOwner, events);
+            return Ok(Reply::Order(view));
         }
         Err(Reject::NotFound { field })
     }

@@ -363,28 +363,7 @@ async fn run(options: Options) {
         .expect("connects");
     let trades_per_run = options.rate * options.seconds;
     let dvm = trades_per_run / 100 + 1;
-    let mut issuer = IssuerClient::new(channel.clone());
-    issuer
-        .mint(authorized(
-            ISSUER_TOKEN,
-            proto::MintRequest {
-                amount: (4 * dvm).to_string(),
-                memo: String::new(),
-                idempotency_key: "supply".into(),
-            },
-        ))
-        .await
-        .expect("minted");
-    issuer
-        .set_issue_price(authorized(
-            ISSUER_TOKEN,
-            proto::SetIssuePriceRequest {
-                tier: proto::Tier::Public as i32,
-                price: "1".into(),
-            },
-        ))
-        .await
-        .expect("priced");
+    process::mint_at_one_dollar(&channel, ISSUER_TOKEN, &(4 * dvm).to_string()).await;
     let maker = trader(&channel, "maker", 0, 2 * dvm).await;
     let taker = trader(&channel, "taker", 2 * dvm, 0).await;
     let machine = std::thread::available_parallelism().map_or(0, |cores| cores.get());

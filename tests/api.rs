@@ -673,49 +673,8 @@ async fn an_order_session_answers_every_command_in_order() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start(directory.path()).await;
     let channel = server.channel().await;
-    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, token) = create(
-        &mut issuer,
-        "erin",
-        proto::Tier::Public,
-        proto::Role::Trader,
-    )
-    .await;
-    let mut erin = clients(&channel, Some(&token));
-    issuer
-        .issuer
-        .mint(proto::MintRequest {
-            amount: "1000".into(),
-            memo: String::new(),
-            idempotency_key: "m".into(),
-        })
-        .await
-        .expect("minted");
-    issuer
-        .issuer
-        .set_issue_price(proto::SetIssuePriceRequest {
-            tier: proto::Tier::Public as i32,
-            price: "1".into(),
-        })
-        .await
-        .expect("price");
-    erin.wallet
-        .deposit(proto::DepositRequest {
-            source: proto::Source::Egold as i32,
-            amount: "500".into(),
-            source_reference: "654321".into(),
-            idempotency_key: "d".into(),
-        })
-        .await
-        .expect("deposited");
-    erin.wallet
-        .buy_divmids(proto::BuyDivmidsRequest {
-            quantity: "100".into(),
-            max_price: "1".into(),
-            idempotency_key: "b".into(),
-        })
-        .await
-        .expect("bought");
+    let mut traders = funded_traders(&channel, "1000", &["erin"], "500", "100").await;
+    let mut erin = traders.remove(0);
     // 200 resting orders on both sides, one malformed command in the middle, then a
     // cancel-all.
     let mut requests = Vec::new();

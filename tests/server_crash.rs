@@ -46,28 +46,8 @@ struct Acknowledged {
 }
 
 async fn set_up(channel: &Channel) -> Vec<String> {
+    process::mint_at_one_dollar(channel, ISSUER_TOKEN, "1000000").await;
     let mut issuer = IssuerClient::new(channel.clone());
-    issuer
-        .mint(authorized(
-            ISSUER_TOKEN,
-            proto::MintRequest {
-                amount: "1000000".into(),
-                memo: String::new(),
-                idempotency_key: "mint".into(),
-            },
-        ))
-        .await
-        .expect("minted");
-    issuer
-        .set_issue_price(authorized(
-            ISSUER_TOKEN,
-            proto::SetIssuePriceRequest {
-                tier: proto::Tier::Public as i32,
-                price: "1".into(),
-            },
-        ))
-        .await
-        .expect("priced");
     let mut tokens = Vec::new();
     for index in 0..4 {
         let created = issuer

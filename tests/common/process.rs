@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::Duration;
 
+use divmid::api::proto;
+use divmid::api::proto::issuer_client::IssuerClient;
+use tonic::transport::Channel;
 use tonic::Request;
 
 /// Starts the server on `data_dir` with the issuer token `issuer_token` and the extra
@@ -52,4 +55,31 @@ pub fn authorized<T>(token: &str, message: T) -> Request<T> {
         format!("Bearer {token}").parse().expect("ascii"),
     );
     request
+}
+
+/// As the issuer (`issuer_token`), mints `amount` DVM and sets the public issue price to
+/// 1 USD, so that traders can buy what a test or bench needs.
+pub async fn mint_at_one_dollar(channel: &Channel, issuer_token: &str, amount: &str) {
+    let mut issuer = IssuerClient::new(channel.clone());
+    issuer
+        .mint(authorized(
+            issuer_token,
+            proto::MintRequest {
+                amount: amount.into(),
+                memo: String::new(),
+                idempotency_key: "supply".into(),
+            },
+        ))
+        .await
+        .expect("minted");
+    issuer
+        .set_issue_price(authorized(
+            issuer_token,
+            proto::SetIssuePriceRequest {
+                tier: proto::Tier::Public as i32,
+                price: "1".into(),
+            },
+        ))
+        .await
+        .expect("priced");
 }

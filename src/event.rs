@@ -367,16 +367,17 @@ pub struct OrderView {
 }
 
 impl EventKind {
-    /// Whether the event changes the state of order `order_id`: one of its fills, a
-    /// reduction, a replacement or its end.
-    pub fn concerns_order(&self, order_id: OrderId) -> bool {
-        match self {
-            EventKind::Fill(fill) => fill.maker_order == order_id || fill.taker_order == order_id,
-            EventKind::OrderReduced { order_id: id, .. }
-            | EventKind::OrderReplaced { order_id: id, .. }
-            | EventKind::OrderDone { order_id: id, .. } => *id == order_id,
-            _ => false,
-        }
+    /// The orders whose state the event changes after their acceptance: a fill's maker
+    /// and taker, or the order a reduction, a replacement or an end is about.
+    pub fn changed_orders(&self) -> impl Iterator<Item = OrderId> {
+        let orders = match self {
+            EventKind::Fill(fill) => [Some(fill.maker_order), Some(fill.taker_order)],
+            EventKind::OrderReduced { order_id, .. }
+            | EventKind::OrderReplaced { order_id, .. }
+            | EventKind::OrderDone { order_id, .. } => [Some(*order_id), None],
+            _ => [None, None],
+        };
+        orders.into_iter().flatten()
     }
 }
 
@@ -435,7 +436,7 @@ impl OrderView {
     /// concerns it.
     pub fn apply_all(&mut self, events: &[Event]) {
         for event in events {
-            if event.kind.concerns_order(self.order_id) {
+            if event.kind.changed_orders().any(|id| id == self.order_id) {
                 self.apply(&event.kind);
             }
         }

@@ -366,14 +366,7 @@ impl History {
             orders.insert(accepted.order_id, accepted.view(event.seq));
             return Ok(());
         }
-        let touched: Vec<OrderId> = match &event.kind {
-            EventKind::Fill(fill) => vec![fill.maker_order, fill.taker_order],
-            EventKind::OrderReduced { order_id, .. }
-            | EventKind::OrderReplaced { order_id, .. }
-            | EventKind::OrderDone { order_id, .. } => vec![*order_id],
-            _ => return Ok(()),
-        };
-        for order_id in touched {
+        for order_id in event.kind.changed_orders() {
             let view = match orders.entry(order_id) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => match self.order(order_id)? {

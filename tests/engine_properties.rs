@@ -274,8 +274,12 @@ fn assert_sound<B: OrderBook>(sequencer: &Sequencer<B>) {
 }
 
 proptest! {
+    // 200 random flows per property; `PROPTEST_CASES=N` runs N instead.
     #![proptest_config(ProptestConfig {
-        cases: 200,
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(200),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -65,15 +65,20 @@ struct Sizes {
 const SEED: u64 = 20_261_126;
 
 /// Applies every command, keeping the events of one command at a time as the pipeline
-/// would before handing them to the store.
-fn run_divmid(mut sequencer: Sequencer<LevelBook>, commands: Vec<Command>) -> Sequencer<LevelBook> {
+/// would before handing them to the store. The commands are handed back, as the pipeline
+/// keeps each command to journal it: they are freed after the timing, like lobster's
+/// orders.
+fn run_divmid(
+    mut sequencer: Sequencer<LevelBook>,
+    commands: Vec<Command>,
+) -> (Sequencer<LevelBook>, Vec<Command>) {
     let mut events: Vec<Event> = Vec::with_capacity(64);
-    for command in commands {
+    for command in &commands {
         events.clear();
         let _ = black_box(sequencer.apply(0, command, &mut events));
         black_box(&events);
     }
-    sequencer
+    (sequencer, commands)
 }
 
 /// The flow through the fast book alone: price-time matching at the maker's price with
@@ -147,12 +152,12 @@ fn take(book: &mut LevelBook, side: Side, limit: Option<u64>, lots: u64, fills: 
     left
 }
 
-fn run_lobster(orders: Vec<lobster::OrderType>) -> lobster::OrderBook {
+fn run_lobster(orders: Vec<lobster::OrderType>) -> (lobster::OrderBook, Vec<lobster::OrderType>) {
     let mut book = lobster::OrderBook::default();
-    for order in orders {
-        black_box(book.execute(order));
+    for order in &orders {
+        black_box(book.execute(*order));
     }
-    book
+    (book, orders)
 }
 
 /// A sequencer with the flow's first `prefill` operations applied, and the rest as
@@ -160,7 +165,7 @@ fn run_lobster(orders: Vec<lobster::OrderType>) -> lobster::OrderBook {
 fn prefilled(flow: &[Operation], prefill: usize) -> (Sequencer<LevelBook>, Vec<Command>) {
     let mut commands = flow::commands(flow);
     let rest = commands.split_off(prefill);
-    let sequencer = run_divmid(flow::funded_sequencer(), commands);
+    let (sequencer, _) = run_divmid(flow::funded_sequencer(), commands);
     (sequencer, rest)
 }
 
@@ -221,7 +226,7 @@ fn sequencer_fills(flow: &[Operation]) -> u64 {
     let mut sequencer = flow::funded_sequencer::<LevelBook>();
     let mut events: Vec<Event> = Vec::with_capacity(64);
     let mut fills = 0;
-    for command in flow::commands(flow) {
+    for command in &flow::commands(flow) {
         events.clear();
         let _ = sequencer.apply(0, command, &mut events);
         fills += events
@@ -242,7 +247,7 @@ fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
     // The commands stay allocated throughout, so only what the engine keeps is counted.
     for command in &commands {
         events.clear();
-        let _ = black_box(sequencer.apply(0, command.clone(), &mut events));
+        let _ = black_box(sequencer.apply(0, command, &mut events));
     }
     let after = LIVE_BYTES.load(Ordering::Relaxed);
     drop(commands);

@@ -60,7 +60,7 @@ fn records(events: usize, count: usize, operations: usize) -> Vec<JournalRecord>
     for command in commands {
         emitted.clear();
         let journaled = command.clone();
-        if sequencer.apply(0, command, &mut emitted).is_ok() && !emitted.is_empty() {
+        if sequencer.apply(0, &command, &mut emitted).is_ok() && !emitted.is_empty() {
             record.push(0, journaled, &emitted);
         }
         if record.events.len() >= events {

@@ -120,7 +120,7 @@ fn every_acknowledged_command_survives_kill_9() {
             let command: Command =
                 postcard::from_bytes(&unhex(line)).expect("an acknowledged command decodes");
             events.clear();
-            let reply = sequencer.apply(0, command.clone(), &mut events);
+            let reply = sequencer.apply(0, &command, &mut events);
             assert!(
                 reply.is_ok() && events.is_empty(),
                 "cycle {cycle}: acknowledged {command:?} is not in the recovered state ({reply:?}, {} events)",

@@ -293,8 +293,8 @@ proptest! {
         let mut fast_events: Vec<Event> = Vec::new();
         let mut reference_events: Vec<Event> = Vec::new();
         for command in setup() {
-            fast.apply(0, command.clone(), &mut fast_events).expect("setup is accepted");
-            reference.apply(0, command, &mut reference_events).expect("setup is accepted");
+            fast.apply(0, &command, &mut fast_events).expect("setup is accepted");
+            reference.apply(0, &command, &mut reference_events).expect("setup is accepted");
         }
         let mut orders: Vec<(OrderId, AccountId)> = Vec::new();
         // Market data's replica of the book, from events alone.
@@ -304,8 +304,8 @@ proptest! {
             fast_events.clear();
             reference_events.clear();
             let time = index as u64 * 1_000;
-            let fast_reply = fast.apply(time, command.clone(), &mut fast_events);
-            let reference_reply = reference.apply(time, command.clone(), &mut reference_events);
+            let fast_reply = fast.apply(time, &command, &mut fast_events);
+            let reference_reply = reference.apply(time, &command, &mut reference_events);
             prop_assert_eq!(&fast_reply, &reference_reply, "replies differ for {:?}", command);
             prop_assert_eq!(&fast_events, &reference_events, "events differ for {:?}", command);
             if let Ok(reply) = &fast_reply {
@@ -342,7 +342,7 @@ proptest! {
         let mut straight = Sequencer::<LevelBook>::new(EngineConfig::default());
         let mut events = Vec::new();
         for command in setup() {
-            straight.apply(0, command, &mut events).expect("setup is accepted");
+            straight.apply(0, &command, &mut events).expect("setup is accepted");
         }
         let cut = cut.index(steps.len());
         let mut orders: Vec<(OrderId, AccountId)> = Vec::new();
@@ -360,10 +360,10 @@ proptest! {
             }
             let command = command_of(step, &orders, index);
             let mut straight_events = Vec::new();
-            let reply = straight.apply(index as u64, command.clone(), &mut straight_events);
+            let reply = straight.apply(index as u64, &command, &mut straight_events);
             if let Some(copy) = restored.as_mut() {
                 let mut copy_events = Vec::new();
-                let copy_reply = copy.apply(index as u64, command, &mut copy_events);
+                let copy_reply = copy.apply(index as u64, &command, &mut copy_events);
                 prop_assert_eq!(&copy_reply, &reply);
                 prop_assert_eq!(&copy_events, &straight_events);
             }
@@ -386,12 +386,12 @@ proptest! {
             let mut events = Vec::new();
             let mut orders: Vec<(OrderId, AccountId)> = Vec::new();
             for command in setup() {
-                sequencer.apply(0, command, &mut events).expect("setup is accepted");
+                sequencer.apply(0, &command, &mut events).expect("setup is accepted");
             }
             for (index, step) in steps.iter().enumerate() {
                 let command = command_of(step, &orders, index);
                 let before = events.len();
-                let reply = sequencer.apply(index as u64, command, &mut events);
+                let reply = sequencer.apply(index as u64, &command, &mut events);
                 if let Some(order) = reply.ok().and_then(|reply| reply.order(&events[before..])) {
                     orders.push((order.order_id, order.account));
                 }

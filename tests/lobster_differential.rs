@@ -19,7 +19,7 @@ fn divmid_fills(operations: &[Operation]) -> Fills {
     let mut fills = Vec::new();
     for (operation, command) in operations.iter().zip(flow::commands(operations)) {
         events.clear();
-        let reply = sequencer.apply(0, command, &mut events);
+        let reply = sequencer.apply(0, &command, &mut events);
         if let Operation::Limit { id, .. } | Operation::Market { id, .. } = operation {
             match reply {
                 Ok(Reply::Placed(order_id)) => assert_eq!(order_id.0, *id),

@@ -82,7 +82,7 @@ fn expected_hash(commands: &[Command]) -> [u8; 32] {
     let mut sequencer = Sequencer::<LevelBook>::new(EngineConfig::default());
     let mut events = Vec::new();
     for command in commands {
-        let _ = sequencer.apply(1, command.clone(), &mut events);
+        let _ = sequencer.apply(1, command, &mut events);
     }
     sequencer.state_hash()
 }

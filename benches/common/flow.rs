@@ -281,7 +281,7 @@ pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
     let mut events = Vec::new();
     for command in funding_commands() {
         sequencer
-            .apply(0, command, &mut events)
+            .apply(0, &command, &mut events)
             .expect("setting up the flow's accounts is accepted");
     }
     sequencer

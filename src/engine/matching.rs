@@ -880,15 +880,15 @@ impl<B: OrderBook> Sequencer<B> {
     pub(super) fn cancel_order(
         &mut self,
         account: AccountId,
-        target: OrderRef,
+        target: &OrderRef,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         let (order_id, field) = match target {
-            OrderRef::Id(order_id) => (order_id, "order_id"),
+            OrderRef::Id(order_id) => (*order_id, "order_id"),
             OrderRef::Client(client_order_id) => {
                 let entry = self
                     .client_orders
-                    .get(&(account, client_order_id))
+                    .get(&(account, client_order_id.clone()))
                     .filter(|entry| entry.ended.is_none())
                     .ok_or(Reject::NotFound {
                         field: "client_order_id",

@@ -87,11 +87,12 @@ impl<B: OrderBook> Sequencer<B> {
     }
 
     /// Applies one command, appending its events to `events`. A rejected command has
-    /// appended nothing and changed nothing.
+    /// appended nothing and changed nothing. The command stays the caller's: the pipeline
+    /// journals it after.
     pub fn apply(
         &mut self,
         timestamp_ms: u64,
-        command: Command,
+        command: &Command,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         self.timestamp_ms = timestamp_ms;
@@ -108,10 +109,13 @@ impl<B: OrderBook> Sequencer<B> {
         result
     }
 
-    fn dispatch(&mut self, command: Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
-        match command {
-            Command::PlaceOrder(order) => self.place_order(&order, events),
-            Command::CancelOrder { account, target } => self.cancel_order(account, target, events),
+    fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        match *command {
+            Command::PlaceOrder(ref order) => self.place_order(order, events),
+            Command::CancelOrder {
+                account,
+                ref target,
+            } => self.cancel_order(account, target, events),
             Command::CancelAllOrders { account, market } => {
                 self.cancel_all_orders(account, market, events)
             }
@@ -122,7 +126,7 @@ impl<B: OrderBook> Sequencer<B> {
                 price,
             } => self.amend_order(account, order_id, quantity, price, events),
             Command::CreateAccount {
-                name,
+                ref name,
                 role,
                 tier,
                 token_hash,
@@ -135,14 +139,14 @@ impl<B: OrderBook> Sequencer<B> {
                 self.emit(events, || EventKind::IssuePriceSet { tier, price });
                 Ok(Reply::IssuePriceSet)
             }
-            keyed => self.apply_keyed(keyed, events),
+            _ => self.apply_keyed(command, events),
         }
     }
 
     /// Applies a money-moving ledger command under its idempotency key: a repeat with the
     /// same parameters replies as the first did and changes nothing.
-    fn apply_keyed(&mut self, command: Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
-        let (scope, key) = match &command {
+    fn apply_keyed(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        let (scope, key) = match command {
             Command::Mint {
                 idempotency_key, ..
             } => (TREASURY, idempotency_key),
@@ -174,41 +178,39 @@ impl<B: OrderBook> Sequencer<B> {
             self.config.limits.key_length_max,
             true,
         )?;
-        if let Some(reply) = self.idempotency.replay(scope, key, &command)? {
+        if let Some(reply) = self.idempotency.replay(scope, key, command)? {
             return Ok(reply);
         }
-        let key = key.clone();
-        let recorded = command.clone();
-        let reply = match command {
+        let reply = match *command {
             Command::Mint {
                 amount,
-                memo,
-                idempotency_key,
+                ref memo,
+                ref idempotency_key,
             } => self.mint(amount, memo, idempotency_key, events)?,
             Command::BuyDivmids {
                 account,
                 quantity,
                 max_price,
-                idempotency_key,
+                ref idempotency_key,
             } => self.buy_divmids(account, quantity, max_price, idempotency_key, events)?,
             Command::Deposit {
                 account,
                 source,
                 amount,
-                source_reference,
-                idempotency_key,
+                ref source_reference,
+                ref idempotency_key,
             } => {
                 self.require_positive("amount", amount)?;
                 self.ledger.require(account, Role::Trader, "account_id")?;
                 let limit = self.config.limits.memo_length_max;
-                self.check_text("source_reference", &source_reference, limit, true)?;
+                self.check_text("source_reference", source_reference, limit, true)?;
                 let balance_after = self.ledger.deposit(account, amount)?;
                 self.emit(events, || EventKind::Deposited {
                     account,
                     amount,
                     source,
-                    source_reference: source_reference.into(),
-                    idempotency_key: idempotency_key.into(),
+                    source_reference: source_reference.as_str().into(),
+                    idempotency_key: idempotency_key.as_str().into(),
                     balance_after,
                 });
                 Reply::Funds(balance_after)
@@ -216,19 +218,19 @@ impl<B: OrderBook> Sequencer<B> {
             Command::Withdraw {
                 account,
                 amount,
-                destination,
-                idempotency_key,
+                ref destination,
+                ref idempotency_key,
             } => {
                 self.require_positive("amount", amount)?;
                 self.ledger.require(account, Role::Trader, "account_id")?;
                 let limit = self.config.limits.memo_length_max;
-                self.check_text("destination", &destination, limit, true)?;
+                self.check_text("destination", destination, limit, true)?;
                 let balance_after = self.ledger.withdraw(account, amount)?;
                 self.emit(events, || EventKind::Withdrawn {
                     account,
                     amount,
-                    destination: destination.into(),
-                    idempotency_key: idempotency_key.into(),
+                    destination: destination.as_str().into(),
+                    idempotency_key: idempotency_key.as_str().into(),
                     balance_after,
                 });
                 Reply::Funds(balance_after)
@@ -237,25 +239,25 @@ impl<B: OrderBook> Sequencer<B> {
                 service,
                 account,
                 amount,
-                memo,
-                idempotency_key,
+                ref memo,
+                ref idempotency_key,
             } => self.charge(service, account, amount, memo, idempotency_key, events)?,
             _ => unreachable!("only keyed commands reach apply_keyed"),
         };
         self.idempotency
-            .record(scope, &key, recorded, reply.clone());
+            .record(scope, key, command.clone(), reply.clone());
         Ok(reply)
     }
 
     fn create_account(
         &mut self,
-        name: String,
+        name: &str,
         role: Role,
         tier: crate::types::Tier,
         token_hash: [u8; 32],
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
-        self.check_text("name", &name, self.config.limits.name_length_max, true)?;
+        self.check_text("name", name, self.config.limits.name_length_max, true)?;
         if role == Role::Issuer {
             return Err(Reject::invalid(
                 "role",
@@ -268,7 +270,7 @@ impl<B: OrderBook> Sequencer<B> {
                 limit: self.config.limits.accounts_max,
             });
         }
-        let account = self.ledger.create_account(&name, role, tier, token_hash);
+        let account = self.ledger.create_account(name, role, tier, token_hash);
         self.emit(events, || EventKind::AccountCreated {
             account,
             name: name.into(),
@@ -282,12 +284,12 @@ impl<B: OrderBook> Sequencer<B> {
     fn mint(
         &mut self,
         amount: Amount,
-        memo: String,
-        idempotency_key: String,
+        memo: &str,
+        idempotency_key: &str,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         self.require_positive("amount", amount)?;
-        self.check_text("memo", &memo, self.config.limits.memo_length_max, false)?;
+        self.check_text("memo", memo, self.config.limits.memo_length_max, false)?;
         let treasury_after = self.ledger.mint(amount)?;
         self.emit(events, || EventKind::Minted {
             amount,
@@ -303,7 +305,7 @@ impl<B: OrderBook> Sequencer<B> {
         account: AccountId,
         quantity: Amount,
         max_price: crate::types::IssuePrice,
-        idempotency_key: String,
+        idempotency_key: &str,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         self.require_positive("quantity", quantity)?;
@@ -364,12 +366,12 @@ impl<B: OrderBook> Sequencer<B> {
         service: AccountId,
         account: AccountId,
         amount: Amount,
-        memo: String,
-        idempotency_key: String,
+        memo: &str,
+        idempotency_key: &str,
         events: &mut Vec<Event>,
     ) -> Result<Reply, Reject> {
         self.require_positive("amount", amount)?;
-        self.check_text("memo", &memo, self.config.limits.memo_length_max, false)?;
+        self.check_text("memo", memo, self.config.limits.memo_length_max, false)?;
         self.ledger.require(service, Role::Service, "service")?;
         match self.ledger.account(account) {
             Some(charged) if charged.role == Role::Trader => {}

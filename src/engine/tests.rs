@@ -62,7 +62,7 @@ impl<B: OrderBook> Harness<B> {
     fn try_run(&mut self, command: Command) -> Result<Reply, Reject> {
         self.events.clear();
         self.sequencer
-            .apply(1_700_000_000_000, command, &mut self.events)
+            .apply(1_700_000_000_000, &command, &mut self.events)
     }
 
     fn run(&mut self, command: Command) -> Reply {

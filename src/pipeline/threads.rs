@@ -132,11 +132,10 @@ fn apply<B: OrderBook>(
             reply,
         } => {
             events.clear();
-            let journaled = command.clone();
-            let result = sequencer.apply(timestamp_ms, command, events);
+            let result = sequencer.apply(timestamp_ms, &command, events);
             // A command changed state if and only if it emitted events.
             if !events.is_empty() {
-                record.push(timestamp_ms, journaled, events);
+                record.push(timestamp_ms, command, events);
             }
             let outcome = result
                 .map(|reply| Committed {

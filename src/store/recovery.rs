@@ -69,7 +69,7 @@ pub fn recover_with<B: OrderBook>(
             events.clear();
             // A journaled command was accepted once; its replay must be accepted again
             // with the same events, or the journal and the engine disagree.
-            let replayed = sequencer.apply(entry.timestamp_ms, entry.command, &mut events);
+            let replayed = sequencer.apply(entry.timestamp_ms, &entry.command, &mut events);
             let expected: Vec<&Event> =
                 recorded.by_ref().take(entry.event_count as usize).collect();
             let same = replayed.is_ok()

@@ -220,11 +220,13 @@ pub(super) fn run_store<J: Journal>(
         if let Some(last) = events.last() {
             shared.committed_seq.store(last.seq, Ordering::Release);
         }
-        pending.into_iter().for_each(Pending::release);
         if !events.is_empty() {
             // No subscriber is no error: committed events are in the journal regardless.
             let _ = committed.send(std::sync::Arc::new(events));
         }
+        // Released after the broadcast: once a caller has its answer, the events of its
+        // command have been published too.
+        pending.into_iter().for_each(Pending::release);
         for snapshot in snapshots {
             let mut result = journal.write_snapshot(&snapshot);
             if result.is_ok() && config.journal_retention_events > 0 {

@@ -35,6 +35,46 @@ use crate::engine::SequencerSnapshot;
 /// (at most 16 records of a few kilobytes) far below that.
 const SEGMENT_BYTES: usize = 4 << 20;
 
+/// How long opening waits for sled's lock on the data directory. Sled 0.34 releases it
+/// from its background flusher thread, which wakes every 500 ms, some time after the last
+/// handle is dropped: a store reopened at once in the same process can find it still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sled's configuration for the store in `directory`.
+fn sled_config(directory: &Path, cache_bytes: u64) -> sled::Config {
+    sled::Config::new()
+        .path(directory.join("sled"))
+        .segment_size(SEGMENT_BYTES)
+        .cache_capacity(cache_bytes)
+}
+
+/// Opens sled, waiting up to `wait` while its lock is held; a lock still held after that
+/// belongs to another process.
+fn open_sled(
+    config: &sled::Config,
+    directory: &Path,
+    wait: std::time::Duration,
+) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error)) if is_lock_held(&error) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked(directory.to_path_buf()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// Whether sled refused to open because its lock file is held: sled 0.34.7 reports it as
+/// an `Other` I/O error with this text (`Config::open_file` in its `config.rs`).
+fn is_lock_held(error: &std::io::Error) -> bool {
+    error.to_string().starts_with("could not acquire lock on")
+}
+
 /// Why the store could not do what it was asked. Any of these on the write path stops the
 /// exchange (fail-stop); on start-up it refuses to serve.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +94,9 @@ pub enum StoreError {
     /// A fault injected by a test.
     #[error("injected fault: {0}")]
     Injected(&'static str),
+    /// Another process holds the data directory's lock.
+    #[error("the data directory {0} is in use: another process holds its lock")]
+    Locked(PathBuf),
 }
 
 /// Where the pipeline's store stage writes: the real store, or a test double that fails
@@ -96,11 +139,7 @@ impl Store {
     /// pages in memory.
     pub fn open_with_cache(directory: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(directory)?;
-        let db = sled::Config::new()
-            .path(directory.join("sled"))
-            .segment_size(SEGMENT_BYTES)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_sled(&sled_config(directory, cache_bytes), directory, LOCK_WAIT)?;
         let journal = db.open_tree("journal")?;
         db.flush()?;
         let db_file = File::open(directory.join("sled").join("db"))?;
@@ -250,5 +289,34 @@ impl<J: Journal> Journal for FaultyJournal<J> {
 
     fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
         self.inner.prune(retention_events, records_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_in_use_is_refused_with_its_name_and_free_again_once_closed() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(directory.path()).expect("opens");
+        let config = sled_config(directory.path(), CACHE_BYTES_DEFAULT);
+        let refused = open_sled(
+            &config,
+            directory.path(),
+            std::time::Duration::from_millis(50),
+        );
+        match refused {
+            Err(error @ StoreError::Locked(_)) => {
+                assert!(error
+                    .to_string()
+                    .contains(&directory.path().display().to_string()));
+            }
+            other => panic!("expected the lock to be refused, got {other:?}"),
+        }
+        drop(store);
+        // Reopened at once: the wait bridges sled's late release of its lock.
+        let reopened = Store::open(directory.path()).expect("reopens after close");
+        assert_eq!(reopened.last_seq().expect("readable"), 0);
     }
 }

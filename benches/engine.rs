@@ -20,7 +20,7 @@ use criterion::{BatchSize, Criterion, Throughput};
 use divmid::command::Command;
 use divmid::engine::{LevelBook, OrderBook, RestingOrder, Sequencer};
 use divmid::event::{Event, EventKind};
-use divmid::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
+use divmid::types::{OrderId, Price, Quantity, SelfTradePrevention, Side};
 use flow::Operation;
 
 /// Counts live heap bytes so the benchmark can report memory per resting order. A
@@ -82,8 +82,10 @@ fn run_divmid(
 }
 
 /// The flow through the fast book alone: price-time matching at the maker's price with
-/// nothing else (no funds, holds, checks, events or replies). Returns the book and the
-/// number of fills, which must equal the sequencer's on the same flow.
+/// nothing else (no funds, holds, checks, events or replies). Each order belongs to the
+/// account the sequencer's flow gives it, since the book lists every account's orders.
+/// Returns the book and the number of fills, which must equal the sequencer's on the same
+/// flow.
 fn run_book_alone(flow: &[Operation]) -> (LevelBook, u64) {
     let mut book = LevelBook::default();
     let mut fills = 0;
@@ -100,7 +102,7 @@ fn run_book_alone(flow: &[Operation]) -> (LevelBook, u64) {
                 if left > 0 {
                     book.insert(RestingOrder {
                         id: OrderId(id),
-                        account: AccountId(id),
+                        account: flow::account_for(side, id),
                         side,
                         price: Price(price),
                         quantity: Quantity(left),

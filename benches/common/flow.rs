@@ -209,7 +209,7 @@ pub fn exchange_core_flow(seed: u64, resting: usize, operations: usize) -> (Vec<
 }
 
 /// The account that places an order of `side`: buyers and sellers never share one.
-fn account_for(side: Side, id: u64) -> AccountId {
+pub fn account_for(side: Side, id: u64) -> AccountId {
     let first_trader = 3;
     let pool = match side {
         Side::Buy => 0,

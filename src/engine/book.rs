@@ -68,6 +68,9 @@ pub trait OrderBook: Default {
     /// The order, if it rests on the book.
     fn get(&self, id: OrderId) -> Option<&RestingOrder>;
 
+    /// The ids of `account`'s orders on the book, in no particular order.
+    fn orders_of(&self, account: AccountId) -> Vec<OrderId>;
+
     /// The first order in priority on `side`.
     fn best(&self, side: Side) -> Option<&RestingOrder>;
 

@@ -5,6 +5,11 @@
 //! levels matching touches most are at the end, where inserting and removing one moves
 //! nothing. Every order operation is O(1) apart from finding a level that is not the best,
 //! a binary search over the side's levels.
+//!
+//! Each account's orders are listed too, as slots in a vector per account, each node
+//! keeping its position there: adding appends, removing moves the list's last slot into
+//! the gap. Both are O(1), so cancel all finds an account's orders without a scan and
+//! ending an order costs no search.
 
 use super::book::{Level, OrderBook, RestingOrder};
 use super::slot_index::SlotIndex;
@@ -19,6 +24,8 @@ struct Node {
     order: RestingOrder,
     previous: u32,
     next: u32,
+    /// Its position in its account's list.
+    listed_at: u32,
 }
 
 /// One price level of one side.
@@ -46,6 +53,8 @@ pub struct LevelBook {
     asks: Vec<PriceLevel>,
     /// The most orders any level has held since the book was last empty.
     level_orders_bound: u32,
+    /// Per account id, the slots of its orders, in no particular order.
+    account_slots: Vec<Vec<u32>>,
 }
 
 fn key_of(side: Side, price: Price) -> u64 {
@@ -53,6 +62,12 @@ fn key_of(side: Side, price: Price) -> u64 {
         Side::Buy => price.0,
         Side::Sell => u64::MAX - price.0,
     }
+}
+
+/// Where an account's list is kept. Account ids are dense: the ledger numbers accounts
+/// from 1, and only an existing account's order reaches a book.
+fn account_index(account: AccountId) -> usize {
+    usize::try_from(account.0).expect("account ids fit in memory")
 }
 
 impl LevelBook {
@@ -65,6 +80,7 @@ impl LevelBook {
             bids: Vec::new(),
             asks: Vec::new(),
             level_orders_bound: 0,
+            account_slots: Vec::new(),
         }
     }
 
@@ -89,6 +105,30 @@ impl LevelBook {
             Some(last) if last.key == key => Ok(levels.len() - 1),
             Some(last) if last.key < key => Err(levels.len()),
             _ => levels.binary_search_by_key(&key, |level| level.key),
+        }
+    }
+
+    /// Adds the order in `slot` to its account's list.
+    fn list(&mut self, account: AccountId, slot: u32) {
+        let index = account_index(account);
+        if self.account_slots.len() <= index {
+            self.account_slots.resize_with(index + 1, Vec::new);
+        }
+        let slots = &mut self.account_slots[index];
+        let position = u32::try_from(slots.len()).expect("an account has fewer than 2^32 orders");
+        slots.push(slot);
+        self.nodes[slot as usize].listed_at = position;
+    }
+
+    /// Takes the order in `slot` off its account's list: the list's last slot fills the
+    /// gap.
+    fn unlist(&mut self, account: AccountId, slot: u32) {
+        let slots = &mut self.account_slots[account_index(account)];
+        let position = self.nodes[slot as usize].listed_at as usize;
+        let removed = slots.swap_remove(position);
+        assert_eq!(removed, slot, "an order is listed where it was put");
+        if let Some(&moved) = slots.get(position) {
+            self.nodes[moved as usize].listed_at = position as u32;
         }
     }
 
@@ -129,6 +169,7 @@ impl LevelBook {
             self.nodes[next as usize].previous = previous;
         }
         self.free.push(slot);
+        self.unlist(order.account, slot);
 
         let levels = self.levels_of_mut(order.side);
         let position = position.unwrap_or_else(|| {
@@ -156,11 +197,18 @@ impl LevelBook {
 
 impl OrderBook for LevelBook {
     fn insert(&mut self, order: RestingOrder) {
-        let (side, id, price, lots) = (order.side, order.id, order.price, order.remaining().0);
+        let (side, id, account, price, lots) = (
+            order.side,
+            order.id,
+            order.account,
+            order.price,
+            order.remaining().0,
+        );
         let node = Node {
             order,
             previous: NIL,
             next: NIL,
+            listed_at: 0,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -175,6 +223,7 @@ impl OrderBook for LevelBook {
             }
         };
         self.index.insert(id, slot);
+        self.list(account, slot);
 
         let key = key_of(side, price);
         let levels = self.levels_of_mut(side);
@@ -235,6 +284,17 @@ impl OrderBook for LevelBook {
     fn get(&self, id: OrderId) -> Option<&RestingOrder> {
         let slot = self.index.get(id)?;
         Some(&self.nodes[slot as usize].order)
+    }
+
+    fn orders_of(&self, account: AccountId) -> Vec<OrderId> {
+        self.account_slots
+            .get(account_index(account))
+            .map_or_else(Vec::new, |slots| {
+                slots
+                    .iter()
+                    .map(|&slot| self.nodes[slot as usize].order.id)
+                    .collect()
+            })
     }
 
     fn best(&self, side: Side) -> Option<&RestingOrder> {

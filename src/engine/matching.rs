@@ -675,7 +675,7 @@ impl<B: OrderBook> Sequencer<B> {
             "a resting order must hold exactly its price times its remaining quantity"
         );
         if !taker.tracked {
-            self.track(taker.account, taker.id, taker.market);
+            self.track(taker.account);
         }
         self.books[usize::from(taker.market.0)].insert(resting);
         self.emit(events, || EventKind::OrderRested {

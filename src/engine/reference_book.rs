@@ -4,7 +4,7 @@
 //! like it.
 
 use super::book::{Level, OrderBook, RestingOrder};
-use crate::types::{OrderId, Price, Quantity, Side};
+use crate::types::{AccountId, OrderId, Price, Quantity, Side};
 
 /// Both sides as plain vectors in arrival order.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +78,15 @@ impl OrderBook for ReferenceBook {
     fn get(&self, id: OrderId) -> Option<&RestingOrder> {
         let (side, index) = self.position(id)?;
         Some(&self.side(side)[index])
+    }
+
+    fn orders_of(&self, account: AccountId) -> Vec<OrderId> {
+        self.bids
+            .iter()
+            .chain(&self.asks)
+            .filter(|order| order.account == account)
+            .map(|order| order.id)
+            .collect()
     }
 
     fn best(&self, side: Side) -> Option<&RestingOrder> {

@@ -30,15 +30,6 @@ pub(super) struct ClientOrder {
     pub(super) ended: Option<OrderView>,
 }
 
-/// One account's open orders: how many there are, and the orders it placed on a book.
-/// Orders that have ended since stay in `placed` until the list is compacted, so that
-/// ending an order costs no search.
-#[derive(Clone, Debug, Default)]
-pub(super) struct AccountOrders {
-    pub(super) open: u32,
-    pub(super) placed: Vec<(OrderId, MarketId)>,
-}
-
 /// The ledger, the books of every market, and the counters that number what they emit.
 #[derive(Debug)]
 pub struct Sequencer<B: OrderBook = LevelBook> {
@@ -50,9 +41,9 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
     pub(super) grids: Vec<MarketGrid>,
     /// One book per configured market, indexed by [`MarketId`].
     pub(super) books: Vec<B>,
-    /// Open orders per account, indexed by account id: the limit on open orders and
-    /// cancel-all read it.
-    pub(super) account_orders: Vec<AccountOrders>,
+    /// Open orders per account over all markets, indexed by account id: the limit on
+    /// open orders reads it. Each book lists the orders themselves.
+    pub(super) open_orders: Vec<u32>,
     /// Orders by `(account, client_order_id)`, live or ended.
     pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
     /// The client order ids of live orders that have one, by order id.
@@ -76,7 +67,7 @@ impl<B: OrderBook> Sequencer<B> {
             ledger: Ledger::new(),
             idempotency: IdempotencyRecords::default(),
             books,
-            account_orders: Vec::new(),
+            open_orders: Vec::new(),
             client_orders: FxHashMap::default(),
             live_client_order_ids: FxHashMap::default(),
             next_seq: 1,
@@ -492,9 +483,10 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// How many open orders the account has.
     pub(super) fn open_count(&self, account: AccountId) -> u32 {
-        self.account_orders
+        self.open_orders
             .get(account.0 as usize)
-            .map_or(0, |orders| orders.open)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The account's orders resting on a book (on `market` only, when given), by id.
@@ -503,58 +495,35 @@ impl<B: OrderBook> Sequencer<B> {
         account: AccountId,
         market: Option<MarketId>,
     ) -> Vec<(OrderId, MarketId)> {
-        let Some(orders) = self.account_orders.get(account.0 as usize) else {
-            return Vec::new();
-        };
-        let mut live: Vec<(OrderId, MarketId)> = orders
-            .placed
+        let mut live: Vec<(OrderId, MarketId)> = self
+            .books
             .iter()
-            .filter(|(id, order_market)| {
-                market.is_none_or(|m| m == *order_market)
-                    && self.books[usize::from(order_market.0)]
-                        .get(*id)
-                        .is_some_and(|order| order.account == account)
+            .enumerate()
+            .map(|(index, book)| (MarketId(index as u16), book))
+            .filter(|(book_market, _)| market.is_none_or(|m| m == *book_market))
+            .flat_map(|(book_market, book)| {
+                book.orders_of(account)
+                    .into_iter()
+                    .map(move |id| (id, book_market))
             })
-            .copied()
             .collect();
         live.sort();
-        live.dedup();
         live
     }
 
     /// Counts a new open order of the account.
-    /// The order may not be on its book yet: it is about to be inserted.
-    pub(super) fn track(&mut self, account: AccountId, order_id: OrderId, market: MarketId) {
+    pub(super) fn track(&mut self, account: AccountId) {
         let index = account.0 as usize;
-        if self.account_orders.len() <= index {
-            self.account_orders
-                .resize_with(index + 1, AccountOrders::default);
+        if self.open_orders.len() <= index {
+            self.open_orders.resize(index + 1, 0);
         }
-        let orders = &mut self.account_orders[index];
-        // Drop ended orders once they outnumber the open ones three to one, so the list
-        // stays within four times the open orders and compaction costs O(1) per order
-        // placed. The new order is added after, since it is not on its book yet.
-        if orders.placed.len() >= 4 * orders.open as usize + 16 {
-            let mut placed = std::mem::take(&mut orders.placed);
-            placed.retain(|(id, market)| {
-                self.books[usize::from(market.0)]
-                    .get(*id)
-                    .is_some_and(|order| order.account == account)
-            });
-            self.account_orders[index].placed = placed;
-        }
-        let orders = &mut self.account_orders[index];
-        orders.open += 1;
-        orders.placed.push((order_id, market));
+        self.open_orders[index] += 1;
     }
 
     /// Counts one open order of the account less.
     pub(super) fn untrack(&mut self, account: AccountId) {
-        let orders = &mut self.account_orders[account.0 as usize];
-        orders.open = orders
-            .open
-            .checked_sub(1)
-            .expect("an untracked order was open");
+        let open = &mut self.open_orders[account.0 as usize];
+        *open = open.checked_sub(1).expect("an untracked order was open");
     }
 
     /// The market of the account's open order, if it has one with that id.
@@ -618,7 +587,7 @@ impl<B: OrderBook> Sequencer<B> {
         self.ledger.check_conservation()?;
         let accounts = self.ledger.account_count() as usize + 1;
         let mut held = vec![[0u64; 2]; accounts];
-        let mut resting_per_account = vec![0u32; accounts];
+        let mut resting_per_account: Vec<Vec<(OrderId, MarketId)>> = vec![Vec::new(); accounts];
         for (index, book) in self.books.iter().enumerate() {
             let spec = &self.config.markets[index];
             let grid = &self.grids[index];
@@ -636,7 +605,8 @@ impl<B: OrderBook> Sequencer<B> {
                 book.visit_in_priority(side, &mut |order| {
                     let (asset, amount) = resting_hold(grid, order);
                     held[order.account.0 as usize][asset.index()] += amount.0;
-                    resting_per_account[order.account.0 as usize] += 1;
+                    resting_per_account[order.account.0 as usize]
+                        .push((order.id, MarketId(index as u16)));
                     true
                 });
             }
@@ -670,13 +640,21 @@ impl<B: OrderBook> Sequencer<B> {
                 self.live_client_order_ids.len()
             ));
         }
-        for (index, resting) in resting_per_account.iter().enumerate() {
+        for (index, resting) in resting_per_account.iter_mut().enumerate() {
             let account = AccountId(index as u64);
-            let tracked = self.open_count(account);
-            let listed = self.live_orders_of(account, None).len();
-            if tracked != *resting || listed != *resting as usize {
+            resting.sort();
+            let tracked = self.open_count(account) as usize;
+            let listed = self.live_orders_of(account, None);
+            if tracked != resting.len() || listed != *resting {
                 return Err(format!(
-                    "account {account}: {resting} orders rest, {tracked} counted, {listed} listed"
+                    "account {account}: {} orders rest, {tracked} counted, {} listed{}",
+                    resting.len(),
+                    listed.len(),
+                    if listed.len() == resting.len() {
+                        " (not the same orders)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

@@ -14,7 +14,7 @@ use crate::command::NewOrder;
 use crate::config::EngineConfig;
 use crate::event::OrderView;
 use crate::ledger::{IdempotencyRecords, Ledger};
-use crate::types::{AccountId, MarketId, OrderId, Side};
+use crate::types::{AccountId, OrderId, Side};
 
 /// Everything a sequencer needs to continue where it was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +119,6 @@ impl<B: OrderBook> Sequencer<B> {
         sequencer.ledger = snapshot.ledger;
         sequencer.idempotency = snapshot.idempotency;
         for (index, orders) in snapshot.books.into_iter().enumerate() {
-            let market = MarketId(index as u16);
             // Inserting in priority order into an empty book restores time priority.
             for order in orders {
                 if sequencer.ledger.account(order.account).is_none() {
@@ -128,7 +127,7 @@ impl<B: OrderBook> Sequencer<B> {
                 if sequencer.books[index].get(order.id).is_some() {
                     return Err(format!("order {} is in the snapshot twice", order.id));
                 }
-                sequencer.track(order.account, order.id, market);
+                sequencer.track(order.account);
                 sequencer.books[index].insert(order);
             }
         }

@@ -31,8 +31,10 @@ pub struct SlotIndex {
 }
 
 impl Default for SlotIndex {
+    /// A window of about two million ids (8 MiB at most): a book of a million resting
+    /// orders under steady placement keeps every order in it.
     fn default() -> Self {
-        SlotIndex::new(1 << 20)
+        SlotIndex::new(1 << 21)
     }
 }
 

@@ -59,9 +59,8 @@ fn records(events: usize, count: usize, operations: usize) -> Vec<JournalRecord>
     let mut emitted: Vec<Event> = Vec::new();
     for command in commands {
         emitted.clear();
-        let journaled = command.clone();
         if sequencer.apply(0, &command, &mut emitted).is_ok() && !emitted.is_empty() {
-            record.push(0, journaled, &emitted);
+            record.push(0, command, &emitted);
         }
         if record.events.len() >= events {
             all.push(std::mem::take(&mut record));

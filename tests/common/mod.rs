@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -156,24 +158,8 @@ pub async fn funded_traders(
     usd: &str,
     dvm: &str,
 ) -> Vec<Clients> {
+    process::mint_at_one_dollar(channel, ISSUER_TOKEN, supply).await;
     let mut issuer = clients(channel, Some(ISSUER_TOKEN));
-    issuer
-        .issuer
-        .mint(proto::MintRequest {
-            amount: supply.into(),
-            memo: String::new(),
-            idempotency_key: "supply".into(),
-        })
-        .await
-        .expect("minted");
-    issuer
-        .issuer
-        .set_issue_price(proto::SetIssuePriceRequest {
-            tier: proto::Tier::Public as i32,
-            price: "1".into(),
-        })
-        .await
-        .expect("priced");
     let mut traders = Vec::new();
     for name in names {
         let (_, token) = create(&mut issuer, name, proto::Tier::Public, proto::Role::Trader).await;

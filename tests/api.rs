@@ -5,9 +5,9 @@
 mod common;
 
 use common::{
-    book_stream, clients, create, funded_traders, limit, top_of_book, BookCopy, Clients, Server,
-    ISSUER_TOKEN,
+    book_stream, clients, create, funded_traders, limit, top_of_book, Clients, Server, ISSUER_TOKEN,
 };
+use divmid::api::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -1585,7 +1585,9 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
             .last()
             .map_or(placed.order.expect("an order").created_seq, |fill| fill.seq);
         while copy.book_seq < target {
-            copy.apply(stream.message().await.expect("a message").expect("open"));
+            let message = stream.message().await.expect("a message").expect("open");
+            copy.apply(&message)
+                .expect("each message follows and its checksum matches");
         }
         let book = top_of_book(&channel).await;
         assert!(copy.equals(&book), "round {round}");

@@ -23,6 +23,30 @@ fn divmid(server: &str, token: Option<&str>, arguments: &[&str]) -> (bool, Strin
     )
 }
 
+/// Opens a trader's account with the issuer's token and returns the printed token.
+fn create_trader(server: &str, name: &str, tier: &str) -> String {
+    let (ok, created, error) = divmid(
+        server,
+        Some(ISSUER_TOKEN),
+        &[
+            "issuer",
+            "create-account",
+            "--name",
+            name,
+            "--tier",
+            tier,
+            "--role",
+            "trader",
+        ],
+    );
+    assert!(ok, "account created: {error}");
+    created
+        .lines()
+        .find_map(|line| line.strip_prefix("api_token: "))
+        .expect("a token is printed")
+        .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_runs_the_user_story() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -41,26 +65,7 @@ async fn the_client_runs_the_user_story() {
 
     let story = tokio::task::spawn_blocking(move || {
         let issuer = Some(ISSUER_TOKEN);
-        let (ok, created, _) = divmid(
-            &server,
-            issuer,
-            &[
-                "issuer",
-                "create-account",
-                "--name",
-                "frank",
-                "--tier",
-                "public",
-                "--role",
-                "trader",
-            ],
-        );
-        assert!(ok, "account created");
-        let token = created
-            .lines()
-            .find_map(|line| line.strip_prefix("api_token: "))
-            .expect("a token is printed")
-            .to_string();
+        let token = create_trader(&server, "frank", "public");
         let trader = Some(token.as_str());
         assert!(
             divmid(
@@ -159,8 +164,99 @@ async fn the_client_runs_the_user_story() {
         let (ok, _, error) = divmid(&server, None, &["wallet", "balances"]);
         assert!(!ok);
         assert!(error.contains("Unauthenticated"), "{error}");
+
+        // A second trader takes frank's offer; the market data commands show the trade.
+        let token = create_trader(&server, "grace", "subscriber");
+        let buyer = Some(token.as_str());
+        assert!(
+            divmid(
+                &server,
+                buyer,
+                &[
+                    "wallet",
+                    "deposit",
+                    "--source",
+                    "card",
+                    "--amount",
+                    "10",
+                    "--reference",
+                    "4111111111111111",
+                    "--key",
+                    "d"
+                ]
+            )
+            .0
+        );
+        let (ok, bought, error) = divmid(
+            &server,
+            buyer,
+            &[
+                "order",
+                "place",
+                "--side",
+                "buy",
+                "--type",
+                "market",
+                "--quantity",
+                "4",
+            ],
+        );
+        assert!(ok, "{error}");
+        assert!(
+            bought.contains("4.00 @ 0.9000 (LIQUIDITY_TAKER)"),
+            "{bought}"
+        );
+
+        let (ok, ticker, error) = divmid(&server, None, &["market", "ticker"]);
+        assert!(ok, "{error}");
+        assert!(
+            ticker.contains("last 0.9000, bid none, ask none; 24 h volume 4.00"),
+            "{ticker}"
+        );
+        let (ok, candles, error) = divmid(&server, None, &["market", "candles"]);
+        assert!(ok, "{error}");
+        assert!(
+            candles.contains("open 0.9000 high 0.9000 low 0.9000 close 0.9000 volume 4.00"),
+            "{candles}"
+        );
+        let (ok, trades, error) = divmid(
+            &server,
+            None,
+            &["market", "trades", "--from-seq", "0", "--limit", "1"],
+        );
+        assert!(ok, "{error}");
+        assert!(
+            trades.starts_with("trade 1 DVM-USD 4.00 @ 0.9000 taker SIDE_BUY seq "),
+            "{trades}"
+        );
+        let (ok, updates, error) = divmid(
+            &server,
+            trader,
+            &["order", "updates", "--from-seq", "0", "--limit", "3"],
+        );
+        assert!(ok, "{error}");
+        let updates: Vec<&str> = updates.lines().collect();
+        assert_eq!(updates.len(), 3, "{updates:?}");
+        assert!(updates[0].contains("ORDER_STATUS_OPEN"), "{updates:?}");
+        assert!(
+            updates[1].contains("4.00 @ 0.9000 (LIQUIDITY_MAKER)"),
+            "{updates:?}"
+        );
+        assert!(updates[2].contains("ORDER_STATUS_FILLED"), "{updates:?}");
+        let (ok, watched, error) = divmid(&server, None, &["market", "watch", "--messages", "1"]);
+        assert!(ok, "{error}");
+        assert!(watched.starts_with("snapshot at seq "), "{watched}");
+        assert!(
+            watched.contains("best bid none | best ask none (checksum 0 verified)"),
+            "{watched}"
+        );
     });
-    story.await.expect("the story runs");
+    // The streaming commands wait for what they were asked to print: a server that never
+    // sends it fails the test here rather than hanging it.
+    tokio::time::timeout(std::time::Duration::from_secs(120), story)
+        .await
+        .expect("the story ends within two minutes")
+        .expect("the story runs");
     let _ = stop.send(());
     task.await
         .expect("the server task")

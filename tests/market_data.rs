@@ -9,7 +9,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{book_stream, funded_traders, limit, place_all, top_of_book, trade, BookCopy, Server};
+use common::{book_stream, funded_traders, limit, place_all, top_of_book, trade, Server};
+use divmid::api::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -244,14 +245,13 @@ async fn the_book_stream_equals_the_book_after_concurrent_order_sessions() {
             .expect("the stream answers")
             .expect("a message")
             .expect("the stream stays open");
-        copy.apply(message);
+        copy.apply(&message)
+            .expect("each message follows and its checksum matches");
     }
     assert_eq!(copy.book_seq, book.seq);
     assert!(
         copy.equals(&book),
-        "the streamed copy {:?} / {:?} equals the book {book:?}",
-        copy.bids,
-        copy.asks
+        "the streamed copy {copy:?} equals the book {book:?}"
     );
     server.stop().await;
 }

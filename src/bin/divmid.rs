@@ -1,9 +1,13 @@
 //! `divmid`: the command-line client. Everything a trader, a service or the issuer can do,
-//! one subcommand per RPC; the token comes from `--token` or `DIVMID_TOKEN`.
+//! one subcommand per RPC (but `OrderSession`, a stream for programs placing orders at high
+//! rates); the token comes from `--token` or `DIVMID_TOKEN`. The streams are followed until
+//! interrupted or until the `--limit` given.
 
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use divmid::api::book_copy::BookCopy;
 use divmid::api::proto;
 use divmid::api::proto::issuer_client::IssuerClient;
 use divmid::api::proto::market_data_client::MarketDataClient;
@@ -245,7 +249,54 @@ enum OrderCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// Follows your order changes and fills as they are committed, until interrupted.
+    Updates {
+        /// Replay the updates after this sequence number first (0: from the first);
+        /// without it, only new ones.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Stop after this many updates.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum IntervalArgument {
+    #[value(name = "1m")]
+    Minute,
+    #[value(name = "5m")]
+    FiveMinutes,
+    #[value(name = "1h")]
+    Hour,
+    #[value(name = "1d")]
+    Day,
+}
+
+impl IntervalArgument {
+    fn proto(self) -> proto::CandleInterval {
+        match self {
+            IntervalArgument::Minute => proto::CandleInterval::CandleInterval1m,
+            IntervalArgument::FiveMinutes => proto::CandleInterval::CandleInterval5m,
+            IntervalArgument::Hour => proto::CandleInterval::CandleInterval1h,
+            IntervalArgument::Day => proto::CandleInterval::CandleInterval1d,
+        }
+    }
+
+    fn milliseconds(self) -> u64 {
+        let minute = 60_000;
+        match self {
+            IntervalArgument::Minute => minute,
+            IntervalArgument::FiveMinutes => 5 * minute,
+            IntervalArgument::Hour => 60 * minute,
+            IntervalArgument::Day => 24 * 60 * minute,
+        }
+    }
+}
+
+/// The most candles one `market candles` asks for by default (the server's limit per
+/// query is 1,000).
+const CANDLES_DEFAULT: u64 = 100;
 
 #[derive(Subcommand, Debug)]
 enum MarketCommand {
@@ -257,6 +308,50 @@ enum MarketCommand {
         market: String,
         #[arg(long, default_value_t = 10)]
         depth: u32,
+    },
+    /// Prints the last price, the best bid and ask, and the last 24 hours' volume, high
+    /// and low.
+    Ticker {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+    },
+    /// Prints OHLCV candles, oldest first.
+    Candles {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+        #[arg(long, value_enum, default_value = "1m")]
+        interval: IntervalArgument,
+        /// Start of the range, in milliseconds since the Unix epoch [default: 100
+        /// intervals before --to-ms].
+        #[arg(long)]
+        from_ms: Option<u64>,
+        /// End of the range (excluded) [default: now].
+        #[arg(long)]
+        to_ms: Option<u64>,
+    },
+    /// Follows the market's trades as they are committed, until interrupted.
+    Trades {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+        /// Replay the trades after this sequence number first (0: from the first);
+        /// without it, only new ones.
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Stop after this many trades.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Follows the book: a snapshot, then each change, every message checked against
+    /// the copy kept here (sequence and top-of-book checksum), until interrupted.
+    Watch {
+        #[arg(long, default_value = "DVM-USD")]
+        market: String,
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+        /// Stop after this many messages (the snapshot counts as one; idle heartbeats
+        /// too).
+        #[arg(long)]
+        messages: Option<u64>,
     },
 }
 
@@ -715,8 +810,46 @@ async fn order(
                 println!("next page: --page-token {}", response.next_page_token);
             }
         }
+        OrderCommand::Updates { from_seq, limit } => {
+            let request = proto::StreamOrderUpdatesRequest { from_seq };
+            let mut updates = client
+                .stream_order_updates(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            for _ in 0..limit.unwrap_or(u64::MAX) {
+                let update = next(&mut updates).await?;
+                print!("seq {}: ", update.seq);
+                match update.update {
+                    Some(proto::order_update::Update::Order(order)) => print_order(&order),
+                    Some(proto::order_update::Update::Fill(fill)) => print_fill(&fill),
+                    None => println!("(empty update)"),
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// A stream's next message. These streams end only when the server stops or refuses to go
+/// on, which is an error here.
+async fn next<T>(stream: &mut tonic::Streaming<T>) -> Result<T, String> {
+    stream
+        .message()
+        .await
+        .map_err(status)?
+        .ok_or_else(|| "the server ended the stream".to_string())
+}
+
+/// A time in milliseconds since the Unix epoch, as an HTTP date (in UTC, to the second).
+fn date(time_ms: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(time_ms))
+}
+
+fn print_levels(side: &str, levels: &[proto::PriceLevel]) {
+    for level in levels {
+        println!("  {side} {:>12} {:>14}", level.price, level.quantity);
+    }
 }
 
 async fn market(
@@ -751,11 +884,149 @@ async fn market(
                 .map_err(status)?
                 .into_inner();
             println!("{} at seq {}", book.market, book.seq);
-            for level in book.asks.iter().rev() {
-                println!("  ask {:>12} {:>14}", level.price, level.quantity);
+            let asks: Vec<_> = book.asks.iter().rev().cloned().collect();
+            print_levels("ask", &asks);
+            print_levels("bid", &book.bids);
+        }
+        MarketCommand::Ticker { market } => {
+            let ticker = client
+                .get_ticker(proto::GetTickerRequest { market })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let or_none = |text: &str| {
+                if text.is_empty() {
+                    "none".to_string()
+                } else {
+                    text.to_string()
+                }
+            };
+            println!(
+                "{} at seq {}: last {}, bid {}, ask {}; 24 h volume {}, high {}, low {}",
+                ticker.market,
+                ticker.seq,
+                or_none(&ticker.last_price),
+                or_none(&ticker.best_bid),
+                or_none(&ticker.best_ask),
+                ticker.volume_24h,
+                or_none(&ticker.high_24h),
+                or_none(&ticker.low_24h)
+            );
+        }
+        MarketCommand::Candles {
+            market,
+            interval,
+            from_ms,
+            to_ms,
+        } => {
+            let to_ms = match to_ms {
+                Some(to_ms) => to_ms,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|_| "the system clock is before 1970".to_string())?
+                    .as_millis()
+                    .try_into()
+                    .map_err(|_| "the system clock is too far ahead".to_string())?,
+            };
+            let from_ms = from_ms
+                .unwrap_or_else(|| to_ms.saturating_sub(CANDLES_DEFAULT * interval.milliseconds()));
+            let request = proto::GetCandlesRequest {
+                market,
+                interval: interval.proto() as i32,
+                from_ms,
+                to_ms,
+            };
+            let candles = client
+                .get_candles(request)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .candles;
+            if candles.is_empty() {
+                println!("no trades from {} to {}", date(from_ms), date(to_ms));
             }
-            for level in &book.bids {
-                println!("  bid {:>12} {:>14}", level.price, level.quantity);
+            for candle in candles {
+                println!(
+                    "{}  open {} high {} low {} close {} volume {}",
+                    date(candle.open_time_ms),
+                    candle.open,
+                    candle.high,
+                    candle.low,
+                    candle.close,
+                    candle.volume
+                );
+            }
+        }
+        MarketCommand::Trades {
+            market,
+            from_seq,
+            limit,
+        } => {
+            let request = proto::StreamTradesRequest { market, from_seq };
+            let mut trades = client
+                .stream_trades(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            for _ in 0..limit.unwrap_or(u64::MAX) {
+                let trade = next(&mut trades).await?;
+                let taker = proto::Side::try_from(trade.taker_side)
+                    .map(|side| side.as_str_name())
+                    .unwrap_or("?");
+                println!(
+                    "trade {} {} {} @ {} taker {} seq {} at {}",
+                    trade.trade_id,
+                    trade.market,
+                    trade.quantity,
+                    trade.price,
+                    taker,
+                    trade.seq,
+                    date(trade.time_ms)
+                );
+            }
+        }
+        MarketCommand::Watch {
+            market,
+            depth,
+            messages,
+        } => {
+            let request = proto::StreamOrderBookRequest { market, depth };
+            let mut stream = client
+                .stream_order_book(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut copy = BookCopy::default();
+            for _ in 0..messages.unwrap_or(u64::MAX) {
+                let message = next(&mut stream).await?;
+                copy.apply(&message)
+                    .map_err(|error| format!("{error}: resubscribe for a fresh snapshot"))?;
+                match &message.update {
+                    Some(proto::book_update::Update::Snapshot(snapshot)) => {
+                        println!("snapshot at seq {}", snapshot.book_seq);
+                        let asks: Vec<_> = snapshot.asks.iter().rev().cloned().collect();
+                        print_levels("ask", &asks);
+                        print_levels("bid", &snapshot.bids);
+                    }
+                    Some(proto::book_update::Update::Changes(changes)) => {
+                        println!("changes at seq {}", changes.book_seq);
+                        print_levels("ask", &changes.asks);
+                        print_levels("bid", &changes.bids);
+                    }
+                    // Idle: nothing changed, nothing to show.
+                    _ => continue,
+                }
+                let best = |level: Option<&proto::PriceLevel>| {
+                    level.map_or("none".to_string(), |level| {
+                        format!("{} x {}", level.price, level.quantity)
+                    })
+                };
+                println!(
+                    "  best bid {} | best ask {} (checksum {} verified)",
+                    best(copy.bids().next()),
+                    best(copy.asks().next()),
+                    message.checksum
+                );
             }
         }
     }

@@ -487,8 +487,14 @@ pub enum Reply {
     },
     /// The account's USD after a deposit or withdrawal.
     Funds(Balance),
-    /// The charged account's DVM after a charge.
-    Charged(Balance),
+    /// A charge: the charged account's DVM afterwards, and the charge's sequence number,
+    /// which a retry under the same key gets again.
+    Charged {
+        /// The charged account's DVM afterwards.
+        balance_after: Balance,
+        /// The sequence number of the `Charged` event.
+        seq: u64,
+    },
     /// The order after amending or canceling it, or after a retried placement. The
     /// fills it made are the command's `Fill` events.
     Order(OrderView),

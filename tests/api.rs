@@ -975,13 +975,21 @@ async fn retries_with_the_same_key_or_client_order_id_apply_once() {
         idempotency_key: "c".into(),
         memo: String::new(),
     };
+    let mut charges = Vec::new();
     for _ in 0..3 {
-        service
+        let charged = service
             .metering
             .charge(charge.clone())
             .await
-            .expect("charged");
+            .expect("charged")
+            .into_inner();
+        charges.push(charged);
     }
+    assert!(charges[0].seq > 0, "{charges:?}");
+    assert!(
+        charges.iter().all(|charged| *charged == charges[0]),
+        "a retried charge answers as the first did: {charges:?}"
+    );
     let mut order = limit(proto::Side::Sell, "2.0000", "1");
     order.client_order_id = "retry-me".into();
     let first = henry

@@ -321,9 +321,12 @@ impl proto::metering_server::Metering for Api {
                 idempotency_key: message.idempotency_key,
             })
             .await?;
+        let Reply::Charged { seq, .. } = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
         Ok(Response::new(proto::ChargeResponse {
             amount: amount(charged),
-            seq: committed.events.last().map_or(0, |event| event.seq),
+            seq,
         }))
     }
 }

@@ -390,7 +390,10 @@ impl<B: OrderBook> Sequencer<B> {
             balance_after,
             revenue_after,
         });
-        Ok(Reply::Charged(balance_after))
+        Ok(Reply::Charged {
+            balance_after,
+            seq: self.last_seq(),
+        })
     }
 
     /// Appends an event with the next sequence number. The event is built by `kind`

@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 use super::StoreError;
 use crate::engine::SequencerSnapshot;
 
-const MAGIC: &[u8; 8] = b"DVMSNAP1";
+/// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
+/// its sequence number) is passed over like a damaged one, and the journal replays what it
+/// covered.
+const MAGIC: &[u8; 8] = b"DVMSNAP2";
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
 

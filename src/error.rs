@@ -4,7 +4,7 @@
 //! A rejected command has changed nothing. Broken invariants are not errors: they are
 //! `assert!`s that stop the process before a wrong balance can be written.
 
-use crate::types::Asset;
+use crate::types::{Amount, Asset};
 
 /// Why the sequencer refused a command. Every variant names the field (or the rule) at
 /// fault, so the API can turn it into a status whose message a user can act on.
@@ -19,7 +19,12 @@ pub enum Reject {
         reason: &'static str,
     },
     /// The account lacks the funds the command needs.
-    #[error("{field}: insufficient {asset:?}: needs {needed} micro-units, {available} available")]
+    #[error(
+        "{field}: insufficient {}: needs {}, {} available",
+        asset.symbol(),
+        Amount(*needed),
+        Amount(*available)
+    )]
     InsufficientFunds {
         /// The field whose value needs the funds.
         field: &'static str,
@@ -73,6 +78,25 @@ impl Reject {
     /// Shorthand for [`Reject::InvalidArgument`].
     pub fn invalid(field: &'static str, reason: &'static str) -> Reject {
         Reject::InvalidArgument { field, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shortfall_is_told_in_units_of_the_asset() {
+        let reject = Reject::InsufficientFunds {
+            field: "quantity",
+            asset: Asset::Usd,
+            needed: 12_500_000,
+            available: 3,
+        };
+        assert_eq!(
+            reject.to_string(),
+            "quantity: insufficient USD: needs 12.500000, 0.000003 available"
+        );
     }
 }
 

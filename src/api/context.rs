@@ -172,16 +172,30 @@ pub struct MarketView<'a> {
 impl MarketView<'_> {
     /// A price from the wire, on the tick.
     pub fn parse_price(&self, field: &'static str, text: &str) -> Result<Price, Status> {
-        let micros = parse_units(field, text, AMOUNT_PLACES, self.spec.tick_micros, false)
+        let tick = self.spec.tick_micros;
+        let micros = parse_units(field, text, AMOUNT_PLACES, false)
             .map_err(|reject| from_reject(&reject))?;
-        Ok(Price(micros / self.spec.tick_micros))
+        if !micros.is_multiple_of(tick) {
+            return Err(Status::invalid_argument(format!(
+                "{field}: is not on the market's tick of {}",
+                self.price(Price(1))
+            )));
+        }
+        Ok(Price(micros / tick))
     }
 
     /// A quantity from the wire, on the lot.
     pub fn parse_quantity(&self, field: &'static str, text: &str) -> Result<Quantity, Status> {
-        let micros = parse_units(field, text, AMOUNT_PLACES, self.spec.lot_micros, false)
+        let lot = self.spec.lot_micros;
+        let micros = parse_units(field, text, AMOUNT_PLACES, false)
             .map_err(|reject| from_reject(&reject))?;
-        Ok(Quantity(micros / self.spec.lot_micros))
+        if !micros.is_multiple_of(lot) {
+            return Err(Status::invalid_argument(format!(
+                "{field}: is not a whole number of the market's lot of {}",
+                self.quantity(Quantity(1))
+            )));
+        }
+        Ok(Quantity(micros / lot))
     }
 
     /// A price for the wire, with exactly the tick's decimals.
@@ -271,14 +285,14 @@ impl MarketView<'_> {
 
 /// An amount of an asset from the wire: up to six decimal places, positive.
 pub fn parse_amount(field: &'static str, text: &str) -> Result<Amount, Status> {
-    parse_units(field, text, AMOUNT_PLACES, 1, false)
+    parse_units(field, text, AMOUNT_PLACES, false)
         .map(Amount)
         .map_err(|reject| from_reject(&reject))
 }
 
 /// An issue price from the wire: USD per DVM, up to twelve decimal places, positive.
 pub fn parse_issue_price(field: &'static str, text: &str) -> Result<IssuePrice, Status> {
-    parse_units(field, text, IssuePrice::DECIMAL_PLACES, 1, false)
+    parse_units(field, text, IssuePrice::DECIMAL_PLACES, false)
         .map(IssuePrice)
         .map_err(|reject| from_reject(&reject))
 }
@@ -381,7 +395,17 @@ mod tests {
         let status = market
             .parse_quantity("quantity", "0.005")
             .expect_err("off lot");
-        assert!(status.message().starts_with("quantity: "));
+        assert_eq!(
+            status.message(),
+            "quantity: is not a whole number of the market's lot of 0.01"
+        );
+        let status = market
+            .parse_price("price", "0.60005")
+            .expect_err("off tick");
+        assert_eq!(
+            status.message(),
+            "price: is not on the market's tick of 0.0001"
+        );
         assert_eq!(MICROS_PER_UNIT, 10u64.pow(AMOUNT_PLACES));
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! A wire number is plain digits with an optional fraction (`"12"`, `"0.60"`): no sign,
 //! no exponent, no spaces, no `NaN`, at most 40 characters. It is parsed with
-//! rust_decimal, and must then fit the unit exactly: a price on its tick, a quantity on its
-//! lot, an amount within six decimal places. Nothing is rounded; every refusal names the
-//! field.
+//! rust_decimal, and must then fit the unit exactly (an amount within six decimal places;
+//! a market's tick and lot are checked on top, in `context.rs`). Nothing is rounded; every
+//! refusal names the field.
 
 use std::str::FromStr;
 
@@ -16,13 +16,12 @@ use crate::error::Reject;
 const LENGTH_MAX: usize = 40;
 
 /// Parses `text` as a non-negative decimal and returns it as a whole number of `unit`s,
-/// where one unit is 10^-`places` (e.g. micro-units with `places` 6); the value must be a
-/// multiple of `step` units (a tick or a lot). Zero is refused unless `zero_allowed`.
+/// where one unit is 10^-`places` (e.g. micro-units with `places` 6). Zero is refused
+/// unless `zero_allowed`.
 pub fn parse_units(
     field: &'static str,
     text: &str,
     places: u32,
-    step: u64,
     zero_allowed: bool,
 ) -> Result<u64, Reject> {
     if text.is_empty() {
@@ -61,12 +60,6 @@ pub fn parse_units(
     if units == 0 && !zero_allowed {
         return Err(Reject::invalid(field, "must be positive"));
     }
-    if step > 1 && !units.is_multiple_of(step) {
-        return Err(Reject::invalid(
-            field,
-            "is not a multiple of the market's step",
-        ));
-    }
     Ok(units)
 }
 
@@ -90,7 +83,7 @@ mod tests {
     use super::*;
 
     fn micro(text: &str) -> Result<u64, Reject> {
-        parse_units("amount", text, 6, 1, false)
+        parse_units("amount", text, 6, false)
     }
 
     #[test]
@@ -148,25 +141,16 @@ mod tests {
     }
 
     #[test]
-    fn steps_are_enforced() {
-        // A price in ticks of 0.0001: 4 places, step 1.
-        assert_eq!(parse_units("price", "0.6001", 4, 1, false), Ok(6_001));
-        assert!(
-            parse_units("price", "0.60001", 4, 1, false).is_err(),
-            "off tick"
-        );
-        // A quantity in lots of 0.01 expressed in micro-units: step 10,000.
-        assert_eq!(
-            parse_units("quantity", "1.25", 6, 10_000, false),
-            Ok(1_250_000)
-        );
-        let reject = parse_units("quantity", "1.255", 6, 10_000, false).expect_err("off lot");
+    fn places_are_enforced() {
+        // An issue price in units of 0.0001: 4 places.
+        assert_eq!(parse_units("price", "0.6001", 4, false), Ok(6_001));
+        let reject = parse_units("price", "0.60001", 4, false).expect_err("a fifth place");
         assert_eq!(
             reject.to_string(),
-            "quantity: is not a multiple of the market's step"
+            "price: has more decimal places than allowed"
         );
         assert_eq!(
-            parse_units("price", "0", 4, 1, true),
+            parse_units("price", "0", 4, true),
             Ok(0),
             "zero where allowed"
         );

@@ -18,7 +18,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::Request;
 
-/// The divmid exchange's command-line client.
+/// The divmid exchange's command-line client. Amounts, prices and quantities are decimal
+/// strings (`12.5`), checked by the server, which names the field of a bad one.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Arguments {
@@ -49,7 +50,7 @@ enum Top {
         #[arg(long)]
         account: String,
         /// DVM, down to 0.000001.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Makes a retry apply once.
         #[arg(long)]
@@ -87,7 +88,7 @@ enum IssuerCommand {
     },
     /// Mints divmids into the treasury.
     Mint {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         #[arg(long)]
         key: String,
@@ -98,7 +99,7 @@ enum IssuerCommand {
     SetPrice {
         #[arg(long, value_enum)]
         tier: TierArgument,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         price: String,
     },
     /// Prints the divmid supply.
@@ -120,7 +121,7 @@ enum WalletCommand {
     Deposit {
         #[arg(long, value_enum)]
         source: SourceArgument,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Card number, e-mail address or e-gold account number.
         #[arg(long)]
@@ -130,7 +131,7 @@ enum WalletCommand {
     },
     /// Withdraws USD.
     Withdraw {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: String,
         #[arg(long)]
         destination: String,
@@ -139,9 +140,9 @@ enum WalletCommand {
     },
     /// Buys divmids from the issuer at your tier's price.
     Buy {
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         quantity: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         max_price: String,
         #[arg(long)]
         key: String,
@@ -192,9 +193,9 @@ enum OrderCommand {
         side: SideArgument,
         #[arg(long = "type", value_enum, default_value = "limit")]
         order_type: TypeArgument,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         price: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         quantity: String,
         #[arg(long, value_enum)]
         time_in_force: Option<TimeInForceArgument>,
@@ -221,9 +222,9 @@ enum OrderCommand {
     Amend {
         #[arg(long)]
         order_id: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         quantity: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
         price: String,
     },
     /// Prints one order.
@@ -737,7 +738,11 @@ async fn order(
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("canceled {} orders", response.canceled_count);
+            let count = response.canceled_count;
+            println!(
+                "canceled {count} order{}",
+                if count == 1 { "" } else { "s" }
+            );
         }
         OrderCommand::Amend {
             order_id,

@@ -18,6 +18,14 @@ pub enum Reject {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A text field is longer than its configured limit.
+    #[error("{field}: is longer than {length_max} characters")]
+    TooLong {
+        /// The field, as named on the wire.
+        field: &'static str,
+        /// The most characters it may have.
+        length_max: usize,
+    },
     /// The account lacks the funds the command needs.
     #[error(
         "{field}: insufficient {}: needs {}, {} available",

@@ -28,7 +28,10 @@ pub fn parse_units(
         return Err(Reject::invalid(field, "is required"));
     }
     if text.len() > LENGTH_MAX {
-        return Err(Reject::invalid(field, "is too long"));
+        return Err(Reject::TooLong {
+            field,
+            length_max: LENGTH_MAX,
+        });
     }
     let (whole, fraction) = match text.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),

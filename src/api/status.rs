@@ -8,7 +8,7 @@ use crate::pipeline::Failure;
 /// The status a caller sees for a refused command.
 pub fn from_reject(reject: &Reject) -> Status {
     let code = match reject {
-        Reject::InvalidArgument { .. } => Code::InvalidArgument,
+        Reject::InvalidArgument { .. } | Reject::TooLong { .. } => Code::InvalidArgument,
         Reject::InsufficientFunds { .. } | Reject::FailedPrecondition { .. } => {
             Code::FailedPrecondition
         }
@@ -48,6 +48,13 @@ mod tests {
                     available: 1,
                 },
                 Code::FailedPrecondition,
+            ),
+            (
+                Reject::TooLong {
+                    field: "memo",
+                    length_max: 256,
+                },
+                Code::InvalidArgument,
             ),
             (Reject::NotFound { field: "order_id" }, Code::NotFound),
             (

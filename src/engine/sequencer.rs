@@ -432,7 +432,7 @@ impl<B: OrderBook> Sequencer<B> {
             return Err(Reject::invalid(field, "is required"));
         }
         if text.chars().count() > length_max {
-            return Err(Reject::invalid(field, "is too long"));
+            return Err(Reject::TooLong { field, length_max });
         }
         if text.chars().any(char::is_control) {
             return Err(Reject::invalid(field, "contains control characters"));

@@ -243,13 +243,46 @@ async fn the_client_runs_the_user_story() {
             "{updates:?}"
         );
         assert!(updates[2].contains("ORDER_STATUS_FILLED"), "{updates:?}");
-        let (ok, watched, error) = divmid(&server, None, &["market", "watch", "--messages", "1"]);
+        // Three bids: watching two levels still checks the checksum, which covers ten.
+        for price in ["0.1", "0.2", "0.3"] {
+            let (ok, _, error) = divmid(
+                &server,
+                buyer,
+                &[
+                    "order",
+                    "place",
+                    "--side",
+                    "buy",
+                    "--price",
+                    price,
+                    "--quantity",
+                    "1",
+                ],
+            );
+            assert!(ok, "{error}");
+        }
+        let (ok, watched, error) = divmid(
+            &server,
+            None,
+            &["market", "watch", "--depth", "2", "--messages", "1"],
+        );
         assert!(ok, "{error}");
-        assert!(watched.starts_with("snapshot at seq "), "{watched}");
-        assert!(
-            watched.contains("best bid none | best ask none (checksum 0 verified)"),
+        let lines: Vec<&str> = watched.lines().collect();
+        assert!(lines[0].starts_with("snapshot at seq "), "{watched}");
+        assert_eq!(
+            lines[1..3],
+            [
+                "  bid       0.3000           1.00",
+                "  bid       0.2000           1.00"
+            ],
             "{watched}"
         );
+        assert!(
+            lines[3].starts_with("  best bid 0.3000 x 1.00 | best ask none (checksum "),
+            "{watched}"
+        );
+        assert!(lines[3].ends_with(" verified)"), "{watched}");
+        assert_eq!(lines.len(), 4, "{watched}");
     });
     // The streaming commands wait for what they were asked to print: a server that never
     // sends it fails the test here rather than hanging it.

@@ -14,6 +14,7 @@ use divmid::api::proto::market_data_client::MarketDataClient;
 use divmid::api::proto::metering_client::MeteringClient;
 use divmid::api::proto::trading_client::TradingClient;
 use divmid::api::proto::wallet_client::WalletClient;
+use divmid::market_data::CHECKSUM_LEVELS;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::Request;
@@ -285,7 +286,7 @@ impl IntervalArgument {
     }
 
     fn milliseconds(self) -> u64 {
-        let minute = 60_000;
+        let minute = divmid::market_data::MINUTE_MS;
         match self {
             IntervalArgument::Minute => minute,
             IntervalArgument::FiveMinutes => 5 * minute,
@@ -295,9 +296,10 @@ impl IntervalArgument {
     }
 }
 
-/// The most candles one `market candles` asks for by default (the server's limit per
-/// query is 1,000).
+/// How many intervals back `market candles` reaches by default (the server answers at most
+/// `CANDLES_PER_QUERY_MAX` per query).
 const CANDLES_DEFAULT: u64 = 100;
+const _: () = assert!(CANDLES_DEFAULT as usize <= divmid::market_data::CANDLES_PER_QUERY_MAX);
 
 #[derive(Subcommand, Debug)]
 enum MarketCommand {
@@ -347,6 +349,7 @@ enum MarketCommand {
     Watch {
         #[arg(long, default_value = "DVM-USD")]
         market: String,
+        /// Levels shown per side (the copy follows at least the 10 the checksum covers).
         #[arg(long, default_value_t = 10)]
         depth: u32,
         /// Stop after this many messages (the snapshot counts as one; idle heartbeats
@@ -851,7 +854,7 @@ fn date(time_ms: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(time_ms))
 }
 
-fn print_levels(side: &str, levels: &[proto::PriceLevel]) {
+fn print_levels<'a>(side: &str, levels: impl IntoIterator<Item = &'a proto::PriceLevel>) {
     for level in levels {
         println!("  {side} {:>12} {:>14}", level.price, level.quantity);
     }
@@ -889,8 +892,7 @@ async fn market(
                 .map_err(status)?
                 .into_inner();
             println!("{} at seq {}", book.market, book.seq);
-            let asks: Vec<_> = book.asks.iter().rev().cloned().collect();
-            print_levels("ask", &asks);
+            print_levels("ask", book.asks.iter().rev());
             print_levels("bid", &book.bids);
         }
         MarketCommand::Ticker { market } => {
@@ -995,7 +997,14 @@ async fn market(
             depth,
             messages,
         } => {
-            let request = proto::StreamOrderBookRequest { market, depth };
+            // The checksum covers the top levels of each side: a copy of fewer could not
+            // be checked, so at least that many are followed and `depth` are shown.
+            let followed = depth.max(CHECKSUM_LEVELS as u32);
+            let shown = depth as usize;
+            let request = proto::StreamOrderBookRequest {
+                market,
+                depth: followed,
+            };
             let mut stream = client
                 .stream_order_book(request)
                 .await
@@ -1009,9 +1018,15 @@ async fn market(
                 match &message.update {
                     Some(proto::book_update::Update::Snapshot(snapshot)) => {
                         println!("snapshot at seq {}", snapshot.book_seq);
-                        let asks: Vec<_> = snapshot.asks.iter().rev().cloned().collect();
-                        print_levels("ask", &asks);
-                        print_levels("bid", &snapshot.bids);
+                        print_levels(
+                            "ask",
+                            copy.asks()
+                                .take(shown)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev(),
+                        );
+                        print_levels("bid", copy.bids().take(shown));
                     }
                     Some(proto::book_update::Update::Changes(changes)) => {
                         println!("changes at seq {}", changes.book_seq);

@@ -173,8 +173,8 @@ impl MarketView<'_> {
     /// A price from the wire, on the tick.
     pub fn parse_price(&self, field: &'static str, text: &str) -> Result<Price, Status> {
         let tick = self.spec.tick_micros;
-        let micros = parse_units(field, text, AMOUNT_PLACES, false)
-            .map_err(|reject| from_reject(&reject))?;
+        let micros =
+            parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
         if !micros.is_multiple_of(tick) {
             return Err(Status::invalid_argument(format!(
                 "{field}: is not on the market's tick of {}",
@@ -187,8 +187,8 @@ impl MarketView<'_> {
     /// A quantity from the wire, on the lot.
     pub fn parse_quantity(&self, field: &'static str, text: &str) -> Result<Quantity, Status> {
         let lot = self.spec.lot_micros;
-        let micros = parse_units(field, text, AMOUNT_PLACES, false)
-            .map_err(|reject| from_reject(&reject))?;
+        let micros =
+            parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
         if !micros.is_multiple_of(lot) {
             return Err(Status::invalid_argument(format!(
                 "{field}: is not a whole number of the market's lot of {}",
@@ -285,14 +285,14 @@ impl MarketView<'_> {
 
 /// An amount of an asset from the wire: up to six decimal places, positive.
 pub fn parse_amount(field: &'static str, text: &str) -> Result<Amount, Status> {
-    parse_units(field, text, AMOUNT_PLACES, false)
+    parse_units(field, text, AMOUNT_PLACES)
         .map(Amount)
         .map_err(|reject| from_reject(&reject))
 }
 
 /// An issue price from the wire: USD per DVM, up to twelve decimal places, positive.
 pub fn parse_issue_price(field: &'static str, text: &str) -> Result<IssuePrice, Status> {
-    parse_units(field, text, IssuePrice::DECIMAL_PLACES, false)
+    parse_units(field, text, IssuePrice::DECIMAL_PLACES)
         .map(IssuePrice)
         .map_err(|reject| from_reject(&reject))
 }

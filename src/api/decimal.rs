@@ -15,15 +15,9 @@ use crate::error::Reject;
 /// The longest number accepted, in characters.
 const LENGTH_MAX: usize = 40;
 
-/// Parses `text` as a non-negative decimal and returns it as a whole number of `unit`s,
-/// where one unit is 10^-`places` (e.g. micro-units with `places` 6). Zero is refused
-/// unless `zero_allowed`.
-pub fn parse_units(
-    field: &'static str,
-    text: &str,
-    places: u32,
-    zero_allowed: bool,
-) -> Result<u64, Reject> {
+/// Parses `text` as a positive decimal and returns it as a whole number of `unit`s, where
+/// one unit is 10^-`places` (e.g. micro-units with `places` 6).
+pub fn parse_units(field: &'static str, text: &str, places: u32) -> Result<u64, Reject> {
     if text.is_empty() {
         return Err(Reject::invalid(field, "is required"));
     }
@@ -60,7 +54,7 @@ pub fn parse_units(
         .to_string()
         .parse()
         .map_err(|_| Reject::invalid(field, "is out of range"))?;
-    if units == 0 && !zero_allowed {
+    if units == 0 {
         return Err(Reject::invalid(field, "must be positive"));
     }
     Ok(units)
@@ -86,7 +80,7 @@ mod tests {
     use super::*;
 
     fn micro(text: &str) -> Result<u64, Reject> {
-        parse_units("amount", text, 6, false)
+        parse_units("amount", text, 6)
     }
 
     #[test]
@@ -146,17 +140,14 @@ mod tests {
     #[test]
     fn places_are_enforced() {
         // An issue price in units of 0.0001: 4 places.
-        assert_eq!(parse_units("price", "0.6001", 4, false), Ok(6_001));
-        let reject = parse_units("price", "0.60001", 4, false).expect_err("a fifth place");
+        assert_eq!(parse_units("price", "0.6001", 4), Ok(6_001));
+        let reject = parse_units("price", "0.60001", 4).expect_err("a fifth place");
         assert_eq!(
             reject.to_string(),
             "price: has more decimal places than allowed"
         );
-        assert_eq!(
-            parse_units("price", "0", 4, true),
-            Ok(0),
-            "zero where allowed"
-        );
+        let reject = parse_units("price", "0.0000", 4).expect_err("zero");
+        assert_eq!(reject.to_string(), "price: must be positive");
     }
 
     #[test]

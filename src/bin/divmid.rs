@@ -860,6 +860,37 @@ fn print_levels<'a>(side: &str, levels: impl IntoIterator<Item = &'a proto::Pric
     }
 }
 
+/// The prices of the levels a watch shows.
+struct Shown {
+    asks: Vec<String>,
+    bids: Vec<String>,
+}
+
+fn shown_prices(copy: &BookCopy, depth: usize) -> Shown {
+    let prices = |levels: &mut dyn Iterator<Item = &proto::PriceLevel>| {
+        levels
+            .take(depth)
+            .map(|level| level.price.clone())
+            .collect()
+    };
+    Shown {
+        asks: prices(&mut copy.asks()),
+        bids: prices(&mut copy.bids()),
+    }
+}
+
+/// The changed levels at prices shown before or after the change.
+fn visible<'a>(
+    changes: &'a [proto::PriceLevel],
+    before: &[String],
+    after: &[String],
+) -> Vec<&'a proto::PriceLevel> {
+    changes
+        .iter()
+        .filter(|level| before.contains(&level.price) || after.contains(&level.price))
+        .collect()
+}
+
 async fn market(
     mut client: MarketDataClient<Channel>,
     command: MarketCommand,
@@ -1013,6 +1044,7 @@ async fn market(
             let mut copy = BookCopy::default();
             for _ in 0..messages.unwrap_or(u64::MAX) {
                 let message = next(&mut stream).await?;
+                let shown_before = shown_prices(&copy, shown);
                 copy.apply(&message)
                     .map_err(|error| format!("{error}: resubscribe for a fresh snapshot"))?;
                 match &message.update {
@@ -1029,9 +1061,16 @@ async fn market(
                         print_levels("bid", copy.bids().take(shown));
                     }
                     Some(proto::book_update::Update::Changes(changes)) => {
+                        // Only the changes to levels shown before or after this message.
+                        let shown_after = shown_prices(&copy, shown);
+                        let asks = visible(&changes.asks, &shown_before.asks, &shown_after.asks);
+                        let bids = visible(&changes.bids, &shown_before.bids, &shown_after.bids);
+                        if asks.is_empty() && bids.is_empty() {
+                            continue;
+                        }
                         println!("changes at seq {}", changes.book_seq);
-                        print_levels("ask", &changes.asks);
-                        print_levels("bid", &changes.bids);
+                        print_levels("ask", asks);
+                        print_levels("bid", bids);
                     }
                     // Idle: nothing changed, nothing to show.
                     _ => continue,

@@ -23,9 +23,16 @@ fn divmid(server: &str, token: Option<&str>, arguments: &[&str]) -> (bool, Strin
     )
 }
 
+/// Runs `divmid` and returns what it printed, requiring it to succeed.
+fn printed(server: &str, token: Option<&str>, arguments: &[&str]) -> String {
+    let (ok, output, error) = divmid(server, token, arguments);
+    assert!(ok, "divmid {arguments:?} fails: {error}");
+    output
+}
+
 /// Opens a trader's account with the issuer's token and returns the printed token.
 fn create_trader(server: &str, name: &str, tier: &str) -> String {
-    let (ok, created, error) = divmid(
+    let created = printed(
         server,
         Some(ISSUER_TOKEN),
         &[
@@ -39,7 +46,6 @@ fn create_trader(server: &str, name: &str, tier: &str) -> String {
             "trader",
         ],
     );
-    assert!(ok, "account created: {error}");
     created
         .lines()
         .find_map(|line| line.strip_prefix("api_token: "))
@@ -67,40 +73,31 @@ async fn the_client_runs_the_user_story() {
         let issuer = Some(ISSUER_TOKEN);
         let token = create_trader(&server, "frank", "public");
         let trader = Some(token.as_str());
-        assert!(
-            divmid(
-                &server,
-                issuer,
-                &["issuer", "mint", "--amount", "500", "--key", "m"]
-            )
-            .0
+        printed(
+            &server,
+            issuer,
+            &["issuer", "mint", "--amount", "500", "--key", "m"],
         );
-        assert!(
-            divmid(
-                &server,
-                issuer,
-                &["issuer", "set-price", "--tier", "public", "--price", "0.5"]
-            )
-            .0
+        printed(
+            &server,
+            issuer,
+            &["issuer", "set-price", "--tier", "public", "--price", "0.5"],
         );
-        assert!(
-            divmid(
-                &server,
-                trader,
-                &[
-                    "wallet",
-                    "deposit",
-                    "--source",
-                    "paypal",
-                    "--amount",
-                    "20",
-                    "--reference",
-                    "frank@example.com",
-                    "--key",
-                    "d"
-                ]
-            )
-            .0
+        printed(
+            &server,
+            trader,
+            &[
+                "wallet",
+                "deposit",
+                "--source",
+                "paypal",
+                "--amount",
+                "20",
+                "--reference",
+                "frank@example.com",
+                "--key",
+                "d",
+            ],
         );
         let (ok, bought, _) = divmid(
             &server,
@@ -168,26 +165,23 @@ async fn the_client_runs_the_user_story() {
         // A second trader takes frank's offer; the market data commands show the trade.
         let token = create_trader(&server, "grace", "subscriber");
         let buyer = Some(token.as_str());
-        assert!(
-            divmid(
-                &server,
-                buyer,
-                &[
-                    "wallet",
-                    "deposit",
-                    "--source",
-                    "card",
-                    "--amount",
-                    "10",
-                    "--reference",
-                    "4111111111111111",
-                    "--key",
-                    "d"
-                ]
-            )
-            .0
+        printed(
+            &server,
+            buyer,
+            &[
+                "wallet",
+                "deposit",
+                "--source",
+                "card",
+                "--amount",
+                "10",
+                "--reference",
+                "4111111111111111",
+                "--key",
+                "d",
+            ],
         );
-        let (ok, bought, error) = divmid(
+        let bought = printed(
             &server,
             buyer,
             &[
@@ -201,40 +195,35 @@ async fn the_client_runs_the_user_story() {
                 "4",
             ],
         );
-        assert!(ok, "{error}");
         assert!(
             bought.contains("4.00 @ 0.9000 (LIQUIDITY_TAKER)"),
             "{bought}"
         );
 
-        let (ok, ticker, error) = divmid(&server, None, &["market", "ticker"]);
-        assert!(ok, "{error}");
+        let ticker = printed(&server, None, &["market", "ticker"]);
         assert!(
             ticker.contains("last 0.9000, bid none, ask none; 24 h volume 4.00"),
             "{ticker}"
         );
-        let (ok, candles, error) = divmid(&server, None, &["market", "candles"]);
-        assert!(ok, "{error}");
+        let candles = printed(&server, None, &["market", "candles"]);
         assert!(
             candles.contains("open 0.9000 high 0.9000 low 0.9000 close 0.9000 volume 4.00"),
             "{candles}"
         );
-        let (ok, trades, error) = divmid(
+        let trades = printed(
             &server,
             None,
             &["market", "trades", "--from-seq", "0", "--limit", "1"],
         );
-        assert!(ok, "{error}");
         assert!(
             trades.starts_with("trade 1 DVM-USD 4.00 @ 0.9000 taker SIDE_BUY seq "),
             "{trades}"
         );
-        let (ok, updates, error) = divmid(
+        let updates = printed(
             &server,
             trader,
             &["order", "updates", "--from-seq", "0", "--limit", "3"],
         );
-        assert!(ok, "{error}");
         let updates: Vec<&str> = updates.lines().collect();
         assert_eq!(updates.len(), 3, "{updates:?}");
         assert!(updates[0].contains("ORDER_STATUS_OPEN"), "{updates:?}");
@@ -245,7 +234,7 @@ async fn the_client_runs_the_user_story() {
         assert!(updates[2].contains("ORDER_STATUS_FILLED"), "{updates:?}");
         // Three bids: watching two levels still checks the checksum, which covers ten.
         for price in ["0.1", "0.2", "0.3"] {
-            let (ok, _, error) = divmid(
+            printed(
                 &server,
                 buyer,
                 &[
@@ -259,14 +248,12 @@ async fn the_client_runs_the_user_story() {
                     "1",
                 ],
             );
-            assert!(ok, "{error}");
         }
-        let (ok, watched, error) = divmid(
+        let watched = printed(
             &server,
             None,
             &["market", "watch", "--depth", "2", "--messages", "1"],
         );
-        assert!(ok, "{error}");
         let lines: Vec<&str> = watched.lines().collect();
         assert!(lines[0].starts_with("snapshot at seq "), "{watched}");
         assert_eq!(

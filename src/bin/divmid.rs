@@ -352,8 +352,8 @@ enum MarketCommand {
         /// Levels shown per side (the copy follows at least the 10 the checksum covers).
         #[arg(long, default_value_t = 10)]
         depth: u32,
-        /// Stop after this many messages (the snapshot counts as one; idle heartbeats
-        /// too).
+        /// Stop after this many messages received (the snapshot, idle heartbeats and
+        /// changes to levels not shown count too).
         #[arg(long)]
         messages: Option<u64>,
     },

@@ -115,6 +115,10 @@ async fn the_client_runs_the_user_story() {
         );
         assert!(ok);
         assert!(bought.contains("cost: 5.000000 USD"), "{bought}");
+        let ledger = printed(&server, trader, &["wallet", "ledger", "--page-size", "1"]);
+        let newest = ledger.lines().next().unwrap_or_default();
+        assert!(newest.contains(" GMT purchase "), "{ledger}");
+        assert!(newest.ends_with("(b)"), "the entry names its key: {ledger}");
         let (ok, placed, _) = divmid(
             &server,
             trader,

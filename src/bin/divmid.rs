@@ -604,8 +604,9 @@ async fn wallet(
                 .into_inner();
             for entry in &response.entries {
                 println!(
-                    "seq {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
+                    "seq {} {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
                     entry.seq,
+                    date(entry.time_ms),
                     entry.kind,
                     entry.asset,
                     entry.available_change,

@@ -121,7 +121,7 @@ fn setup() -> Vec<Command> {
     let mut commands = vec![
         Command::Mint {
             amount: Amount(10_000_000_000),
-            memo: String::new(),
+            memo: Box::default(),
             idempotency_key: "genesis".into(),
         },
         Command::SetIssuePrice {
@@ -131,7 +131,7 @@ fn setup() -> Vec<Command> {
     ];
     for trader in 0..TRADERS {
         commands.push(Command::CreateAccount {
-            name: format!("trader {trader}"),
+            name: format!("trader {trader}").into(),
             role: Role::Trader,
             tier: Tier::Public,
             token_hash: [trader as u8; 32],
@@ -245,20 +245,20 @@ fn command_of(step: &Step, orders: &[(OrderId, AccountId)], index: usize) -> Com
             source: FundingSourceKind::Paypal,
             amount: Amount(amount),
             source_reference: "someone@example.com".into(),
-            idempotency_key: key,
+            idempotency_key: key.into(),
         },
         Step::Withdraw { trader, amount } => Command::Withdraw {
             account: trader_id(trader),
             amount: Amount(amount),
             destination: "bank".into(),
-            idempotency_key: key,
+            idempotency_key: key.into(),
         },
         Step::Charge { trader, amount } => Command::Charge {
             service: SERVICE,
             account: trader_id(trader),
             amount: Amount(amount),
-            memo: String::new(),
-            idempotency_key: key,
+            memo: Box::default(),
+            idempotency_key: key.into(),
         },
     }
 }

@@ -17,7 +17,7 @@ fn commands() -> Vec<Command> {
     let mut commands = vec![
         Command::Mint {
             amount: Amount(1_000_000_000_000),
-            memo: String::new(),
+            memo: Box::default(),
             idempotency_key: "mint".into(),
         },
         Command::SetIssuePrice {
@@ -27,7 +27,7 @@ fn commands() -> Vec<Command> {
     ];
     for account in 3..6 {
         commands.push(Command::CreateAccount {
-            name: format!("trader {account}"),
+            name: format!("trader {account}").into(),
             role: Role::Trader,
             tier: Tier::Public,
             token_hash: [0; 32],

@@ -338,8 +338,8 @@ fn a_full_queue_refuses_requests_instead_of_growing() {
     for index in 0..200 {
         let command = Command::Mint {
             amount: Amount(1),
-            memo: String::new(),
-            idempotency_key: format!("mint-{index}"),
+            memo: Box::default(),
+            idempotency_key: format!("mint-{index}").into(),
         };
         match pipeline.submit(1, command) {
             Ok(receiver) => accepted.push(receiver),

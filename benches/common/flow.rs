@@ -242,7 +242,7 @@ pub fn funding_commands() -> Vec<Command> {
     let mut commands = vec![
         Command::Mint {
             amount: Amount(fortune * ACCOUNTS_PER_SIDE * 2),
-            memo: String::new(),
+            memo: Box::default(),
             idempotency_key: "flow".into(),
         },
         Command::SetIssuePrice {
@@ -253,7 +253,7 @@ pub fn funding_commands() -> Vec<Command> {
     for index in 0..ACCOUNTS_PER_SIDE * 2 {
         let account = AccountId(3 + index);
         commands.push(Command::CreateAccount {
-            name: format!("trader {index}"),
+            name: format!("trader {index}").into(),
             role: Role::Trader,
             tier: Tier::Public,
             token_hash: [0; 32],

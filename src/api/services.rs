@@ -98,7 +98,7 @@ impl proto::issuer_server::Issuer for Api {
         let committed = self
             .context
             .command(Command::CreateAccount {
-                name: message.name,
+                name: message.name.into(),
                 role,
                 tier,
                 token_hash,
@@ -126,8 +126,8 @@ impl proto::issuer_server::Issuer for Api {
             .context
             .command(Command::Mint {
                 amount: parse_amount("amount", &message.amount)?,
-                memo: message.memo,
-                idempotency_key: message.idempotency_key,
+                memo: message.memo.into(),
+                idempotency_key: message.idempotency_key.into(),
             })
             .await?;
         let Reply::Minted(supply) = committed.reply else {
@@ -218,8 +218,8 @@ impl proto::wallet_server::Wallet for Api {
                 account: caller.account,
                 source,
                 amount: deposited,
-                source_reference: message.source_reference,
-                idempotency_key: message.idempotency_key,
+                source_reference: message.source_reference.into(),
+                idempotency_key: message.idempotency_key.into(),
             })
             .await?;
         let Reply::Funds(after) = committed.reply else {
@@ -241,8 +241,8 @@ impl proto::wallet_server::Wallet for Api {
             .command(Command::Withdraw {
                 account: caller.account,
                 amount: parse_amount("amount", &message.amount)?,
-                destination: message.destination,
-                idempotency_key: message.idempotency_key,
+                destination: message.destination.into(),
+                idempotency_key: message.idempotency_key.into(),
             })
             .await?;
         let Reply::Funds(after) = committed.reply else {
@@ -265,7 +265,7 @@ impl proto::wallet_server::Wallet for Api {
                 account: caller.account,
                 quantity: parse_amount("quantity", &message.quantity)?,
                 max_price: parse_issue_price("max_price", &message.max_price)?,
-                idempotency_key: message.idempotency_key,
+                idempotency_key: message.idempotency_key.into(),
             })
             .await?;
         let Reply::DivmidsBought { cost, balances } = committed.reply else {
@@ -317,8 +317,8 @@ impl proto::metering_server::Metering for Api {
                 service: caller.account,
                 account: AccountId(parse_id("account_id", &message.account_id)?),
                 amount: charged,
-                memo: message.memo,
-                idempotency_key: message.idempotency_key,
+                memo: message.memo.into(),
+                idempotency_key: message.idempotency_key.into(),
             })
             .await?;
         let Reply::Charged { seq, .. } = committed.reply else {

@@ -202,14 +202,14 @@ fn set_up(soak: &mut Soak, seed: u64) -> Result<(Vec<AccountId>, AccountId), Str
     soak.run(Command::Mint {
         amount: Amount(1_000_000_000_000),
         memo: "soak".into(),
-        idempotency_key: format!("s{seed}-mint"),
+        idempotency_key: format!("s{seed}-mint").into(),
     })?;
     soak.run(Command::SetIssuePrice {
         tier: Tier::Public,
         price: IssuePrice(IssuePrice::UNITS_PER_USD),
     })?;
     let mut open = |role| match soak.run(Command::CreateAccount {
-        name: format!("soak {seed}"),
+        name: format!("soak {seed}").into(),
         role,
         tier: Tier::Public,
         token_hash: [0; 32],
@@ -229,13 +229,13 @@ fn set_up(soak: &mut Soak, seed: u64) -> Result<(Vec<AccountId>, AccountId), Str
             source: FundingSourceKind::Card,
             amount: Amount(200_000_000_000),
             source_reference: "4111111111111111".into(),
-            idempotency_key: format!("s{seed}-fund-{index}"),
+            idempotency_key: format!("s{seed}-fund-{index}").into(),
         })?;
         soak.run(Command::BuyDivmids {
             account: *trader,
             quantity: Amount(100_000_000_000),
             max_price: IssuePrice(IssuePrice::UNITS_PER_USD),
-            idempotency_key: format!("s{seed}-buy-{index}"),
+            idempotency_key: format!("s{seed}-buy-{index}").into(),
         })?;
     }
     Ok((traders, service))
@@ -279,20 +279,20 @@ fn workload_command(
             source: FundingSourceKind::Paypal,
             amount: Amount(1 + random.below(1_000_000)),
             source_reference: "soak@example.com".into(),
-            idempotency_key: format!("s{seed}-d{index}"),
+            idempotency_key: format!("s{seed}-d{index}").into(),
         },
         75..85 => Command::Charge {
             service,
             account: trader,
             amount: Amount(1 + random.below(1_000)),
             memo: "usage".into(),
-            idempotency_key: format!("s{seed}-c{index}"),
+            idempotency_key: format!("s{seed}-c{index}").into(),
         },
         85..92 => Command::Withdraw {
             account: trader,
             amount: Amount(1 + random.below(100_000)),
             destination: "bank".into(),
-            idempotency_key: format!("s{seed}-w{index}"),
+            idempotency_key: format!("s{seed}-w{index}").into(),
         },
         _ => order(
             random,

@@ -200,8 +200,8 @@ impl<B: OrderBook> Sequencer<B> {
                     account,
                     amount,
                     source,
-                    source_reference: source_reference.as_str().into(),
-                    idempotency_key: idempotency_key.as_str().into(),
+                    source_reference: source_reference.clone(),
+                    idempotency_key: idempotency_key.clone(),
                     balance_after,
                 });
                 Reply::Funds(balance_after)
@@ -220,8 +220,8 @@ impl<B: OrderBook> Sequencer<B> {
                 self.emit(events, || EventKind::Withdrawn {
                     account,
                     amount,
-                    destination: destination.as_str().into(),
-                    idempotency_key: idempotency_key.as_str().into(),
+                    destination: destination.clone(),
+                    idempotency_key: idempotency_key.clone(),
                     balance_after,
                 });
                 Reply::Funds(balance_after)

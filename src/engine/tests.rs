@@ -97,7 +97,7 @@ impl<B: OrderBook> Harness<B> {
                 source: FundingSourceKind::Card,
                 amount: Amount(usd + dvm),
                 source_reference: "4111111111111111".into(),
-                idempotency_key,
+                idempotency_key: idempotency_key.into(),
             });
         }
         if dvm > 0 {
@@ -106,7 +106,7 @@ impl<B: OrderBook> Harness<B> {
                 account,
                 quantity: Amount(dvm),
                 max_price: IssuePrice(IssuePrice::UNITS_PER_USD),
-                idempotency_key,
+                idempotency_key: idempotency_key.into(),
             });
         }
         assert_eq!(self.holdings(account), (usd, 0, dvm, 0));
@@ -1050,7 +1050,7 @@ fn services_charge_divmids_into_revenue_and_supply_balances() {
         service: trader,
         account: trader,
         amount: Amount(1),
-        memo: String::new(),
+        memo: Box::default(),
         idempotency_key: "c-4".into(),
     });
     assert!(matches!(
@@ -1110,7 +1110,7 @@ fn every_event_gets_the_next_sequence_number() {
 fn account_creation_validates_its_fields() {
     let mut h = Harness::<LevelBook>::new();
     let reject = h.rejected(Command::CreateAccount {
-        name: String::new(),
+        name: Box::default(),
         role: Role::Trader,
         tier: Tier::Public,
         token_hash: [0; 32],

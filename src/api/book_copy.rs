@@ -14,7 +14,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use super::proto;
-use crate::market_data::CHECKSUM_LEVELS;
+use crate::market_data::checksum_of_written;
 
 /// Why a message could not be applied: the copy can no longer be trusted and the client
 /// should resubscribe for a fresh snapshot.
@@ -141,27 +141,20 @@ impl BookCopy {
         self.asks.values()
     }
 
-    /// The top-of-book checksum of the copy: CRC32 (IEEE) over the top asks (lowest
-    /// first) then the top bids (highest first), each level's price and quantity as
-    /// received with the `.` removed and leading zeros stripped, concatenated.
+    /// The top-of-book checksum of the copy, computed from the levels as received.
     pub fn checksum(&self) -> u32 {
-        let compact = |text: &str| text.replace('.', "").trim_start_matches('0').to_string();
-        let mut text = String::new();
-        for level in self
-            .asks()
-            .take(CHECKSUM_LEVELS)
-            .chain(self.bids().take(CHECKSUM_LEVELS))
-        {
-            text.push_str(&compact(&level.price));
-            text.push_str(&compact(&level.quantity));
-        }
-        crc32fast::hash(text.as_bytes())
+        checksum_of_written(self.asks().map(as_written), self.bids().map(as_written))
     }
 
     /// Whether the copy holds exactly the levels of a `GetOrderBook` answer.
     pub fn equals(&self, book: &proto::GetOrderBookResponse) -> bool {
         self.bids().eq(book.bids.iter()) && self.asks().eq(book.asks.iter())
     }
+}
+
+/// A level's price and quantity as received.
+fn as_written(level: &proto::PriceLevel) -> (&str, &str) {
+    (&level.price, &level.quantity)
 }
 
 /// Sets each level's quantity; a zero quantity removes the level.

@@ -171,19 +171,32 @@ pub fn checksum(
     price: impl Fn(Price) -> String,
     quantity: impl Fn(Quantity) -> String,
 ) -> u32 {
-    let compact = |text: String| {
-        let digits: String = text.chars().filter(|c| *c != '.').collect();
-        let trimmed = digits.trim_start_matches('0');
-        trimmed.to_string()
-    };
+    let written = |level: &Level| (price(level.price), quantity(level.quantity));
+    checksum_of_written(
+        asks.iter().take(CHECKSUM_LEVELS).map(written),
+        bids.iter().take(CHECKSUM_LEVELS).map(written),
+    )
+}
+
+/// The same checksum over levels already written as the wire writes them (price and
+/// quantity with the market's decimals), best first on each side: what a client computes
+/// from the strings it received.
+pub fn checksum_of_written<S: AsRef<str>>(
+    asks: impl IntoIterator<Item = (S, S)>,
+    bids: impl IntoIterator<Item = (S, S)>,
+) -> u32 {
     let mut text = String::new();
-    for level in asks
-        .iter()
+    let mut push = |written: &str| {
+        let digits: String = written.chars().filter(|c| *c != '.').collect();
+        text.push_str(digits.trim_start_matches('0'));
+    };
+    for (price, quantity) in asks
+        .into_iter()
         .take(CHECKSUM_LEVELS)
-        .chain(bids.iter().take(CHECKSUM_LEVELS))
+        .chain(bids.into_iter().take(CHECKSUM_LEVELS))
     {
-        text.push_str(&compact(price(level.price)));
-        text.push_str(&compact(quantity(level.quantity)));
+        push(price.as_ref());
+        push(quantity.as_ref());
     }
     crc32fast::hash(text.as_bytes())
 }

@@ -172,30 +172,38 @@ pub struct MarketView<'a> {
 impl MarketView<'_> {
     /// A price from the wire, on the tick.
     pub fn parse_price(&self, field: &'static str, text: &str) -> Result<Price, Status> {
-        let tick = self.spec.tick_micros;
-        let micros =
-            parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
-        if !micros.is_multiple_of(tick) {
-            return Err(Status::invalid_argument(format!(
-                "{field}: is not on the market's tick of {}",
-                self.price(Price(1))
-            )));
-        }
-        Ok(Price(micros / tick))
+        let ticks = self.parse_steps(field, text, self.spec.tick_micros, || {
+            format!("is not on the market's tick of {}", self.price(Price(1)))
+        })?;
+        Ok(Price(ticks))
     }
 
     /// A quantity from the wire, on the lot.
     pub fn parse_quantity(&self, field: &'static str, text: &str) -> Result<Quantity, Status> {
-        let lot = self.spec.lot_micros;
+        let lots = self.parse_steps(field, text, self.spec.lot_micros, || {
+            format!(
+                "is not a whole number of the market's lot of {}",
+                self.quantity(Quantity(1))
+            )
+        })?;
+        Ok(Quantity(lots))
+    }
+
+    /// A wire decimal as a whole number of steps of `step_micros` (a tick or a lot);
+    /// `off_step` says what is wrong with a value between two steps.
+    fn parse_steps(
+        &self,
+        field: &'static str,
+        text: &str,
+        step_micros: u64,
+        off_step: impl FnOnce() -> String,
+    ) -> Result<u64, Status> {
         let micros =
             parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
-        if !micros.is_multiple_of(lot) {
-            return Err(Status::invalid_argument(format!(
-                "{field}: is not a whole number of the market's lot of {}",
-                self.quantity(Quantity(1))
-            )));
+        if !micros.is_multiple_of(step_micros) {
+            return Err(Status::invalid_argument(format!("{field}: {}", off_step())));
         }
-        Ok(Quantity(micros / lot))
+        Ok(micros / step_micros)
     }
 
     /// A price for the wire, with exactly the tick's decimals.

@@ -624,13 +624,18 @@ async fn wallet(
     Ok(())
 }
 
+/// A side's wire name, or `?` for a value this client does not know.
+fn side_name(side: i32) -> &'static str {
+    proto::Side::try_from(side)
+        .map(|side| side.as_str_name())
+        .unwrap_or("?")
+}
+
 fn print_order(order: &proto::Order) {
     let status = proto::OrderStatus::try_from(order.status)
         .map(|status| status.as_str_name())
         .unwrap_or("?");
-    let side = proto::Side::try_from(order.side)
-        .map(|side| side.as_str_name())
-        .unwrap_or("?");
+    let side = side_name(order.side);
     println!(
         "order {} {} {} {} @ {} filled {} remaining {} {}{}",
         order.order_id,
@@ -1009,9 +1014,7 @@ async fn market(
                 .into_inner();
             for _ in 0..limit.unwrap_or(u64::MAX) {
                 let trade = next(&mut trades).await?;
-                let taker = proto::Side::try_from(trade.taker_side)
-                    .map(|side| side.as_str_name())
-                    .unwrap_or("?");
+                let taker = side_name(trade.taker_side);
                 println!(
                     "trade {} {} {} @ {} taker {} seq {} at {}",
                     trade.trade_id,

@@ -7,7 +7,9 @@
 //!
 //! An index, kept off the commit path, lists for each account the sequence numbers of the
 //! events that concern it: one sled key per account per indexing pass
-//! (`account ++ last seq of the pass`), whose value is the list of those sequence numbers.
+//! (`account ++ last seq of the pass`), whose value is the list of those sequence numbers;
+//! a pass with more of them for one account than a bounded value holds writes several
+//! keys, each under the last sequence number it lists.
 //! An indexer thread extends it from the journal behind the commits; the index and the
 //! sequence number it reaches are written in one atomic batch, so after a crash it resumes
 //! where it stopped. Queries read the index up to where it reaches and scan the journal
@@ -15,13 +17,17 @@
 
 use std::collections::BTreeMap;
 
-use super::journal::{self, JournalRecord};
-use super::StoreError;
+use super::journal::{self, JournalRecord, Records};
+use super::{bounded, StoreError};
 use crate::event::{Event, EventKind, OrderView};
 use crate::ledger::{REVENUE, TREASURY};
 use crate::types::{AccountId, OrderId};
 
 const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
+
+/// Sequence numbers in one value of the account index, at most: at most 10 bytes each
+/// in postcard's varints, so a value stays under [`super::VALUE_BYTES_MAX`].
+const INDEX_SEQS_PER_VALUE: usize = 3_000;
 
 /// Read access to the journal and the indexes; cheap to clone and to share.
 #[derive(Clone)]
@@ -121,15 +127,25 @@ impl History {
         }
         let mut index_batch = sled::Batch::default();
         for (account, seqs) in groups {
-            let value = postcard::to_allocvec(&seqs).map_err(StoreError::Encoding)?;
-            index_batch.insert(&index_key(account, reached), value);
+            let pieces = seqs.chunks(INDEX_SEQS_PER_VALUE);
+            let last_piece = pieces.len() - 1;
+            for (piece, seqs) in pieces.enumerate() {
+                let value = postcard::to_allocvec(seqs).map_err(StoreError::Encoding)?;
+                // Keyed by the last sequence number it lists (the pass's, for the last
+                // piece): every listed number is at most its key and above the key before.
+                let key_seq = match piece == last_piece {
+                    true => reached,
+                    false => seqs[seqs.len() - 1],
+                };
+                index_batch.insert(&index_key(account, key_seq), bounded(value));
+            }
         }
         let mut meta_batch = sled::Batch::default();
         meta_batch.insert(INDEXED_SEQ_KEY, &reached.to_be_bytes());
         let mut orders_batch = sled::Batch::default();
         for (order_id, view) in &orders {
             let value = postcard::to_allocvec(view).map_err(StoreError::Encoding)?;
-            orders_batch.insert(&order_id.0.to_be_bytes(), value);
+            orders_batch.insert(&order_id.0.to_be_bytes(), bounded(value));
         }
         let mut account_orders_batch = sled::Batch::default();
         let mut client_orders_batch = sled::Batch::default();
@@ -137,7 +153,7 @@ impl History {
             account_orders_batch.insert(&index_key(*account, order_id.0), &[]);
             if let Some(client_order_id) = client_order_id {
                 client_orders_batch.insert(
-                    client_key(*account, client_order_id),
+                    bounded(client_key(*account, client_order_id)),
                     &order_id.0.to_be_bytes(),
                 );
             }
@@ -272,10 +288,7 @@ impl History {
         seq: u64,
     ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + '_ {
         let start = journal::key_of(seq.saturating_add(1));
-        self.journal.range(start..).map(|item| {
-            let (_, value) = item?;
-            JournalRecord::decode(&value)
-        })
+        Records::new(self.journal.range(start..)).map(|item| item.map(|(_, record)| record))
     }
 
     /// The sequence number of the oldest event the journal still holds (retention prunes
@@ -290,19 +303,14 @@ impl History {
     /// A sequence number after which every journaled event is from `time_ms` or later
     /// (as far as the clock moved forward): a binary search over the journal's records.
     pub fn seq_before_time(&self, time_ms: u64) -> Result<u64, StoreError> {
-        let first_record = |seq: u64| -> Result<Option<JournalRecord>, StoreError> {
-            match self.journal.range(journal::key_of(seq)..).next() {
-                None => Ok(None),
-                Some(item) => Ok(Some(JournalRecord::decode(&item?.1)?)),
-            }
-        };
+        let first_record = |seq: u64| self.record_holding(seq);
         let Some(oldest) = first_record(0)? else {
             return Ok(0);
         };
         let mut low = oldest.first_seq().unwrap_or(1).saturating_sub(1);
         let mut high = match self.journal.last()? {
             None => return Ok(0),
-            Some((key, _)) => seq_from(&key)?,
+            Some((key, _)) => journal::seq_of_key(&key)?,
         };
         // Invariant: events up to `low` may be older than `time_ms`; the record holding
         // `high` starts at or after it (or `high` is the last event).
@@ -322,6 +330,16 @@ impl History {
         Ok(low)
     }
 
+    /// The first record that ends at or after `seq`: the one holding it, unless retention
+    /// pruned it.
+    fn record_holding(&self, seq: u64) -> Result<Option<JournalRecord>, StoreError> {
+        let scan = self.journal.range(journal::key_of(seq)..);
+        Records::new(scan)
+            .next()
+            .transpose()
+            .map(|record| record.map(|(_, record)| record))
+    }
+
     /// The event with sequence number `seq`, reusing the last record read when it holds it.
     fn event(
         &self,
@@ -333,10 +351,7 @@ impl History {
                 && record.last_seq().is_some_and(|last| last >= seq)
         };
         if !cache.as_ref().is_some_and(holds) {
-            *cache = match self.journal.range(journal::key_of(seq)..).next() {
-                None => None,
-                Some(item) => Some(JournalRecord::decode(&item?.1)?),
-            };
+            *cache = self.record_holding(seq)?;
         }
         Ok(cache
             .as_ref()

@@ -4,15 +4,32 @@
 //!
 //! A record is stored under its last event's sequence number (big-endian, so keys sort in
 //! sequence order), which makes "the records after sequence number S" a range scan.
+//!
+//! No stored value is larger than [`VALUE_BYTES_MAX`]: a record whose encoding is larger
+//! (one command that emits very many events: cancel all of 100,000 orders, a taker that
+//! sweeps the book) is cut into parts, stored under `last seq ++ part index` in the same
+//! atomic batch. Those keys sort after the record's last sequence number and before the
+//! next one, so a range scan meets the parts together and in order, and [`Records`]
+//! joins them. Every journal reader goes through [`Records`].
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{StoreError, VALUE_BYTES_MAX};
 use crate::command::Command;
 use crate::event::Event;
 
 /// The first byte of every stored record: the encoding's version.
 const FORMAT_VERSION: u8 = 1;
+
+/// The first byte of a record's part, followed by the number of parts (u32, big-endian)
+/// and a slice of the record's stored form.
+const PART_MARK: u8 = 0xA5;
+
+/// A part's header: the mark and the number of parts.
+const PART_HEADER_BYTES: usize = 5;
+
+/// A key and the value stored under it.
+pub type StoredValue = (Vec<u8>, Vec<u8>);
 
 /// One command that changed state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +72,35 @@ impl JournalRecord {
             event_count,
         });
         self.events.extend_from_slice(events);
+    }
+
+    /// The keys and values the record is stored as: one value under its last sequence
+    /// number when it fits [`VALUE_BYTES_MAX`], otherwise parts under `last seq ++ part
+    /// index`, none larger than the bound.
+    pub fn stored(&self) -> Result<Vec<StoredValue>, StoreError> {
+        let last_seq = self
+            .last_seq()
+            .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
+        let bytes = self.encode()?;
+        if bytes.len() <= VALUE_BYTES_MAX {
+            return Ok(vec![(key_of(last_seq).to_vec(), bytes)]);
+        }
+        let chunks = bytes.chunks(VALUE_BYTES_MAX - PART_HEADER_BYTES);
+        let count = u32::try_from(chunks.len())
+            .map_err(|_| StoreError::Corrupt("a record of more than 2^32 parts".to_string()))?;
+        Ok(chunks
+            .enumerate()
+            .map(|(index, chunk)| {
+                let mut key = key_of(last_seq).to_vec();
+                // `index < count`, which fits u32.
+                key.extend_from_slice(&(index as u32).to_be_bytes());
+                let mut value = Vec::with_capacity(PART_HEADER_BYTES + chunk.len());
+                value.push(PART_MARK);
+                value.extend_from_slice(&count.to_be_bytes());
+                value.extend_from_slice(chunk);
+                (key, value)
+            })
+            .collect())
     }
 
     /// The stored form: a version byte, then the record.
@@ -109,6 +155,78 @@ pub fn key_of(last_seq: u64) -> [u8; 8] {
     last_seq.to_be_bytes()
 }
 
+/// The sequence number a key (of a whole record or of a part) is stored under.
+pub fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = key
+        .get(..8)
+        .filter(|_| key.len() == 8 || key.len() == 12)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("a journal key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The records of a scan over the journal tree, parts joined, each with the sequence
+/// number it is stored under. A scan must start at a record's key (`key_of`), never
+/// inside a record's parts.
+pub struct Records {
+    scan: sled::Iter,
+}
+
+impl Records {
+    /// Reads the records of `scan`.
+    pub fn new(scan: sled::Iter) -> Records {
+        Records { scan }
+    }
+
+    /// Joins the parts of a record, the first of which has been read.
+    fn join(&mut self, key: &[u8], first: &[u8]) -> Result<JournalRecord, StoreError> {
+        let seq = seq_of_key(key)?;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("record {seq}: {what}"));
+        let (count, mut bytes) = part_of(first).ok_or_else(|| corrupt("a damaged part"))?;
+        if key[8..] != [0; 4] {
+            return Err(corrupt("its parts start after the first"));
+        }
+        let mut joined = Vec::with_capacity(count as usize * bytes.len());
+        joined.extend_from_slice(bytes);
+        for index in 1..count {
+            let (next_key, value) = self.scan.next().ok_or_else(|| corrupt("parts missing"))??;
+            let mut expected = key_of(seq).to_vec();
+            expected.extend_from_slice(&index.to_be_bytes());
+            if next_key.as_ref() != expected.as_slice() {
+                return Err(corrupt("parts missing"));
+            }
+            (_, bytes) = part_of(&value)
+                .filter(|(parts, _)| *parts == count)
+                .ok_or_else(|| corrupt("a damaged part"))?;
+            joined.extend_from_slice(bytes);
+        }
+        JournalRecord::decode(&joined)
+    }
+}
+
+/// A part's number of parts and its slice of the record, if it is a part.
+fn part_of(value: &[u8]) -> Option<(u32, &[u8])> {
+    let (header, bytes) = value.split_at_checked(PART_HEADER_BYTES)?;
+    let count = u32::from_be_bytes(header[1..].try_into().ok()?);
+    (header[0] == PART_MARK && count > 1).then_some((count, bytes))
+}
+
+impl Iterator for Records {
+    type Item = Result<(u64, JournalRecord), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key, value) = match self.scan.next()? {
+            Ok(item) => item,
+            Err(error) => return Some(Err(error.into())),
+        };
+        let record = match key.len() {
+            8 => JournalRecord::decode(&value),
+            _ => self.join(&key, &value),
+        };
+        Some(record.and_then(|record| Ok((seq_of_key(&key)?, record))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +275,72 @@ mod tests {
         let mut gap = record();
         gap.events[1].seq = 10;
         assert!(gap.validate().is_err());
+    }
+
+    /// A record of `events` price changes ending at `last_seq`.
+    fn record_of(events: u64, last_seq: u64) -> JournalRecord {
+        let mut record = JournalRecord::default();
+        let events: Vec<Event> = (last_seq + 1 - events..=last_seq)
+            .map(|seq| Event {
+                seq,
+                timestamp_ms: 1,
+                kind: EventKind::IssuePriceSet {
+                    tier: Tier::Public,
+                    price: IssuePrice(seq),
+                },
+            })
+            .collect();
+        let command = Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(1),
+        };
+        record.push(1, command, &events);
+        record
+    }
+
+    #[test]
+    fn a_large_record_is_stored_in_bounded_parts_and_read_back_whole() {
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("a temporary sled")
+            .open_tree("journal")
+            .expect("a tree");
+        let records = [
+            record_of(3, 3),
+            record_of(20_000, 20_003),
+            record_of(2, 20_005),
+        ];
+        let mut parts = 0;
+        for record in &records {
+            for (key, value) in record.stored().expect("encodes") {
+                assert!(value.len() <= VALUE_BYTES_MAX, "{} bytes", value.len());
+                tree.insert(key, value).expect("written");
+                parts += 1;
+            }
+        }
+        assert!(
+            parts > 4,
+            "the large record was cut into parts ({parts} values)"
+        );
+        let read: Vec<(u64, JournalRecord)> = Records::new(tree.iter())
+            .collect::<Result<_, _>>()
+            .expect("readable");
+        let expected: Vec<(u64, JournalRecord)> = records
+            .iter()
+            .map(|record| (record.last_seq().expect("events"), record.clone()))
+            .collect();
+        assert_eq!(read, expected);
+        // A scan from the large record's key finds it whole.
+        let from = Records::new(tree.range(key_of(4)..)).next();
+        assert_eq!(from.expect("a record").expect("readable").1, records[1]);
+        // A part missing is a corrupt store, not a shorter record.
+        let mut second = key_of(20_003).to_vec();
+        second.extend_from_slice(&1u32.to_be_bytes());
+        tree.remove(second).expect("removed");
+        let broken = Records::new(tree.iter()).nth(1).expect("a record");
+        let error = broken.expect_err("a missing part is refused");
+        assert!(error.to_string().contains("parts missing"), "{error}");
     }
 
     #[test]

@@ -25,15 +25,36 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub use history::{accounts_of, History, Page};
+use journal::{seq_of_key, Records};
 pub use journal::{JournalEntry, JournalRecord};
 pub use recovery::{recover, recover_with, Recovered};
 
 use crate::engine::SequencerSnapshot;
 
 /// Sled's segment size. Sled writes any page larger than a quarter of a segment to a
-/// separate blob file, which it does not fsync; 4 MiB segments keep every journal page
-/// (at most 16 records of a few kilobytes) far below that.
+/// separate blob file, which it does not fsync (`pagecache/blob_io.rs`), so nothing the
+/// store writes may ever make such a page.
 const SEGMENT_BYTES: usize = 4 << 20;
+
+/// The largest value the store writes to sled, in bytes. A sled page is a whole tree node
+/// with every value in it; a leaf splits above 16 entries and merges below 4, so a page
+/// holds at most about 20 values: 20 x 32 KiB stays well under the quarter of a segment
+/// (1 MiB) above which sled writes a blob file that it never fsyncs. Larger journal
+/// records are stored in parts (`journal.rs`), index values in pieces (`history.rs`), and
+/// [`bounded`] asserts the bound at every write.
+pub const VALUE_BYTES_MAX: usize = 32 * 1024;
+
+/// A value about to be written to sled, checked against [`VALUE_BYTES_MAX`]. A larger one
+/// would be a broken invariant of this module, not an operating error: it stops the
+/// process before anything is written that a power cut could take back.
+fn bounded<V: AsRef<[u8]>>(value: V) -> V {
+    assert!(
+        value.as_ref().len() <= VALUE_BYTES_MAX,
+        "a sled value of {} bytes exceeds the {VALUE_BYTES_MAX}-byte bound",
+        value.as_ref().len()
+    );
+    value
+}
 
 /// How long opening waits for sled's lock on the data directory. Sled 0.34 releases it
 /// from its background flusher thread, which wakes every 500 ms, some time after the last
@@ -178,14 +199,12 @@ impl Store {
         seq: u64,
     ) -> impl Iterator<Item = Result<JournalRecord, StoreError>> + '_ {
         let start = journal::key_of(seq.saturating_add(1));
-        self.journal.range(start..).map(|item| {
-            let (key, value) = item?;
-            let record = JournalRecord::decode(&value)?;
+        Records::new(self.journal.range(start..)).map(|item| {
+            let (stored_seq, record) = item?;
             record.validate()?;
-            if record.last_seq() != Some(seq_of_key(&key)?) {
+            if record.last_seq() != Some(stored_seq) {
                 return Err(StoreError::Corrupt(format!(
-                    "a record stored under {} ends at {:?}",
-                    seq_of_key(&key)?,
+                    "a record stored under {stored_seq} ends at {:?}",
                     record.last_seq()
                 )));
             }
@@ -208,10 +227,9 @@ impl Journal for Store {
     fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for record in records {
-            let last_seq = record
-                .last_seq()
-                .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
-            batch.insert(&journal::key_of(last_seq), record.encode()?);
+            for (key, value) in record.stored()? {
+                batch.insert(key, bounded(value));
+            }
         }
         self.journal.apply_batch(batch)?;
         self.db.flush()?;
@@ -232,27 +250,28 @@ impl Journal for Store {
         let floor = (*oldest).min(newest.saturating_sub(retention_events));
         let mut batch = sled::Batch::default();
         let mut removed = 0;
+        let mut last_removed = None;
+        // Whole records only: the parts of a record go together.
         for item in self
             .journal
-            .range(..=journal::key_of(floor))
-            .take(records_max)
+            .range(..journal::key_of(floor.saturating_add(1)))
         {
             let (key, _) = item?;
+            let seq = seq_of_key(&key)?;
+            if last_removed != Some(seq) {
+                if removed == records_max {
+                    break;
+                }
+                removed += 1;
+                last_removed = Some(seq);
+            }
             batch.remove(key);
-            removed += 1;
         }
         if removed > 0 {
             self.journal.apply_batch(batch)?;
         }
         Ok(removed)
     }
-}
-
-fn seq_of_key(key: &[u8]) -> Result<u64, StoreError> {
-    let bytes: [u8; 8] = key
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("a journal key of {} bytes", key.len())))?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 /// A journal that fails on purpose: its `fail_at`-th append (counting from 1) and every

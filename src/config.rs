@@ -275,6 +275,10 @@ pub struct ServerConfig {
     pub store_cache_bytes: u64,
     /// A book stream with nothing to report sends a heartbeat this often, in milliseconds.
     pub book_heartbeat_ms: u64,
+    /// How long a stopping server waits for its connections to finish what they are doing
+    /// (a client may hold a health watch or a stream open for ever), in milliseconds;
+    /// then it closes them. Every accepted command is committed either way.
+    pub shutdown_drain_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -294,6 +298,7 @@ impl Default for ServerConfig {
             stream_buffer_messages: 256,
             store_cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             book_heartbeat_ms: 1_000,
+            shutdown_drain_ms: 10_000,
         }
     }
 }
@@ -333,6 +338,7 @@ impl Config {
             || server.stream_subscribers_max == 0
             || server.stream_buffer_messages == 0
             || server.book_heartbeat_ms == 0
+            || server.shutdown_drain_ms == 0
         {
             return Err(ConfigError::Limit(
                 "request and page limits must be positive",

@@ -12,6 +12,7 @@ pub mod context;
 pub mod decimal;
 pub mod feed;
 pub mod funding;
+pub mod health;
 pub mod history;
 pub mod proto;
 pub mod server;

@@ -12,13 +12,14 @@ use tonic::transport::Server;
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
 use super::context::{Context, MarketDataState};
 use super::funding::FundingSources;
+use super::health::Readiness;
 use super::proto;
 use super::services::Api;
 use crate::config::Config;
 use crate::engine::LevelBook;
 use crate::market_data::TradeStats;
 use crate::pipeline::Pipeline;
-use crate::store::{recover, Store};
+use crate::store::{recover, Journal, Store};
 
 /// Why the exchange could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +36,24 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("grpc: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store failed while serving (fail-stop); a restart recovers the committed state.
+    #[error("the store failed ({0}); restart the server to recover")]
+    StoreFailed(String),
 }
 
 /// Opens the store in the configured data directory, recovers it, checks it, and starts
 /// the pipeline; `environment_token` is the value of `DIVMID_ISSUER_TOKEN`, if set.
 pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Context>, ServeError> {
+    open_with_journal(config, environment_token, |store| store)
+}
+
+/// As [`open`], with the pipeline writing through `journal(store)`: tests wrap the store
+/// in a journal that fails on purpose.
+pub fn open_with_journal<J: Journal>(
+    config: Config,
+    environment_token: Option<String>,
+    journal: impl FnOnce(Store) -> J,
+) -> Result<Arc<Context>, ServeError> {
     config.validate()?;
     let data_dir = config.server.data_dir.clone();
     let (token, source) = issuer_token(
@@ -70,7 +84,8 @@ pub fn open(config: Config, environment_token: Option<String>) -> Result<Arc<Con
     );
     let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
     let history = store.history()?;
-    let mut pipeline = Pipeline::start(recovered.sequencer, store, config.pipeline.clone());
+    let mut pipeline =
+        Pipeline::start(recovered.sequencer, journal(store), config.pipeline.clone());
     pipeline.start_indexer(history.clone());
     let stream_subscribers_max = config.server.stream_subscribers_max;
     let market_data = Arc::new(MarketDataState {
@@ -117,21 +132,18 @@ pub async fn run(
     ));
     let api = Api::new(Arc::clone(&context));
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<proto::issuer_server::IssuerServer<Api>>()
-        .await;
-    health
-        .set_serving::<proto::wallet_server::WalletServer<Api>>()
-        .await;
-    health
-        .set_serving::<proto::metering_server::MeteringServer<Api>>()
-        .await;
-    health
-        .set_serving::<proto::trading_server::TradingServer<Api>>()
-        .await;
-    health
-        .set_serving::<proto::market_data_server::MarketDataServer<Api>>()
-        .await;
+    let (failed_stop, failed_stopped) = tokio::sync::oneshot::channel();
+    let health_task = tokio::spawn(super::health::report(
+        health,
+        Readiness {
+            history: context.history.clone(),
+            recovered_seq: context.pipeline.committed_seq(),
+            market_data: Arc::clone(&context.market_data),
+        },
+        context.pipeline.failed_signal(),
+        context.stopping.subscribe(),
+        failed_stop,
+    ));
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -152,7 +164,13 @@ pub async fn run(
     }
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
-    Server::builder()
+    let mut stopping_watch = context.stopping.subscribe();
+    let drain = Duration::from_millis(limits.shutdown_drain_ms);
+    let drained = async move {
+        let _ = stopping_watch.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(drain).await;
+    };
+    let serving = Server::builder()
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .max_concurrent_streams(limits.concurrent_streams_max)
         .timeout(Duration::from_millis(limits.request_timeout_ms))
@@ -177,13 +195,28 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
             let stopping = context.stopping.clone();
             async move {
-                shutdown.await;
+                tokio::select! {
+                    _ = shutdown => {}
+                    // Sent after health has reported the failure for a moment.
+                    Ok(()) = failed_stopped => {}
+                }
                 // Streams end now; the server then waits only for unary calls in flight.
                 stopping.send_replace(true);
             }
-        })
-        .await?;
+        });
+    tokio::select! {
+        served = serving => served?,
+        _ = drained => tracing::warn!(
+            drain_ms = limits.shutdown_drain_ms,
+            "connections still open after the drain deadline are closed"
+        ),
+    }
     tracing::info!("stopped taking requests; committing what was accepted");
+    let _ = health_task.await;
+    let failure = context
+        .pipeline
+        .is_failed()
+        .then(|| context.pipeline.failure().unwrap_or_default());
     // Streams end on `stopping`; their tasks let go of the exchange right after.
     let deadline = tokio::time::Instant::now() + STREAMS_GRACE;
     while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
@@ -208,5 +241,8 @@ pub async fn run(
             drop(context);
         }
     }
-    Ok(())
+    match failure {
+        Some(failure) => Err(ServeError::StoreFailed(failure)),
+        None => Ok(()),
+    }
 }

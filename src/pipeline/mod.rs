@@ -183,6 +183,8 @@ struct Shared {
     stopping: AtomicBool,
     /// The last account-index error, if the last attempt failed.
     index_failure: Mutex<Option<String>>,
+    /// Becomes `true` when `failed` is set, for the server to stop on.
+    failed_signal: tokio::sync::watch::Sender<bool>,
 }
 
 /// Reads the pipeline's last committed sequence number.
@@ -218,6 +220,7 @@ impl Pipeline {
             snapshot_failure: Mutex::new(None),
             stopping: AtomicBool::new(false),
             index_failure: Mutex::new(None),
+            failed_signal: tokio::sync::watch::Sender::new(false),
         });
         let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
         let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity.max(1));
@@ -312,6 +315,12 @@ impl Pipeline {
     /// Whether the store failed and the pipeline stopped taking requests.
     pub fn is_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// A receiver that sees `true` once the store has failed: the server then reports
+    /// itself not serving and exits with an error, so that a supervisor restarts it.
+    pub fn failed_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.failed_signal.subscribe()
     }
 
     /// What made the store fail, if it did.

@@ -255,6 +255,7 @@ fn fail(shared: &Shared, message: String) {
     if let Ok(mut failure) = shared.failure.lock() {
         *failure = Some(message);
     }
+    shared.failed_signal.send_replace(true);
 }
 
 /// Journal records the indexer reads in one pass, at most.

@@ -50,11 +50,14 @@ impl Server {
             .await
             .expect("the server runs");
         });
-        Server {
+        let server = Server {
             address,
             stop: Some(stop),
             task,
-        }
+        };
+        // As a careful client would: history and market data have caught up.
+        wait_serving(&server.channel().await).await;
+        server
     }
 
     pub async fn channel(&self) -> Channel {
@@ -70,6 +73,28 @@ impl Server {
             let _ = stop.send(());
         }
         self.task.await.expect("the server task ends");
+    }
+}
+
+/// Waits until health reports the whole server `SERVING`.
+pub async fn wait_serving(channel: &Channel) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut statuses = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    loop {
+        let status = statuses
+            .message()
+            .await
+            .expect("health streams")
+            .expect("health does not end while serving");
+        if status.status == ServingStatus::Serving as i32 {
+            return;
+        }
     }
 }
 

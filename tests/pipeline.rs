@@ -421,3 +421,78 @@ fn a_book_replica_catches_up_from_the_journal_unless_retention_pruned_it() {
     let mut replica = BookReplica::new(1, 0);
     assert!(!replay_journal(&history, last, &mut replica).expect("readable"));
 }
+
+/// A copy of the data directory's store and mark, with sled's log changed by `damage`.
+fn damaged_copy(
+    directory: &std::path::Path,
+    damage: impl FnOnce(&mut Vec<u8>),
+) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("a temporary directory");
+    std::fs::create_dir(copy.path().join("sled")).expect("created");
+    for entry in std::fs::read_dir(directory.join("sled")).expect("listable") {
+        let entry = entry.expect("an entry");
+        if entry.file_type().expect("a type").is_file() {
+            let target = copy.path().join("sled").join(entry.file_name());
+            std::fs::copy(entry.path(), target).expect("copied");
+        }
+    }
+    let mark = "acknowledged";
+    std::fs::copy(directory.join(mark), copy.path().join(mark)).expect("copied");
+    let log = copy.path().join("sled").join("db");
+    let mut bytes = std::fs::read(&log).expect("readable");
+    damage(&mut bytes);
+    std::fs::write(&log, &bytes).expect("written");
+    copy
+}
+
+#[test]
+fn a_damaged_or_cut_journal_is_refused_naming_both_sequence_numbers() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let commands = commands(600);
+    let pipeline = start(directory.path(), PipelineConfig::default());
+    // One commit each, so that the log holds many.
+    for command in &commands {
+        run(&pipeline, command.clone()).expect("accepted");
+    }
+    let acknowledged = pipeline.committed_seq();
+    pipeline.shutdown();
+
+    let flipped = damaged_copy(directory.path(), |bytes| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+    });
+    let cut = damaged_copy(directory.path(), |bytes| {
+        bytes.truncate(bytes.len() * 3 / 5)
+    });
+    for damaged in [flipped, cut] {
+        let store = Store::open(damaged.path()).expect("sled opens what is left");
+        let refused = recover::<LevelBook>(&store, EngineConfig::default());
+        match refused {
+            Err(
+                error @ StoreError::BehindAcknowledged {
+                    journal_seq,
+                    acknowledged_seq,
+                },
+            ) => {
+                assert!(journal_seq < acknowledged, "{error}");
+                assert_eq!(acknowledged_seq, acknowledged);
+                let message = error.to_string();
+                assert!(
+                    message.contains(&format!("ends at seq {journal_seq}")),
+                    "{message}"
+                );
+                assert!(message.contains(&format!("seq {acknowledged} was acknowledged")));
+            }
+            Err(other) => panic!("refused, but not for what was lost: {other}"),
+            Ok(recovered) => panic!(
+                "served seq {} after acknowledging {acknowledged}",
+                recovered.sequencer.last_seq()
+            ),
+        }
+    }
+    // The undamaged directory recovers everything.
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert_eq!(recovered.sequencer.last_seq(), acknowledged);
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}

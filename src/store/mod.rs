@@ -20,6 +20,7 @@ mod history;
 mod journal;
 mod recovery;
 mod snapshot_file;
+mod watermark;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
 pub use journal::{JournalEntry, JournalRecord};
 pub use recovery::{recover, recover_with, Recovered};
+pub use watermark::Mark;
 
 use crate::engine::SequencerSnapshot;
 
@@ -118,6 +120,19 @@ pub enum StoreError {
     /// Another process holds the data directory's lock.
     #[error("the data directory {0} is in use: another process holds its lock")]
     Locked(PathBuf),
+    /// The journal ends before what the store acknowledged: acknowledged commands are
+    /// gone (a damaged or truncated sled log).
+    #[error(
+        "the journal ends at seq {journal_seq} but seq {acknowledged_seq} was acknowledged: \
+         acknowledged commands are missing from the store; refusing to serve (restore the \
+         data directory from a backup)"
+    )]
+    BehindAcknowledged {
+        /// Where the journal ends.
+        journal_seq: u64,
+        /// The last sequence number acknowledged, from the mark file.
+        acknowledged_seq: u64,
+    },
 }
 
 /// Where the pipeline's store stage writes: the real store, or a test double that fails
@@ -143,6 +158,8 @@ pub struct Store {
     journal: sled::Tree,
     /// Sled's data file, fsynced after every flush.
     db_file: File,
+    /// The acknowledged high-water mark, written after every append.
+    watermark: watermark::Watermark,
     directory: PathBuf,
 }
 
@@ -167,10 +184,12 @@ impl Store {
         db_file.sync_all()?;
         snapshot_file::sync_directory(&directory.join("sled"))?;
         snapshot_file::sync_directory(directory)?;
+        let watermark = watermark::Watermark::open(directory)?;
         Ok(Store {
             db,
             journal,
             db_file,
+            watermark,
             directory: directory.to_path_buf(),
         })
     }
@@ -212,6 +231,39 @@ impl Store {
         })
     }
 
+    /// The acknowledged high-water mark, if the store ever committed anything.
+    pub fn acknowledged(&self) -> Result<Option<Mark>, StoreError> {
+        watermark::read(&self.directory)
+    }
+
+    /// Checks the journal against the acknowledged high-water mark: it must reach the
+    /// mark and hold there the very record that was acknowledged.
+    pub fn check_acknowledged(&self) -> Result<(), StoreError> {
+        let Some(mark) = self.acknowledged()? else {
+            return Ok(());
+        };
+        let journal_seq = self.last_seq()?;
+        if journal_seq < mark.seq {
+            return Err(StoreError::BehindAcknowledged {
+                journal_seq,
+                acknowledged_seq: mark.seq,
+            });
+        }
+        let scan = self.journal.range(journal::key_of(mark.seq)..);
+        let record = Records::new(scan).next().transpose()?;
+        let matches = match record {
+            Some((seq, record)) => seq == mark.seq && record_hash(&record)? == mark.record_hash,
+            None => false,
+        };
+        if !matches {
+            return Err(StoreError::Corrupt(format!(
+                "the journal record acknowledged at seq {} is not the one stored there",
+                mark.seq
+            )));
+        }
+        Ok(())
+    }
+
     /// The newest snapshot whose checksum holds, if any, with the state hash recorded
     /// with it.
     pub fn latest_snapshot(&self) -> Result<Option<(SequencerSnapshot, [u8; 32])>, StoreError> {
@@ -234,6 +286,15 @@ impl Journal for Store {
         self.journal.apply_batch(batch)?;
         self.db.flush()?;
         self.db_file.sync_data()?;
+        if let Some(last) = records.last() {
+            let seq = last
+                .last_seq()
+                .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
+            self.watermark.write(&Mark {
+                seq,
+                record_hash: record_hash(last)?,
+            })?;
+        }
         Ok(())
     }
 
@@ -272,6 +333,12 @@ impl Journal for Store {
         }
         Ok(removed)
     }
+}
+
+/// The SHA-256 of a record's stored form, as the mark keeps it.
+fn record_hash(record: &JournalRecord) -> Result<[u8; 32], StoreError> {
+    use sha2::{Digest, Sha256};
+    Ok(Sha256::digest(record.encode()?).into())
 }
 
 /// A journal that fails on purpose: its `fail_at`-th append (counting from 1) and every

@@ -84,6 +84,9 @@ pub fn recover_with<B: OrderBook>(
             commands_replayed += 1;
         }
     }
+    // After the replay, so that a damaged record is reported as such; before serving, so
+    // that a journal cut short by damage is never served as if nothing was lost.
+    store.check_acknowledged()?;
     sequencer
         .check_invariants()
         .map_err(|broken| StoreError::Corrupt(format!("recovered state is broken: {broken}")))?;

@@ -259,6 +259,44 @@ fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
     ((after - before) as u64 / orders.max(1) as u64, orders)
 }
 
+/// Heap bytes the sequencer holds after `keys` deposits under distinct idempotency keys,
+/// one a millisecond, with keys kept for `retention_ms`; and how many keys it holds.
+fn bytes_after_distinct_keys(keys: u64, retention_ms: u64) -> (usize, usize) {
+    let mut config = divmid::config::EngineConfig::default();
+    config.limits.idempotency_retention_ms = retention_ms;
+    config.limits.idempotency_keys_per_account_max = u32::MAX;
+    let mut sequencer = Sequencer::<LevelBook>::new(config);
+    let mut events: Vec<Event> = Vec::with_capacity(64);
+    let account = Command::CreateAccount {
+        name: "depositor".into(),
+        role: divmid::types::Role::Trader,
+        tier: divmid::types::Tier::Public,
+        token_hash: [1; 32],
+    };
+    sequencer.apply(0, &account, &mut events).expect("created");
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    for index in 0..keys {
+        events.clear();
+        let deposit = Command::Deposit {
+            account: divmid::types::AccountId(3),
+            source: divmid::types::FundingSourceKind::Card,
+            amount: divmid::types::Amount(1),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: format!("deposit-{index}").into(),
+        };
+        sequencer
+            .apply(index, &deposit, &mut events)
+            .expect("deposited");
+    }
+    events = Vec::new();
+    drop(events);
+    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    (
+        after.saturating_sub(before),
+        sequencer.idempotency_keys_held(),
+    )
+}
+
 fn summary(sizes: &Sizes) {
     println!("\nsummary (best of 5 runs each)");
     let mixed = flow::mixed_flow(SEED, sizes.mixed_operations);
@@ -303,6 +341,15 @@ fn summary(sizes: &Sizes) {
     }
     let (bytes, orders) = bytes_per_resting_order(sizes.resting_large);
     println!("memory: {bytes} heap bytes per resting order with {orders} orders resting");
+    let keys = sizes.resting_large as u64;
+    let (aged, aged_held) = bytes_after_distinct_keys(keys, 1_000);
+    let (kept, kept_held) =
+        bytes_after_distinct_keys(keys, divmid::config::IDEMPOTENCY_RETENTION_MS_MAX);
+    println!(
+        "idempotency: {keys} distinct keys, one a millisecond: kept 1 s, {aged} heap bytes \
+         held ({aged_held} keys); kept 366 days, {kept} heap bytes ({kept_held} keys)"
+    );
+    assert!(aged_held <= 1_001, "keys age out");
 }
 
 fn main() {

@@ -172,6 +172,15 @@ pub struct EngineLimits {
     pub key_length_max: usize,
     /// Characters in a memo, source reference or destination.
     pub memo_length_max: usize,
+    /// How long an idempotency key, and the client order id of an ended order, is kept,
+    /// in milliseconds of the commands' own time: within it a retry applies at most once;
+    /// after it the key is free again.
+    pub idempotency_retention_ms: u64,
+    /// Idempotency keys one account (or service) may hold within the retention window; a
+    /// command under a new key beyond it is refused (`RESOURCE_EXHAUSTED`). Expired keys
+    /// are released by the next command that changes state (the clock moves only with
+    /// journaled commands, so that a replay releases exactly the same).
+    pub idempotency_keys_per_account_max: u32,
 }
 
 impl Default for EngineLimits {
@@ -183,9 +192,14 @@ impl Default for EngineLimits {
             name_length_max: 128,
             key_length_max: 64,
             memo_length_max: 256,
+            idempotency_retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            idempotency_keys_per_account_max: 1_000_000,
         }
     }
 }
+
+/// The longest idempotency retention: 366 days.
+pub const IDEMPOTENCY_RETENTION_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1_000;
 
 /// Everything the sequencer is configured with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +246,16 @@ impl EngineConfig {
         }
         if limits.name_length_max == 0 || limits.key_length_max == 0 {
             return Err(ConfigError::Limit("string limits must be positive"));
+        }
+        if !(1..=IDEMPOTENCY_RETENTION_MS_MAX).contains(&limits.idempotency_retention_ms) {
+            return Err(ConfigError::Limit(
+                "idempotency_retention_ms must be from 1 to 31,622,400,000 (366 days)",
+            ));
+        }
+        if limits.idempotency_keys_per_account_max == 0 {
+            return Err(ConfigError::Limit(
+                "idempotency_keys_per_account_max must be positive",
+            ));
         }
         Ok(())
     }

@@ -143,6 +143,7 @@ impl<B: OrderBook> Sequencer<B> {
                 placed: order.clone(),
                 order_id: taker.id,
                 ended: None,
+                expires_ms: None,
             };
             self.client_orders
                 .insert((order.account, client_order_id.clone()), entry);
@@ -196,7 +197,9 @@ impl<B: OrderBook> Sequencer<B> {
         let Some(existing) = self
             .client_orders
             .get(&(order.account, client_order_id.clone()))
+            .filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
         else {
+            // New, or ended longer ago than retention keeps.
             return Ok(None);
         };
         let current = match &existing.ended {
@@ -867,14 +870,23 @@ impl<B: OrderBook> Sequencer<B> {
         let Some(client_order_id) = &view.client_order_id else {
             return;
         };
-        if let Some(entry) = self
-            .client_orders
-            .get_mut(&(view.account, client_order_id.clone()))
-        {
-            if entry.order_id == view.order_id {
-                entry.ended = Some(view.clone());
-            }
+        // Kept for the retention window from now; the queue stays in expiry order.
+        let last = self.client_order_expiry.back().map_or(0, |(at, ..)| *at);
+        let expires_ms = self
+            .now_ms()
+            .saturating_add(self.config.limits.idempotency_retention_ms)
+            .max(last);
+        let key = (view.account, client_order_id.clone());
+        let Some(entry) = self.client_orders.get_mut(&key) else {
+            return;
+        };
+        if entry.order_id != view.order_id {
+            return;
         }
+        entry.ended = Some(view.clone());
+        entry.expires_ms = Some(expires_ms);
+        self.client_order_expiry
+            .push_back((expires_ms, key.0, key.1));
     }
 
     pub(super) fn cancel_order(

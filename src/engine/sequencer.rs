@@ -16,6 +16,8 @@ use crate::command::{Command, NewOrder};
 use crate::config::{EngineConfig, MarketGrid, MarketSpec};
 use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
+use std::collections::VecDeque;
+
 use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, TREASURY};
 use crate::types::{
     AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Role, Side, TimeInForce,
@@ -28,6 +30,9 @@ pub(super) struct ClientOrder {
     pub(super) placed: NewOrder,
     pub(super) order_id: OrderId,
     pub(super) ended: Option<OrderView>,
+    /// Once ended: the clock time from which the id is forgotten (a retry then places a
+    /// new order).
+    pub(super) expires_ms: Option<u64>,
 }
 
 /// The ledger, the books of every market, and the counters that number what they emit.
@@ -48,6 +53,12 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
     pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
     /// The client order ids of live orders that have one, by order id.
     pub(super) live_client_order_ids: FxHashMap<OrderId, Box<str>>,
+    /// Ended orders' client order ids in the order they expire: `(expires_ms, account,
+    /// client order id)`.
+    pub(super) client_order_expiry: VecDeque<(u64, AccountId, Box<str>)>,
+    /// The clock: the largest timestamp of the commands that changed state. Retention is
+    /// judged by it, so a replay of the journal expires exactly what was expired live.
+    pub(super) clock_ms: u64,
     /// The sequence number the next event gets.
     pub(super) next_seq: u64,
     pub(super) next_order_id: u64,
@@ -70,6 +81,8 @@ impl<B: OrderBook> Sequencer<B> {
             open_orders: Vec::new(),
             client_orders: FxHashMap::default(),
             live_client_order_ids: FxHashMap::default(),
+            client_order_expiry: VecDeque::new(),
+            clock_ms: 0,
             next_seq: 1,
             next_order_id: 1,
             next_trade_id: 1,
@@ -96,8 +109,43 @@ impl<B: OrderBook> Sequencer<B> {
                 "a rejected command emitted events"
             );
         }
+        if events.len() > events_before {
+            // Only a command that changed state is journaled, so only such a command moves
+            // the clock and expires what retention no longer keeps.
+            self.clock_ms = self.now_ms();
+            self.expire();
+        }
         self.ledger.assert_conserved();
         result
+    }
+
+    /// The time a command is judged at: the clock, or the command's own time if later.
+    pub(super) fn now_ms(&self) -> u64 {
+        self.clock_ms.max(self.timestamp_ms)
+    }
+
+    /// Forgets idempotency keys and ended orders' client order ids that retention no
+    /// longer keeps: each is popped once from a queue in expiry order.
+    fn expire(&mut self) {
+        let now_ms = self.clock_ms;
+        self.idempotency.expire(now_ms);
+        while self
+            .client_order_expiry
+            .front()
+            .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
+        {
+            let (expires_ms, account, id) = self.client_order_expiry.pop_front().expect("seen");
+            let entry = (account, id);
+            // An id placed again since is live, or ended later: this entry is stale.
+            if self
+                .client_orders
+                .get(&entry)
+                .and_then(|order| order.expires_ms)
+                == Some(expires_ms)
+            {
+                self.client_orders.remove(&entry);
+            }
+        }
     }
 
     fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
@@ -169,9 +217,14 @@ impl<B: OrderBook> Sequencer<B> {
             self.config.limits.key_length_max,
             true,
         )?;
-        if let Some(reply) = self.idempotency.replay(scope, key, command)? {
+        if let Some(reply) = self
+            .idempotency
+            .replay(scope, key, command, self.now_ms())?
+        {
             return Ok(reply);
         }
+        let keys_max = self.config.limits.idempotency_keys_per_account_max;
+        self.idempotency.check_room(scope, keys_max)?;
         let reply = match *command {
             Command::Mint {
                 amount,
@@ -235,8 +288,15 @@ impl<B: OrderBook> Sequencer<B> {
             } => self.charge(service, account, amount, memo, idempotency_key, events)?,
             _ => unreachable!("only keyed commands reach apply_keyed"),
         };
-        self.idempotency
-            .record(scope, key, command.clone(), reply.clone());
+        let (now_ms, retention_ms) = (self.now_ms(), self.config.limits.idempotency_retention_ms);
+        self.idempotency.record(
+            scope,
+            key,
+            command.clone(),
+            reply.clone(),
+            now_ms,
+            retention_ms,
+        );
         Ok(reply)
     }
 
@@ -458,6 +518,17 @@ impl<B: OrderBook> Sequencer<B> {
     /// The divmid supply.
     pub fn supply(&self) -> Supply {
         self.ledger.supply()
+    }
+
+    /// Idempotency keys held: those within the retention window, bounded by it.
+    pub fn idempotency_keys_held(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    /// Client order ids held: those of live orders, and of orders ended within the
+    /// retention window.
+    pub fn client_order_ids_held(&self) -> usize {
+        self.client_orders.len()
     }
 
     /// The sequence number of the last event, 0 before any.

@@ -13,7 +13,7 @@ use super::sequencer::{ClientOrder, Sequencer};
 use crate::command::NewOrder;
 use crate::config::EngineConfig;
 use crate::event::OrderView;
-use crate::ledger::{IdempotencyRecords, Ledger};
+use crate::ledger::{IdempotencyRecord, IdempotencyRecords, Ledger};
 use crate::types::{AccountId, OrderId, Side};
 
 /// Everything a sequencer needs to continue where it was.
@@ -25,13 +25,16 @@ pub struct SequencerSnapshot {
     pub next_order_id: u64,
     /// The id the next trade gets.
     pub next_trade_id: u64,
+    /// The clock: the largest timestamp of the commands that changed state.
+    pub clock_ms: u64,
     /// Accounts and balances.
     pub ledger: Ledger,
-    /// Applied idempotency keys.
-    pub idempotency: IdempotencyRecords,
+    /// Idempotency keys applied within the retention window, sorted by account and key.
+    pub idempotency: Vec<IdempotencyRecord>,
     /// Per market: the bids, then the asks, each side in priority order.
     pub books: Vec<Vec<RestingOrder>>,
-    /// Orders placed with a client order id, sorted by account and id.
+    /// Orders placed with a client order id, live or ended within the retention window,
+    /// sorted by account and id.
     pub client_orders: Vec<ClientOrderRecord>,
 }
 
@@ -48,6 +51,8 @@ pub struct ClientOrderRecord {
     pub order_id: OrderId,
     /// How it ended, once it has.
     pub ended: Option<OrderView>,
+    /// Once ended: the clock time from which the id is forgotten.
+    pub expires_ms: Option<u64>,
 }
 
 impl<B: OrderBook> Sequencer<B> {
@@ -70,12 +75,14 @@ impl<B: OrderBook> Sequencer<B> {
         let mut client_orders: Vec<ClientOrderRecord> = self
             .client_orders
             .iter()
+            .filter(|(_, entry)| entry.expires_ms.is_none_or(|at| at > self.clock_ms))
             .map(|((account, client_order_id), entry)| ClientOrderRecord {
                 account: *account,
                 client_order_id: client_order_id.clone(),
                 placed: entry.placed.clone(),
                 order_id: entry.order_id,
                 ended: entry.ended.clone(),
+                expires_ms: entry.expires_ms,
             })
             .collect();
         client_orders
@@ -84,8 +91,9 @@ impl<B: OrderBook> Sequencer<B> {
             last_seq: self.last_seq(),
             next_order_id: self.next_order_id,
             next_trade_id: self.next_trade_id,
+            clock_ms: self.clock_ms,
             ledger: self.ledger.clone(),
-            idempotency: self.idempotency.clone(),
+            idempotency: self.idempotency.live(self.clock_ms),
             books,
             client_orders,
         }
@@ -116,8 +124,9 @@ impl<B: OrderBook> Sequencer<B> {
         sequencer.next_seq = snapshot.last_seq + 1;
         sequencer.next_order_id = snapshot.next_order_id;
         sequencer.next_trade_id = snapshot.next_trade_id;
+        sequencer.clock_ms = snapshot.clock_ms;
         sequencer.ledger = snapshot.ledger;
-        sequencer.idempotency = snapshot.idempotency;
+        sequencer.idempotency = IdempotencyRecords::from_live(snapshot.idempotency)?;
         for (index, orders) in snapshot.books.into_iter().enumerate() {
             // Inserting in priority order into an empty book restores time priority.
             for order in orders {
@@ -131,11 +140,15 @@ impl<B: OrderBook> Sequencer<B> {
                 sequencer.books[index].insert(order);
             }
         }
+        let mut expiry = Vec::new();
         for record in snapshot.client_orders {
             if record.ended.is_none() {
                 sequencer
                     .live_client_order_ids
                     .insert(record.order_id, record.client_order_id.clone());
+            }
+            if let Some(expires_ms) = record.expires_ms {
+                expiry.push((expires_ms, record.account, record.client_order_id.clone()));
             }
             sequencer.client_orders.insert(
                 (record.account, record.client_order_id),
@@ -143,9 +156,12 @@ impl<B: OrderBook> Sequencer<B> {
                     placed: record.placed,
                     order_id: record.order_id,
                     ended: record.ended,
+                    expires_ms: record.expires_ms,
                 },
             );
         }
+        expiry.sort();
+        sequencer.client_order_expiry = expiry.into();
         for (index, account) in sequencer.ledger.accounts().iter().enumerate() {
             if account.id.0 != index as u64 + 1 {
                 return Err(format!(

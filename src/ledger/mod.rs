@@ -16,7 +16,7 @@ mod account;
 mod idempotency;
 
 pub use account::Account;
-pub use idempotency::IdempotencyRecords;
+pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 
 use serde::{Deserialize, Serialize};
 

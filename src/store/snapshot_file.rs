@@ -14,9 +14,9 @@ use super::StoreError;
 use crate::engine::SequencerSnapshot;
 
 /// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
-/// its sequence number) is passed over like a damaged one, and the journal replays what it
-/// covered.
-const MAGIC: &[u8; 8] = b"DVMSNAP2";
+/// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times) is
+/// passed over like a damaged one, and the journal replays what it covered.
+const MAGIC: &[u8; 8] = b"DVMSNAP3";
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
 

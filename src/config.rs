@@ -198,6 +198,25 @@ impl Default for EngineLimits {
     }
 }
 
+/// Checks that a setting lies in `min..=max`, naming it if not.
+fn range(
+    field: &'static str,
+    value: impl TryInto<u64>,
+    min: u64,
+    max: u64,
+) -> Result<(), ConfigError> {
+    let value = value.try_into().unwrap_or(u64::MAX);
+    match (min..=max).contains(&value) {
+        true => Ok(()),
+        false => Err(ConfigError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        }),
+    }
+}
+
 /// The longest idempotency retention: 366 days.
 pub const IDEMPOTENCY_RETENTION_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1_000;
 
@@ -236,28 +255,58 @@ impl EngineConfig {
             }
         }
         let limits = &self.limits;
-        if limits.open_orders_per_account_max == 0 || limits.orders_per_level_max == 0 {
-            return Err(ConfigError::Limit("order limits must be positive"));
-        }
-        if limits.accounts_max < 3 {
-            return Err(ConfigError::Limit(
-                "accounts_max must leave room for the issuer's two accounts and a user",
-            ));
-        }
-        if limits.name_length_max == 0 || limits.key_length_max == 0 {
-            return Err(ConfigError::Limit("string limits must be positive"));
-        }
-        if !(1..=IDEMPOTENCY_RETENTION_MS_MAX).contains(&limits.idempotency_retention_ms) {
-            return Err(ConfigError::Limit(
-                "idempotency_retention_ms must be from 1 to 31,622,400,000 (366 days)",
-            ));
-        }
-        if limits.idempotency_keys_per_account_max == 0 {
-            return Err(ConfigError::Limit(
-                "idempotency_keys_per_account_max must be positive",
-            ));
-        }
-        Ok(())
+        let key_ranges = [
+            range(
+                "engine.limits.open_orders_per_account_max",
+                limits.open_orders_per_account_max,
+                1,
+                10_000_000,
+            ),
+            range(
+                "engine.limits.orders_per_level_max",
+                limits.orders_per_level_max,
+                1,
+                10_000_000,
+            ),
+            // The issuer's two accounts and at least one user.
+            range(
+                "engine.limits.accounts_max",
+                limits.accounts_max,
+                3,
+                1 << 32,
+            ),
+            range(
+                "engine.limits.name_length_max",
+                limits.name_length_max,
+                1,
+                1_024,
+            ),
+            range(
+                "engine.limits.key_length_max",
+                limits.key_length_max,
+                1,
+                1_024,
+            ),
+            range(
+                "engine.limits.memo_length_max",
+                limits.memo_length_max,
+                0,
+                4_096,
+            ),
+            range(
+                "engine.limits.idempotency_retention_ms",
+                limits.idempotency_retention_ms,
+                1,
+                IDEMPOTENCY_RETENTION_MS_MAX,
+            ),
+            range(
+                "engine.limits.idempotency_keys_per_account_max",
+                limits.idempotency_keys_per_account_max,
+                1,
+                100_000_000,
+            ),
+        ];
+        key_ranges.into_iter().collect()
     }
 }
 
@@ -351,39 +400,102 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate()?;
         let server = &self.server;
-        if server.message_bytes_max < 1_024 || server.concurrent_streams_max == 0 {
-            return Err(ConfigError::Limit(
-                "message_bytes_max must be at least 1024 and concurrent_streams_max positive",
-            ));
-        }
-        if server.requests_per_connection_max == 0
-            || server.request_timeout_ms == 0
-            || server.page_size_max == 0
-            || server.stream_subscribers_max == 0
-            || server.stream_buffer_messages == 0
-            || server.book_heartbeat_ms == 0
-            || server.shutdown_drain_ms == 0
-        {
-            return Err(ConfigError::Limit(
-                "request and page limits must be positive",
-            ));
-        }
-        if server.store_cache_bytes < 1024 * 1024 {
-            return Err(ConfigError::Limit(
-                "store_cache_bytes must be at least 1 MiB",
-            ));
-        }
         let pipeline = &self.pipeline;
-        if pipeline.queue_capacity == 0
-            || pipeline.batch_requests_max == 0
-            || pipeline.record_events_max == 0
-            || pipeline.store_queue_capacity == 0
-            || pipeline.broadcast_capacity == 0
-        {
-            return Err(ConfigError::Limit(
-                "pipeline queues and batches must be positive",
-            ));
-        }
+        let hour_ms = 60 * 60 * 1_000;
+        let ranges = [
+            range(
+                "server.message_bytes_max",
+                server.message_bytes_max,
+                1_024,
+                64 << 20,
+            ),
+            range(
+                "server.concurrent_streams_max",
+                server.concurrent_streams_max,
+                1,
+                10_000,
+            ),
+            range(
+                "server.requests_per_connection_max",
+                server.requests_per_connection_max,
+                1,
+                100_000,
+            ),
+            range(
+                "server.request_timeout_ms",
+                server.request_timeout_ms,
+                1,
+                hour_ms,
+            ),
+            range("server.page_size_max", server.page_size_max, 1, 100_000),
+            range(
+                "server.candle_retention_days",
+                server.candle_retention_days,
+                0,
+                3_660,
+            ),
+            range(
+                "server.stream_subscribers_max",
+                server.stream_subscribers_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "server.stream_buffer_messages",
+                server.stream_buffer_messages,
+                1,
+                1_000_000,
+            ),
+            range(
+                "server.store_cache_bytes",
+                server.store_cache_bytes,
+                1 << 20,
+                1 << 40,
+            ),
+            range(
+                "server.book_heartbeat_ms",
+                server.book_heartbeat_ms,
+                1,
+                hour_ms,
+            ),
+            range(
+                "server.shutdown_drain_ms",
+                server.shutdown_drain_ms,
+                1,
+                hour_ms,
+            ),
+            range(
+                "pipeline.queue_capacity",
+                pipeline.queue_capacity,
+                1,
+                1_000_000,
+            ),
+            range(
+                "pipeline.batch_requests_max",
+                pipeline.batch_requests_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "pipeline.record_events_max",
+                pipeline.record_events_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "pipeline.store_queue_capacity",
+                pipeline.store_queue_capacity,
+                1,
+                1_000,
+            ),
+            range(
+                "pipeline.broadcast_capacity",
+                pipeline.broadcast_capacity,
+                1,
+                1_000_000,
+            ),
+        ];
+        ranges.into_iter().collect::<Result<(), ConfigError>>()?;
         if let Some(token) = &server.issuer_token {
             if token.len() < 16 {
                 return Err(ConfigError::Limit(
@@ -452,5 +564,28 @@ mod tests {
         let mut config = EngineConfig::default();
         config.limits.orders_per_level_max = 0;
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn every_limit_has_an_upper_bound_named_in_the_refusal() {
+        let cases: Vec<(&str, &str)> = vec![
+            ("server", "stream_buffer_messages = 4611686018427387904"),
+            ("server", "stream_subscribers_max = 100000000"),
+            ("server", "message_bytes_max = 1000000000"),
+            ("server", "request_timeout_ms = 100000000000"),
+            ("server", "shutdown_drain_ms = 100000000000"),
+            ("pipeline", "queue_capacity = 1000000000"),
+            ("pipeline", "broadcast_capacity = 1000000000"),
+            ("engine.limits", "open_orders_per_account_max = 1000000000"),
+            ("engine.limits", "idempotency_retention_ms = 0"),
+            ("engine.limits", "idempotency_keys_per_account_max = 0"),
+        ];
+        for (section, line) in cases {
+            let config = Config::from_toml(&format!("[{section}]\n{line}\n")).expect("parses");
+            let error = config.validate().expect_err(line).to_string();
+            let field = line.split(' ').next().expect("a name");
+            assert!(error.contains(&format!("{section}.{field} = ")), "{error}");
+            assert!(error.contains("is outside"), "{error}");
+        }
     }
 }

@@ -122,6 +122,18 @@ pub enum ConfigError {
     /// A limit is out of range.
     #[error("limits: {0}")]
     Limit(&'static str),
+    /// A setting is outside the range the server can honour.
+    #[error("{field} = {value} is outside {min}..={max}")]
+    OutOfRange {
+        /// The setting, as written in the configuration file.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The smallest value allowed.
+        min: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
     /// The configuration file cannot be read or parsed.
     #[error("configuration file: {0}")]
     File(String),

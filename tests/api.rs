@@ -1010,6 +1010,20 @@ async fn retries_with_the_same_key_or_client_order_id_apply_once() {
             "the retry returns the original order"
         );
     }
+    // The open order, looked up by either id.
+    let placed = first.order.clone().expect("an order");
+    for (order_id, client_order_id) in [(placed.order_id.as_str(), ""), ("", "retry-me")] {
+        let found = henry
+            .trading
+            .get_order(proto::GetOrderRequest {
+                order_id: order_id.to_string(),
+                client_order_id: client_order_id.into(),
+            })
+            .await
+            .expect("found")
+            .into_inner();
+        assert_eq!(found.order.as_ref(), Some(&placed));
+    }
     let mut changed = order.clone();
     changed.quantity = "2".into();
     let status = henry

@@ -299,3 +299,25 @@ async fn a_from_seq_the_exchange_cannot_serve_is_refused_naming_it() {
     assert!(trade.seq > first_kept);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_work_with_the_largest_buffer_the_configuration_allows() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start_with(directory.path(), |config| {
+        config.server.stream_buffer_messages = 1_000_000;
+        assert_eq!(config.validate(), Ok(()), "the largest buffer is allowed");
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "100", &["kim", "lee"], "50", "10").await;
+    let (mut lee, mut kim) = (traders.pop().expect("lee"), traders.pop().expect("kim"));
+    let mut book = book_stream(&channel).await;
+    let snapshot = tokio::time::timeout(PATIENCE, book.message())
+        .await
+        .expect("the book stream answers");
+    assert!(matches!(snapshot, Ok(Some(_))), "{snapshot:?}");
+    let mut trades = subscribe(&channel, Some(0)).await;
+    trade(&mut kim, &mut lee, 2).await;
+    assert_eq!(read(&mut trades, 2).await.len(), 2);
+    server.stop().await;
+}

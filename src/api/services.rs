@@ -572,20 +572,23 @@ impl proto::trading_server::Trading for Api {
         let caller = self.caller(&request, Role::Trader)?;
         let message = request.into_inner();
         let target = Self::order_target(&message.order_id, &message.client_order_id)?;
-        let Answer::Orders(open) = self
-            .context
-            .query(Query::OpenOrders(caller.account))
-            .await?
-        else {
+        // One order looked up, not every open order of the caller built.
+        let query = match &target {
+            OrderRef::Id(order_id) => Query::OpenOrder {
+                account: caller.account,
+                order_id: *order_id,
+            },
+            OrderRef::Client(client_order_id) => Query::OpenOrderByClientId {
+                account: caller.account,
+                client_order_id: client_order_id.clone(),
+            },
+        };
+        let Answer::Order(open) = self.context.query(query).await? else {
             return Err(Status::internal("unexpected answer"));
         };
-        let found = open.iter().find(|order| match &target {
-            OrderRef::Id(id) => order.order_id == *id,
-            OrderRef::Client(client) => order.client_order_id.as_deref() == Some(&**client),
-        });
-        if let Some(view) = found {
+        if let Some(view) = open {
             return Ok(Response::new(proto::GetOrderResponse {
-                order: Some(self.order_reply(view)),
+                order: Some(self.order_reply(&view)),
             }));
         }
         // Not open: it ended, or it is not the caller's. Ended orders are in history.

@@ -219,7 +219,7 @@ impl<B: OrderBook> Sequencer<B> {
         Ok(None)
     }
 
-    fn open_order_in(&self, market: MarketId, order_id: OrderId) -> Option<OrderView> {
+    pub(super) fn open_order_in(&self, market: MarketId, order_id: OrderId) -> Option<OrderView> {
         let order = self.books[usize::from(market.0)].get(order_id)?;
         Some(self.resting_view(market, order))
     }

@@ -536,6 +536,19 @@ impl<B: OrderBook> Sequencer<B> {
         self.next_seq - 1
     }
 
+    /// The account's open order with this client order id, if it has one.
+    pub fn open_order_by_client_id(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Option<OrderView> {
+        let entry = self
+            .client_orders
+            .get(&(account, Box::from(client_order_id)))
+            .filter(|entry| entry.ended.is_none())?;
+        self.open_order_in(entry.placed.market, entry.order_id)
+    }
+
     /// An open order's current state.
     pub fn open_order(&self, order_id: OrderId) -> Option<OrderView> {
         self.books.iter().enumerate().find_map(|(index, book)| {

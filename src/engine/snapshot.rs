@@ -56,10 +56,10 @@ pub struct ClientOrderRecord {
 }
 
 impl<B: OrderBook> Sequencer<B> {
-    /// The whole state, canonically ordered.
-    pub fn snapshot(&self) -> SequencerSnapshot {
-        let books = self
-            .books
+    /// Every market's resting orders: per market the bids, then the asks, each side in
+    /// priority order. Only the books are copied, not the rest of the state.
+    pub fn resting_orders(&self) -> Vec<Vec<RestingOrder>> {
+        self.books
             .iter()
             .map(|book| {
                 let mut orders = Vec::with_capacity(book.len());
@@ -71,7 +71,12 @@ impl<B: OrderBook> Sequencer<B> {
                 }
                 orders
             })
-            .collect();
+            .collect()
+    }
+
+    /// The whole state, canonically ordered.
+    pub fn snapshot(&self) -> SequencerSnapshot {
+        let books = self.resting_orders();
         let mut client_orders: Vec<ClientOrderRecord> = self
             .client_orders
             .iter()

@@ -110,6 +110,13 @@ pub enum Query {
         /// The order.
         order_id: OrderId,
     },
+    /// The account's open order with this client order id, if any.
+    OpenOrderByClientId {
+        /// The owner.
+        account: AccountId,
+        /// The owner's id for the order.
+        client_order_id: Box<str>,
+    },
     /// A market's aggregated levels.
     Book {
         /// The market.

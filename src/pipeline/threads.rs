@@ -172,8 +172,12 @@ fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer
             }
         }
         Query::Supply => Answer::Supply(sequencer.supply()),
+        Query::OpenOrderByClientId {
+            account,
+            client_order_id,
+        } => Answer::Order(sequencer.open_order_by_client_id(account, &client_order_id)),
         Query::RestingOrders => Answer::RestingOrders {
-            orders: sequencer.snapshot().books,
+            orders: sequencer.resting_orders(),
             seq: sequencer.last_seq(),
         },
     })

@@ -351,7 +351,7 @@ pub struct ServerConfig {
     /// How long a stopping server waits for its connections to finish what they are doing
     /// (a client may hold a health watch or a stream open for ever), in milliseconds;
     /// then it closes them. Every accepted command is committed either way.
-    pub shutdown_drain_ms: u64,
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -371,7 +371,7 @@ impl Default for ServerConfig {
             stream_buffer_messages: 256,
             store_cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             book_heartbeat_ms: 1_000,
-            shutdown_drain_ms: 10_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -459,8 +459,8 @@ impl Config {
                 hour_ms,
             ),
             range(
-                "server.shutdown_drain_ms",
-                server.shutdown_drain_ms,
+                "server.shutdown_grace_ms",
+                server.shutdown_grace_ms,
                 1,
                 hour_ms,
             ),
@@ -573,7 +573,7 @@ mod tests {
             ("server", "stream_subscribers_max = 100000000"),
             ("server", "message_bytes_max = 1000000000"),
             ("server", "request_timeout_ms = 100000000000"),
-            ("server", "shutdown_drain_ms = 100000000000"),
+            ("server", "shutdown_grace_ms = 100000000000"),
             ("pipeline", "queue_capacity = 1000000000"),
             ("pipeline", "broadcast_capacity = 1000000000"),
             ("engine.limits", "open_orders_per_account_max = 1000000000"),

@@ -445,6 +445,16 @@ fn damaged_copy(
     copy
 }
 
+/// Runs `divmid-server check` on a data directory.
+fn check(directory: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_divmid-server"))
+        .arg("check")
+        .arg("--data-dir")
+        .arg(directory)
+        .output()
+        .expect("the check runs")
+}
+
 #[test]
 fn a_damaged_or_cut_journal_is_refused_naming_both_sequence_numbers() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -465,6 +475,14 @@ fn a_damaged_or_cut_journal_is_refused_naming_both_sequence_numbers() {
         bytes.truncate(bytes.len() * 3 / 5)
     });
     for damaged in [flipped, cut] {
+        // The offline check says so first, as an operator would run it.
+        let checked = check(damaged.path());
+        assert!(!checked.status.success(), "the check fails");
+        let said = String::from_utf8_lossy(&checked.stderr);
+        assert!(
+            said.contains(&format!("seq {acknowledged} was acknowledged")),
+            "{said}"
+        );
         let store = Store::open(damaged.path()).expect("sled opens what is left");
         let refused = recover::<LevelBook>(&store, EngineConfig::default());
         match refused {
@@ -490,7 +508,15 @@ fn a_damaged_or_cut_journal_is_refused_naming_both_sequence_numbers() {
             ),
         }
     }
-    // The undamaged directory recovers everything.
+    // The undamaged directory checks out and recovers everything.
+    let checked = check(directory.path());
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{said}");
+    assert!(said.starts_with(&format!("seq {acknowledged}\n")), "{said}");
+    assert!(
+        said.contains(&format!("acknowledged seq {acknowledged}\n")),
+        "{said}"
+    );
     let store = Store::open(directory.path()).expect("the store reopens");
     let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
     assert_eq!(recovered.sequencer.last_seq(), acknowledged);

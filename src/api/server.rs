@@ -165,7 +165,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
     let mut stopping_watch = context.stopping.subscribe();
-    let drain = Duration::from_millis(limits.shutdown_drain_ms);
+    let drain = Duration::from_millis(limits.shutdown_grace_ms);
     let drained = async move {
         let _ = stopping_watch.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(drain).await;
@@ -207,7 +207,7 @@ pub async fn run(
     tokio::select! {
         served = serving => served?,
         _ = drained => tracing::warn!(
-            drain_ms = limits.shutdown_drain_ms,
+            drain_ms = limits.shutdown_grace_ms,
             "connections still open after the drain deadline are closed"
         ),
     }

@@ -11,11 +11,14 @@
 //!   number, paginated, through an account index kept off the commit path.
 //! - Recovery (`recovery.rs`) loads the newest snapshot, replays the journal after it
 //!   through the deterministic sequencer, requires the replay to emit exactly the events
-//!   the journal holds, and checks every invariant before anything is served.
+//!   the journal holds, requires the journal to reach the acknowledged high-water mark
+//!   (`watermark.rs`, a small file beside sled written after every commit), and checks
+//!   every invariant before anything is served. `check.rs` does the same offline.
 //!
 //! What this module is not: it keeps no state of the exchange in memory and decides
 //! nothing about commands; it writes what it is given and reads it back.
 
+mod check;
 mod history;
 mod journal;
 mod recovery;
@@ -25,6 +28,7 @@ mod watermark;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use check::{check, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
 pub use journal::{JournalEntry, JournalRecord};

@@ -310,6 +310,19 @@ impl EngineConfig {
     }
 }
 
+/// The server's certificate and key, and, for client certificates (mutual TLS), the CA
+/// that must have signed them. All PEM files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// When set, every client must present a certificate signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+}
+
 /// The server: where it listens, where it keeps its data, and the limits of its API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -323,6 +336,11 @@ pub struct ServerConfig {
     pub issuer_token: Option<String>,
     /// Logs as JSON lines instead of human-readable text.
     pub log_json: bool,
+    /// TLS: with it the server speaks only TLS.
+    pub tls: Option<TlsConfig>,
+    /// Without TLS the server listens only on a loopback address, unless this is set:
+    /// behind a proxy that terminates TLS on the same host or a private network.
+    pub allow_plaintext: bool,
     /// The largest request or response, in bytes.
     pub message_bytes_max: usize,
     /// Concurrent streams per HTTP/2 connection.
@@ -361,6 +379,8 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             issuer_token: None,
             log_json: false,
+            tls: None,
+            allow_plaintext: false,
             message_bytes_max: 64 * 1024,
             concurrent_streams_max: 256,
             requests_per_connection_max: 1_024,
@@ -496,6 +516,9 @@ impl Config {
             ),
         ];
         ranges.into_iter().collect::<Result<(), ConfigError>>()?;
+        if server.tls.is_none() && !server.allow_plaintext && !server.listen.ip().is_loopback() {
+            return Err(ConfigError::Plaintext(server.listen));
+        }
         if let Some(token) = &server.issuer_token {
             if token.len() < 16 {
                 return Err(ConfigError::Limit(
@@ -535,6 +558,14 @@ mod tests {
         let text = include_str!("../deploy/divmid.toml");
         let config = Config::from_toml(text).expect("the example parses");
         assert_eq!(config, Config::default());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_container_configuration_listens_everywhere_with_tls_only() {
+        let config = Config::from_toml(include_str!("../deploy/container.toml")).expect("parses");
+        assert!(!config.server.listen.ip().is_loopback());
+        assert!(config.server.tls.is_some() && !config.server.allow_plaintext);
         assert_eq!(config.validate(), Ok(()));
     }
 

@@ -134,6 +134,13 @@ pub enum ConfigError {
         /// The largest value allowed.
         max: u64,
     },
+    /// Plaintext on an address other hosts can reach.
+    #[error(
+        "server.listen = {0} is not a loopback address and TLS is not configured: set \
+         [server.tls] cert_file and key_file, or server.allow_plaintext = true if a proxy \
+         terminates TLS in front of the server"
+    )]
+    Plaintext(std::net::SocketAddr),
     /// The configuration file cannot be read or parsed.
     #[error("configuration file: {0}")]
     File(String),

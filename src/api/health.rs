@@ -60,7 +60,10 @@ impl Readiness {
     }
 }
 
-async fn report_all(reporter: &HealthReporter, status: ServingStatus) {
+/// Sets every name's status. The server calls it with `NOT_SERVING` before it serves:
+/// tonic's reporter starts with the whole server (`""`) `SERVING`, and every service must
+/// answer (not "not registered") from the first request on.
+pub async fn report_all(reporter: &HealthReporter, status: ServingStatus) {
     for service in SERVICES {
         reporter.set_service_status(service, status).await;
     }

@@ -20,4 +20,5 @@ pub mod services;
 pub mod session;
 pub mod status;
 pub mod streams;
+pub mod tls;
 pub mod updates;

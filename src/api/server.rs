@@ -36,6 +36,9 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("grpc: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// TLS could not be set up: a file named in `[server.tls]` is missing or unusable.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The store failed while serving (fail-stop); a restart recovers the committed state.
     #[error("the store failed ({0}); restart the server to recover")]
     StoreFailed(String),
@@ -132,6 +135,7 @@ pub async fn run(
     ));
     let api = Api::new(Arc::clone(&context));
     let (health, health_service) = tonic_health::server::health_reporter();
+    super::health::report_all(&health, tonic_health::ServingStatus::NotServing).await;
     let (failed_stop, failed_stopped) = tokio::sync::oneshot::channel();
     let health_task = tokio::spawn(super::health::report(
         health,
@@ -170,7 +174,21 @@ pub async fn run(
         let _ = stopping_watch.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(drain).await;
     };
-    let serving = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &limits.tls {
+        let tls = super::tls::server_config(tls).map_err(ServeError::Tls)?;
+        builder = builder
+            .tls_config(tls)
+            .map_err(|error| ServeError::Tls(error.to_string()))?;
+        tracing::info!(
+            client_certificates = limits
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_ca_file.is_some()),
+            "TLS only"
+        );
+    }
+    let serving = builder
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .max_concurrent_streams(limits.concurrent_streams_max)
         .timeout(Duration::from_millis(limits.request_timeout_ms))

@@ -24,9 +24,20 @@ use tonic::Request;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Arguments {
-    /// The server's address.
+    /// The server's address: `https://HOST:PORT` for TLS, `http://` for plaintext (a
+    /// server on this machine, or behind a proxy).
     #[arg(long, default_value = "http://127.0.0.1:50051", env = "DIVMID_SERVER")]
     server: String,
+    /// For `https://`: a PEM file of the CA that signed the server's certificate, when it
+    /// is not one the system trusts.
+    #[arg(long, env = "DIVMID_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// For a server that requires client certificates: your certificate (PEM).
+    #[arg(long, env = "DIVMID_CERT_FILE", requires = "key_file")]
+    cert_file: Option<std::path::PathBuf>,
+    /// The private key of `--cert-file` (PEM).
+    #[arg(long, env = "DIVMID_KEY_FILE", requires = "cert_file")]
+    key_file: Option<std::path::PathBuf>,
     /// Your bearer token (the issuer's, a trader's or a service's).
     #[arg(long, env = "DIVMID_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -396,12 +407,48 @@ fn status(status: tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
+/// An error and every error under it, one after the other: a transport error's own text
+/// ("transport error") says nothing a person can act on; its causes do.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The endpoint of `--server`, with TLS for an `https://` address.
+fn endpoint(arguments: &Arguments) -> Result<tonic::transport::Endpoint, String> {
+    let endpoint = Channel::from_shared(arguments.server.clone())
+        .map_err(|error| format!("--server: {error}"))?;
+    let tls_options = arguments.ca_file.is_some() || arguments.cert_file.is_some();
+    if !arguments.server.starts_with("https://") {
+        if tls_options {
+            return Err(format!(
+                "--ca-file and --cert-file are for https:// addresses; --server is {}",
+                arguments.server
+            ));
+        }
+        return Ok(endpoint);
+    }
+    let identity = arguments
+        .cert_file
+        .as_deref()
+        .zip(arguments.key_file.as_deref());
+    let tls = divmid::api::tls::client_config(arguments.ca_file.as_deref(), identity)?;
+    endpoint
+        .tls_config(tls)
+        .map_err(|error| format!("--server: {error}"))
+}
+
 async fn run(arguments: Arguments) -> Result<(), String> {
-    let channel = Channel::from_shared(arguments.server.clone())
-        .map_err(|error| format!("--server: {error}"))?
+    let channel = endpoint(&arguments)?
         .connect()
         .await
-        .map_err(|error| format!("cannot reach {}: {error}", arguments.server))?;
+        .map_err(|error| format!("cannot reach {}: {}", arguments.server, causes(&error)))?;
     let token = arguments.token;
     match arguments.command {
         Top::Issuer(command) => issuer(IssuerClient::new(channel), &token, command).await,

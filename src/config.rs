@@ -520,9 +520,9 @@ impl Config {
             return Err(ConfigError::Plaintext(server.listen));
         }
         if let Some(token) = &server.issuer_token {
-            if token.len() < 16 {
+            if token.chars().count() < 32 {
                 return Err(ConfigError::Limit(
-                    "issuer_token must be at least 16 characters",
+                    "server.issuer_token must be at least 32 characters",
                 ));
             }
         }

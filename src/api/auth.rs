@@ -133,14 +133,61 @@ pub enum IssuerTokenSource {
     Generated(PathBuf),
 }
 
+/// The fewest characters an issuer token may have, from any source.
+pub const ISSUER_TOKEN_LENGTH_MIN: usize = 32;
+
+/// Why the issuer's token cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Too short to resist guessing.
+    #[error(
+        "the issuer token from {0} has {1} characters; at least {ISSUER_TOKEN_LENGTH_MIN} \
+         are required"
+    )]
+    TooShort(&'static str, usize),
+    /// The token file could be read or changed by someone else.
+    #[error(
+        "{path} must be owned by the server's user and readable by it alone (chmod 600 \
+         {path}): {why}"
+    )]
+    Exposed {
+        /// The token file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file operation failed.
+    #[error("issuer token: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// The issuer's token: from the configuration, else from `environment` (the value of
 /// `DIVMID_ISSUER_TOKEN`), else from `<data_dir>/issuer-token`, which the first start
-/// creates, readable only by its owner.
+/// creates, readable only by its owner. A token shorter than
+/// [`ISSUER_TOKEN_LENGTH_MIN`], or a token file that others can read or that another user
+/// owns, is refused.
 pub fn issuer_token(
     configured: Option<&str>,
     environment: Option<String>,
     data_dir: &Path,
-) -> std::io::Result<(String, IssuerTokenSource)> {
+) -> Result<(String, IssuerTokenSource), TokenError> {
+    let (token, source) = find_issuer_token(configured, environment, data_dir)?;
+    let named = match source {
+        IssuerTokenSource::Configuration => "the configuration",
+        IssuerTokenSource::Environment => "DIVMID_ISSUER_TOKEN",
+        IssuerTokenSource::File(_) | IssuerTokenSource::Generated(_) => "the token file",
+    };
+    if token.chars().count() < ISSUER_TOKEN_LENGTH_MIN {
+        return Err(TokenError::TooShort(named, token.chars().count()));
+    }
+    Ok((token, source))
+}
+
+fn find_issuer_token(
+    configured: Option<&str>,
+    environment: Option<String>,
+    data_dir: &Path,
+) -> Result<(String, IssuerTokenSource), TokenError> {
     if let Some(token) = configured {
         return Ok((token.to_string(), IssuerTokenSource::Configuration));
     }
@@ -149,11 +196,16 @@ pub fn issuer_token(
     }
     let path = data_dir.join("issuer-token");
     if path.exists() {
+        check_private(&path)?;
         let token = std::fs::read_to_string(&path)?.trim().to_string();
         return Ok((token, IssuerTokenSource::File(path)));
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::store::create_private_directory(data_dir)?;
     let token = generate_token().map_err(std::io::Error::other)?;
+    // Written whole under a temporary name, then renamed: a full disk or a crash cannot
+    // leave a partial token behind.
+    let partial = data_dir.join("issuer-token.partial");
+    let _ = std::fs::remove_file(&partial);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -161,10 +213,41 @@ pub fn issuer_token(
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&path)?;
+    let mut file = options.open(&partial)?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
+    std::fs::rename(&partial, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
     Ok((token, IssuerTokenSource::Generated(path)))
+}
+
+/// Refuses a token file that another user owns or that anyone but its owner may read or
+/// change.
+fn check_private(path: &Path) -> Result<(), TokenError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path)?;
+        let exposed = |why: String| TokenError::Exposed {
+            path: path.display().to_string(),
+            why,
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let user = unsafe { libc::geteuid() };
+        if metadata.uid() != user {
+            return Err(exposed(format!(
+                "it is owned by uid {}, the server runs as uid {user}",
+                metadata.uid()
+            )));
+        }
+        let mode = metadata.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(exposed(format!("its mode is {mode:o}")));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -196,15 +279,45 @@ mod tests {
         }
         let (again, source) = issuer_token(None, None, directory.path()).expect("read");
         assert_eq!((again, source), (token, IssuerTokenSource::File(path)));
+        let long = "from-the-environment-0123456789-abcdef";
         let (from_env, source) =
-            issuer_token(None, Some("from-the-environment".into()), directory.path()).expect("env");
+            issuer_token(None, Some(long.into()), directory.path()).expect("env");
         assert_eq!(
             (from_env.as_str(), source),
-            ("from-the-environment", IssuerTokenSource::Environment)
+            (long, IssuerTokenSource::Environment)
         );
+        let configured_token = "configured-token-0123456789-abcdef";
         let (configured, _) =
-            issuer_token(Some("configured-token"), None, directory.path()).expect("config");
-        assert_eq!(configured, "configured-token");
+            issuer_token(Some(configured_token), None, directory.path()).expect("config");
+        assert_eq!(configured, configured_token);
+    }
+
+    #[test]
+    fn short_tokens_and_exposed_token_files_are_refused() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let short = issuer_token(Some("short-configured-token"), None, directory.path());
+        let error = short.expect_err("too short").to_string();
+        assert!(
+            error.contains("the configuration has 22 characters"),
+            "{error}"
+        );
+        let short = issuer_token(None, Some("short".into()), directory.path());
+        assert!(short
+            .expect_err("too short")
+            .to_string()
+            .contains("DIVMID_ISSUER_TOKEN"));
+        let path = directory.path().join("issuer-token");
+        std::fs::write(&path, "a-token-of-the-right-length-0123456789\n").expect("written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            let error = issuer_token(None, None, directory.path()).expect_err("exposed");
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+            assert!(error.to_string().contains("mode is 644"), "{error}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        assert!(issuer_token(None, None, directory.path()).is_ok());
     }
 
     #[test]

@@ -12,6 +12,12 @@ pub trait FundingSource: Send + Sync {
     /// Accepts `amount_micros` of USD from `reference`, or says why not: a malformed
     /// reference is `InvalidArgument`, a declined one `FailedPrecondition`.
     fn authorize(&self, reference: &str, amount_micros: u64) -> Result<(), Reject>;
+
+    /// What the exchange keeps of an authorized reference: in the journal, snapshots,
+    /// history and logs. A card number is never kept, only its last four digits.
+    fn stored_reference(&self, reference: &str) -> String {
+        reference.to_string()
+    }
 }
 
 /// Card payments, sandbox: a Luhn-valid number is accepted, except 4000000000000002.
@@ -41,6 +47,13 @@ impl FundingSource for SandboxCard {
             });
         }
         Ok(())
+    }
+
+    fn stored_reference(&self, reference: &str) -> String {
+        let last_four = reference
+            .get(reference.len().saturating_sub(4)..)
+            .unwrap_or_default();
+        format!("card ending {last_four}")
     }
 }
 

@@ -33,6 +33,9 @@ pub enum ServeError {
     /// A file or socket operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The issuer's token cannot be used.
+    #[error(transparent)]
+    Token(#[from] super::auth::TokenError),
     /// The gRPC server failed.
     #[error("grpc: {0}")]
     Transport(#[from] tonic::transport::Error),

@@ -207,18 +207,19 @@ impl proto::wallet_server::Wallet for Api {
             },
         )?;
         let deposited = parse_amount("amount", &message.amount)?;
-        self.context
-            .funding
-            .of(source)
+        let processor = self.context.funding.of(source);
+        processor
             .authorize(&message.source_reference, deposited.0)
             .map_err(|reject| from_reject(&reject))?;
+        // Only what may be kept goes on: a card number stops here.
+        let source_reference = processor.stored_reference(&message.source_reference);
         let committed = self
             .context
             .command(Command::Deposit {
                 account: caller.account,
                 source,
                 amount: deposited,
-                source_reference: message.source_reference.into(),
+                source_reference: source_reference.into(),
                 idempotency_key: message.idempotency_key.into(),
             })
             .await?;

@@ -48,6 +48,13 @@ enum Subcommand {
 }
 
 fn main() -> ExitCode {
+    // Everything the server creates (data directory, store, snapshots, token file) is its
+    // user's alone.
+    #[cfg(unix)]
+    // SAFETY: umask has no preconditions and cannot fail; it runs before any thread starts.
+    unsafe {
+        libc::umask(0o077);
+    }
     let arguments = Arguments::parse();
     let mut config = match &arguments.config {
         None => Config::default(),

@@ -102,6 +102,19 @@ fn is_lock_held(error: &std::io::Error) -> bool {
     error.to_string().starts_with("could not acquire lock on")
 }
 
+/// Creates `directory` (and its missing parents) readable by its owner alone (0700); an
+/// existing directory is left as it is.
+pub fn create_private_directory(directory: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(directory)
+}
+
 /// Why the store could not do what it was asked. Any of these on the write path stops the
 /// exchange (fail-stop); on start-up it refuses to serve.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +193,7 @@ impl Store {
     /// Opens (or creates) the store in `directory`, keeping at most about `cache_bytes` of
     /// pages in memory.
     pub fn open_with_cache(directory: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(directory)?;
+        create_private_directory(directory)?;
         let db = open_sled(&sled_config(directory, cache_bytes), directory, LOCK_WAIT)?;
         let journal = db.open_tree("journal")?;
         db.flush()?;

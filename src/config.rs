@@ -354,8 +354,16 @@ pub struct ServerConfig {
     pub page_size_max: u32,
     /// Days of one-minute candles kept (and rebuilt from the journal at start).
     pub candle_retention_days: u64,
-    /// Event streams (trades, book, order updates) open at once, at most.
+    /// Account holders' streams (order updates) open at once, at most.
     pub stream_subscribers_max: usize,
+    /// How often an HTTP/2 ping (and a TCP keepalive) checks a connection that is quiet,
+    /// in milliseconds.
+    pub keepalive_interval_ms: u64,
+    /// How long a ping may go unanswered before the connection is closed, in milliseconds.
+    pub keepalive_timeout_ms: u64,
+    /// Anonymous market-data streams (trades, book) open at once, at most: counted apart,
+    /// so that clients without a token cannot take account holders' places.
+    pub anonymous_streams_max: usize,
     /// Messages waiting for one stream subscriber, at most. A subscriber that reads
     /// slower than events commit fills this, then falls behind the pipeline's broadcast
     /// (`pipeline.broadcast_capacity` batches) and is ended with `ABORTED` and the
@@ -388,6 +396,9 @@ impl Default for ServerConfig {
             page_size_max: 1_000,
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
+            anonymous_streams_max: 4_096,
+            keepalive_interval_ms: 30_000,
+            keepalive_timeout_ms: 10_000,
             stream_buffer_messages: 256,
             store_cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             book_heartbeat_ms: 1_000,
@@ -457,6 +468,24 @@ impl Config {
             range(
                 "server.stream_subscribers_max",
                 server.stream_subscribers_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "server.keepalive_interval_ms",
+                server.keepalive_interval_ms,
+                100,
+                hour_ms,
+            ),
+            range(
+                "server.keepalive_timeout_ms",
+                server.keepalive_timeout_ms,
+                100,
+                hour_ms,
+            ),
+            range(
+                "server.anonymous_streams_max",
+                server.anonymous_streams_max,
                 1,
                 1_000_000,
             ),

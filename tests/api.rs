@@ -1132,6 +1132,14 @@ async fn stock_tools_see_health_and_reflection_in_both_versions() {
         health.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // Health and reflection keep the API's message limit (64 KiB), not tonic's 4 MB.
+    let oversized = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "x".repeat(100 * 1024),
+        })
+        .await
+        .expect_err("over the message limit");
+    assert_eq!(oversized.code(), Code::OutOfRange, "{oversized:?}");
 
     use tonic_reflection::pb::{v1, v1alpha};
     let request = v1alpha::ServerReflectionRequest {
@@ -1495,7 +1503,8 @@ async fn every_rpc_refuses_bad_fields_by_name_and_changes_nothing() {
 async fn trades_stream_from_history_then_live_and_streams_are_limited() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let server = Server::start_with(directory.path(), |config| {
-        config.server.stream_subscribers_max = 2
+        config.server.anonymous_streams_max = 2;
+        config.server.stream_subscribers_max = 1;
     })
     .await;
     let channel = server.channel().await;
@@ -1538,6 +1547,23 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
         .await
         .expect_err("over the limit");
     assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().starts_with("anonymous_streams_max"),
+        "{}",
+        refused.message()
+    );
+    // Strangers holding every anonymous place take none of the account holders'.
+    let _updates = max
+        .trading
+        .stream_order_updates(proto::StreamOrderUpdatesRequest { from_seq: None })
+        .await
+        .expect("an account holder's stream is counted apart")
+        .into_inner();
+    let refused = lee
+        .trading
+        .stream_order_updates(proto::StreamOrderUpdatesRequest { from_seq: None })
+        .await
+        .expect_err("over the account holders' limit of one");
     assert!(
         refused.message().starts_with("stream_subscribers_max"),
         "{}",

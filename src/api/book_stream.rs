@@ -173,7 +173,7 @@ pub fn start(
     market: MarketId,
     depth: usize,
 ) -> Result<BoxStream<proto::BookUpdate>, Status> {
-    let permit = context.stream_permit()?;
+    let permit = context.stream_permit(super::context::StreamKind::Anonymous)?;
     let (sender, receiver) = mpsc::channel(context.config.server.stream_buffer_messages);
     let mut views = context.book_views.subscribe();
     let stopping_watch = context.stopping.subscribe();

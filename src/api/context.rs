@@ -44,10 +44,24 @@ pub struct Context {
     /// Becomes true when the server stops taking requests, so that long-lived streams
     /// end and the graceful shutdown does not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    /// One permit per open event stream: `stream_subscribers_max` of them.
+    /// One permit per open authenticated stream (a trader's order updates):
+    /// `stream_subscribers_max` of them.
     pub stream_slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per open anonymous market-data stream (trades, book):
+    /// `anonymous_streams_max` of them, counted apart so that strangers cannot take the
+    /// places of account holders.
+    pub anonymous_stream_slots: Arc<tokio::sync::Semaphore>,
     /// The newest top-of-book view of every market, for book streams.
     pub book_views: tokio::sync::watch::Sender<Option<Arc<super::book_stream::BookView>>>,
+}
+
+/// Who may open a stream, for counting it against its own limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Market data, with no token.
+    Anonymous,
+    /// An account holder's own stream.
+    Authenticated,
 }
 
 /// Trade statistics and whether they have caught up with the journal since the start.
@@ -59,17 +73,27 @@ pub struct MarketDataState {
 }
 
 impl Context {
-    /// A place for one more event stream, or `RESOURCE_EXHAUSTED` when
-    /// `stream_subscribers_max` are open.
-    pub fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.stream_slots)
-            .try_acquire_owned()
-            .map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "stream_subscribers_max: the limit of {} streams is reached",
-                    self.config.server.stream_subscribers_max
-                ))
-            })
+    /// A place for one more stream of its kind, or `RESOURCE_EXHAUSTED` naming the limit
+    /// when they are all taken.
+    pub fn stream_permit(
+        &self,
+        kind: StreamKind,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        let (slots, name, limit) = match kind {
+            StreamKind::Authenticated => (
+                &self.stream_slots,
+                "stream_subscribers_max",
+                self.config.server.stream_subscribers_max,
+            ),
+            StreamKind::Anonymous => (
+                &self.anonymous_stream_slots,
+                "anonymous_streams_max",
+                self.config.server.anonymous_streams_max,
+            ),
+        };
+        Arc::clone(slots).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("{name}: the limit of {limit} streams is reached"))
+        })
     }
 
     /// Submits a command and waits for it to be committed.

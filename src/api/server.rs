@@ -94,6 +94,7 @@ pub fn open_with_journal<J: Journal>(
         Pipeline::start(recovered.sequencer, journal(store), config.pipeline.clone());
     pipeline.start_indexer(history.clone());
     let stream_subscribers_max = config.server.stream_subscribers_max;
+    let anonymous_streams_max = config.server.anonymous_streams_max;
     let market_data = Arc::new(MarketDataState {
         stats: std::sync::RwLock::new(TradeStats::new(
             config.engine.markets.len(),
@@ -110,6 +111,7 @@ pub fn open_with_journal<J: Journal>(
         market_data,
         stopping: tokio::sync::watch::Sender::new(false),
         stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),
+        anonymous_stream_slots: Arc::new(tokio::sync::Semaphore::new(anonymous_streams_max)),
         book_views: tokio::sync::watch::Sender::new(None),
     }))
 }
@@ -195,9 +197,14 @@ pub async fn run(
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .max_concurrent_streams(limits.concurrent_streams_max)
         .timeout(Duration::from_millis(limits.request_timeout_ms))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
+        .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
+        .tcp_keepalive(Some(Duration::from_millis(limits.keepalive_interval_ms)))
+        // Health and reflection too: tonic's default of 4 MB would let a client that sends
+        // half of a large message hold that much memory per stream.
+        .add_service(limited!(health_service))
+        .add_service(limited!(reflection_v1))
+        .add_service(limited!(reflection_v1alpha))
         .add_service(limited!(proto::issuer_server::IssuerServer::new(
             api.clone()
         )))

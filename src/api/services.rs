@@ -832,6 +832,7 @@ impl proto::market_data_server::MarketData for Api {
         let converter = Arc::clone(&self.context);
         let stream = super::streams::start(
             Arc::clone(&self.context),
+            super::context::StreamKind::Anonymous,
             message.from_seq,
             move |event: &crate::event::Event| matches!(&event.kind, crate::event::EventKind::Fill(fill) if fill.market == market_id),
             move |event: &crate::event::Event| {

@@ -19,7 +19,7 @@ use tokio_stream::Stream;
 use tonic::codegen::BoxStream;
 use tonic::Status;
 
-use super::context::Context;
+use super::context::{Context, StreamKind};
 use crate::event::Event;
 
 /// Events read from the journal per step of a replay.
@@ -29,6 +29,7 @@ const EVENTS_PER_READ: usize = 1_024;
 /// `from_seq` out of the journal, then live ones; live ones only without `from_seq`.
 pub fn start<T, Keep, Convert>(
     context: Arc<Context>,
+    kind: StreamKind,
     from_seq: Option<u64>,
     keep: Keep,
     convert: Convert,
@@ -44,7 +45,7 @@ where
             "from_seq: {from_seq} is beyond the last committed sequence number, {committed}"
         )));
     }
-    let permit = context.stream_permit()?;
+    let permit = context.stream_permit(kind)?;
     let buffered = context.config.server.stream_buffer_messages;
     let (sender, receiver) = mpsc::channel(CHUNKS);
     tokio::spawn(async move {

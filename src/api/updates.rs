@@ -23,6 +23,7 @@ pub fn start(
     let converter = Arc::clone(&context);
     super::streams::start(
         context,
+        super::context::StreamKind::Authenticated,
         from_seq,
         move |event: &Event| accounts_of(event).contains(&account),
         move |event: &Event| updates(&converter, account, event, &mut orders),

@@ -356,6 +356,9 @@ pub struct ServerConfig {
     pub candle_retention_days: u64,
     /// Account holders' streams (order updates) open at once, at most.
     pub stream_subscribers_max: usize,
+    /// Failed authentications one peer address may make in a minute; beyond it the
+    /// address is refused (`RESOURCE_EXHAUSTED`) for the rest of the minute.
+    pub auth_failures_per_minute_max: u32,
     /// How often an HTTP/2 ping (and a TCP keepalive) checks a connection that is quiet,
     /// in milliseconds.
     pub keepalive_interval_ms: u64,
@@ -397,6 +400,7 @@ impl Default for ServerConfig {
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
             anonymous_streams_max: 4_096,
+            auth_failures_per_minute_max: 30,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
             stream_buffer_messages: 256,
@@ -468,6 +472,12 @@ impl Config {
             range(
                 "server.stream_subscribers_max",
                 server.stream_subscribers_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "server.auth_failures_per_minute_max",
+                server.auth_failures_per_minute_max,
                 1,
                 1_000_000,
             ),

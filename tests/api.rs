@@ -858,7 +858,12 @@ async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str,
 #[tokio::test]
 async fn the_authorization_matrix_covers_every_rpc() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let server = Server::start(directory.path()).await;
+    // Every RPC is called with no token and with an unknown one, all from one address:
+    // more failures than a peer is allowed a minute by default.
+    let server = Server::start_with(directory.path(), |config| {
+        config.server.auth_failures_per_minute_max = 1_000;
+    })
+    .await;
     let channel = server.channel().await;
     let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
     let (_, trader) = create(
@@ -1640,5 +1645,45 @@ async fn a_book_stream_replayed_on_its_snapshot_equals_the_book_and_its_checksum
         let book = top_of_book(&channel).await;
         assert!(copy.equals(&book), "round {round}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_keeps_failing_to_authenticate_is_refused_for_the_minute() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start_with(directory.path(), |config| {
+        config.server.auth_failures_per_minute_max = 5;
+    })
+    .await;
+    let channel = server.channel().await;
+    let mut guesser = clients(&channel, Some("a-guessed-token-that-is-not-right-0123"));
+    for _ in 0..5 {
+        let refused = guesser
+            .issuer
+            .get_supply(proto::GetSupplyRequest {})
+            .await
+            .expect_err("unknown token");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    // Now even the right token from that address waits for the minute to pass.
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let refused = issuer
+        .issuer
+        .get_supply(proto::GetSupplyRequest {})
+        .await
+        .expect_err("the address is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused
+            .message()
+            .starts_with("auth_failures_per_minute_max"),
+        "{}",
+        refused.message()
+    );
+    // Market data needs no token and stays open.
+    MarketDataClient::new(channel.clone())
+        .get_markets(proto::GetMarketsRequest {})
+        .await
+        .expect("market data is served");
     server.stop().await;
 }

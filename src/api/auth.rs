@@ -120,6 +120,70 @@ impl Tokens {
     }
 }
 
+/// How long a peer's failed authentications are counted together.
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Peers whose failures are tracked at once, at most: when more fail within a window the
+/// table starts afresh, so its memory is bounded whatever the number of addresses.
+const FAILING_PEERS_MAX: usize = 65_536;
+
+/// Failed authentications per peer address, so that a peer guessing tokens is refused
+/// for the rest of the minute once it has failed `limit` times in it.
+pub struct AuthFailures {
+    limit: u32,
+    peers: std::sync::Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+impl AuthFailures {
+    /// Allows each peer `limit` failures a minute.
+    pub fn new(limit: u32) -> AuthFailures {
+        AuthFailures {
+            limit,
+            peers: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses a peer that has reached its limit in the current window, whatever token it
+    /// now presents: `RESOURCE_EXHAUSTED`, saying when to retry.
+    pub fn check(&self, peer: Option<std::net::IpAddr>) -> Result<(), Status> {
+        let (Some(peer), Ok(peers)) = (peer, self.peers.lock()) else {
+            return Ok(());
+        };
+        match peers.get(&peer) {
+            Some((started, failures))
+                if *failures >= self.limit && started.elapsed() < FAILURE_WINDOW =>
+            {
+                let wait = FAILURE_WINDOW.saturating_sub(started.elapsed()).as_secs() + 1;
+                Err(Status::resource_exhausted(format!(
+                    "auth_failures_per_minute_max: {} failed authentications from this \
+                     address; retry in {wait} s",
+                    self.limit
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication from `peer`.
+    pub fn record(&self, peer: Option<std::net::IpAddr>) {
+        let (Some(peer), Ok(mut peers)) = (peer, self.peers.lock()) else {
+            return;
+        };
+        if peers.len() >= FAILING_PEERS_MAX && !peers.contains_key(&peer) {
+            peers.retain(|_, (started, _)| started.elapsed() < FAILURE_WINDOW);
+            if peers.len() >= FAILING_PEERS_MAX {
+                peers.clear();
+            }
+        }
+        let now = std::time::Instant::now();
+        let entry = peers.entry(peer).or_insert((now, 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
 /// Where the issuer's token came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IssuerTokenSource {

@@ -35,6 +35,8 @@ pub struct Context {
     pub config: Config,
     /// Bearer tokens.
     pub tokens: Tokens,
+    /// Failed authentications per peer address.
+    pub auth_failures: super::auth::AuthFailures,
     /// History in the store.
     pub history: History,
     /// Deposit processors.

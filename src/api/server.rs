@@ -95,6 +95,7 @@ pub fn open_with_journal<J: Journal>(
     pipeline.start_indexer(history.clone());
     let stream_subscribers_max = config.server.stream_subscribers_max;
     let anonymous_streams_max = config.server.anonymous_streams_max;
+    let auth_failures = super::auth::AuthFailures::new(config.server.auth_failures_per_minute_max);
     let market_data = Arc::new(MarketDataState {
         stats: std::sync::RwLock::new(TradeStats::new(
             config.engine.markets.len(),
@@ -106,6 +107,7 @@ pub fn open_with_journal<J: Journal>(
         pipeline,
         config,
         tokens,
+        auth_failures,
         history,
         funding: FundingSources::sandbox(),
         market_data,

@@ -57,8 +57,19 @@ impl Api {
         }
     }
 
+    /// The authenticated caller, if it has `role`. A peer that has failed to
+    /// authenticate too often this minute is refused whatever it presents.
     fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
-        self.context.tokens.authenticate(request)?.require(role)
+        let peer = request.remote_addr().map(|address| address.ip());
+        let failures = &self.context.auth_failures;
+        failures.check(peer)?;
+        match self.context.tokens.authenticate(request) {
+            Ok(caller) => caller.require(role),
+            Err(status) => {
+                failures.record(peer);
+                Err(status)
+            }
+        }
     }
 }
 

@@ -356,6 +356,12 @@ pub struct ServerConfig {
     pub candle_retention_days: u64,
     /// Account holders' streams (order updates) open at once, at most.
     pub stream_subscribers_max: usize,
+    /// Connections open at once, at most; more wait in the kernel's backlog until one
+    /// closes. The file limit (systemd's `LimitNOFILE`) must leave room for them.
+    pub connections_max: usize,
+    /// How long a new connection may stay silent (no HTTP/2 preface, no TLS ClientHello)
+    /// before it is closed, in milliseconds.
+    pub handshake_timeout_ms: u64,
     /// Failed authentications one peer address may make in a minute; beyond it the
     /// address is refused (`RESOURCE_EXHAUSTED`) for the rest of the minute.
     pub auth_failures_per_minute_max: u32,
@@ -400,6 +406,8 @@ impl Default for ServerConfig {
             candle_retention_days: 31,
             stream_subscribers_max: 4_096,
             anonymous_streams_max: 4_096,
+            connections_max: 10_000,
+            handshake_timeout_ms: 10_000,
             auth_failures_per_minute_max: 30,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
@@ -474,6 +482,18 @@ impl Config {
                 server.stream_subscribers_max,
                 1,
                 1_000_000,
+            ),
+            range(
+                "server.connections_max",
+                server.connections_max,
+                1,
+                1_000_000,
+            ),
+            range(
+                "server.handshake_timeout_ms",
+                server.handshake_timeout_ms,
+                100,
+                hour_ms,
             ),
             range(
                 "server.auth_failures_per_minute_max",

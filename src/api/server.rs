@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
@@ -222,18 +221,25 @@ pub async fn run(
         .add_service(limited!(proto::market_data_server::MarketDataServer::new(
             api
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
-            let stopping = context.stopping.clone();
-            async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    // Sent after health has reported the failure for a moment.
-                    Ok(()) = failed_stopped => {}
+        .serve_with_incoming_shutdown(
+            super::listener::incoming(
+                listener,
+                limits.connections_max,
+                Duration::from_millis(limits.handshake_timeout_ms),
+            ),
+            {
+                let stopping = context.stopping.clone();
+                async move {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        // Sent after health has reported the failure for a moment.
+                        Ok(()) = failed_stopped => {}
+                    }
+                    // Streams end now; the server then waits only for unary calls in flight.
+                    stopping.send_replace(true);
                 }
-                // Streams end now; the server then waits only for unary calls in flight.
-                stopping.send_replace(true);
-            }
-        });
+            },
+        );
     tokio::select! {
         served = serving => served?,
         _ = drained => tracing::warn!(

@@ -14,7 +14,19 @@ use tonic::Request;
 /// Starts the server on `data_dir` with the issuer token `issuer_token` and the extra
 /// arguments `args`, and returns it with the address it listens on (`http://…`).
 pub fn start_server(data_dir: &Path, issuer_token: &str, args: &[&str]) -> (Child, String) {
-    let mut child = Process::new(env!("CARGO_BIN_EXE_divmid-server"))
+    start_server_with(data_dir, issuer_token, args, |_| {})
+}
+
+/// As [`start_server`], with the command adjusted by `adjust` before it starts.
+pub fn start_server_with(
+    data_dir: &Path,
+    issuer_token: &str,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Process),
+) -> (Child, String) {
+    let mut command = Process::new(env!("CARGO_BIN_EXE_divmid-server"));
+    adjust(&mut command);
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--listen")

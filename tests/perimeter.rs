@@ -93,3 +93,48 @@ async fn silent_connections_cannot_lock_out_a_fresh_client() {
     child.kill().expect("stopped");
     child.wait().expect("reaped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_a_client_that_holds_a_stream_open() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let config = directory.path().join("divmid.toml");
+    std::fs::write(&config, "[server]\nshutdown_grace_ms = 500\n").expect("written");
+    let config = config.to_str().expect("a UTF-8 path").to_string();
+    let (mut child, address) = start_server_with(
+        &directory.path().join("data"),
+        ISSUER_TOKEN,
+        &["--config", &config],
+        |_| {},
+    );
+    let channel = Channel::from_shared(address)
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connects");
+    // A reflection stream whose client never finishes sending: the server cannot end it.
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    let (_requests, pending) = tokio::sync::mpsc::channel(1);
+    let _held = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(pending))
+        .await
+        .expect("the stream opens");
+    let started = Instant::now();
+    // SAFETY: kill only sends a signal to the child this test started.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM is delivered");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waitable") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server still waits for the open stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "stopped {:?} after SIGTERM with a stream held open",
+        started.elapsed()
+    );
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+}

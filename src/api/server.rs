@@ -240,21 +240,33 @@ pub async fn run(
                 }
             },
         );
-    tokio::select! {
-        served = serving => served?,
-        _ = drained => tracing::warn!(
-            drain_ms = limits.shutdown_grace_ms,
-            "connections still open after the drain deadline are closed"
-        ),
-    }
+    let forced = tokio::select! {
+        served = serving => {
+            served?;
+            false
+        }
+        _ = drained => {
+            tracing::warn!(
+                drain_ms = limits.shutdown_grace_ms,
+                "connections still open after the drain deadline are closed"
+            );
+            true
+        }
+    };
     tracing::info!("stopped taking requests; committing what was accepted");
     let _ = health_task.await;
     let failure = context
         .pipeline
         .is_failed()
         .then(|| context.pipeline.failure().unwrap_or_default());
-    // Streams end on `stopping`; their tasks let go of the exchange right after.
-    let deadline = tokio::time::Instant::now() + STREAMS_GRACE;
+    // Streams end on `stopping`; their tasks let go of the exchange right after. After a
+    // forced drain, connections' tasks still hold it: there is nothing to wait for.
+    let grace = if forced {
+        Duration::ZERO
+    } else {
+        STREAMS_GRACE
+    };
+    let deadline = tokio::time::Instant::now() + grace;
     while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

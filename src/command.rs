@@ -118,6 +118,14 @@ pub enum Command {
         /// The new limit price.
         price: Option<Price>,
     },
+    /// The issuer gives an account a new bearer token (its hash), or revokes its token
+    /// (`token_hash: None`); the old token stops working at once.
+    SetToken {
+        /// The trader or service account.
+        account: AccountId,
+        /// SHA-256 of the new token; `None` revokes.
+        token_hash: Option<[u8; 32]>,
+    },
 }
 
 // The sequencer reads a stream of commands: each fits in one 64-byte cache line (text is

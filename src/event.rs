@@ -208,6 +208,13 @@ pub enum EventKind {
         /// The owner's balance of the held asset afterwards.
         balance_after: Balance,
     },
+    /// An account's bearer token was replaced or revoked.
+    TokenChanged {
+        /// The account.
+        account: AccountId,
+        /// Whether it now has no token at all.
+        revoked: bool,
+    },
 }
 
 /// An order as accepted, with the funds reserved for it.
@@ -503,6 +510,13 @@ pub enum Reply {
     /// A new order's id. Its state is rebuilt from the command's events by
     /// [`Reply::order`], off the sequencer's thread.
     Placed(OrderId),
+    /// An account's token was replaced or revoked.
+    TokenChanged {
+        /// The account.
+        account: AccountId,
+        /// Its role.
+        role: Role,
+    },
 }
 
 impl Reply {

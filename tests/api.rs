@@ -773,6 +773,14 @@ async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str,
             call!(c.issuer, get_supply, proto::GetSupplyRequest::default()),
         ),
         (
+            "RotateToken",
+            call!(c.issuer, rotate_token, proto::RotateTokenRequest::default()),
+        ),
+        (
+            "RevokeToken",
+            call!(c.issuer, revoke_token, proto::RevokeTokenRequest::default()),
+        ),
+        (
             "GetBalances",
             call!(c.wallet, get_balances, proto::GetBalancesRequest::default()),
         ),
@@ -880,7 +888,14 @@ async fn the_authorization_matrix_covers_every_rpc() {
         proto::Role::Service,
     )
     .await;
-    let issuer_rpcs = ["CreateAccount", "Mint", "SetIssuePrice", "GetSupply"];
+    let issuer_rpcs = [
+        "CreateAccount",
+        "Mint",
+        "SetIssuePrice",
+        "GetSupply",
+        "RotateToken",
+        "RevokeToken",
+    ];
     let service_rpcs = ["Charge"];
     for (name, code) in every_rpc(&channel, None).await {
         assert_eq!(code, Code::Unauthenticated, "{name} without a token");
@@ -1685,5 +1700,98 @@ async fn a_peer_that_keeps_failing_to_authenticate_is_refused_for_the_minute() {
         .get_markets(proto::GetMarketsRequest {})
         .await
         .expect("market data is served");
+    server.stop().await;
+}
+
+/// Whether a wallet call with `token` is served, or its refusal's code.
+async fn balances_with(channel: &Channel, token: &str) -> Result<(), Code> {
+    clients(channel, Some(token))
+        .wallet
+        .get_balances(proto::GetBalancesRequest {})
+        .await
+        .map(|_| ())
+        .map_err(|status| status.code())
+}
+
+#[tokio::test]
+async fn the_issuer_rotates_and_revokes_tokens_and_a_restart_keeps_them() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (account_id, first) = create(
+        &mut issuer,
+        "nora",
+        proto::Tier::Public,
+        proto::Role::Trader,
+    )
+    .await;
+    assert_eq!(balances_with(&channel, &first).await, Ok(()));
+    let rotated = issuer
+        .issuer
+        .rotate_token(proto::RotateTokenRequest {
+            account_id: account_id.clone(),
+        })
+        .await
+        .expect("rotated")
+        .into_inner()
+        .api_token;
+    assert_ne!(rotated, first);
+    assert_eq!(
+        balances_with(&channel, &first).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(balances_with(&channel, &rotated).await, Ok(()));
+    // The issuer's own accounts and unknown ones have no token to rotate.
+    for account_id in ["1", "2", "999"] {
+        let refused = issuer
+            .issuer
+            .rotate_token(proto::RotateTokenRequest {
+                account_id: account_id.into(),
+            })
+            .await
+            .expect_err("not a trader or service");
+        assert_eq!(refused.code(), Code::NotFound, "{account_id}");
+    }
+    // Only the issuer may rotate.
+    let mut nora = clients(&channel, Some(&rotated));
+    let refused = nora
+        .issuer
+        .rotate_token(proto::RotateTokenRequest {
+            account_id: account_id.clone(),
+        })
+        .await
+        .expect_err("the issuer's call");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // After a restart the rotated token works and the first does not.
+    server.stop().await;
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    assert_eq!(
+        balances_with(&channel, &first).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(balances_with(&channel, &rotated).await, Ok(()));
+    issuer
+        .issuer
+        .revoke_token(proto::RevokeTokenRequest {
+            account_id: account_id.clone(),
+        })
+        .await
+        .expect("revoked");
+    assert_eq!(
+        balances_with(&channel, &rotated).await,
+        Err(Code::Unauthenticated)
+    );
+    server.stop().await;
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    assert_eq!(
+        balances_with(&channel, &rotated).await,
+        Err(Code::Unauthenticated),
+        "still revoked after a restart"
+    );
     server.stop().await;
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
-use crate::ledger::{Account, TREASURY};
+use crate::ledger::{Account, REVOKED_TOKEN_HASH, TREASURY};
 use crate::types::{AccountId, Role};
 
 /// Who is calling, once authenticated.
@@ -58,34 +58,49 @@ pub fn generate_token() -> Result<String, getrandom::Error> {
 
 /// The token hashes of every account, and the issuer's.
 pub struct Tokens {
-    accounts: RwLock<HashMap<[u8; 32], Caller>>,
+    accounts: RwLock<AccountTokens>,
     issuer_hash: [u8; 32],
+}
+
+/// Callers by token hash, and each account's current hash with the sequence number that
+/// set it, so that a rotation removes the old one without a scan and two rotations
+/// answered out of order leave the later one.
+#[derive(Default)]
+struct AccountTokens {
+    callers: HashMap<[u8; 32], Caller>,
+    hashes: HashMap<AccountId, ([u8; 32], u64)>,
 }
 
 impl Tokens {
     /// Tokens for the issuer and the given accounts (as recovered from the ledger).
     pub fn new(issuer_token: &str, accounts: &[Account]) -> Tokens {
-        let map = accounts
+        let mut tokens = AccountTokens::default();
+        for account in accounts
             .iter()
             .filter(|account| account.role != Role::Issuer)
-            .map(|account| {
-                let caller = Caller {
-                    account: account.id,
-                    role: account.role,
-                };
-                (account.token_hash, caller)
-            })
-            .collect();
+        {
+            let caller = Caller {
+                account: account.id,
+                role: account.role,
+            };
+            tokens.set(caller, Some(account.token_hash), 0);
+        }
         Tokens {
-            accounts: RwLock::new(map),
+            accounts: RwLock::new(tokens),
             issuer_hash: hash_token(issuer_token),
         }
     }
 
     /// Accepts a new account's token.
     pub fn register(&self, token_hash: [u8; 32], caller: Caller) {
+        self.set(caller, Some(token_hash), 0);
+    }
+
+    /// Replaces an account's token (`None`: revokes it) as committed at `seq`; the old
+    /// one stops working. A change older than the one in place is ignored.
+    pub fn set(&self, caller: Caller, token_hash: Option<[u8; 32]>, seq: u64) {
         if let Ok(mut accounts) = self.accounts.write() {
-            accounts.insert(token_hash, caller);
+            accounts.set(caller, token_hash, seq);
         }
     }
 
@@ -114,9 +129,26 @@ impl Tokens {
             .read()
             .map_err(|_| Status::internal("the token table is unavailable"))?;
         accounts
+            .callers
             .get(&hash)
             .copied()
             .ok_or_else(|| Status::unauthenticated("authorization: unknown token"))
+    }
+}
+
+impl AccountTokens {
+    fn set(&mut self, caller: Caller, token_hash: Option<[u8; 32]>, seq: u64) {
+        if let Some((old, set_at)) = self.hashes.get(&caller.account).copied() {
+            if set_at > seq {
+                return;
+            }
+            self.callers.remove(&old);
+        }
+        let token_hash = token_hash.unwrap_or(REVOKED_TOKEN_HASH);
+        self.hashes.insert(caller.account, (token_hash, seq));
+        if token_hash != REVOKED_TOKEN_HASH {
+            self.callers.insert(token_hash, caller);
+        }
     }
 }
 

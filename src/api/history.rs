@@ -250,6 +250,7 @@ pub fn ledger_entries(
         }
         EventKind::Minted { .. }
         | EventKind::AccountCreated { .. }
+        | EventKind::TokenChanged { .. }
         | EventKind::IssuePriceSet { .. }
         | EventKind::DivmidsBought { .. }
         | EventKind::Charged { .. }

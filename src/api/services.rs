@@ -73,6 +73,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Commits an account's new token hash (or its revocation), then makes the
+    /// authentication table follow: the old token stops working once this returns.
+    async fn set_token(
+        &self,
+        account: crate::types::AccountId,
+        token_hash: Option<[u8; 32]>,
+    ) -> Result<(), Status> {
+        let committed = self
+            .context
+            .command(Command::SetToken {
+                account,
+                token_hash,
+            })
+            .await?;
+        let Reply::TokenChanged { account, role } = committed.reply else {
+            return Err(unexpected(&committed.reply));
+        };
+        let seq = committed.events.last().map_or(0, |event| event.seq);
+        self.context
+            .tokens
+            .set(Caller { account, role }, token_hash, seq);
+        Ok(())
+    }
+}
+
 fn unexpected(reply: &Reply) -> Status {
     Status::internal(format!("unexpected reply {reply:?}"))
 }
@@ -125,6 +151,29 @@ impl proto::issuer_server::Issuer for Api {
             account_id: account.0.to_string(),
             api_token: token,
         }))
+    }
+
+    async fn rotate_token(
+        &self,
+        request: Request<proto::RotateTokenRequest>,
+    ) -> Result<Response<proto::RotateTokenResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let account = AccountId(parse_id("account_id", &request.get_ref().account_id)?);
+        let token = generate_token().map_err(|_| Status::internal("no randomness for a token"))?;
+        self.set_token(account, Some(hash_token(&token))).await?;
+        Ok(Response::new(proto::RotateTokenResponse {
+            api_token: token,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<proto::RevokeTokenRequest>,
+    ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        let account = AccountId(parse_id("account_id", &request.get_ref().account_id)?);
+        self.set_token(account, None).await?;
+        Ok(Response::new(proto::RevokeTokenResponse {}))
     }
 
     async fn mint(

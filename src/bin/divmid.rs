@@ -116,6 +116,17 @@ enum IssuerCommand {
     },
     /// Prints the divmid supply.
     Supply,
+    /// Gives an account a new token and prints it (shown only once); the old one stops
+    /// working at once.
+    RotateToken {
+        #[arg(long)]
+        account: String,
+    },
+    /// Revokes an account's token until it is rotated; balances and orders stay.
+    RevokeToken {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -549,6 +560,27 @@ async fn issuer(
                 "minted: {}\ntreasury: {}\ncirculating: {}\nspent: {}\nseq: {}",
                 supply.minted, supply.treasury, supply.circulating, supply.spent, supply.seq
             );
+        }
+        IssuerCommand::RotateToken { account } => {
+            let request = proto::RotateTokenRequest {
+                account_id: account,
+            };
+            let rotated = client
+                .rotate_token(authorized(token, request)?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("api_token: {}", rotated.api_token);
+        }
+        IssuerCommand::RevokeToken { account } => {
+            let request = proto::RevokeTokenRequest {
+                account_id: account,
+            };
+            client
+                .revoke_token(authorized(token, request)?)
+                .await
+                .map_err(status)?;
+            println!("token revoked");
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
 use std::collections::VecDeque;
 
-use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, TREASURY};
+use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, REVOKED_TOKEN_HASH, TREASURY};
 use crate::types::{
     AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Role, Side, TimeInForce,
 };
@@ -170,6 +170,10 @@ impl<B: OrderBook> Sequencer<B> {
                 tier,
                 token_hash,
             } => self.create_account(name, role, tier, token_hash, events),
+            Command::SetToken {
+                account,
+                token_hash,
+            } => self.set_token(account, token_hash, events),
             Command::SetIssuePrice { tier, price } => {
                 if price.0 == 0 {
                     return Err(Reject::invalid("price", "must be positive"));
@@ -330,6 +334,28 @@ impl<B: OrderBook> Sequencer<B> {
             token_hash,
         });
         Ok(Reply::AccountCreated { account })
+    }
+
+    /// Replaces (or, without a hash, revokes) a trader's or service's token.
+    fn set_token(
+        &mut self,
+        account: AccountId,
+        token_hash: Option<[u8; 32]>,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        let role = match self.ledger.account(account) {
+            Some(found) if found.role != Role::Issuer => found.role,
+            _ => {
+                return Err(Reject::NotFound {
+                    field: "account_id",
+                })
+            }
+        };
+        let revoked = token_hash.is_none();
+        self.ledger
+            .set_token_hash(account, token_hash.unwrap_or(REVOKED_TOKEN_HASH));
+        self.emit(events, || EventKind::TokenChanged { account, revoked });
+        Ok(Reply::TokenChanged { account, role })
     }
 
     fn mint(

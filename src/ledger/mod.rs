@@ -29,6 +29,10 @@ pub const TREASURY: AccountId = AccountId(1);
 /// The issuer's revenue: divmids that services charged, i.e. spent divmids.
 pub const REVENUE: AccountId = AccountId(2);
 
+/// The token hash of an account whose token was revoked: no token hashes to it (finding
+/// one would mean inverting SHA-256), and authentication never registers it.
+pub const REVOKED_TOKEN_HASH: [u8; 32] = [0; 32];
+
 /// Every account's balances and the totals that entered the system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
@@ -127,6 +131,13 @@ impl Ledger {
             balances: Balances::default(),
         });
         id
+    }
+
+    /// Replaces an account's token hash. The account exists.
+    pub fn set_token_hash(&mut self, id: AccountId, token_hash: [u8; 32]) {
+        let index = (id.0 - 1) as usize;
+        let account = self.accounts.get_mut(index).expect("the account exists");
+        account.token_hash = token_hash;
     }
 
     /// One account's holding of one asset (zero for an unknown account).

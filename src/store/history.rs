@@ -57,6 +57,7 @@ pub struct Page {
 pub fn accounts_of(event: &Event) -> Vec<AccountId> {
     match &event.kind {
         EventKind::AccountCreated { account, .. }
+        | EventKind::TokenChanged { account, .. }
         | EventKind::Deposited { account, .. }
         | EventKind::Withdrawn { account, .. }
         | EventKind::OrderReduced { account, .. }

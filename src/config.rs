@@ -362,6 +362,10 @@ pub struct ServerConfig {
     /// How long a new connection may stay silent (no HTTP/2 preface, no TLS ClientHello)
     /// before it is closed, in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Whether deposits go to the sandbox processors (which accept test references, see
+    /// the contract); when false, every deposit is refused until a real processor is
+    /// built in.
+    pub funding_sandbox: bool,
     /// Failed authentications one peer address may make in a minute; beyond it the
     /// address is refused (`RESOURCE_EXHAUSTED`) for the rest of the minute.
     pub auth_failures_per_minute_max: u32,
@@ -408,6 +412,7 @@ impl Default for ServerConfig {
             anonymous_streams_max: 4_096,
             connections_max: 10_000,
             handshake_timeout_ms: 10_000,
+            funding_sandbox: true,
             auth_failures_per_minute_max: 30,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,

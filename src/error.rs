@@ -6,6 +6,27 @@
 
 use crate::types::{Amount, Asset};
 
+/// Checks a text field: present when `required`, at most `length_max` characters, no
+/// control characters. The sequencer checks every command's text with it; a handler
+/// checks with it what must be sound before it acts outside the exchange.
+pub fn check_text(
+    field: &'static str,
+    text: &str,
+    length_max: usize,
+    required: bool,
+) -> Result<(), Reject> {
+    if required && text.is_empty() {
+        return Err(Reject::invalid(field, "is required"));
+    }
+    if text.chars().count() > length_max {
+        return Err(Reject::TooLong { field, length_max });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Reject::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
 /// Why the sequencer refused a command. Every variant names the field (or the rule) at
 /// fault, so the API can turn it into a status whose message a user can act on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

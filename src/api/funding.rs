@@ -10,8 +10,16 @@ use crate::types::FundingSourceKind;
 /// A processor that accepts or refuses a deposit before the exchange credits it.
 pub trait FundingSource: Send + Sync {
     /// Accepts `amount_micros` of USD from `reference`, or says why not: a malformed
-    /// reference is `InvalidArgument`, a declined one `FailedPrecondition`.
-    fn authorize(&self, reference: &str, amount_micros: u64) -> Result<(), Reject>;
+    /// reference is `InvalidArgument`, a declined one `FailedPrecondition`. The deposit's
+    /// idempotency key goes to the processor, so that a real one charges a retried
+    /// deposit once even if the exchange asks twice (the exchange asks only for keys it
+    /// has not applied).
+    fn authorize(
+        &self,
+        reference: &str,
+        amount_micros: u64,
+        idempotency_key: &str,
+    ) -> Result<(), Reject>;
 
     /// What the exchange keeps of an authorized reference: in the journal, snapshots,
     /// history and logs. A card number is never kept, only its last four digits.
@@ -30,7 +38,12 @@ pub struct SandboxPaypal;
 pub struct SandboxEgold;
 
 impl FundingSource for SandboxCard {
-    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+    fn authorize(
+        &self,
+        reference: &str,
+        _amount_micros: u64,
+        _idempotency_key: &str,
+    ) -> Result<(), Reject> {
         let digits = reference.len() >= 12
             && reference.len() <= 19
             && reference.bytes().all(|byte| byte.is_ascii_digit());
@@ -58,7 +71,12 @@ impl FundingSource for SandboxCard {
 }
 
 impl FundingSource for SandboxPaypal {
-    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+    fn authorize(
+        &self,
+        reference: &str,
+        _amount_micros: u64,
+        _idempotency_key: &str,
+    ) -> Result<(), Reject> {
         let valid = match reference.split_once('@') {
             Some((user, domain)) => {
                 !user.is_empty()
@@ -87,7 +105,12 @@ impl FundingSource for SandboxPaypal {
 }
 
 impl FundingSource for SandboxEgold {
-    fn authorize(&self, reference: &str, _amount_micros: u64) -> Result<(), Reject> {
+    fn authorize(
+        &self,
+        reference: &str,
+        _amount_micros: u64,
+        _idempotency_key: &str,
+    ) -> Result<(), Reject> {
         if !(6..=12).contains(&reference.len())
             || !reference.bytes().all(|byte| byte.is_ascii_digit())
         {
@@ -136,7 +159,42 @@ pub struct FundingSources {
     egold: Box<dyn FundingSource>,
 }
 
+/// No processor: every deposit of that kind is refused.
+struct Disabled(&'static str);
+
+impl FundingSource for Disabled {
+    fn authorize(&self, _: &str, _: u64, _: &str) -> Result<(), Reject> {
+        Err(Reject::FailedPrecondition {
+            field: "source",
+            reason: self.0,
+        })
+    }
+}
+
 impl FundingSources {
+    /// Processors for cards, PayPal and e-gold.
+    pub fn new(
+        card: Box<dyn FundingSource>,
+        paypal: Box<dyn FundingSource>,
+        egold: Box<dyn FundingSource>,
+    ) -> FundingSources {
+        FundingSources {
+            card,
+            paypal,
+            egold,
+        }
+    }
+
+    /// No processors: every deposit is refused (`server.funding_sandbox = false` until a
+    /// real processor is built in).
+    pub fn disabled() -> FundingSources {
+        FundingSources::new(
+            Box::new(Disabled("no card processor is configured")),
+            Box::new(Disabled("no PayPal processor is configured")),
+            Box::new(Disabled("no e-gold processor is configured")),
+        )
+    }
+
     /// The sandbox processors.
     pub fn sandbox() -> FundingSources {
         FundingSources {
@@ -162,9 +220,9 @@ mod tests {
 
     #[test]
     fn cards_pass_the_luhn_check_and_the_test_card_is_declined() {
-        assert_eq!(SandboxCard.authorize("4111111111111111", 1), Ok(()));
+        assert_eq!(SandboxCard.authorize("4111111111111111", 1, "key"), Ok(()));
         let invalid = SandboxCard
-            .authorize("4111111111111112", 1)
+            .authorize("4111111111111112", 1, "key")
             .expect_err("bad check digit");
         assert!(matches!(
             invalid,
@@ -173,35 +231,40 @@ mod tests {
                 ..
             }
         ));
-        assert!(SandboxCard.authorize("4111 1111 1111 1111", 1).is_err());
+        assert!(SandboxCard
+            .authorize("4111 1111 1111 1111", 1, "key")
+            .is_err());
         let declined = SandboxCard
-            .authorize("4000000000000002", 1)
+            .authorize("4000000000000002", 1, "key")
             .expect_err("declined");
         assert_eq!(declined.to_string(), "source_reference: card declined");
     }
 
     #[test]
     fn paypal_takes_addresses_and_declines_the_test_one() {
-        assert_eq!(SandboxPaypal.authorize("someone@example.com", 1), Ok(()));
+        assert_eq!(
+            SandboxPaypal.authorize("someone@example.com", 1, "key"),
+            Ok(())
+        );
         assert!(matches!(
-            SandboxPaypal.authorize("someone", 1),
+            SandboxPaypal.authorize("someone", 1, "key"),
             Err(Reject::InvalidArgument { .. })
         ));
         assert!(matches!(
-            SandboxPaypal.authorize("declined@example.com", 1),
+            SandboxPaypal.authorize("declined@example.com", 1, "key"),
             Err(Reject::FailedPrecondition { .. })
         ));
     }
 
     #[test]
     fn egold_takes_six_to_twelve_digits_and_declines_999999() {
-        assert_eq!(SandboxEgold.authorize("123456", 1), Ok(()));
-        assert_eq!(SandboxEgold.authorize("123456789012", 1), Ok(()));
-        assert!(SandboxEgold.authorize("12345", 1).is_err());
-        assert!(SandboxEgold.authorize("1234567890123", 1).is_err());
-        assert!(SandboxEgold.authorize("12345a", 1).is_err());
+        assert_eq!(SandboxEgold.authorize("123456", 1, "key"), Ok(()));
+        assert_eq!(SandboxEgold.authorize("123456789012", 1, "key"), Ok(()));
+        assert!(SandboxEgold.authorize("12345", 1, "key").is_err());
+        assert!(SandboxEgold.authorize("1234567890123", 1, "key").is_err());
+        assert!(SandboxEgold.authorize("12345a", 1, "key").is_err());
         assert!(matches!(
-            SandboxEgold.authorize("999999", 1),
+            SandboxEgold.authorize("999999", 1, "key"),
             Err(Reject::FailedPrecondition { .. })
         ));
     }

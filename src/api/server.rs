@@ -59,6 +59,21 @@ pub fn open_with_journal<J: Journal>(
     environment_token: Option<String>,
     journal: impl FnOnce(Store) -> J,
 ) -> Result<Arc<Context>, ServeError> {
+    let funding = match config.server.funding_sandbox {
+        true => FundingSources::sandbox(),
+        false => FundingSources::disabled(),
+    };
+    open_with(config, environment_token, journal, funding)
+}
+
+/// As [`open_with_journal`], with the deposit processors given: a real processor, or a
+/// test's.
+pub fn open_with<J: Journal>(
+    config: Config,
+    environment_token: Option<String>,
+    journal: impl FnOnce(Store) -> J,
+    funding: FundingSources,
+) -> Result<Arc<Context>, ServeError> {
     config.validate()?;
     let data_dir = config.server.data_dir.clone();
     let (token, source) = issuer_token(
@@ -108,7 +123,7 @@ pub fn open_with_journal<J: Journal>(
         tokens,
         auth_failures,
         history,
-        funding: FundingSources::sandbox(),
+        funding,
         market_data,
         stopping: tokio::sync::watch::Sender::new(false),
         stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),

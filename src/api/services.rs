@@ -267,24 +267,49 @@ impl proto::wallet_server::Wallet for Api {
             },
         )?;
         let deposited = parse_amount("amount", &message.amount)?;
+        // Checked here as the sequencer would, before the processor is asked: a deposit
+        // the exchange would refuse must not be authorized.
+        let key_length_max = self.context.config.engine.limits.key_length_max;
+        crate::error::check_text(
+            "idempotency_key",
+            &message.idempotency_key,
+            key_length_max,
+            true,
+        )
+        .map_err(|reject| from_reject(&reject))?;
         let processor = self.context.funding.of(source);
-        processor
-            .authorize(&message.source_reference, deposited.0)
-            .map_err(|reject| from_reject(&reject))?;
         // Only what may be kept goes on: a card number stops here.
         let source_reference = processor.stored_reference(&message.source_reference);
-        let committed = self
+        let command = Command::Deposit {
+            account: caller.account,
+            source,
+            amount: deposited,
+            source_reference: source_reference.into(),
+            idempotency_key: message.idempotency_key.clone().into(),
+        };
+        // A retry of an applied deposit is answered without asking the processor again.
+        let Answer::AppliedReply(applied) = self
             .context
-            .command(Command::Deposit {
-                account: caller.account,
-                source,
-                amount: deposited,
-                source_reference: source_reference.into(),
-                idempotency_key: message.idempotency_key.into(),
-            })
-            .await?;
-        let Reply::Funds(after) = committed.reply else {
-            return Err(unexpected(&committed.reply));
+            .query(Query::AppliedReply(Box::new(command.clone())))
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let reply = match applied {
+            Some(reply) => reply,
+            None => {
+                processor
+                    .authorize(
+                        &message.source_reference,
+                        deposited.0,
+                        &message.idempotency_key,
+                    )
+                    .map_err(|reject| from_reject(&reject))?;
+                self.context.command(command).await?.reply
+            }
+        };
+        let Reply::Funds(after) = reply else {
+            return Err(unexpected(&reply));
         };
         Ok(Response::new(proto::DepositResponse {
             balance: Some(balance(Asset::Usd, after)),

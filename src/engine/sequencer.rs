@@ -186,13 +186,23 @@ impl<B: OrderBook> Sequencer<B> {
         }
     }
 
-    /// Applies a money-moving ledger command under its idempotency key: a repeat with the
-    /// same parameters replies as the first did and changes nothing.
-    fn apply_keyed(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
-        let (scope, key) = match command {
+    /// The reply a keyed command already got under its key, if the key was applied (within
+    /// retention) to the same command; `AlreadyExists` if to another; `None` for a new key
+    /// or a command that takes none. Changes nothing: a handler asks before it does
+    /// anything outside the exchange (a card authorization) that a retry must not repeat.
+    pub fn applied_reply(&self, command: &Command) -> Result<Option<Reply>, Reject> {
+        let Some((scope, key)) = Self::key_of(command) else {
+            return Ok(None);
+        };
+        self.idempotency.replay(scope, key, command, self.clock_ms)
+    }
+
+    /// The scope and idempotency key of a keyed command.
+    fn key_of(command: &Command) -> Option<(AccountId, &str)> {
+        Some(match command {
             Command::Mint {
                 idempotency_key, ..
-            } => (TREASURY, idempotency_key),
+            } => (TREASURY, &**idempotency_key),
             Command::BuyDivmids {
                 account,
                 idempotency_key,
@@ -207,14 +217,20 @@ impl<B: OrderBook> Sequencer<B> {
                 account,
                 idempotency_key,
                 ..
-            } => (*account, idempotency_key),
+            } => (*account, &**idempotency_key),
             Command::Charge {
                 service,
                 idempotency_key,
                 ..
-            } => (*service, idempotency_key),
-            _ => unreachable!("only keyed commands reach apply_keyed"),
-        };
+            } => (*service, &**idempotency_key),
+            _ => return None,
+        })
+    }
+
+    /// Applies a money-moving ledger command under its idempotency key: a repeat with the
+    /// same parameters replies as the first did and changes nothing.
+    fn apply_keyed(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        let (scope, key) = Self::key_of(command).expect("only keyed commands reach apply_keyed");
         self.check_text(
             "idempotency_key",
             key,
@@ -514,16 +530,7 @@ impl<B: OrderBook> Sequencer<B> {
         length_max: usize,
         required: bool,
     ) -> Result<(), Reject> {
-        if required && text.is_empty() {
-            return Err(Reject::invalid(field, "is required"));
-        }
-        if text.chars().count() > length_max {
-            return Err(Reject::TooLong { field, length_max });
-        }
-        if text.chars().any(char::is_control) {
-            return Err(Reject::invalid(field, "contains control characters"));
-        }
-        Ok(())
+        crate::error::check_text(field, text, length_max, required)
     }
 
     /// The market's specification.

@@ -110,6 +110,9 @@ pub enum Query {
         /// The order.
         order_id: OrderId,
     },
+    /// The reply a keyed command already got, if its key was applied (within retention)
+    /// to the same command; `Rejected(AlreadyExists)` if to another.
+    AppliedReply(Box<Command>),
     /// The account's open order with this client order id, if any.
     OpenOrderByClientId {
         /// The owner.
@@ -150,6 +153,8 @@ pub enum Answer {
     },
     /// The divmid supply.
     Supply(Supply),
+    /// The reply a keyed command already got, if its key was applied.
+    AppliedReply(Option<Reply>),
     /// Every resting order per market (bids then asks, each in priority order), at
     /// sequence number `seq`.
     RestingOrders {

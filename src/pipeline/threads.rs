@@ -172,6 +172,11 @@ fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer
             }
         }
         Query::Supply => Answer::Supply(sequencer.supply()),
+        Query::AppliedReply(command) => Answer::AppliedReply(
+            sequencer
+                .applied_reply(&command)
+                .map_err(Failure::Rejected)?,
+        ),
         Query::OpenOrderByClientId {
             account,
             client_order_id,

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tonic::transport::server::Router;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
 use super::context::{Context, MarketDataState};
@@ -132,6 +135,15 @@ pub fn open_with<J: Journal>(
     }))
 }
 
+/// A message limit of `$size` bytes, both ways, on a generated server.
+macro_rules! limited {
+    ($server:expr, $size:expr) => {
+        $server
+            .max_decoding_message_size($size)
+            .max_encoding_message_size($size)
+    };
+}
+
 /// How long a stopping server waits for its streams' tasks to end.
 const STREAMS_GRACE: Duration = Duration::from_secs(5);
 
@@ -143,118 +155,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limits = context.config.server.clone();
-    let market_data_feed = tokio::spawn(super::feed::run(
-        Arc::clone(&context.market_data),
-        context.pipeline.subscribe(),
-        context.pipeline.committed_handle(),
-        context.history.clone(),
-        limits.candle_retention_days,
-    ));
-    let book_feed = tokio::spawn(super::book_stream::feed(
-        Arc::clone(&context),
-        context.book_views.clone(),
-    ));
+    let feeds = start_feeds(&context);
     let api = Api::new(Arc::clone(&context));
-    let (health, health_service) = tonic_health::server::health_reporter();
-    super::health::report_all(&health, tonic_health::ServingStatus::NotServing).await;
-    let (failed_stop, failed_stopped) = tokio::sync::oneshot::channel();
-    let health_task = tokio::spawn(super::health::report(
-        health,
-        Readiness {
-            history: context.history.clone(),
-            recovered_seq: context.pipeline.committed_seq(),
-            market_data: Arc::clone(&context.market_data),
-        },
-        context.pipeline.failed_signal(),
-        context.stopping.subscribe(),
-        failed_stop,
-    ));
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|error| std::io::Error::other(error.to_string()))?;
-    let size = limits.message_bytes_max;
-    macro_rules! limited {
-        ($server:expr) => {
-            $server
-                .max_decoding_message_size(size)
-                .max_encoding_message_size(size)
-        };
-    }
+    let (health_service, health_task, failed_stopped) = start_health(&context).await;
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
-    let mut stopping_watch = context.stopping.subscribe();
-    let drain = Duration::from_millis(limits.shutdown_grace_ms);
-    let drained = async move {
-        let _ = stopping_watch.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(drain).await;
-    };
-    let mut builder = Server::builder();
-    if let Some(tls) = &limits.tls {
-        let tls = super::tls::server_config(tls).map_err(ServeError::Tls)?;
-        builder = builder
-            .tls_config(tls)
-            .map_err(|error| ServeError::Tls(error.to_string()))?;
-        tracing::info!(
-            client_certificates = limits
-                .tls
-                .as_ref()
-                .is_some_and(|tls| tls.client_ca_file.is_some()),
-            "TLS only"
-        );
-    }
-    let serving = builder
-        .concurrency_limit_per_connection(limits.requests_per_connection_max)
-        .max_concurrent_streams(limits.concurrent_streams_max)
-        .timeout(Duration::from_millis(limits.request_timeout_ms))
-        .http2_keepalive_interval(Some(Duration::from_millis(limits.keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
-        .tcp_keepalive(Some(Duration::from_millis(limits.keepalive_interval_ms)))
-        // Health and reflection too: tonic's default of 4 MB would let a client that sends
-        // half of a large message hold that much memory per stream.
-        .add_service(limited!(health_service))
-        .add_service(limited!(reflection_v1))
-        .add_service(limited!(reflection_v1alpha))
-        .add_service(limited!(proto::issuer_server::IssuerServer::new(
-            api.clone()
-        )))
-        .add_service(limited!(proto::wallet_server::WalletServer::new(
-            api.clone()
-        )))
-        .add_service(limited!(proto::metering_server::MeteringServer::new(
-            api.clone()
-        )))
-        .add_service(limited!(proto::trading_server::TradingServer::new(
-            api.clone()
-        )))
-        .add_service(limited!(proto::market_data_server::MarketDataServer::new(
-            api
-        )))
-        .serve_with_incoming_shutdown(
-            super::listener::incoming(
-                listener,
-                limits.connections_max,
-                Duration::from_millis(limits.handshake_timeout_ms),
-            ),
-            {
-                let stopping = context.stopping.clone();
-                async move {
-                    tokio::select! {
-                        _ = shutdown => {}
-                        // Sent after health has reported the failure for a moment.
-                        Ok(()) = failed_stopped => {}
-                    }
-                    // Streams end now; the server then waits only for unary calls in flight.
-                    stopping.send_replace(true);
+    let drained = drain_deadline(&context, limits.shutdown_grace_ms);
+    let size = limits.message_bytes_max;
+    // Health and reflection too: tonic's default of 4 MB would let a client that sends
+    // half of a large message hold that much memory per stream.
+    let routes = server_builder(&limits)?.add_service(limited!(health_service, size));
+    let serving = with_api(routes, api, size)?.serve_with_incoming_shutdown(
+        super::listener::incoming(
+            listener,
+            limits.connections_max,
+            Duration::from_millis(limits.handshake_timeout_ms),
+        ),
+        {
+            let stopping = context.stopping.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    // Sent after health has reported the failure for a moment.
+                    Ok(()) = failed_stopped => {}
                 }
-            },
-        );
+                // Streams end now; the server then waits only for unary calls in flight.
+                stopping.send_replace(true);
+            }
+        },
+    );
     let forced = tokio::select! {
         served = serving => {
             served?;
@@ -274,13 +203,134 @@ pub async fn run(
         .pipeline
         .is_failed()
         .then(|| context.pipeline.failure().unwrap_or_default());
-    // Streams end on `stopping`; their tasks let go of the exchange right after. After a
-    // forced drain, connections' tasks still hold it: there is nothing to wait for.
     let grace = if forced {
+        // Connections' tasks still hold the exchange: there is nothing to wait for.
         Duration::ZERO
     } else {
         STREAMS_GRACE
     };
+    close(context, grace, feeds).await;
+    match failure {
+        Some(failure) => Err(ServeError::StoreFailed(failure)),
+        None => Ok(()),
+    }
+}
+
+/// The tasks that keep market data (candles and the ticker, the books' views) current
+/// from the committed events.
+fn start_feeds(context: &Arc<Context>) -> [tokio::task::JoinHandle<()>; 2] {
+    let market_data_feed = tokio::spawn(super::feed::run(
+        Arc::clone(&context.market_data),
+        context.pipeline.subscribe(),
+        context.pipeline.committed_handle(),
+        context.history.clone(),
+        context.config.server.candle_retention_days,
+    ));
+    let book_feed = tokio::spawn(super::book_stream::feed(
+        Arc::clone(context),
+        context.book_views.clone(),
+    ));
+    [market_data_feed, book_feed]
+}
+
+/// Completes `grace_ms` after the server starts stopping: the drain's deadline.
+fn drain_deadline(context: &Context, grace_ms: u64) -> impl Future<Output = ()> {
+    let mut stopping = context.stopping.subscribe();
+    async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(Duration::from_millis(grace_ms)).await;
+    }
+}
+
+/// The health service, every name `NOT_SERVING` before anything is served (tonic's
+/// reporter starts with the whole server `SERVING`), and the task that owns the statuses
+/// from then on; the receiver completes when a failed store should stop the server.
+async fn start_health(
+    context: &Arc<Context>,
+) -> (
+    HealthServer<HealthService>,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let health = HealthReporter::new();
+    let service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
+    super::health::report_all(&health, tonic_health::ServingStatus::NotServing).await;
+    let (failed_stop, failed_stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(super::health::report(
+        health,
+        Readiness {
+            history: context.history.clone(),
+            recovered_seq: context.pipeline.committed_seq(),
+            market_data: Arc::clone(&context.market_data),
+        },
+        context.pipeline.failed_signal(),
+        context.stopping.subscribe(),
+        failed_stop,
+    ));
+    (service, task, failed_stopped)
+}
+
+/// The transport with the configured TLS, connection and request limits.
+fn server_builder(limits: &crate::config::ServerConfig) -> Result<Server, ServeError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = &limits.tls {
+        let config = super::tls::server_config(tls).map_err(ServeError::Tls)?;
+        builder = builder
+            .tls_config(config)
+            .map_err(|error| ServeError::Tls(error.to_string()))?;
+        let client_certificates = tls.client_ca_file.is_some();
+        tracing::info!(client_certificates, "TLS only");
+    }
+    let keepalive = Duration::from_millis(limits.keepalive_interval_ms);
+    Ok(builder
+        .concurrency_limit_per_connection(limits.requests_per_connection_max)
+        .max_concurrent_streams(limits.concurrent_streams_max)
+        .timeout(Duration::from_millis(limits.request_timeout_ms))
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
+        .tcp_keepalive(Some(keepalive)))
+}
+
+/// `routes` with reflection (v1 and v1alpha) and the five services of the API, each
+/// limited to messages of `size` bytes.
+fn with_api(routes: Router, api: Api, size: usize) -> Result<Router, ServeError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let unbuilt = |error: tonic_reflection::server::Error| std::io::Error::other(error.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(unbuilt)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(unbuilt)?;
+    Ok(routes
+        .add_service(limited!(reflection_v1, size))
+        .add_service(limited!(reflection_v1alpha, size))
+        .add_service(limited!(
+            proto::issuer_server::IssuerServer::new(api.clone()),
+            size
+        ))
+        .add_service(limited!(
+            proto::wallet_server::WalletServer::new(api.clone()),
+            size
+        ))
+        .add_service(limited!(
+            proto::metering_server::MeteringServer::new(api.clone()),
+            size
+        ))
+        .add_service(limited!(
+            proto::trading_server::TradingServer::new(api.clone()),
+            size
+        ))
+        .add_service(limited!(
+            proto::market_data_server::MarketDataServer::new(api),
+            size
+        )))
+}
+
+/// Shuts the exchange down once the server has stopped: waits up to `grace` for the
+/// streams' tasks to let go of it, commits everything accepted, and waits for the feeds,
+/// so that the store is closed and the data directory can be opened again at once.
+async fn close(context: Arc<Context>, grace: Duration, feeds: [tokio::task::JoinHandle<()>; 2]) {
     let deadline = tokio::time::Instant::now() + grace;
     while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -294,8 +344,9 @@ pub async fn run(
             drop(history);
             // The feeds end with the pipeline's broadcast; the store is closed once they
             // have, so the same data directory can be opened again at once.
-            let _ = market_data_feed.await;
-            let _ = book_feed.await;
+            for feed in feeds {
+                let _ = feed.await;
+            }
         }
         // Someone still holds the context; dropping the last reference shuts the
         // pipeline down the same way.
@@ -303,9 +354,5 @@ pub async fn run(
             tracing::warn!("a task still holds the exchange; it stops when that task ends");
             drop(context);
         }
-    }
-    match failure {
-        Some(failure) => Err(ServeError::StoreFailed(failure)),
-        None => Ok(()),
     }
 }

@@ -76,22 +76,8 @@ fn main() -> ExitCode {
         config.server.data_dir = data_dir;
     }
     if let Some(Subcommand::Check { data_dir }) = arguments.command {
-        let directory = data_dir.unwrap_or(config.server.data_dir);
-        if let Err(error) = config.engine.validate() {
-            eprintln!("divmid-server check: {error}");
-            return ExitCode::FAILURE;
-        }
-        return match divmid::store::check(&directory, &config.engine) {
-            Ok(report) => {
-                println!("{report}");
-                println!("ok: {} is sound", directory.display());
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("divmid-server check: {}: {error}", directory.display());
-                ExitCode::FAILURE
-            }
-        };
+        let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
+        return check(&directory, &config);
     }
     config.server.log_json |= arguments.log_json;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -120,6 +106,25 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             tracing::error!(%error, "divmid-server stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `divmid-server check`: prints the report of a sound data directory, or what is wrong.
+fn check(directory: &std::path::Path, config: &Config) -> ExitCode {
+    if let Err(error) = config.engine.validate() {
+        eprintln!("divmid-server check: {error}");
+        return ExitCode::FAILURE;
+    }
+    match divmid::store::check(directory, &config.engine) {
+        Ok(report) => {
+            println!("{report}");
+            println!("ok: {} is sound", directory.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("divmid-server check: {}: {error}", directory.display());
             ExitCode::FAILURE
         }
     }

@@ -562,26 +562,37 @@ async fn issuer(
             );
         }
         IssuerCommand::RotateToken { account } => {
-            let request = proto::RotateTokenRequest {
-                account_id: account,
-            };
-            let rotated = client
-                .rotate_token(authorized(token, request)?)
-                .await
-                .map_err(status)?
-                .into_inner();
-            println!("api_token: {}", rotated.api_token);
+            change_token(client, token, account, true).await?
         }
         IssuerCommand::RevokeToken { account } => {
-            let request = proto::RevokeTokenRequest {
-                account_id: account,
-            };
-            client
-                .revoke_token(authorized(token, request)?)
-                .await
-                .map_err(status)?;
-            println!("token revoked");
+            change_token(client, token, account, false).await?
         }
+    }
+    Ok(())
+}
+
+/// Rotates an account's token and prints the new one, or revokes it.
+async fn change_token(
+    mut client: IssuerClient<Channel>,
+    token: &Option<String>,
+    account_id: String,
+    rotate: bool,
+) -> Result<(), String> {
+    if rotate {
+        let request = proto::RotateTokenRequest { account_id };
+        let rotated = client
+            .rotate_token(authorized(token, request)?)
+            .await
+            .map_err(status)?
+            .into_inner();
+        println!("api_token: {}", rotated.api_token);
+    } else {
+        let request = proto::RevokeTokenRequest { account_id };
+        client
+            .revoke_token(authorized(token, request)?)
+            .await
+            .map_err(status)?;
+        println!("token revoked");
     }
     Ok(())
 }

@@ -11,11 +11,11 @@ use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
 use common::process::{authorized, start_server};
-use common::{clients, wait_serving, Server, ISSUER_TOKEN};
+use common::{clients, wait_serving, Running, Server, ISSUER_TOKEN};
 use divmid::api::health::SERVICES;
 use divmid::api::proto;
 use divmid::api::proto::issuer_client::IssuerClient;
-use divmid::api::server::{open_with_journal, run, ServeError};
+use divmid::api::server::{open_with_journal, ServeError};
 use divmid::config::Config;
 use divmid::store::FaultyJournal;
 use tonic::transport::Channel;
@@ -97,16 +97,8 @@ async fn a_failed_journal_turns_health_not_serving_and_stops_the_server_with_an_
     // The fifth append fails: four mints are acknowledged first.
     let context = open_with_journal(config, None, |store| FaultyJournal::new(store, 5))
         .expect("the exchange opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("bound");
-    let server = tokio::spawn(run(listener, context, std::future::pending()));
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .expect("an address")
-        .connect()
-        .await
-        .expect("connects");
+    let server = Running::serve(context).await;
+    let channel = server.channel().await;
     wait_serving(&channel).await;
     let mut watches = watch_every_service(&channel).await;
 
@@ -115,11 +107,7 @@ async fn a_failed_journal_turns_health_not_serving_and_stops_the_server_with_an_
     assert_eq!(refusal.code(), tonic::Code::Unavailable, "{refusal:?}");
     assert!(refusal.message().contains("store failed"), "{refusal:?}");
     expect_not_serving(&mut watches).await;
-    let stopped = tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .expect("the server stops by itself")
-        .expect("the server task ends");
-    match stopped {
+    match server.ended(Duration::from_secs(30)).await {
         Err(error @ ServeError::StoreFailed(_)) => {
             assert!(error.to_string().contains("injected fault"), "{error}")
         }

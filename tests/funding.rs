@@ -7,12 +7,12 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{clients, create, wait_serving, Server, ISSUER_TOKEN};
+use common::{clients, create, wait_serving, Running, Server, ISSUER_TOKEN};
 use divmid::api::funding::{
     FundingSource, FundingSources, SandboxCard, SandboxEgold, SandboxPaypal,
 };
 use divmid::api::proto;
-use divmid::api::server::{open_with, run};
+use divmid::api::server::open_with;
 use divmid::config::Config;
 use divmid::error::Reject;
 use tonic::Code;
@@ -56,19 +56,8 @@ async fn a_retried_deposit_is_authorized_once() {
         Box::new(SandboxEgold),
     );
     let context = open_with(config, None, |store| store, funding).expect("opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("bound");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, context, async {
-        let _ = stopped.await;
-    }));
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .expect("an address")
-        .connect()
-        .await
-        .expect("connects");
+    let server = Running::serve(context).await;
+    let channel = server.channel().await;
     wait_serving(&channel).await;
     let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
     let (_, token) = create(
@@ -116,11 +105,7 @@ async fn a_retried_deposit_is_authorized_once() {
         )],
         "one authorization, with the deposit's key"
     );
-    let _ = stop.send(());
-    server
-        .await
-        .expect("the server task ends")
-        .expect("stops cleanly");
+    server.stop().await.expect("stops cleanly");
 }
 
 #[tokio::test]

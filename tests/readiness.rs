@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{clients, wait_serving, ISSUER_TOKEN};
+use common::{clients, wait_serving, Running, ISSUER_TOKEN};
 use divmid::api::auth::hash_token;
 use divmid::api::proto;
-use divmid::api::server::{open, run};
+use divmid::api::server::open;
 use divmid::command::{Command, NewOrder};
 use divmid::config::{Config, EngineConfig};
 use divmid::engine::LevelBook;
@@ -17,7 +17,6 @@ use divmid::types::{
     AccountId, Amount, FundingSourceKind, MarketId, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, Tier, TimeInForce,
 };
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -90,19 +89,8 @@ async fn health_is_serving_only_once_history_has_caught_up() {
     let context = open(config, None).expect("the exchange opens");
     let history = context.history.clone();
     let recovered_seq = context.pipeline.committed_seq();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("bound");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, context, async {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .expect("an address")
-        .connect()
-        .await
-        .expect("connects");
+    let server = Running::serve(context).await;
+    let channel = server.channel().await;
     let first = HealthClient::new(channel.clone())
         .check(HealthCheckRequest {
             service: "divmid.v1.Trading".into(),
@@ -143,9 +131,5 @@ async fn health_is_serving_only_once_history_has_caught_up() {
         .expect("the ledger answers at once")
         .into_inner();
     assert_eq!(entries.entries.len(), 10);
-    let _ = stop.send(());
-    server
-        .await
-        .expect("the server task ends")
-        .expect("the server stops cleanly");
+    server.stop().await.expect("the server stops cleanly");
 }

@@ -7,9 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{clients, limit, ISSUER_TOKEN};
+use common::{clients, limit, Running, ISSUER_TOKEN};
 use divmid::api::proto;
-use divmid::api::server::{open, run};
+use divmid::api::server::open;
 use divmid::api::tls::client_config;
 use divmid::config::{Config, TlsConfig};
 use divmid::error::ConfigError;
@@ -51,13 +51,8 @@ fn write(directory: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// A server with TLS (and client certificates signed by `client_ca`, if given); returns
-/// its address and a stop handle.
-async fn start(
-    directory: &Path,
-    authority: &Authority,
-    client_ca: Option<&Authority>,
-) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+/// A server with TLS (and client certificates signed by `client_ca`, if given).
+async fn start(directory: &Path, authority: &Authority, client_ca: Option<&Authority>) -> Running {
     let (certificate, key) = authority.sign(&["localhost", "127.0.0.1"]);
     let mut config = Config::default();
     config.server.data_dir = directory.join("data");
@@ -68,19 +63,7 @@ async fn start(
         client_ca_file: client_ca.map(|ca| write(directory, "client-ca.pem", &ca.pem)),
     });
     let context = open(config, None).expect("the exchange opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("bound");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        run(listener, context, async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("the server runs");
-    });
-    (address, stop)
+    Running::serve(context).await
 }
 
 /// A TLS channel trusting `ca`, with a client certificate when given.
@@ -122,7 +105,8 @@ async fn supply(channel: &Channel) -> Result<String, tonic::Status> {
 async fn a_tls_server_serves_the_story_and_refuses_plaintext() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let authority = Authority::new("divmid test CA");
-    let (address, stop) = start(directory.path(), &authority, None).await;
+    let server = start(directory.path(), &authority, None).await;
+    let address = server.address;
     let channel = connect(directory.path(), address, &authority, None)
         .await
         .expect("a TLS connection");
@@ -156,7 +140,7 @@ async fn a_tls_server_serves_the_story_and_refuses_plaintext() {
             "an unverified server was trusted"
         );
     }
-    let _ = stop.send(());
+    server.stop().await.expect("stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +148,8 @@ async fn mutual_tls_serves_only_clients_signed_by_the_configured_ca() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let authority = Authority::new("divmid test CA");
     let client_ca = Authority::new("divmid clients CA");
-    let (address, stop) = start(directory.path(), &authority, Some(&client_ca)).await;
+    let server = start(directory.path(), &authority, Some(&client_ca)).await;
+    let address = server.address;
 
     let signed = connect(
         directory.path(),
@@ -198,7 +183,7 @@ async fn mutual_tls_serves_only_clients_signed_by_the_configured_ca() {
             "a client without a certificate was served"
         );
     }
-    let _ = stop.send(());
+    server.stop().await.expect("stops cleanly");
 }
 
 #[test]
@@ -238,7 +223,8 @@ fn divmid(arguments: &[&str]) -> (bool, String) {
 async fn the_command_line_client_speaks_tls_with_a_ca_file() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let authority = Authority::new("divmid test CA");
-    let (address, stop) = start(directory.path(), &authority, None).await;
+    let exchange = start(directory.path(), &authority, None).await;
+    let address = exchange.address;
     let ca_file = write(directory.path(), "ca.pem", &authority.pem);
     let ca_file = ca_file.to_str().expect("a UTF-8 path");
     let server = format!("https://localhost:{}", address.port());
@@ -268,5 +254,5 @@ async fn the_command_line_client_speaks_tls_with_a_ca_file() {
     .expect("ran");
     assert!(!ok);
     assert!(printed.contains("--ca-file"), "{printed}");
-    let _ = stop.send(());
+    exchange.stop().await.expect("stops cleanly");
 }

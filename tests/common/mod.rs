@@ -76,6 +76,62 @@ impl Server {
     }
 }
 
+/// An exchange the test opened itself (with its own journal, processors or
+/// configuration), served on 127.0.0.1:0 until stopped.
+pub struct Running {
+    pub address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), divmid::api::server::ServeError>>,
+}
+
+impl Running {
+    pub async fn serve(context: std::sync::Arc<divmid::api::context::Context>) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, context, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            address,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address))
+            .expect("an address")
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    /// Stops the server and returns how it ended.
+    pub async fn stop(mut self) -> Result<(), divmid::api::server::ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("the server task ends")
+    }
+
+    /// Waits, at most `patience`, for the server to end by itself.
+    pub async fn ended(
+        self,
+        patience: std::time::Duration,
+    ) -> Result<(), divmid::api::server::ServeError> {
+        let Running { stop, task, .. } = self;
+        let ended = tokio::time::timeout(patience, task)
+            .await
+            .expect("the server stops by itself")
+            .expect("the server task ends");
+        drop(stop);
+        ended
+    }
+}
+
 /// Waits until health reports the whole server `SERVING`.
 pub async fn wait_serving(channel: &Channel) {
     use tonic_health::pb::health_check_response::ServingStatus;

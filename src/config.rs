@@ -447,139 +447,8 @@ impl Config {
     /// Refuses a configuration the server could not honour.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate()?;
+        self.check_ranges()?;
         let server = &self.server;
-        let pipeline = &self.pipeline;
-        let hour_ms = 60 * 60 * 1_000;
-        let ranges = [
-            range(
-                "server.message_bytes_max",
-                server.message_bytes_max,
-                1_024,
-                64 << 20,
-            ),
-            range(
-                "server.concurrent_streams_max",
-                server.concurrent_streams_max,
-                1,
-                10_000,
-            ),
-            range(
-                "server.requests_per_connection_max",
-                server.requests_per_connection_max,
-                1,
-                100_000,
-            ),
-            range(
-                "server.request_timeout_ms",
-                server.request_timeout_ms,
-                1,
-                hour_ms,
-            ),
-            range("server.page_size_max", server.page_size_max, 1, 100_000),
-            range(
-                "server.candle_retention_days",
-                server.candle_retention_days,
-                0,
-                3_660,
-            ),
-            range(
-                "server.stream_subscribers_max",
-                server.stream_subscribers_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "server.connections_max",
-                server.connections_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "server.handshake_timeout_ms",
-                server.handshake_timeout_ms,
-                100,
-                hour_ms,
-            ),
-            range(
-                "server.auth_failures_per_minute_max",
-                server.auth_failures_per_minute_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "server.keepalive_interval_ms",
-                server.keepalive_interval_ms,
-                100,
-                hour_ms,
-            ),
-            range(
-                "server.keepalive_timeout_ms",
-                server.keepalive_timeout_ms,
-                100,
-                hour_ms,
-            ),
-            range(
-                "server.anonymous_streams_max",
-                server.anonymous_streams_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "server.stream_buffer_messages",
-                server.stream_buffer_messages,
-                1,
-                1_000_000,
-            ),
-            range(
-                "server.store_cache_bytes",
-                server.store_cache_bytes,
-                1 << 20,
-                1 << 40,
-            ),
-            range(
-                "server.book_heartbeat_ms",
-                server.book_heartbeat_ms,
-                1,
-                hour_ms,
-            ),
-            range(
-                "server.shutdown_grace_ms",
-                server.shutdown_grace_ms,
-                1,
-                hour_ms,
-            ),
-            range(
-                "pipeline.queue_capacity",
-                pipeline.queue_capacity,
-                1,
-                1_000_000,
-            ),
-            range(
-                "pipeline.batch_requests_max",
-                pipeline.batch_requests_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "pipeline.record_events_max",
-                pipeline.record_events_max,
-                1,
-                1_000_000,
-            ),
-            range(
-                "pipeline.store_queue_capacity",
-                pipeline.store_queue_capacity,
-                1,
-                1_000,
-            ),
-            range(
-                "pipeline.broadcast_capacity",
-                pipeline.broadcast_capacity,
-                1,
-                1_000_000,
-            ),
-        ];
-        ranges.into_iter().collect::<Result<(), ConfigError>>()?;
         if server.tls.is_none() && !server.allow_plaintext && !server.listen.ip().is_loopback() {
             return Err(ConfigError::Plaintext(server.listen));
         }
@@ -591,6 +460,40 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Every server and pipeline limit against its range.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        let pipeline = &self.pipeline;
+        let hour_ms = 60 * 60 * 1_000;
+        // A table: one setting a line.
+        #[rustfmt::skip]
+        let ranges = [
+            range("server.message_bytes_max", server.message_bytes_max, 1_024, 64 << 20),
+            range("server.concurrent_streams_max", server.concurrent_streams_max, 1, 10_000),
+            range("server.requests_per_connection_max", server.requests_per_connection_max, 1, 100_000),
+            range("server.request_timeout_ms", server.request_timeout_ms, 1, hour_ms),
+            range("server.page_size_max", server.page_size_max, 1, 100_000),
+            range("server.candle_retention_days", server.candle_retention_days, 0, 3_660),
+            range("server.stream_subscribers_max", server.stream_subscribers_max, 1, 1_000_000),
+            range("server.connections_max", server.connections_max, 1, 1_000_000),
+            range("server.handshake_timeout_ms", server.handshake_timeout_ms, 100, hour_ms),
+            range("server.auth_failures_per_minute_max", server.auth_failures_per_minute_max, 1, 1_000_000),
+            range("server.keepalive_interval_ms", server.keepalive_interval_ms, 100, hour_ms),
+            range("server.keepalive_timeout_ms", server.keepalive_timeout_ms, 100, hour_ms),
+            range("server.anonymous_streams_max", server.anonymous_streams_max, 1, 1_000_000),
+            range("server.stream_buffer_messages", server.stream_buffer_messages, 1, 1_000_000),
+            range("server.store_cache_bytes", server.store_cache_bytes, 1 << 20, 1 << 40),
+            range("server.book_heartbeat_ms", server.book_heartbeat_ms, 1, hour_ms),
+            range("server.shutdown_grace_ms", server.shutdown_grace_ms, 1, hour_ms),
+            range("pipeline.queue_capacity", pipeline.queue_capacity, 1, 1_000_000),
+            range("pipeline.batch_requests_max", pipeline.batch_requests_max, 1, 1_000_000),
+            range("pipeline.record_events_max", pipeline.record_events_max, 1, 1_000_000),
+            range("pipeline.store_queue_capacity", pipeline.store_queue_capacity, 1, 1_000),
+            range("pipeline.broadcast_capacity", pipeline.broadcast_capacity, 1, 1_000_000),
+        ];
+        ranges.into_iter().collect()
     }
 }
 

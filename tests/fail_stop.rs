@@ -119,6 +119,17 @@ async fn a_failed_journal_turns_health_not_serving_and_stops_the_server_with_an_
     restarted.stop().await;
 }
 
+/// A channel to `address`, once health says the server is serving.
+async fn serving_channel(address: String) -> Channel {
+    let channel = Channel::from_shared(address)
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connects");
+    wait_serving(&channel).await;
+    channel
+}
+
 /// A tmpfs of `megabytes` mounted on `path`, unmounted when dropped.
 struct Tmpfs<'a>(&'a Path);
 
@@ -169,12 +180,7 @@ async fn a_full_disk_turns_health_not_serving_and_the_server_exits_non_zero() {
     };
     let data_dir = disk.join("data");
     let (mut child, address) = start_server(&data_dir, ISSUER_TOKEN, &[]);
-    let channel = Channel::from_shared(address)
-        .expect("an address")
-        .connect()
-        .await
-        .expect("connects");
-    wait_serving(&channel).await;
+    let channel = serving_channel(address).await;
     let mut watches = watch_every_service(&channel).await;
 
     fill(&disk.join("filler"));
@@ -194,12 +200,7 @@ async fn a_full_disk_turns_health_not_serving_and_the_server_exits_non_zero() {
     // A restart needs a few MiB free; then every acknowledged mint is there.
     std::fs::remove_file(disk.join("filler")).expect("the filler is removed");
     let (mut child, address) = start_server(&data_dir, ISSUER_TOKEN, &[]);
-    let channel = Channel::from_shared(address)
-        .expect("an address")
-        .connect()
-        .await
-        .expect("connects");
-    wait_serving(&channel).await;
+    let channel = serving_channel(address).await;
     // The refused mint may have reached the disk before the failure: it was never
     // acknowledged, so either is right, as after a crash.
     let restarted = minted(&channel).await;

@@ -233,24 +233,9 @@ mod tests {
     use crate::event::EventKind;
     use crate::types::{IssuePrice, Tier};
 
+    /// Two price changes, events 7 and 8.
     fn record() -> JournalRecord {
-        let mut record = JournalRecord::default();
-        let events: Vec<Event> = (7..9)
-            .map(|seq| Event {
-                seq,
-                timestamp_ms: 1_700_000_000_000,
-                kind: EventKind::IssuePriceSet {
-                    tier: Tier::Public,
-                    price: IssuePrice(seq),
-                },
-            })
-            .collect();
-        let command = Command::SetIssuePrice {
-            tier: Tier::Public,
-            price: IssuePrice(8),
-        };
-        record.push(1_700_000_000_000, command, &events);
-        record
+        record_of(2, 8)
     }
 
     #[test]

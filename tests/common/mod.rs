@@ -61,11 +61,7 @@ impl Server {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.address))
-            .expect("an address")
-            .connect()
-            .await
-            .expect("connects")
+        channel_to(self.address).await
     }
 
     pub async fn stop(mut self) {
@@ -74,6 +70,15 @@ impl Server {
         }
         self.task.await.expect("the server task ends");
     }
+}
+
+/// A plaintext channel to a server on `address`.
+pub async fn channel_to(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connects")
 }
 
 /// An exchange the test opened itself (with its own journal, processors or
@@ -102,11 +107,7 @@ impl Running {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.address))
-            .expect("an address")
-            .connect()
-            .await
-            .expect("connects")
+        channel_to(self.address).await
     }
 
     /// Stops the server and returns how it ended.

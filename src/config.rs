@@ -359,9 +359,26 @@ pub struct ServerConfig {
     /// Connections open at once, at most; more wait in the kernel's backlog until one
     /// closes. The file limit (systemd's `LimitNOFILE`) must leave room for them.
     pub connections_max: usize,
-    /// How long a new connection may stay silent (no HTTP/2 preface, no TLS ClientHello)
-    /// before it is closed, in milliseconds.
+    /// How long a new connection has, from its accept to its first request (the TLS and
+    /// HTTP/2 handshakes and the request's headers), before it is closed, in
+    /// milliseconds: a socket that stays silent, or stalls half way through a handshake,
+    /// gives its place back.
     pub handshake_timeout_ms: u64,
+    /// How long a connection may have no request open (HTTP/2 pings do not count)
+    /// before it is closed, in milliseconds. A client's next call opens a new one.
+    pub idle_timeout_ms: u64,
+    /// How long an open request may send no bytes (a stream of orders or charges with no
+    /// new message, or a message sent half way) before it is ended with
+    /// `DEADLINE_EXCEEDED`, in milliseconds; what it was holding is freed.
+    pub stream_idle_timeout_ms: u64,
+    /// Bytes of messages received in part (sent half way, or still arriving), over all
+    /// requests, at most; a request whose message would go beyond it is ended with
+    /// `RESOURCE_EXHAUSTED`. At least `message_bytes_max`.
+    pub partial_messages_bytes_max: usize,
+    /// HTTP/2 flow-control window of each connection (and each of its streams), in bytes:
+    /// what a client may send that the server has not read yet. Bytes waiting on the
+    /// server are at most `connections_max` times this.
+    pub receive_window_bytes: u32,
     /// Whether deposits go to the sandbox processors (which accept test references, see
     /// the contract); when false, every deposit is refused until a real processor is
     /// built in.
@@ -412,6 +429,10 @@ impl Default for ServerConfig {
             anonymous_streams_max: 4_096,
             connections_max: 10_000,
             handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            stream_idle_timeout_ms: 300_000,
+            partial_messages_bytes_max: 64 << 20,
+            receive_window_bytes: 256 << 10,
             funding_sandbox: true,
             auth_failures_per_minute_max: 30,
             keepalive_interval_ms: 30_000,
@@ -479,6 +500,10 @@ impl Config {
             range("server.stream_subscribers_max", server.stream_subscribers_max, 1, 1_000_000),
             range("server.connections_max", server.connections_max, 1, 1_000_000),
             range("server.handshake_timeout_ms", server.handshake_timeout_ms, 100, hour_ms),
+            range("server.idle_timeout_ms", server.idle_timeout_ms, 100, 24 * hour_ms),
+            range("server.stream_idle_timeout_ms", server.stream_idle_timeout_ms, 100, 24 * hour_ms),
+            range("server.receive_window_bytes", server.receive_window_bytes, 65_535, 16 << 20),
+            range("server.partial_messages_bytes_max", server.partial_messages_bytes_max, server.message_bytes_max as u64, 1 << 40),
             range("server.auth_failures_per_minute_max", server.auth_failures_per_minute_max, 1, 1_000_000),
             range("server.keepalive_interval_ms", server.keepalive_interval_ms, 100, hour_ms),
             range("server.keepalive_timeout_ms", server.keepalive_timeout_ms, 100, hour_ms),

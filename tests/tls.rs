@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{clients, limit, Running, ISSUER_TOKEN};
 use divmid::api::proto;
@@ -14,6 +15,7 @@ use divmid::api::tls::client_config;
 use divmid::config::{Config, TlsConfig};
 use divmid::error::ConfigError;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 
 /// A CA, and what it signs.
@@ -57,6 +59,7 @@ async fn start(directory: &Path, authority: &Authority, client_ca: Option<&Autho
     let mut config = Config::default();
     config.server.data_dir = directory.join("data");
     config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
+    config.server.handshake_timeout_ms = 1_000;
     config.server.tls = Some(TlsConfig {
         cert_file: write(directory, "server.pem", &certificate),
         key_file: write(directory, "server.key", &key),
@@ -140,6 +143,21 @@ async fn a_tls_server_serves_the_story_and_refuses_plaintext() {
             "an unverified server was trusted"
         );
     }
+    // A TLS record header of a ClientHello, and then nothing: the handshake stalls half
+    // way and the server closes the connection.
+    let mut stalled = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .expect("written");
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut received = Vec::new();
+        stalled.read_to_end(&mut received).await
+    })
+    .await;
+    assert!(closed.is_ok(), "a stalled TLS handshake is closed");
     server.stop().await.expect("stops cleanly");
 }
 

@@ -1,11 +1,14 @@
 //! Accepting connections, bounded: at most `connections_max` open at once, each of which
-//! must send its first bytes (the HTTP/2 preface, or a TLS ClientHello) within
-//! `handshake_timeout_ms` or is closed, so that sockets opened and left silent cannot hold
-//! the server's places. When the process runs out of file descriptors the accept loop
-//! waits and tries again instead of spinning.
+//! must have begun its first request (the TLS and HTTP/2 handshakes done) within
+//! `handshake_timeout_ms`, and is closed once it has had no request open for
+//! `idle_timeout_ms`, so that sockets opened and left silent, or stalled half way through
+//! a handshake, or kept alive with pings alone, cannot hold the server's places. When the
+//! process runs out of file descriptors the accept loop waits and tries again instead of
+//! spinning.
 //!
-//! What this is not: a judge of what a connection does once it has spoken; HTTP/2
-//! keepalive, the message and stream limits and the request timeout see to that.
+//! What this is not: a judge of what a connection's requests do; HTTP/2 keepalive, the
+//! message and stream limits, the request idle timeout (`idle.rs`) and the request
+//! timeout see to that.
 
 use std::future::Future;
 use std::io;
@@ -18,29 +21,58 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
+
+use super::idle::Activity;
 
 /// How long the accept loop waits after the process ran out of file descriptors (or
 /// buffers) before it accepts again.
 const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
 
-/// An accepted connection: the socket, its place among `connections_max`, and the
-/// deadline for its first bytes.
+/// An accepted connection: the socket, its place among `connections_max`, and when it is
+/// closed for doing nothing.
 pub struct Connection {
     stream: TcpStream,
     /// Released when the connection is dropped.
     _place: OwnedSemaphorePermit,
-    /// Until the first bytes arrive: when they must have.
-    first_bytes_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The peer's address, and the requests open on the connection.
+    info: ConnectionInfo,
+    /// When the connection is closed unless a request is open by then: the handshake
+    /// deadline until the first request, then the idle deadline.
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Whether a request was open at the last look.
+    busy: bool,
+    /// Requests begun at the last look.
+    begun: u64,
+    /// How long the connection may have no request open.
+    idle_timeout: Duration,
 }
 
-/// Accepts connections on `listener`, at most `connections_max` open at once, each given
-/// `handshake_timeout` to send its first bytes. The stream ends when `listener` fails for
-/// good (never for a refused or aborted connection).
+/// What a request knows of its connection (tonic puts it in the request's extensions).
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    /// The peer's address, when the socket knows it.
+    pub remote: Option<std::net::SocketAddr>,
+    /// The requests open on the connection.
+    pub activity: Arc<Activity>,
+}
+
+/// The timeouts of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From the accept to the first request.
+    pub handshake: Duration,
+    /// With no request open.
+    pub idle: Duration,
+}
+
+/// Accepts connections on `listener`, at most `connections_max` open at once, each closed
+/// after `timeouts`. The stream ends when `listener` fails for good (never for a refused
+/// or aborted connection).
 pub fn incoming(
     listener: TcpListener,
     connections_max: usize,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
 ) -> ReceiverStream<io::Result<Connection>> {
     let places = Arc::new(Semaphore::new(connections_max));
     let (sender, receiver) = mpsc::channel(1);
@@ -68,9 +100,16 @@ pub fn incoming(
             warned = false;
             let _ = stream.set_nodelay(true);
             let connection = Connection {
+                info: ConnectionInfo {
+                    remote: stream.peer_addr().ok(),
+                    activity: Arc::default(),
+                },
                 stream,
                 _place: place,
-                first_bytes_deadline: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
+                deadline: Box::pin(tokio::time::sleep(timeouts.handshake)),
+                busy: false,
+                begun: 0,
+                idle_timeout: timeouts.idle,
             };
             if sender.send(Ok(connection)).await.is_err() {
                 // The server stopped taking connections.
@@ -98,10 +137,32 @@ fn out_of_resources(error: &io::Error) -> bool {
 }
 
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnectionInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.stream.connect_info()
+    fn connect_info(&self) -> ConnectionInfo {
+        self.info.clone()
+    }
+}
+
+impl Connection {
+    /// Whether the connection has done nothing for too long: no request begun since the
+    /// accept within the handshake timeout, or none open for the idle timeout. Called
+    /// when the socket has nothing to read; wakes `context` when that changes.
+    fn expired(&mut self, context: &mut Context<'_>) -> bool {
+        let (open, begun) = self.info.activity.look(context.waker());
+        if open > 0 {
+            self.busy = true;
+            self.begun = begun;
+            return false;
+        }
+        if self.busy || begun != self.begun {
+            // Requests were open since the last look: idle from now.
+            self.busy = false;
+            self.begun = begun;
+            let idle_until = tokio::time::Instant::now() + self.idle_timeout;
+            self.deadline.as_mut().reset(idle_until);
+        }
+        self.deadline.as_mut().poll(context).is_ready()
     }
 }
 
@@ -111,30 +172,18 @@ impl AsyncRead for Connection {
         context: &mut Context<'_>,
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buffer.filled().len();
-        let read = Pin::new(&mut self.stream).poll_read(context, buffer);
-        if self.first_bytes_deadline.is_none() {
-            return read;
-        }
-        match read {
-            Poll::Ready(Ok(())) if buffer.filled().len() > before => {
-                self.first_bytes_deadline = None;
-                Poll::Ready(Ok(()))
+        match Pin::new(&mut self.stream).poll_read(context, buffer) {
+            Poll::Pending if self.expired(context) => {
+                let timeout = match self.begun {
+                    0 => "handshake_timeout_ms",
+                    _ => "idle_timeout_ms",
+                };
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no request within {timeout}"),
+                )))
             }
-            Poll::Pending => {
-                let expired = self
-                    .first_bytes_deadline
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(context).is_ready());
-                match expired {
-                    true => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no handshake within handshake_timeout_ms",
-                    ))),
-                    false => Poll::Pending,
-                }
-            }
-            other => other,
+            read => read,
         }
     }
 }

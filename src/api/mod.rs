@@ -14,6 +14,7 @@ pub mod feed;
 pub mod funding;
 pub mod health;
 pub mod history;
+pub mod idle;
 pub mod listener;
 pub mod proto;
 pub mod server;

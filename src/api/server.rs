@@ -10,11 +10,13 @@ use tonic::transport::server::Router;
 use tonic::transport::Server;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
+use tower_layer::{Identity, Stack};
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
 use super::context::{Context, MarketDataState};
 use super::funding::FundingSources;
 use super::health::Readiness;
+use super::idle::{IdleLayer, PartialBytes};
 use super::proto;
 use super::services::Api;
 use crate::config::Config;
@@ -169,7 +171,10 @@ pub async fn run(
         super::listener::incoming(
             listener,
             limits.connections_max,
-            Duration::from_millis(limits.handshake_timeout_ms),
+            super::listener::Timeouts {
+                handshake: Duration::from_millis(limits.handshake_timeout_ms),
+                idle: Duration::from_millis(limits.idle_timeout_ms),
+            },
         ),
         {
             let stopping = context.stopping.clone();
@@ -271,7 +276,9 @@ async fn start_health(
 }
 
 /// The transport with the configured TLS, connection and request limits.
-fn server_builder(limits: &crate::config::ServerConfig) -> Result<Server, ServeError> {
+fn server_builder(
+    limits: &crate::config::ServerConfig,
+) -> Result<Server<Stack<IdleLayer, Identity>>, ServeError> {
     let mut builder = Server::builder();
     if let Some(tls) = &limits.tls {
         let config = super::tls::server_config(tls).map_err(ServeError::Tls)?;
@@ -285,15 +292,25 @@ fn server_builder(limits: &crate::config::ServerConfig) -> Result<Server, ServeE
     Ok(builder
         .concurrency_limit_per_connection(limits.requests_per_connection_max)
         .max_concurrent_streams(limits.concurrent_streams_max)
+        .initial_connection_window_size(limits.receive_window_bytes)
+        .initial_stream_window_size(limits.receive_window_bytes)
         .timeout(Duration::from_millis(limits.request_timeout_ms))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
-        .tcp_keepalive(Some(keepalive)))
+        .tcp_keepalive(Some(keepalive))
+        .layer(IdleLayer {
+            stream_idle: Duration::from_millis(limits.stream_idle_timeout_ms),
+            partial: Arc::new(PartialBytes::new(limits.partial_messages_bytes_max)),
+        }))
 }
 
 /// `routes` with reflection (v1 and v1alpha) and the five services of the API, each
 /// limited to messages of `size` bytes.
-fn with_api(routes: Router, api: Api, size: usize) -> Result<Router, ServeError> {
+fn with_api(
+    routes: Router<Stack<IdleLayer, Identity>>,
+    api: Api,
+    size: usize,
+) -> Result<Router<Stack<IdleLayer, Identity>>, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)

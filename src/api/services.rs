@@ -60,7 +60,9 @@ impl Api {
     /// The authenticated caller, if it has `role`. A peer that has failed to
     /// authenticate too often this minute is refused whatever it presents.
     fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
-        let peer = request.remote_addr().map(|address| address.ip());
+        let peer = super::idle::connection_of(request.extensions())
+            .and_then(|connection| connection.remote)
+            .map(|address| address.ip());
         let failures = &self.context.auth_failures;
         failures.check(peer)?;
         match self.context.tokens.authenticate(request) {

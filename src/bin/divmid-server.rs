@@ -132,33 +132,46 @@ fn check(directory: &std::path::Path, config: &Config) -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), divmid::api::server::ServeError> {
     let listen = config.server.listen;
+    let shutdown = shutdown_signal();
     let context = open(config, std::env::var("DIVMID_ISSUER_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    run(listener, context, shutdown_signal()).await
+    run(listener, context, shutdown).await
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::error!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
-                    let _ = interrupt.await;
-                    return;
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives once the server listens
+/// always stops it gracefully.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            }
+            (interrupt, terminate) => {
+                let error = interrupt.err().or(terminate.err());
+                tracing::error!(
+                    ?error,
+                    "cannot watch SIGINT and SIGTERM; only SIGINT stops the server"
+                );
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+        tracing::info!("shutdown requested");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }

@@ -1,0 +1,189 @@
+//! The baseline: a raw tonic server with the exchange's own services and message shapes
+//! that answers every order and charge at once, from the request alone, with no ledger,
+//! book or disk behind it. The load measured against it is what the transport carries on
+//! this machine; the exchange's figures are read against it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use divmid::api::proto;
+use divmid::api::proto::metering_server::{Metering, MeteringServer};
+use divmid::api::proto::trading_server::{Trading, TradingServer};
+use tokio_stream::StreamExt;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Serves the echo services on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
+    let echo = Echo::default();
+    tonic::transport::Server::builder()
+        .add_service(TradingServer::new(echo.clone()))
+        .add_service(MeteringServer::new(echo))
+        // As the exchange's listener does: small answers go out at once.
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
+        .await
+}
+
+#[derive(Clone, Default)]
+struct Echo {
+    seq: Arc<AtomicU64>,
+}
+
+impl Echo {
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn placed(&self, request: proto::PlaceOrderRequest) -> proto::PlaceOrderResponse {
+        let seq = self.next_seq();
+        proto::PlaceOrderResponse {
+            order: Some(proto::Order {
+                order_id: seq.to_string(),
+                filled_quantity: "0.00".to_string(),
+                remaining_quantity: request.quantity.clone(),
+                status: proto::OrderStatus::Open as i32,
+                created_seq: seq,
+                client_order_id: request.client_order_id,
+                market: request.market,
+                side: request.side,
+                r#type: request.r#type,
+                price: request.price,
+                quantity: request.quantity,
+                time_in_force: request.time_in_force,
+                post_only: request.post_only,
+                self_trade_prevention: request.self_trade_prevention,
+            }),
+            fills: Vec::new(),
+        }
+    }
+
+    fn canceled(&self, request: proto::CancelOrderRequest) -> proto::CancelOrderResponse {
+        let seq = self.next_seq();
+        proto::CancelOrderResponse {
+            order: Some(proto::Order {
+                order_id: seq.to_string(),
+                client_order_id: request.client_order_id,
+                market: "DVM-USD".to_string(),
+                price: "1.0000".to_string(),
+                quantity: "0.01".to_string(),
+                filled_quantity: "0.00".to_string(),
+                remaining_quantity: "0.00".to_string(),
+                status: proto::OrderStatus::Canceled as i32,
+                created_seq: seq,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn session_response(&self, request: proto::OrderSessionRequest) -> proto::OrderSessionResponse {
+        use proto::order_session_request::Command;
+        use proto::order_session_response::Result as Answer;
+        let result = match request.command {
+            Some(Command::Place(order)) => Answer::Placed(self.placed(order)),
+            Some(Command::Cancel(cancel)) => Answer::Canceled(self.canceled(cancel)),
+            _ => Answer::Error(proto::SessionError {
+                code: tonic::Code::Unimplemented as i32,
+                message: "the echo server answers place and cancel".to_string(),
+            }),
+        };
+        proto::OrderSessionResponse {
+            request_id: request.request_id,
+            result: Some(result),
+        }
+    }
+}
+
+fn unimplemented<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(
+        "the echo server answers orders and charges only",
+    ))
+}
+
+#[tonic::async_trait]
+impl Trading for Echo {
+    async fn place_order(
+        &self,
+        request: Request<proto::PlaceOrderRequest>,
+    ) -> Result<Response<proto::PlaceOrderResponse>, Status> {
+        Ok(Response::new(self.placed(request.into_inner())))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<proto::CancelOrderRequest>,
+    ) -> Result<Response<proto::CancelOrderResponse>, Status> {
+        Ok(Response::new(self.canceled(request.into_inner())))
+    }
+
+    type OrderSessionStream = BoxStream<proto::OrderSessionResponse>;
+
+    async fn order_session(
+        &self,
+        request: Request<Streaming<proto::OrderSessionRequest>>,
+    ) -> Result<Response<Self::OrderSessionStream>, Status> {
+        let echo = self.clone();
+        let responses = request
+            .into_inner()
+            .map(move |request| request.map(|request| echo.session_response(request)));
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn cancel_all_orders(
+        &self,
+        _: Request<proto::CancelAllOrdersRequest>,
+    ) -> Result<Response<proto::CancelAllOrdersResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn amend_order(
+        &self,
+        _: Request<proto::AmendOrderRequest>,
+    ) -> Result<Response<proto::AmendOrderResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_order(
+        &self,
+        _: Request<proto::GetOrderRequest>,
+    ) -> Result<Response<proto::GetOrderResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_orders(
+        &self,
+        _: Request<proto::ListOrdersRequest>,
+    ) -> Result<Response<proto::ListOrdersResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_fills(
+        &self,
+        _: Request<proto::ListFillsRequest>,
+    ) -> Result<Response<proto::ListFillsResponse>, Status> {
+        unimplemented()
+    }
+
+    type StreamOrderUpdatesStream = BoxStream<proto::OrderUpdate>;
+
+    async fn stream_order_updates(
+        &self,
+        _: Request<proto::StreamOrderUpdatesRequest>,
+    ) -> Result<Response<Self::StreamOrderUpdatesStream>, Status> {
+        unimplemented()
+    }
+}
+
+#[tonic::async_trait]
+impl Metering for Echo {
+    async fn charge(
+        &self,
+        request: Request<proto::ChargeRequest>,
+    ) -> Result<Response<proto::ChargeResponse>, Status> {
+        Ok(Response::new(proto::ChargeResponse {
+            amount: request.into_inner().amount,
+            seq: self.next_seq(),
+        }))
+    }
+}

@@ -1,0 +1,294 @@
+//! `divmid-load`: drives a running exchange with orders or charges and reports what it
+//! answered, how fast and how quickly, beside a raw tonic echo server measured in the
+//! same run (`--baseline`), so that the figures can be read on a shared machine whose
+//! speed moves from one hour to the next.
+//!
+//! It creates its own accounts with the issuer's token (a maker quoting ten levels a side,
+//! a taker, a service), so point it at a test exchange, never at one holding real money.
+
+mod echo;
+mod flow;
+mod report;
+mod run;
+mod setup;
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tonic::transport::{Channel, Endpoint};
+
+use report::{ProcessSample, Row};
+use run::{Bearer, Window};
+
+/// Load for a divmid exchange, with a raw tonic baseline measured in the same run.
+///
+/// Creates and funds its own accounts with the issuer's token: use it on a test exchange.
+#[derive(Parser)]
+#[command(name = "divmid-load", version)]
+struct Arguments {
+    #[command(subcommand)]
+    shape: Shape,
+    /// The exchange's address (`https://` for TLS).
+    #[arg(
+        long,
+        global = true,
+        env = "DIVMID_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// The issuer's token, to create the run's accounts.
+    #[arg(
+        long,
+        global = true,
+        env = "DIVMID_ISSUER_TOKEN",
+        hide_env_values = true
+    )]
+    issuer_token: Option<String>,
+    /// A CA certificate (PEM) that signed the exchange's certificate.
+    #[arg(long, global = true, env = "DIVMID_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// How long to measure, in seconds.
+    #[arg(long, global = true, default_value_t = 10)]
+    seconds: u64,
+    /// How long to run before measuring, in seconds.
+    #[arg(long, global = true, default_value_t = 2)]
+    warmup_seconds: u64,
+    /// Also run the same load against a raw tonic echo server started by this command,
+    /// and print the exchange's figures as a ratio of it.
+    #[arg(long, global = true)]
+    baseline: bool,
+    /// Measure only the baseline (no exchange needed).
+    #[arg(long, global = true, conflicts_with = "baseline")]
+    baseline_only: bool,
+    /// The exchange's process id, when it runs on this machine: its CPU and memory are
+    /// reported.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Shape {
+    /// PlaceOrder and CancelOrder calls, IN_FLIGHT at a time.
+    Unary {
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
+    /// OrderSession streams, each with at most WINDOW commands unanswered.
+    Session {
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        #[arg(long, default_value_t = 1_024)]
+        window: usize,
+    },
+    /// Charge calls (a millionth of a divmid each), IN_FLIGHT at a time.
+    Charge {
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
+    /// Serves the baseline: a raw tonic server answering orders and charges at once.
+    #[command(hide = true)]
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+impl Shape {
+    fn describe(&self) -> String {
+        match self {
+            Shape::Unary { in_flight } => format!("place/cancel, {in_flight} in flight"),
+            Shape::Session { streams, window } => {
+                format!("OrderSession x{streams}, window {window}")
+            }
+            Shape::Charge { in_flight } => format!("Charge, {in_flight} in flight"),
+            Shape::EchoServer { .. } => "echo server".to_string(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    let result = match arguments.shape {
+        Shape::EchoServer { listen } => serve_echo(listen).await,
+        _ => measure(&arguments).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("divmid-load: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_echo(listen: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("--listen {listen}: {error}"))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    println!("listening on {address}");
+    echo::serve(listener)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+async fn measure(arguments: &Arguments) -> Result<(), String> {
+    let mut rows = Vec::new();
+    if arguments.baseline || arguments.baseline_only {
+        rows.push(measure_baseline(arguments).await?);
+    }
+    if !arguments.baseline_only {
+        rows.push(measure_exchange(arguments).await?);
+    }
+    report::print(&rows);
+    Ok(())
+}
+
+/// Starts the echo server as a child process (so that it has its own runtime, as the
+/// exchange does) and measures it.
+async fn measure_baseline(arguments: &Arguments) -> Result<Row, String> {
+    let program = std::env::current_exe().map_err(|error| error.to_string())?;
+    let mut child = std::process::Command::new(program)
+        .args(["echo-server", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start the echo server: {error}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("the echo server has no output")?;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|error| error.to_string())?;
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("the echo server said {line:?}"))?
+        .to_string();
+    let channel =
+        connect(Endpoint::from_shared(format!("http://{address}")).map_err(|e| e.to_string())?)
+            .await?;
+    let pid = child.id();
+    let row = load(
+        arguments,
+        "baseline",
+        channel,
+        Bearer::none(),
+        Bearer::none(),
+        "1".into(),
+        Some(pid),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(row)
+}
+
+async fn measure_exchange(arguments: &Arguments) -> Result<Row, String> {
+    let issuer_token = arguments
+        .issuer_token
+        .as_deref()
+        .ok_or("the issuer's token is needed to create the run's accounts: --issuer-token or DIVMID_ISSUER_TOKEN")?;
+    let channel = connect(endpoint(arguments)?).await?;
+    let accounts = setup::accounts(&channel, issuer_token)
+        .await
+        .map_err(|error| format!("setting up the run's accounts: {error}"))?;
+    Ok(load(
+        arguments,
+        "divmid",
+        channel,
+        Bearer::new(&accounts.taker_token)?,
+        Bearer::new(&accounts.service_token)?,
+        accounts.taker_account,
+        arguments.server_pid,
+    )
+    .await)
+}
+
+fn endpoint(arguments: &Arguments) -> Result<Endpoint, String> {
+    let endpoint = Channel::from_shared(arguments.server.clone())
+        .map_err(|error| format!("--server: {error}"))?;
+    if !arguments.server.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let tls = divmid::api::tls::client_config(arguments.ca_file.as_deref(), None)?;
+    endpoint
+        .tls_config(tls)
+        .map_err(|error| format!("--server: {error}"))
+}
+
+async fn connect(endpoint: Endpoint) -> Result<Channel, String> {
+    let address = endpoint.uri().to_string();
+    endpoint
+        .connect()
+        .await
+        .map_err(|error| format!("cannot reach {address}: {error}"))
+}
+
+/// Runs the shape against one target and returns its row.
+async fn load(
+    arguments: &Arguments,
+    target: &str,
+    channel: Channel,
+    trader: Bearer,
+    service: Bearer,
+    charged_account: String,
+    pid: Option<u32>,
+) -> Row {
+    let started = Instant::now();
+    let window = Window {
+        measure_from: started + Duration::from_secs(arguments.warmup_seconds),
+        until: started + Duration::from_secs(arguments.warmup_seconds + arguments.seconds),
+    };
+    let answers = Arc::new(AtomicU64::new(0));
+    let label = format!("{target} {}", arguments.shape.describe());
+    let progress = report::progress(label, Arc::clone(&answers), window.until);
+    let sampler = pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(window.measure_from.into()).await;
+            let first = ProcessSample::take(pid);
+            tokio::time::sleep_until(window.until.into()).await;
+            first
+                .zip(ProcessSample::take(pid))
+                .map(|(first, last)| last.since(&first))
+        })
+    });
+    let tally = match arguments.shape {
+        Shape::Unary { in_flight } => {
+            run::unary_orders(channel, trader, in_flight, window, answers).await
+        }
+        Shape::Session {
+            streams,
+            window: session_window,
+        } => run::sessions(channel, trader, streams, session_window, window, answers).await,
+        Shape::Charge { in_flight } => {
+            run::unary_charges(
+                channel,
+                service,
+                charged_account,
+                in_flight,
+                window,
+                answers,
+            )
+            .await
+        }
+        Shape::EchoServer { .. } => run::Tally::new(),
+    };
+    let _ = progress.await;
+    let process = match sampler {
+        Some(sampler) => sampler.await.ok().flatten(),
+        None => None,
+    };
+    Row {
+        target: target.to_string(),
+        shape: arguments.shape.describe(),
+        seconds: arguments.seconds as f64,
+        tally,
+        process,
+    }
+}

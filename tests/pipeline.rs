@@ -135,6 +135,62 @@ fn committed_commands_survive_a_restart_with_the_same_state() {
 }
 
 #[test]
+fn commands_submitted_together_are_answered_in_order_and_survive_a_restart() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let mut commands = commands(400);
+    // A mint under a key already used with another amount: refused, changing nothing.
+    commands.insert(
+        5,
+        Command::Mint {
+            amount: Amount(1),
+            memo: "again".into(),
+            idempotency_key: "mint".into(),
+        },
+    );
+    // Small batches, so that one submission spans several store writes.
+    let config = PipelineConfig {
+        batch_requests_max: 16,
+        record_events_max: 8,
+        ..PipelineConfig::default()
+    };
+    let pipeline = start(directory.path(), config);
+    let halves = commands.split_at(commands.len() / 2);
+    let receivers: Vec<_> = [halves.0, halves.1]
+        .into_iter()
+        .map(|half| pipeline.submit_all(1, half.to_vec()).expect("queued"))
+        .collect();
+    let outcomes: Vec<Outcome> = receivers
+        .into_iter()
+        .flat_map(|receiver| receiver.blocking_recv().expect("outcomes arrive"))
+        .collect();
+    assert_eq!(outcomes.len(), commands.len(), "one outcome per command");
+    for (index, outcome) in outcomes.iter().enumerate() {
+        match index {
+            5 => assert!(
+                matches!(outcome, Err(Failure::Rejected(_))),
+                "the reused key is refused: {outcome:?}"
+            ),
+            _ => assert!(outcome.is_ok(), "command {index}: {outcome:?}"),
+        }
+    }
+    let seqs: Vec<u64> = outcomes
+        .iter()
+        .flatten()
+        .flat_map(|committed| committed.events.iter().map(|event| event.seq))
+        .collect();
+    let committed = pipeline.committed_seq();
+    assert_eq!(
+        seqs,
+        (1..=committed).collect::<Vec<_>>(),
+        "in order, each once"
+    );
+    pipeline.shutdown();
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    assert_eq!(recovered.sequencer.state_hash(), expected_hash(&commands));
+}
+
+#[test]
 fn snapshots_bound_what_a_restart_replays() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let commands = commands(300);
@@ -316,8 +372,13 @@ impl Journal for SlowJournal {
         self.0.write_snapshot(snapshot)
     }
 
-    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
-        self.0.prune(retention_events, records_max)
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, StoreError> {
+        self.0.prune(retention_events, records_max, keep_after_seq)
     }
 }
 

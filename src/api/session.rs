@@ -1,15 +1,20 @@
 //! `OrderSession`: order commands over one bidirectional stream, for high rates.
 //!
-//! Commands are converted and submitted to the pipeline in the order they arrive, without
-//! waiting for the previous one to commit; a second task awaits their outcomes in the
-//! same order and writes the responses. Both hand-offs are bounded, so a client that sends
-//! faster than the exchange commits is slowed down, never buffered without end.
+//! The reader takes every request already received (up to `BATCH_MAX`), converts them,
+//! and submits them to the pipeline as one batch with one reply channel; the answerer
+//! awaits the batches in order and writes each batch's responses to the stream
+//! together. No task, channel operation or oneshot per command. An amend is converted
+//! with a query about its order, so the batch before it is submitted first and the
+//! query sees what that batch did. Both hand-offs are bounded (`BATCHES_IN_FLIGHT_MAX`
+//! batches of at most `BATCH_MAX` commands), so a client that sends faster than the
+//! exchange commits is slowed down, never buffered without end.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::codegen::BoxStream;
 use tonic::{Status, Streaming};
 
@@ -24,8 +29,11 @@ use crate::event::Reply;
 use crate::pipeline::{Answer, Outcome, Query};
 use crate::types::OrderId;
 
-/// Commands submitted and not yet answered, per session, at most.
-const IN_FLIGHT_MAX: usize = 1_024;
+/// Commands submitted as one batch, at most.
+const BATCH_MAX: usize = 1_024;
+
+/// Batches submitted and not yet answered, per session, at most.
+const BATCHES_IN_FLIGHT_MAX: usize = 4;
 
 /// What kind of response an outcome becomes.
 #[derive(Clone, Copy)]
@@ -36,12 +44,22 @@ enum Kind {
     Amend,
 }
 
-/// A command on its way: submitted (with its outcome to await) or already refused.
-struct Submitted {
+/// A request of a batch: submitted (its outcome is the batch's next) or refused first.
+struct Entry {
     request_id: u64,
     kind: Kind,
-    outcome: Result<oneshot::Receiver<Outcome>, Status>,
+    refused: Option<Status>,
 }
+
+/// A batch on its way: its requests, the outcomes of those submitted, and the status
+/// that ends the stream after it, if the client's stream broke.
+struct Submitted {
+    entries: Vec<Entry>,
+    outcomes: Option<Result<oneshot::Receiver<Vec<Outcome>>, Status>>,
+    then_end: Option<Status>,
+}
+
+type Responses = Vec<Result<proto::OrderSessionResponse, Status>>;
 
 /// Starts the session's two tasks and returns the response stream.
 pub fn start(
@@ -49,75 +67,150 @@ pub fn start(
     caller: Caller,
     requests: Streaming<proto::OrderSessionRequest>,
 ) -> BoxStream<proto::OrderSessionResponse> {
-    let (submitted, pending) = mpsc::channel::<Submitted>(IN_FLIGHT_MAX);
-    let (responses, output) = mpsc::channel(IN_FLIGHT_MAX);
+    let (submitted, pending) = mpsc::channel::<Submitted>(BATCHES_IN_FLIGHT_MAX);
+    let (responses, output) = mpsc::channel(BATCHES_IN_FLIGHT_MAX);
     let api = Arc::new(api);
-    tokio::spawn(read(
-        Arc::clone(&api),
-        caller,
-        requests,
-        submitted,
-        responses.clone(),
-    ));
+    tokio::spawn(read(Arc::clone(&api), caller, requests, submitted));
     tokio::spawn(answer(api, pending, responses));
-    Box::pin(ReceiverStream::new(output))
+    Box::pin(Batches {
+        receiver: output,
+        current: Vec::new().into_iter(),
+    })
 }
 
-/// Reads commands, converts and submits them in order.
+/// A batch being gathered: the requests and the commands to submit.
+#[derive(Default)]
+struct Gathered {
+    entries: Vec<Entry>,
+    commands: Vec<Command>,
+}
+
+impl Gathered {
+    fn push(&mut self, request_id: u64, kind: Kind, command: Result<Command, Status>) {
+        let refused = match command {
+            Ok(command) => {
+                self.commands.push(command);
+                None
+            }
+            Err(status) => Some(status),
+        };
+        self.entries.push(Entry {
+            request_id,
+            kind,
+            refused,
+        });
+    }
+
+    /// Submits the commands as one batch and hands the batch to the answerer; false when
+    /// the answerer is gone.
+    async fn submit(
+        &mut self,
+        api: &Api,
+        then_end: Option<Status>,
+        submitted: &mpsc::Sender<Submitted>,
+    ) -> bool {
+        let Gathered { entries, commands } = std::mem::take(self);
+        if entries.is_empty() && then_end.is_none() {
+            return true;
+        }
+        let outcomes = (!commands.is_empty()).then(|| {
+            api.context()
+                .pipeline
+                .submit_all(now_ms(), commands)
+                .map_err(|failure| from_failure(&failure))
+        });
+        let batch = Submitted {
+            entries,
+            outcomes,
+            then_end,
+        };
+        submitted.send(batch).await.is_ok()
+    }
+}
+
+/// Reads requests, every one already received at a time, converts them and submits them
+/// in order.
 async fn read(
     api: Arc<Api>,
     caller: Caller,
     mut requests: Streaming<proto::OrderSessionRequest>,
     submitted: mpsc::Sender<Submitted>,
-    responses: mpsc::Sender<Result<proto::OrderSessionResponse, Status>>,
 ) {
     let mut stopping = api.context().stopping.subscribe();
     loop {
-        let next = tokio::select! {
+        let first = tokio::select! {
             next = requests.next() => next,
             // The server is stopping: take no more commands; those submitted are answered.
             _ = stopping.wait_for(|stopping| *stopping) => return,
         };
-        let Some(request) = next else { return };
-        let request = match request {
-            Ok(request) => request,
-            Err(status) => {
-                // The client's stream broke; say so and stop reading.
-                let _ = responses.send(Err(status)).await;
-                return;
+        let mut received = Vec::new();
+        let mut then_end = None;
+        let mut ended = false;
+        match first {
+            None => return,
+            Some(Ok(request)) => received.push(request),
+            // The client's stream broke: say so after what came before, and stop reading.
+            Some(Err(status)) => then_end = Some(status),
+        }
+        if then_end.is_none() {
+            (ended, then_end) = drain(&mut requests, &mut received).await;
+        }
+        let mut gathered = Gathered::default();
+        for request in received {
+            let request_id = request.request_id;
+            match request.command {
+                None => gathered.push(
+                    request_id,
+                    Kind::Place,
+                    Err(Status::invalid_argument(
+                        "command: one of place, cancel, cancel_all or amend is required",
+                    )),
+                ),
+                Some(SessionCommand::Amend(message)) => {
+                    // The query about the order must follow the commands before it.
+                    if !gathered.submit(&api, None, &submitted).await {
+                        return;
+                    }
+                    let command = amend_command(&api, caller, message).await;
+                    gathered.push(request_id, Kind::Amend, command);
+                }
+                Some(command) => {
+                    let (kind, command) = convert(&api, caller, command);
+                    gathered.push(request_id, kind, command);
+                }
             }
-        };
-        let request_id = request.request_id;
-        let (kind, outcome) = match request.command {
-            None => (
-                Kind::Place,
-                Err(Status::invalid_argument(
-                    "command: one of place, cancel, cancel_all or amend is required",
-                )),
-            ),
-            Some(command) => submit(&api, caller, command).await,
-        };
-        if submitted
-            .send(Submitted {
-                request_id,
-                kind,
-                outcome,
-            })
-            .await
-            .is_err()
-        {
+        }
+        let broken = then_end.is_some();
+        if !gathered.submit(&api, then_end, &submitted).await || broken || ended {
             return;
         }
     }
 }
 
-async fn submit(
-    api: &Api,
-    caller: Caller,
-    command: SessionCommand,
-) -> (Kind, Result<oneshot::Receiver<Outcome>, Status>) {
+/// Moves every request already received (up to `BATCH_MAX` in all) into `received`,
+/// without waiting; says whether the client ended its stream, or how it broke.
+async fn drain(
+    requests: &mut Streaming<proto::OrderSessionRequest>,
+    received: &mut Vec<proto::OrderSessionRequest>,
+) -> (bool, Option<Status>) {
+    std::future::poll_fn(|context| {
+        while received.len() < BATCH_MAX {
+            match Pin::new(&mut *requests).poll_next(context) {
+                Poll::Ready(Some(Ok(request))) => received.push(request),
+                Poll::Ready(Some(Err(status))) => return Poll::Ready((false, Some(status))),
+                Poll::Ready(None) => return Poll::Ready((true, None)),
+                Poll::Pending => break,
+            }
+        }
+        Poll::Ready((false, None))
+    })
+    .await
+}
+
+/// Converts a command other than an amend.
+fn convert(api: &Api, caller: Caller, command: SessionCommand) -> (Kind, Result<Command, Status>) {
     let context = api.context();
-    let (kind, command) = match command {
+    match command {
         SessionCommand::Place(message) => (
             Kind::Place,
             api.new_order(caller, message).map(Command::PlaceOrder),
@@ -145,15 +238,11 @@ async fn submit(
                 market,
             }),
         ),
-        SessionCommand::Amend(message) => (Kind::Amend, amend_command(api, caller, message).await),
-    };
-    let receiver = command.and_then(|command| {
-        context
-            .pipeline
-            .submit(now_ms(), command)
-            .map_err(|failure| from_failure(&failure))
-    });
-    (kind, receiver)
+        SessionCommand::Amend(_) => (
+            Kind::Amend,
+            Err(Status::internal("an amend is converted with a query")),
+        ),
+    }
 }
 
 async fn amend_command(
@@ -189,39 +278,73 @@ async fn amend_command(
     })
 }
 
-/// Awaits outcomes in submission order and writes the responses.
+/// Awaits the batches' outcomes in submission order and writes each batch's responses.
 async fn answer(
     api: Arc<Api>,
     mut pending: mpsc::Receiver<Submitted>,
-    responses: mpsc::Sender<Result<proto::OrderSessionResponse, Status>>,
+    responses: mpsc::Sender<Responses>,
 ) {
-    while let Some(submitted) = pending.recv().await {
-        let result = match submitted.outcome {
-            Err(status) => Err(status),
-            Ok(receiver) => match receiver.await {
-                Err(_) => Err(Status::unavailable("the exchange stopped before answering")),
-                Ok(Err(failure)) => Err(from_failure(&failure)),
-                Ok(Ok(committed)) => Ok(respond(
-                    &api,
-                    submitted.kind,
-                    &committed.reply,
-                    &committed.events,
-                )),
-            },
+    while let Some(batch) = pending.recv().await {
+        let outcomes = match batch.outcomes {
+            None => Ok(Vec::new()),
+            Some(Err(status)) => Err(status),
+            Some(Ok(receiver)) => receiver
+                .await
+                .map_err(|_| Status::unavailable("the exchange stopped before answering")),
         };
-        let result = match result {
-            Ok(result) => result,
-            Err(status) => SessionResult::Error(proto::SessionError {
-                code: status.code() as i32,
-                message: status.message().to_string(),
-            }),
-        };
-        let response = proto::OrderSessionResponse {
-            request_id: submitted.request_id,
-            result: Some(result),
-        };
-        if responses.send(Ok(response)).await.is_err() {
+        let mut outcomes = outcomes.map(Vec::into_iter);
+        let mut written: Responses = Vec::with_capacity(batch.entries.len() + 1);
+        for entry in batch.entries {
+            let result = match (entry.refused, &mut outcomes) {
+                (Some(status), _) => Err(status),
+                (None, Err(status)) => Err(status.clone()),
+                (None, Ok(outcomes)) => match outcomes.next() {
+                    Some(Ok(committed)) => Ok(respond(
+                        &api,
+                        entry.kind,
+                        &committed.reply,
+                        &committed.events,
+                    )),
+                    Some(Err(failure)) => Err(from_failure(&failure)),
+                    None => Err(Status::internal("a command of the batch has no outcome")),
+                },
+            };
+            let result = result.unwrap_or_else(|status| {
+                SessionResult::Error(proto::SessionError {
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                })
+            });
+            written.push(Ok(proto::OrderSessionResponse {
+                request_id: entry.request_id,
+                result: Some(result),
+            }));
+        }
+        written.extend(batch.then_end.map(Err));
+        if responses.send(written).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The response stream: the answerer's batches, one response at a time.
+struct Batches {
+    receiver: mpsc::Receiver<Responses>,
+    current: std::vec::IntoIter<Result<proto::OrderSessionResponse, Status>>,
+}
+
+impl Stream for Batches {
+    type Item = Result<proto::OrderSessionResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(response) = self.current.next() {
+                return Poll::Ready(Some(response));
+            }
+            match std::task::ready!(self.receiver.poll_recv(context)) {
+                Some(batch) => self.current = batch.into_iter(),
+                None => return Poll::Ready(None),
+            }
         }
     }
 }

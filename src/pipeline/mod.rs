@@ -175,6 +175,12 @@ enum Request {
         command: Command,
         reply: oneshot::Sender<Outcome>,
     },
+    /// Commands of one session, applied in order, answered together.
+    Commands {
+        timestamp_ms: u64,
+        commands: Vec<Command>,
+        reply: oneshot::Sender<Vec<Outcome>>,
+    },
     Query {
         query: Query,
         reply: oneshot::Sender<Result<Answer, Failure>>,
@@ -193,6 +199,9 @@ struct Shared {
     snapshot_failure: Mutex<Option<String>>,
     /// Tells helper threads (the indexer) to stop.
     stopping: AtomicBool,
+    /// How far the account index has read the journal: retention never deletes what it
+    /// has not read. The largest number while no indexer runs.
+    indexed_seq: AtomicU64,
     /// The last account-index error, if the last attempt failed.
     index_failure: Mutex<Option<String>>,
     /// Becomes `true` when `failed` is set, for the server to stop on.
@@ -231,6 +240,7 @@ impl Pipeline {
             failure: Mutex::new(None),
             snapshot_failure: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            indexed_seq: AtomicU64::new(u64::MAX),
             index_failure: Mutex::new(None),
             failed_signal: tokio::sync::watch::Sender::new(false),
         });
@@ -276,6 +286,23 @@ impl Pipeline {
         self.send(Request::Command {
             timestamp_ms,
             command,
+            reply,
+        })?;
+        Ok(receiver)
+    }
+
+    /// Queues commands to be applied one after the other, with nothing between them; the
+    /// receiver gets their outcomes, in order, once all are committed. One queue entry
+    /// and one reply for the lot: what a session submits at a time.
+    pub fn submit_all(
+        &self,
+        timestamp_ms: u64,
+        commands: Vec<Command>,
+    ) -> Result<oneshot::Receiver<Vec<Outcome>>, Failure> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Commands {
+            timestamp_ms,
+            commands,
             reply,
         })?;
         Ok(receiver)
@@ -356,6 +383,9 @@ impl Pipeline {
     /// Starts a thread that extends the account index behind the commits, so that history
     /// queries read the index rather than the journal.
     pub fn start_indexer(&mut self, history: History) {
+        // Until its first pass, the index is where it was when the store was opened.
+        let indexed = history.indexed_seq().unwrap_or(0);
+        self.shared.indexed_seq.store(indexed, Ordering::Release);
         let shared = Arc::clone(&self.shared);
         let thread = std::thread::Builder::new()
             .name("indexer".to_string())

@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::{
     Answer, Committed, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared,
 };
+use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
 use crate::store::{History, Journal, JournalRecord};
@@ -17,6 +18,7 @@ use crate::types::Side;
 /// An outcome waiting for its batch to be committed.
 pub(super) enum Pending {
     Command(oneshot::Sender<Outcome>, Outcome),
+    Commands(oneshot::Sender<Vec<Outcome>>, Vec<Outcome>),
     Query(
         oneshot::Sender<Result<Answer, Failure>>,
         Result<Answer, Failure>,
@@ -29,6 +31,7 @@ impl Pending {
         // A caller that stopped waiting (its connection closed) needs no answer.
         match self {
             Pending::Command(reply, outcome) => drop(reply.send(outcome)),
+            Pending::Commands(reply, outcomes) => drop(reply.send(outcomes)),
             Pending::Query(reply, answer) => drop(reply.send(answer)),
         }
     }
@@ -37,6 +40,14 @@ impl Pending {
     fn refuse(self, reason: &'static str) {
         match self {
             Pending::Command(reply, _) => drop(reply.send(Err(Failure::Unavailable(reason)))),
+            Pending::Commands(reply, outcomes) => drop(
+                reply.send(
+                    outcomes
+                        .iter()
+                        .map(|_| Err(Failure::Unavailable(reason)))
+                        .collect(),
+                ),
+            ),
             Pending::Query(reply, _) => drop(reply.send(Err(Failure::Unavailable(reason)))),
         }
     }
@@ -48,6 +59,8 @@ pub(super) struct Batch {
     records: Vec<JournalRecord>,
     pending: Vec<Pending>,
     snapshot: Option<SequencerSnapshot>,
+    /// Commands and queries applied, for the batch's bound.
+    commands: usize,
 }
 
 const STORE_FAILED: &str = "the store failed; the exchange is stopped";
@@ -71,6 +84,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
             records: Vec::new(),
             pending: Vec::new(),
             snapshot: None,
+            commands: 0,
         };
         let mut record = JournalRecord::default();
         let mut next = Some(first);
@@ -85,12 +99,10 @@ pub(super) fn run_sequencer<B: OrderBook>(
                     &mut events,
                     &mut record,
                     &mut batch,
+                    config.record_events_max,
                 );
-                if record.events.len() >= config.record_events_max {
-                    batch.records.push(std::mem::take(&mut record));
-                }
             }
-            if batch.pending.len() >= config.batch_requests_max {
+            if batch.commands >= config.batch_requests_max {
                 break;
             }
             next = requests.try_recv().ok();
@@ -114,42 +126,86 @@ pub(super) fn run_sequencer<B: OrderBook>(
 fn refuse(request: Request, reason: &'static str) {
     match request {
         Request::Command { reply, .. } => drop(reply.send(Err(Failure::Unavailable(reason)))),
+        Request::Commands {
+            commands, reply, ..
+        } => drop(
+            reply.send(
+                commands
+                    .iter()
+                    .map(|_| Err(Failure::Unavailable(reason)))
+                    .collect(),
+            ),
+        ),
         Request::Query { reply, .. } => drop(reply.send(Err(Failure::Unavailable(reason)))),
     }
 }
 
+/// Applies a request, adding what changed state to `record`, and `record` to the
+/// batch each time it holds `record_events_max` events.
 fn apply<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
     request: Request,
     events: &mut Vec<Event>,
     record: &mut JournalRecord,
     batch: &mut Batch,
+    record_events_max: usize,
 ) {
+    let mut applied = |command, timestamp_ms, batch: &mut Batch| {
+        let outcome = apply_command(sequencer, timestamp_ms, command, events, record);
+        if record.events.len() >= record_events_max {
+            batch.records.push(std::mem::take(record));
+        }
+        batch.commands += 1;
+        outcome
+    };
     match request {
         Request::Command {
             timestamp_ms,
             command,
             reply,
         } => {
-            events.clear();
-            let result = sequencer.apply(timestamp_ms, &command, events);
-            // A command changed state if and only if it emitted events.
-            if !events.is_empty() {
-                record.push(timestamp_ms, command, events);
-            }
-            let outcome = result
-                .map(|reply| Committed {
-                    reply,
-                    events: events.clone(),
-                })
-                .map_err(Failure::Rejected);
+            let outcome = applied(command, timestamp_ms, batch);
             batch.pending.push(Pending::Command(reply, outcome));
+        }
+        Request::Commands {
+            timestamp_ms,
+            commands,
+            reply,
+        } => {
+            let outcomes = commands
+                .into_iter()
+                .map(|command| applied(command, timestamp_ms, batch))
+                .collect();
+            batch.pending.push(Pending::Commands(reply, outcomes));
         }
         Request::Query { query, reply } => {
             let answer = answer(sequencer, query);
+            batch.commands += 1;
             batch.pending.push(Pending::Query(reply, answer));
         }
     }
+}
+
+/// Applies one command and adds it to the journal record if it changed state.
+fn apply_command<B: OrderBook>(
+    sequencer: &mut Sequencer<B>,
+    timestamp_ms: u64,
+    command: Command,
+    events: &mut Vec<Event>,
+    record: &mut JournalRecord,
+) -> Outcome {
+    events.clear();
+    let result = sequencer.apply(timestamp_ms, &command, events);
+    // A command changed state if and only if it emitted events.
+    if !events.is_empty() {
+        record.push(timestamp_ms, command, events);
+    }
+    result
+        .map(|reply| Committed {
+            reply,
+            events: events.clone(),
+        })
+        .map_err(Failure::Rejected)
 }
 
 fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer, Failure> {
@@ -242,7 +298,11 @@ pub(super) fn run_store<J: Journal>(
                 // Bounded, so that a long backlog of history is deleted over several
                 // snapshots rather than in one long pause.
                 result = journal
-                    .prune(config.journal_retention_events, PRUNE_RECORDS_MAX)
+                    .prune(
+                        config.journal_retention_events,
+                        PRUNE_RECORDS_MAX,
+                        shared.indexed_seq.load(Ordering::Acquire),
+                    )
                     .map(|_| ());
             }
             if let Err(error) = &result {
@@ -267,14 +327,49 @@ fn fail(shared: &Shared, message: String) {
     shared.failed_signal.send_replace(true);
 }
 
+/// Makes the calling thread run only when the processor has nothing else to do
+/// (`SCHED_IDLE`), so that the index, which is not on the commit path, never takes the
+/// sequencer's, the store's or the handlers' time. Under a load that keeps every core
+/// busy the index falls behind, and history queries read the journal's tail beyond it;
+/// it catches up when the load eases. Elsewhere than Linux the thread keeps its priority.
+fn yield_to_the_commit_path() {
+    #[cfg(target_os = "linux")]
+    {
+        let parameters = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sets the policy of the calling thread only (pid 0), with the one
+        // priority SCHED_IDLE takes; the parameters outlive the call.
+        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters) };
+        if result != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "the account index keeps its priority and competes with the commit path"
+            );
+        }
+    }
+}
+
+/// While the exchange commits, the indexer pauses this many times as long as each pass
+/// took.
+const INDEX_BUSY_PAUSE_FACTOR: u32 = 4;
+
 /// Journal records the indexer reads in one pass, at most.
 const INDEX_RECORDS_MAX: usize = 1_000;
 
 pub(super) fn run_indexer(history: History, shared: &Shared) {
+    yield_to_the_commit_path();
     let mut last_error: Option<String> = None;
     while !shared.stopping.load(Ordering::Acquire) {
         let committed = shared.committed_seq.load(Ordering::Acquire);
+        let started = std::time::Instant::now();
         let indexed = history.index_pending(committed, INDEX_RECORDS_MAX);
+        if shared.committed_seq.load(Ordering::Acquire) != committed {
+            // The exchange committed during the pass: its writes and the index's share
+            // sled, so the index takes at most a fifth of the time while it is busy.
+            std::thread::sleep(started.elapsed() * INDEX_BUSY_PAUSE_FACTOR);
+        }
+        if let Ok(reached) = history.indexed_seq() {
+            shared.indexed_seq.store(reached, Ordering::Release);
+        }
         let error = indexed.as_ref().err().map(|error| error.to_string());
         if error.is_some() && error != last_error {
             // Said once per distinct error, not every pass.

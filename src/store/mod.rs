@@ -163,10 +163,16 @@ pub trait Journal: Send + 'static {
     /// Writes a snapshot durably. It must cover only journaled commands.
     fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError>;
 
-    /// Deletes journal records that no kept snapshot needs and that are more than
-    /// `retention_events` events older than the newest snapshot, at most `records_max` of
-    /// them; returns how many it deleted.
-    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError>;
+    /// Deletes journal records that no kept snapshot needs, that are more than
+    /// `retention_events` events older than the newest snapshot, and that end at or
+    /// before `keep_after_seq` (what the account index has read), at most `records_max`
+    /// of them; returns how many it deleted.
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, StoreError>;
 }
 
 /// The sled database and the snapshot files in one data directory.
@@ -319,13 +325,20 @@ impl Journal for Store {
         snapshot_file::write(&self.snapshot_directory(), snapshot)
     }
 
-    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, StoreError> {
         let kept = snapshot_file::kept_seqs(&self.snapshot_directory())?;
         let (Some(oldest), Some(newest)) = (kept.iter().min(), kept.iter().max()) else {
             return Ok(0);
         };
         // Recovery may fall back to the oldest kept snapshot, so everything after it stays.
-        let floor = (*oldest).min(newest.saturating_sub(retention_events));
+        let floor = (*oldest)
+            .min(newest.saturating_sub(retention_events))
+            .min(keep_after_seq);
         let mut batch = sled::Batch::default();
         let mut removed = 0;
         let mut last_removed = None;
@@ -390,8 +403,14 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         self.inner.write_snapshot(snapshot)
     }
 
-    fn prune(&mut self, retention_events: u64, records_max: usize) -> Result<usize, StoreError> {
-        self.inner.prune(retention_events, records_max)
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, StoreError> {
+        self.inner
+            .prune(retention_events, records_max, keep_after_seq)
     }
 }
 

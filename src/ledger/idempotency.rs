@@ -139,18 +139,21 @@ impl IdempotencyRecords {
 
     /// The records live at `now_ms`, sorted by account and key: what a snapshot keeps.
     pub fn live(&self, now_ms: u64) -> Vec<IdempotencyRecord> {
-        let mut live: Vec<IdempotencyRecord> = self
+        // Sorted as references (keys are unique, so an unstable sort is canonical), then
+        // copied once in order.
+        let mut live: Vec<_> = self
             .records
             .iter()
             .filter(|(_, record)| record.expires_ms > now_ms)
+            .collect();
+        live.sort_unstable_by_key(|(key, _)| *key);
+        live.into_iter()
             .map(|((account, key), record)| IdempotencyRecord {
                 account: *account,
                 key: key.clone(),
                 record: record.clone(),
             })
-            .collect();
-        live.sort_by(|a, b| (a.account, &a.key).cmp(&(b.account, &b.key)));
-        live
+            .collect()
     }
 
     /// The records a snapshot kept.

@@ -49,7 +49,10 @@ pub struct PipelineConfig {
     pub store_queue_capacity: usize,
     /// Committed event batches a subscriber may fall behind before it misses some.
     pub broadcast_capacity: usize,
-    /// Events between snapshots; 0 takes none.
+    /// Events between snapshots, at least; 0 takes none. The interval is also at least
+    /// twice the state's records (accounts, resting orders, kept idempotency keys and
+    /// client order ids), so that snapshots of a large state cost a bounded share of the
+    /// sequencer's time; a restart then replays at most that many events.
     pub snapshot_every_events: u64,
     /// Events of journal history kept before the newest snapshot, for history queries and
     /// market-data replay; 0 keeps the whole journal.

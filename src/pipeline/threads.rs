@@ -110,8 +110,12 @@ pub(super) fn run_sequencer<B: OrderBook>(
         if !record.events.is_empty() {
             batch.records.push(record);
         }
+        // A snapshot copies the whole state on this thread: taken no more often than
+        // every twice as many events as the state has records, its cost per event stays
+        // bounded however large the state grows.
         let every = config.snapshot_every_events;
-        if every > 0 && sequencer.last_seq() - last_snapshot >= every {
+        let since = sequencer.last_seq() - last_snapshot;
+        if every > 0 && since >= every && since >= 2 * sequencer.state_records() {
             last_snapshot = sequencer.last_seq();
             batch.snapshot = Some(sequencer.snapshot());
         }

@@ -1,14 +1,13 @@
 //! Decimal strings on the wire to integers inside, and back.
 //!
 //! A wire number is plain digits with an optional fraction (`"12"`, `"0.60"`): no sign,
-//! no exponent, no spaces, no `NaN`, at most 40 characters. It is parsed with
-//! rust_decimal, and must then fit the unit exactly (an amount within six decimal places;
-//! a market's tick and lot are checked on top, in `context.rs`). Nothing is rounded; every
-//! refusal names the field.
-
-use std::str::FromStr;
-
-use rust_decimal::Decimal;
+//! no exponent, no spaces, no `NaN`, at most 40 characters. It must fit the unit exactly
+//! (an amount within six decimal places; a market's tick and lot are checked on top, in
+//! `context.rs`). Nothing is rounded; every refusal names the field.
+//!
+//! Both directions work on the digits and integer units directly, with checked
+//! arithmetic: they run for every field of every order, so neither goes through a
+//! general decimal type or `format!`.
 
 use crate::error::Reject;
 
@@ -38,22 +37,26 @@ pub fn parse_units(field: &'static str, text: &str, places: u32) -> Result<u64, 
             "must be a plain decimal number such as 12.5 (no sign, exponent or spaces)",
         ));
     }
-    let value = Decimal::from_str(text).map_err(|_| Reject::invalid(field, "is out of range"))?;
-    let scaled = value
-        .checked_mul(Decimal::from(10u64.pow(places)))
-        .ok_or(Reject::invalid(field, "is out of range"))?
-        .normalize();
-    if !scaled.fract().is_zero() {
+    // Trailing zeros are not places: "1.500000000" is 1.5.
+    let fraction = fraction.unwrap_or("").trim_end_matches('0');
+    let Some(missing_places) = (places as usize).checked_sub(fraction.len()) else {
         return Err(Reject::invalid(
             field,
             "has more decimal places than allowed",
         ));
+    };
+    let out_of_range = || Reject::invalid(field, "is out of range");
+    let mut units: u64 = 0;
+    for byte in whole.bytes().chain(fraction.bytes()) {
+        units = units
+            .checked_mul(10)
+            .and_then(|units| units.checked_add(u64::from(byte - b'0')))
+            .ok_or_else(out_of_range)?;
     }
-    let units: u64 = scaled
-        .trunc()
-        .to_string()
-        .parse()
-        .map_err(|_| Reject::invalid(field, "is out of range"))?;
+    let scale = 10u64
+        .checked_pow(missing_places as u32)
+        .ok_or_else(out_of_range)?;
+    let units = units.checked_mul(scale).ok_or_else(out_of_range)?;
     if units == 0 {
         return Err(Reject::invalid(field, "must be positive"));
     }
@@ -63,16 +66,34 @@ pub fn parse_units(field: &'static str, text: &str, places: u32) -> Result<u64, 
 /// Writes `units` of 10^-`places` as a decimal with exactly `places` decimals
 /// (`format_units(1_500_000, 6)` is `"1.500000"`).
 pub fn format_units(units: u64, places: u32) -> String {
-    if places == 0 {
-        return units.to_string();
+    // The digits from the least significant up; a u64 has at most 20.
+    let mut digits = [0u8; 20];
+    let mut length = 0;
+    let mut rest = units;
+    loop {
+        digits[length] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        length += 1;
+        if rest == 0 {
+            break;
+        }
     }
-    let scale = 10u64.pow(places);
-    format!(
-        "{}.{:0width$}",
-        units / scale,
-        units % scale,
-        width = places as usize
-    )
+    let places = places as usize;
+    // At least one digit before the point.
+    let width = length.max(places + 1);
+    let mut text = String::with_capacity(width + 1);
+    for position in (0..width).rev() {
+        let digit = if position < length {
+            digits[position]
+        } else {
+            b'0'
+        };
+        text.push(char::from(digit));
+        if position == places && places > 0 {
+            text.push('.');
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -148,6 +169,28 @@ mod tests {
         );
         let reject = parse_units("price", "0.0000", 4).expect_err("zero");
         assert_eq!(reject.to_string(), "price: must be positive");
+    }
+
+    #[test]
+    fn formatting_and_parsing_agree_on_every_scale() {
+        for places in [0, 2, 4, 6, 12] {
+            for units in [
+                1,
+                9,
+                10,
+                99,
+                100,
+                123_456,
+                1_000_000,
+                987_654_321_012,
+                u64::MAX,
+            ] {
+                let text = format_units(units, places);
+                assert_eq!(parse_units("value", &text, places), Ok(units), "{text}");
+            }
+        }
+        assert_eq!(format_units(u64::MAX, 6), "18446744073709.551615");
+        assert_eq!(format_units(5, 12), "0.000000000005");
     }
 
     #[test]

@@ -181,6 +181,12 @@ pub struct EngineLimits {
     /// are released by the next command that changes state (the clock moves only with
     /// journaled commands, so that a replay releases exactly the same).
     pub idempotency_keys_per_account_max: u32,
+    /// Client order ids one account may hold (its live orders', and its ended orders'
+    /// within the retention window); an order with a new client order id beyond it is
+    /// refused (`RESOURCE_EXHAUSTED`), while orders without one are still taken. Each
+    /// kept id costs memory and every snapshot's time, so a client that ends orders with
+    /// fresh ids at a high rate cannot grow the state without end.
+    pub client_order_ids_per_account_max: u32,
 }
 
 impl Default for EngineLimits {
@@ -194,6 +200,7 @@ impl Default for EngineLimits {
             memo_length_max: 256,
             idempotency_retention_ms: 7 * 24 * 60 * 60 * 1_000,
             idempotency_keys_per_account_max: 1_000_000,
+            client_order_ids_per_account_max: 1_000_000,
         }
     }
 }
@@ -302,6 +309,12 @@ impl EngineConfig {
             range(
                 "engine.limits.idempotency_keys_per_account_max",
                 limits.idempotency_keys_per_account_max,
+                1,
+                100_000_000,
+            ),
+            range(
+                "engine.limits.client_order_ids_per_account_max",
+                limits.client_order_ids_per_account_max,
                 1,
                 100_000_000,
             ),

@@ -42,7 +42,10 @@ async fn a_card_number_never_reaches_the_data_directory() {
         .expect("balances answer")
         .into_inner();
     assert!(!balances.balances.is_empty(), "the deposit was credited");
-    traders.clear();
+    // Enough events for a snapshot: the interval is also at least twice the state.
+    let (mut ann, mut ben) = (traders.remove(0), traders.remove(0));
+    common::trade(&mut ann, &mut ben, 30).await;
+    drop((ann, ben));
     server.stop().await;
 
     let card = b"4111111111111111";

@@ -145,8 +145,12 @@ impl<B: OrderBook> Sequencer<B> {
                 ended: None,
                 expires_ms: None,
             };
-            self.client_orders
+            let replaced = self
+                .client_orders
                 .insert((order.account, client_order_id.clone()), entry);
+            if replaced.is_none() {
+                self.count_client_order(order.account, true);
+            }
             self.live_client_order_ids
                 .insert(taker.id, client_order_id.clone());
         }
@@ -199,7 +203,18 @@ impl<B: OrderBook> Sequencer<B> {
             .get(&(order.account, client_order_id.clone()))
             .filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
         else {
-            // New, or ended longer ago than retention keeps.
+            // New, or ended longer ago than retention keeps (its entry is then replaced).
+            let known = self
+                .client_orders
+                .contains_key(&(order.account, client_order_id.clone()));
+            let held = self.client_order_counts.get(&order.account).copied();
+            let limit = self.config.limits.client_order_ids_per_account_max;
+            if !known && held.unwrap_or(0) >= limit {
+                return Err(Reject::LimitExceeded {
+                    field: "client_order_ids_per_account_max",
+                    limit: u64::from(limit),
+                });
+            }
             return Ok(None);
         };
         let current = match &existing.ended {

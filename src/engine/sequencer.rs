@@ -56,6 +56,8 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
     /// Ended orders' client order ids in the order they expire: `(expires_ms, account,
     /// client order id)`.
     pub(super) client_order_expiry: VecDeque<(u64, AccountId, Box<str>)>,
+    /// Entries of `client_orders` per account, for `client_order_ids_per_account_max`.
+    pub(super) client_order_counts: FxHashMap<AccountId, u32>,
     /// The clock: the largest timestamp of the commands that changed state. Retention is
     /// judged by it, so a replay of the journal expires exactly what was expired live.
     pub(super) clock_ms: u64,
@@ -82,6 +84,7 @@ impl<B: OrderBook> Sequencer<B> {
             client_orders: FxHashMap::default(),
             live_client_order_ids: FxHashMap::default(),
             client_order_expiry: VecDeque::new(),
+            client_order_counts: FxHashMap::default(),
             clock_ms: 0,
             next_seq: 1,
             next_order_id: 1,
@@ -144,6 +147,21 @@ impl<B: OrderBook> Sequencer<B> {
                 == Some(expires_ms)
             {
                 self.client_orders.remove(&entry);
+                self.count_client_order(entry.0, false);
+            }
+        }
+    }
+
+    /// Counts an account's client order id in (`true`) or out.
+    pub(super) fn count_client_order(&mut self, account: AccountId, added: bool) {
+        let count = self.client_order_counts.entry(account).or_default();
+        if added {
+            *count += 1;
+        } else {
+            assert!(*count > 0, "an account's client order ids are counted");
+            *count -= 1;
+            if *count == 0 {
+                self.client_order_counts.remove(&account);
             }
         }
     }

@@ -167,6 +167,7 @@ impl<B: OrderBook> Sequencer<B> {
             if let Some(expires_ms) = record.expires_ms {
                 expiry.push((expires_ms, record.account, record.client_order_id.clone()));
             }
+            sequencer.count_client_order(record.account, true);
             sequencer.client_orders.insert(
                 (record.account, record.client_order_id),
                 ClientOrder {

@@ -284,6 +284,7 @@ scenarios!(
     amending_to_the_filled_quantity_ends_the_order,
     amending_up_needs_the_funds,
     client_order_ids_make_retries_safe,
+    client_order_ids_per_account_are_bounded,
     limits_on_open_orders_and_levels_are_enforced,
     bad_orders_are_rejected_with_the_field_and_change_nothing,
 );
@@ -797,6 +798,55 @@ fn client_order_ids_make_retries_safe<B: OrderBook>() {
     });
     assert_ne!(reused.order_id, first.order_id);
     assert_eq!(reused.status, OrderStatus::Open);
+}
+
+fn client_order_ids_per_account_are_bounded<B: OrderBook>() {
+    let mut config = EngineConfig::default();
+    config.limits.client_order_ids_per_account_max = 2;
+    config.limits.idempotency_retention_ms = 1_000;
+    let mut h = Harness::<B>::with_config(config);
+    let buyer = h.trader(100 * USD, 0);
+    let with_id = |id: &str| NewOrder {
+        client_order_id: Some(id.into()),
+        ..limit(buyer, Side::Buy, 5_000, 1)
+    };
+    let first = h.place(with_id("c-1"));
+    h.cancel(buyer, first.order_id).expect("canceled");
+    h.place(with_id("c-2"));
+    let before = h.holdings(buyer);
+    let reject = h.rejected(Command::PlaceOrder(with_id("c-3")));
+    assert_eq!(
+        reject,
+        Reject::LimitExceeded {
+            field: "client_order_ids_per_account_max",
+            limit: 2
+        }
+    );
+    assert_eq!(h.holdings(buyer), before, "the refusal changes nothing");
+    // A retry under a kept id is still answered, and an order without an id is taken.
+    assert_eq!(h.place(with_id("c-1")).order_id, first.order_id);
+    h.limit(buyer, Side::Buy, 5_000, 1);
+    // Once retention has forgotten the ended order's id, a new id fits again.
+    let later_ms = 1_700_000_000_000 + 2_000;
+    let mut events = Vec::new();
+    h.sequencer
+        .apply(later_ms, &deposit(buyer, "later"), &mut events)
+        .expect("a deposit moves the clock");
+    events.clear();
+    h.sequencer
+        .apply(later_ms, &Command::PlaceOrder(with_id("c-3")), &mut events)
+        .expect("a new id fits once c-1 is forgotten");
+}
+
+/// A deposit of one dollar by card under `key`.
+fn deposit(account: AccountId, key: &str) -> Command {
+    Command::Deposit {
+        account,
+        source: FundingSourceKind::Card,
+        amount: Amount(USD),
+        source_reference: "card ending 1111".into(),
+        idempotency_key: key.into(),
+    }
 }
 
 fn limits_on_open_orders_and_levels_are_enforced<B: OrderBook>() {

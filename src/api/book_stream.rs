@@ -19,7 +19,7 @@ use tonic::Status;
 use super::context::{Context, MarketView};
 use super::proto;
 use crate::engine::Level;
-use crate::market_data::{checksum, BookReplica};
+use crate::market_data::{checksum, BookReplica, BookView};
 use crate::pipeline::{Answer, CommittedEvents, Query};
 use crate::store::{History, StoreError};
 use crate::types::{MarketId, Side};
@@ -28,15 +28,6 @@ use crate::types::{MarketId, Side};
 const EVENTS_PER_READ: usize = 4_096;
 /// Levels per side a book stream may ask for, and that the views keep.
 pub const STREAM_DEPTH_MAX: usize = 100;
-
-/// The top levels of every book at one sequence number.
-#[derive(Clone, Debug, Default)]
-pub struct BookView {
-    /// The exchange's sequence number the view reflects.
-    pub seq: u64,
-    /// Per market: bids (highest first) and asks (lowest first).
-    pub markets: Vec<(Vec<Level>, Vec<Level>)>,
-}
 
 fn view_of(replica: &BookReplica, markets: usize) -> BookView {
     BookView {

@@ -54,7 +54,7 @@ pub struct Context {
     /// places of account holders.
     pub anonymous_stream_slots: Arc<tokio::sync::Semaphore>,
     /// The newest top-of-book view of every market, for book streams.
-    pub book_views: tokio::sync::watch::Sender<Option<Arc<super::book_stream::BookView>>>,
+    pub book_views: tokio::sync::watch::Sender<Option<Arc<crate::market_data::BookView>>>,
 }
 
 /// Who may open a stream, for counting it against its own limit.

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod book_copy;
 pub mod book_stream;
 pub mod context;
+pub mod convert;
 pub mod decimal;
 pub mod feed;
 pub mod funding;

@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::{Stream, StreamExt};
@@ -19,15 +19,14 @@ use tonic::codegen::BoxStream;
 use tonic::{Status, Streaming};
 
 use super::auth::Caller;
-use super::context::{now_ms, parse_id};
+use super::context::now_ms;
+use super::context::Context;
 use super::proto::order_session_response::Result as SessionResult;
 use super::proto::{self, order_session_request::Command as SessionCommand};
-use super::services::Api;
 use super::status::from_failure;
 use crate::command::Command;
 use crate::event::Reply;
-use crate::pipeline::{Answer, Outcome, Query};
-use crate::types::OrderId;
+use crate::pipeline::Outcome;
 
 /// Commands submitted as one batch, at most.
 const BATCH_MAX: usize = 1_024;
@@ -63,15 +62,14 @@ type Responses = Vec<Result<proto::OrderSessionResponse, Status>>;
 
 /// Starts the session's two tasks and returns the response stream.
 pub fn start(
-    api: Api,
+    context: Arc<Context>,
     caller: Caller,
     requests: Streaming<proto::OrderSessionRequest>,
 ) -> BoxStream<proto::OrderSessionResponse> {
     let (submitted, pending) = mpsc::channel::<Submitted>(BATCHES_IN_FLIGHT_MAX);
     let (responses, output) = mpsc::channel(BATCHES_IN_FLIGHT_MAX);
-    let api = Arc::new(api);
-    tokio::spawn(read(Arc::clone(&api), caller, requests, submitted));
-    tokio::spawn(answer(api, pending, responses));
+    tokio::spawn(read(Arc::clone(&context), caller, requests, submitted));
+    tokio::spawn(answer(context, pending, responses));
     Box::pin(Batches {
         receiver: output,
         current: Vec::new().into_iter(),
@@ -105,7 +103,7 @@ impl Gathered {
     /// the answerer is gone.
     async fn submit(
         &mut self,
-        api: &Api,
+        context: &Context,
         then_end: Option<Status>,
         submitted: &mpsc::Sender<Submitted>,
     ) -> bool {
@@ -114,7 +112,7 @@ impl Gathered {
             return true;
         }
         let outcomes = (!commands.is_empty()).then(|| {
-            api.context()
+            context
                 .pipeline
                 .submit_all(now_ms(), commands)
                 .map_err(|failure| from_failure(&failure))
@@ -131,12 +129,12 @@ impl Gathered {
 /// Reads requests, every one already received at a time, converts them and submits them
 /// in order.
 async fn read(
-    api: Arc<Api>,
+    context: Arc<Context>,
     caller: Caller,
     mut requests: Streaming<proto::OrderSessionRequest>,
     submitted: mpsc::Sender<Submitted>,
 ) {
-    let mut stopping = api.context().stopping.subscribe();
+    let mut stopping = context.stopping.subscribe();
     loop {
         let first = tokio::select! {
             next = requests.next() => next,
@@ -168,20 +166,20 @@ async fn read(
                 ),
                 Some(SessionCommand::Amend(message)) => {
                     // The query about the order must follow the commands before it.
-                    if !gathered.submit(&api, None, &submitted).await {
+                    if !gathered.submit(&context, None, &submitted).await {
                         return;
                     }
-                    let command = amend_command(&api, caller, message).await;
+                    let command = super::convert::amend_order(&context, caller, message).await;
                     gathered.push(request_id, Kind::Amend, command);
                 }
                 Some(command) => {
-                    let (kind, command) = convert(&api, caller, command);
+                    let (kind, command) = convert(&context, caller, command);
                     gathered.push(request_id, kind, command);
                 }
             }
         }
         let broken = then_end.is_some();
-        if !gathered.submit(&api, then_end, &submitted).await || broken || ended {
+        if !gathered.submit(&context, then_end, &submitted).await || broken || ended {
             return;
         }
     }
@@ -208,21 +206,24 @@ async fn drain(
 }
 
 /// Converts a command other than an amend.
-fn convert(api: &Api, caller: Caller, command: SessionCommand) -> (Kind, Result<Command, Status>) {
-    let context = api.context();
+fn convert(
+    context: &Context,
+    caller: Caller,
+    command: SessionCommand,
+) -> (Kind, Result<Command, Status>) {
     match command {
         SessionCommand::Place(message) => (
             Kind::Place,
-            api.new_order(caller, message).map(Command::PlaceOrder),
+            super::convert::new_order(context, caller, message).map(Command::PlaceOrder),
         ),
         SessionCommand::Cancel(message) => (
             Kind::Cancel,
-            Api::order_target(&message.order_id, &message.client_order_id).map(|target| {
-                Command::CancelOrder {
+            super::convert::order_target(&message.order_id, &message.client_order_id).map(
+                |target| Command::CancelOrder {
                     account: caller.account,
                     target,
-                }
-            }),
+                },
+            ),
         ),
         SessionCommand::CancelAll(message) => (
             Kind::CancelAll,
@@ -245,42 +246,9 @@ fn convert(api: &Api, caller: Caller, command: SessionCommand) -> (Kind, Result<
     }
 }
 
-async fn amend_command(
-    api: &Api,
-    caller: Caller,
-    message: proto::AmendOrderRequest,
-) -> Result<Command, Status> {
-    let context = api.context();
-    let order_id = OrderId(parse_id("order_id", &message.order_id)?);
-    let Answer::Order(Some(current)) = context
-        .query(Query::OpenOrder {
-            account: caller.account,
-            order_id,
-        })
-        .await?
-    else {
-        return Err(Status::not_found(
-            "order_id: no open order of yours has this id",
-        ));
-    };
-    let market = context.market_at(current.market);
-    let quantity = (!message.quantity.is_empty())
-        .then(|| market.parse_quantity("quantity", &message.quantity))
-        .transpose()?;
-    let price = (!message.price.is_empty())
-        .then(|| market.parse_price("price", &message.price))
-        .transpose()?;
-    Ok(Command::AmendOrder {
-        account: caller.account,
-        order_id,
-        quantity,
-        price,
-    })
-}
-
 /// Awaits the batches' outcomes in submission order and writes each batch's responses.
 async fn answer(
-    api: Arc<Api>,
+    context: Arc<Context>,
     mut pending: mpsc::Receiver<Submitted>,
     responses: mpsc::Sender<Responses>,
 ) {
@@ -300,7 +268,7 @@ async fn answer(
                 (None, Err(status)) => Err(status.clone()),
                 (None, Ok(outcomes)) => match outcomes.next() {
                     Some(Ok(committed)) => Ok(respond(
-                        &api,
+                        &context,
                         entry.kind,
                         &committed.reply,
                         &committed.events,
@@ -336,7 +304,10 @@ struct Batches {
 impl Stream for Batches {
     type Item = Result<proto::OrderSessionResponse, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
         loop {
             if let Some(response) = self.current.next() {
                 return Poll::Ready(Some(response));
@@ -349,8 +320,12 @@ impl Stream for Batches {
     }
 }
 
-fn respond(api: &Api, kind: Kind, reply: &Reply, events: &[crate::event::Event]) -> SessionResult {
-    let context = api.context();
+fn respond(
+    context: &Context,
+    kind: Kind,
+    reply: &Reply,
+    events: &[crate::event::Event],
+) -> SessionResult {
     match (kind, reply) {
         (Kind::CancelAll, Reply::CanceledCount(count)) => {
             SessionResult::CanceledAll(proto::CancelAllOrdersResponse {

@@ -27,6 +27,15 @@ struct MarketLevels {
     asks: BTreeMap<Price, u64>,
 }
 
+/// The top levels of every book at one sequence number, as a replica publishes them.
+#[derive(Clone, Debug, Default)]
+pub struct BookView {
+    /// The exchange's sequence number the view reflects.
+    pub seq: u64,
+    /// Per market: bids (highest first) and asks (lowest first).
+    pub markets: Vec<(Vec<Level>, Vec<Level>)>,
+}
+
 /// Every market's aggregated levels, from events.
 #[derive(Clone, Debug)]
 pub struct BookReplica {

@@ -7,5 +7,5 @@
 mod book;
 mod candles;
 
-pub use book::{checksum, checksum_of_written, BookReplica, CHECKSUM_LEVELS};
+pub use book::{checksum, checksum_of_written, BookReplica, BookView, CHECKSUM_LEVELS};
 pub use candles::{Candle, Ticker, TradeStats, CANDLES_PER_QUERY_MAX, MINUTE_MS};

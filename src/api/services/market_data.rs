@@ -1,0 +1,216 @@
+//! `MarketData`: markets, books, trades, tickers and candles, for anyone.
+
+use std::sync::Arc;
+
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use crate::api::context::{micros_to_units, required};
+use crate::api::proto;
+use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS};
+use crate::pipeline::{Answer, Query};
+
+#[tonic::async_trait]
+impl proto::market_data_server::MarketData for Api {
+    async fn get_markets(
+        &self,
+        _request: Request<proto::GetMarketsRequest>,
+    ) -> Result<Response<proto::GetMarketsResponse>, Status> {
+        let markets = (0..self.context.config.engine.markets.len())
+            .map(|index| {
+                let market = self.context.market_at(crate::types::MarketId(index as u16));
+                let spec = market.spec;
+                proto::Market {
+                    name: spec.name.clone(),
+                    base: spec.base.symbol().to_string(),
+                    quote: spec.quote.symbol().to_string(),
+                    tick_size: market.price(crate::types::Price(1)),
+                    lot_size: market.quantity(crate::types::Quantity(1)),
+                    min_quantity: market.quantity(crate::types::Quantity(spec.quantity_min_lots)),
+                    max_quantity: market.quantity(crate::types::Quantity(spec.quantity_max_lots)),
+                    max_price: market.price(crate::types::Price(spec.price_max_ticks)),
+                    max_notional: micros_to_units(spec.notional_max_micros),
+                }
+            })
+            .collect();
+        Ok(Response::new(proto::GetMarketsResponse { markets }))
+    }
+
+    async fn get_order_book(
+        &self,
+        request: Request<proto::GetOrderBookRequest>,
+    ) -> Result<Response<proto::GetOrderBookResponse>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let depth = match message.depth {
+            0 => 50,
+            depth @ 1..=1_000 => depth as usize,
+            _ => return Err(Status::invalid_argument("depth: at most 1000")),
+        };
+        let Answer::Book { bids, asks, seq } = self
+            .context
+            .query(Query::Book {
+                market: market.id,
+                depth,
+            })
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let level = |level: &crate::engine::Level| proto::PriceLevel {
+            price: market.price(level.price),
+            quantity: market.quantity(level.quantity),
+        };
+        Ok(Response::new(proto::GetOrderBookResponse {
+            market: market.spec.name.clone(),
+            bids: bids.iter().map(level).collect(),
+            asks: asks.iter().map(level).collect(),
+            seq,
+        }))
+    }
+
+    type StreamOrderBookStream = BoxStream<proto::BookUpdate>;
+
+    async fn stream_order_book(
+        &self,
+        request: Request<proto::StreamOrderBookRequest>,
+    ) -> Result<Response<Self::StreamOrderBookStream>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let depth = match message.depth as usize {
+            0 => 10,
+            depth @ 1..=crate::api::book_stream::STREAM_DEPTH_MAX => depth,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "depth: at most {}",
+                    crate::api::book_stream::STREAM_DEPTH_MAX
+                )))
+            }
+        };
+        let stream = crate::api::book_stream::start(Arc::clone(&self.context), market.id, depth)?;
+        Ok(Response::new(stream))
+    }
+
+    type StreamTradesStream = BoxStream<proto::Trade>;
+
+    async fn stream_trades(
+        &self,
+        request: Request<proto::StreamTradesRequest>,
+    ) -> Result<Response<Self::StreamTradesStream>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let (market_id, name) = (market.id, market.spec.name.clone());
+        let converter = Arc::clone(&self.context);
+        let stream = crate::api::streams::start(
+            Arc::clone(&self.context),
+            crate::api::context::StreamKind::Anonymous,
+            message.from_seq,
+            move |event: &crate::event::Event| matches!(&event.kind, crate::event::EventKind::Fill(fill) if fill.market == market_id),
+            move |event: &crate::event::Event| {
+                let crate::event::EventKind::Fill(fill) = &event.kind else {
+                    return Vec::new();
+                };
+                let market = converter.market_at(fill.market);
+                vec![proto::Trade {
+                    trade_id: fill.trade_id.0.to_string(),
+                    market: name.clone(),
+                    price: market.price(fill.price),
+                    quantity: market.quantity(fill.quantity),
+                    taker_side: crate::api::context::side_to_wire(fill.taker_side) as i32,
+                    seq: event.seq,
+                    time_ms: event.timestamp_ms,
+                }]
+            },
+        )?;
+        Ok(Response::new(stream))
+    }
+
+    async fn get_ticker(
+        &self,
+        request: Request<proto::GetTickerRequest>,
+    ) -> Result<Response<proto::GetTickerResponse>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        self.market_data_ready()?;
+        let Answer::Book { bids, asks, seq } = self
+            .context
+            .query(Query::Book {
+                market: market.id,
+                depth: 1,
+            })
+            .await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let ticker = self
+            .context
+            .market_data
+            .stats
+            .read()
+            .map_err(|_| Status::internal("market data is unavailable"))?
+            .ticker(market.id, crate::api::context::now_ms());
+        let price = |price: Option<crate::types::Price>| {
+            price.map(|price| market.price(price)).unwrap_or_default()
+        };
+        Ok(Response::new(proto::GetTickerResponse {
+            market: market.spec.name.clone(),
+            last_price: price(ticker.last_price),
+            best_bid: price(bids.first().map(|level| level.price)),
+            best_ask: price(asks.first().map(|level| level.price)),
+            volume_24h: market.quantity(crate::types::Quantity(ticker.volume_24h)),
+            high_24h: price(ticker.high_24h),
+            low_24h: price(ticker.low_24h),
+            seq,
+        }))
+    }
+
+    async fn get_candles(
+        &self,
+        request: Request<proto::GetCandlesRequest>,
+    ) -> Result<Response<proto::GetCandlesResponse>, Status> {
+        let message = request.into_inner();
+        let market = self.context.market("market", &message.market)?;
+        let interval_ms =
+            required(
+                "interval",
+                message.interval,
+                |value| match proto::CandleInterval::try_from(value).ok()? {
+                    proto::CandleInterval::CandleInterval1m => Some(MINUTE_MS),
+                    proto::CandleInterval::CandleInterval5m => Some(5 * MINUTE_MS),
+                    proto::CandleInterval::CandleInterval1h => Some(60 * MINUTE_MS),
+                    proto::CandleInterval::CandleInterval1d => Some(24 * 60 * MINUTE_MS),
+                    proto::CandleInterval::Unspecified => None,
+                },
+            )?;
+        if message.to_ms <= message.from_ms {
+            return Err(Status::invalid_argument("to_ms: must be after from_ms"));
+        }
+        if (message.to_ms - message.from_ms) / interval_ms > CANDLES_PER_QUERY_MAX as u64 {
+            return Err(Status::invalid_argument(format!(
+                "to_ms: the range spans more than {CANDLES_PER_QUERY_MAX} candles"
+            )));
+        }
+        self.market_data_ready()?;
+        let candles = self
+            .context
+            .market_data
+            .stats
+            .read()
+            .map_err(|_| Status::internal("market data is unavailable"))?
+            .candles(market.id, interval_ms, message.from_ms, message.to_ms);
+        Ok(Response::new(proto::GetCandlesResponse {
+            candles: candles
+                .iter()
+                .map(|candle| proto::Candle {
+                    open_time_ms: candle.open_time_ms,
+                    open: market.price(candle.open),
+                    high: market.price(candle.high),
+                    low: market.price(candle.low),
+                    close: market.price(candle.close),
+                    volume: market.quantity(crate::types::Quantity(candle.volume)),
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,123 @@
+//! The gRPC services, one file per service as the proto is split: each handler
+//! authenticates, converts the request (`convert.rs` for what sessions share), submits
+//! it, and converts the outcome. What the services share is here.
+
+mod issuer;
+mod market_data;
+mod metering;
+mod trading;
+mod wallet;
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use super::auth::Caller;
+use super::proto;
+use crate::api::context::{parse_id, Context};
+use crate::event::{OrderView, Reply};
+use crate::types::{AccountId, Role};
+
+/// Events read from the store per step of a history page.
+const HISTORY_EVENTS_PER_READ: usize = 256;
+
+/// The services, sharing one context.
+#[derive(Clone)]
+pub struct Api {
+    context: Arc<Context>,
+}
+
+impl Api {
+    /// Services over `context`.
+    pub fn new(context: Arc<Context>) -> Api {
+        Api { context }
+    }
+
+    /// The shared context.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    fn market_data_ready(&self) -> Result<(), Status> {
+        if self
+            .context
+            .market_data
+            .ready
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "market data is catching up with the journal; retry shortly",
+            ))
+        }
+    }
+
+    /// The authenticated caller, if it has `role`. A peer that has failed to
+    /// authenticate too often this minute is refused whatever it presents.
+    fn caller<T>(&self, request: &Request<T>, role: Role) -> Result<Caller, Status> {
+        let peer = super::idle::connection_of(request.extensions())
+            .and_then(|connection| connection.remote)
+            .map(|address| address.ip());
+        let failures = &self.context.auth_failures;
+        failures.check(peer)?;
+        match self.context.tokens.authenticate(request) {
+            Ok(caller) => caller.require(role),
+            Err(status) => {
+                failures.record(peer);
+                Err(status)
+            }
+        }
+    }
+}
+
+pub(super) fn unexpected(reply: &Reply) -> Status {
+    Status::internal(format!("unexpected reply {reply:?}"))
+}
+
+impl Api {
+    /// A page of items derived from the account's events, newest first: events are read
+    /// from the store (off the async threads) until the page is full or history ends. The
+    /// page token is the sequence number of the last event read.
+    async fn page_from_history<T: Send + 'static>(
+        &self,
+        account: AccountId,
+        page_size: u32,
+        page_token: &str,
+        derive: impl Fn(&crate::event::Event) -> Vec<T> + Send + 'static,
+    ) -> Result<(Vec<T>, String), Status> {
+        let wanted = self.context.page_size(page_size)?;
+        let mut before = if page_token.is_empty() {
+            None
+        } else {
+            Some(parse_id("page_token", page_token)?)
+        };
+        let history = self.context.history.clone();
+        let committed = self.context.pipeline.committed_seq();
+        tokio::task::spawn_blocking(move || {
+            let mut items = Vec::new();
+            loop {
+                let page = history
+                    .account_events(account, before, HISTORY_EVENTS_PER_READ, committed)
+                    .map_err(|error| Status::internal(format!("history: {error}")))?;
+                for event in &page.events {
+                    items.extend(derive(event));
+                    before = Some(event.seq);
+                    if items.len() >= wanted {
+                        let token = before.map(|seq| seq.to_string()).unwrap_or_default();
+                        return Ok((items, token));
+                    }
+                }
+                if page.next.is_none() {
+                    return Ok((items, String::new()));
+                }
+            }
+        })
+        .await
+        .map_err(|_| Status::internal("the history reader stopped"))?
+    }
+
+    fn order_reply(&self, view: &OrderView) -> proto::Order {
+        self.context.market_at(view.market).order(view)
+    }
+}

@@ -66,6 +66,11 @@ struct Arguments {
     /// Measure only the baseline (no exchange needed).
     #[arg(long, global = true, conflicts_with = "baseline")]
     baseline_only: bool,
+    /// Resting orders to place before the run (far from the flow's prices, one lot each,
+    /// over as many seeding accounts as the open-order limit needs): state the exchange
+    /// carries while it is measured.
+    #[arg(long, global = true, default_value_t = 0)]
+    resting: u64,
     /// The exchange's process id, when it runs on this machine: its CPU and memory are
     /// reported.
     #[arg(long, global = true)]
@@ -198,6 +203,17 @@ async fn measure_exchange(arguments: &Arguments) -> Result<Row, String> {
     let accounts = setup::accounts(&channel, issuer_token)
         .await
         .map_err(|error| format!("setting up the run's accounts: {error}"))?;
+    if arguments.resting > 0 {
+        let started = Instant::now();
+        setup::resting(&channel, issuer_token, arguments.resting)
+            .await
+            .map_err(|error| format!("placing the resting orders: {error}"))?;
+        eprintln!(
+            "placed {} resting orders in {:.1} s",
+            arguments.resting,
+            started.elapsed().as_secs_f64()
+        );
+    }
     Ok(load(
         arguments,
         "divmid",

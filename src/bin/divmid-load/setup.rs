@@ -115,3 +115,69 @@ async fn quote(channel: &Channel, token: &str) -> Result<(), Failed> {
     }
     Ok(())
 }
+
+/// Resting orders one seeding account places, at most (under the exchange's default
+/// `open_orders_per_account_max` of 100,000).
+const RESTING_PER_ACCOUNT: u64 = 90_000;
+
+/// Price levels the resting orders are spread over, below everything the flow trades.
+const RESTING_LEVELS: u64 = 1_000;
+
+/// Places `count` buy orders far below the flow's prices (0.4000 to 0.4999), each of one
+/// lot and without a client order id, through one order session per seeding account:
+/// state for the exchange to carry while the flow runs.
+pub async fn resting(channel: &Channel, issuer_token: &str, count: u64) -> Result<(), Failed> {
+    let run = std::process::id();
+    let mut issuer = IssuerClient::with_interceptor(channel.clone(), Bearer::new(issuer_token)?);
+    let mut placed = 0;
+    let mut account = 0;
+    while placed < count {
+        account += 1;
+        let created = issuer
+            .create_account(proto::CreateAccountRequest {
+                name: format!("load-resting-{run}-{account}"),
+                tier: proto::Tier::Public as i32,
+                role: proto::Role::Trader as i32,
+            })
+            .await?
+            .into_inner();
+        let mut wallet =
+            WalletClient::with_interceptor(channel.clone(), Bearer::new(&created.api_token)?);
+        wallet
+            .deposit(proto::DepositRequest {
+                source: proto::Source::Card as i32,
+                amount: "1000".to_string(),
+                source_reference: "4111111111111111".to_string(),
+                idempotency_key: "load-deposit".to_string(),
+            })
+            .await?;
+        let orders = RESTING_PER_ACCOUNT.min(count - placed);
+        let requests = (0..orders).map(|index| proto::OrderSessionRequest {
+            request_id: index,
+            command: Some(proto::order_session_request::Command::Place(
+                proto::PlaceOrderRequest {
+                    market: "DVM-USD".to_string(),
+                    side: proto::Side::Buy as i32,
+                    r#type: proto::OrderType::Limit as i32,
+                    price: price(4_000 + index % RESTING_LEVELS),
+                    quantity: "0.01".to_string(),
+                    time_in_force: proto::TimeInForce::Gtc as i32,
+                    ..Default::default()
+                },
+            )),
+        });
+        let mut trading =
+            TradingClient::with_interceptor(channel.clone(), Bearer::new(&created.api_token)?);
+        let mut answers = trading
+            .order_session(tokio_stream::iter(requests))
+            .await?
+            .into_inner();
+        while let Some(answer) = answers.message().await? {
+            if let Some(proto::order_session_response::Result::Error(error)) = answer.result {
+                return Err(format!("a resting order was refused: {}", error.message).into());
+            }
+            placed += 1;
+        }
+    }
+    Ok(())
+}

@@ -741,6 +741,107 @@ async fn an_order_session_answers_every_command_in_order() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_charge_session_answers_every_charge_in_order_and_once_per_key() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    common::process::mint_at_one_dollar(&channel, ISSUER_TOKEN, "1000").await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (holder_id, holder_token) =
+        create(&mut issuer, "hal", proto::Tier::Public, proto::Role::Trader).await;
+    let (_, service_token) = create(
+        &mut issuer,
+        "svc",
+        proto::Tier::Public,
+        proto::Role::Service,
+    )
+    .await;
+    let mut holder = clients(&channel, Some(&holder_token));
+    holder
+        .wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: "10".into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: "deposit".into(),
+        })
+        .await
+        .expect("deposited");
+    holder
+        .wallet
+        .buy_divmids(proto::BuyDivmidsRequest {
+            quantity: "1".into(),
+            max_price: "1".into(),
+            idempotency_key: "buy".into(),
+        })
+        .await
+        .expect("bought");
+    // 300 clicks of a thousandth, one malformed amount, and a retry of the first key.
+    let charge = |request_id: u64, amount: &str, key: String| proto::ChargeSessionRequest {
+        request_id,
+        charge: Some(proto::ChargeRequest {
+            account_id: holder_id.clone(),
+            amount: amount.into(),
+            idempotency_key: key,
+            memo: "click".into(),
+        }),
+    };
+    let mut requests: Vec<_> = (0..300)
+        .map(|index| charge(index, "0.001", format!("click-{index}")))
+        .collect();
+    requests.push(charge(300, "-1", "bad".into()));
+    requests.push(charge(301, "0.001", "click-0".into()));
+    let mut service = clients(&channel, Some(&service_token));
+    let mut responses = service
+        .metering
+        .charge_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(response) = responses.message().await.expect("a response") {
+        seen.push(response);
+    }
+    let ids: Vec<u64> = seen.iter().map(|response| response.request_id).collect();
+    assert_eq!(
+        ids,
+        (0..302).collect::<Vec<_>>(),
+        "answered in order, each once"
+    );
+    use proto::charge_session_response::Result as ChargeResult;
+    let charged_seq = |index: usize| match &seen[index].result {
+        Some(ChargeResult::Charged(charged)) => {
+            assert_eq!(charged.amount, "0.001000");
+            charged.seq
+        }
+        other => panic!("charge {index} got {other:?}"),
+    };
+    let seqs: Vec<u64> = (0..300).map(charged_seq).collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "committed in order"
+    );
+    match &seen[300].result {
+        Some(ChargeResult::Error(error)) => {
+            assert_eq!(error.code, Code::InvalidArgument as i32);
+            assert!(error.message.starts_with("amount: "), "{}", error.message);
+        }
+        other => panic!("the malformed charge got {other:?}"),
+    }
+    assert_eq!(
+        charged_seq(301),
+        seqs[0],
+        "a retried key answers the original seq"
+    );
+    assert_eq!(
+        balances(&mut holder).await,
+        owned(("9.000000", "0.000000", "0.700000", "0.000000")),
+        "300 thousandths charged once each"
+    );
+    server.stop().await;
+}
+
 /// Calls every authenticated RPC with `caller`'s token and returns each status code, named.
 async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str, Code)> {
     let mut c = clients(channel, token);
@@ -807,6 +908,14 @@ async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str,
         (
             "Charge",
             call!(c.metering, charge, proto::ChargeRequest::default()),
+        ),
+        (
+            "ChargeSession",
+            call!(
+                c.metering,
+                charge_session,
+                tokio_stream::iter(Vec::<proto::ChargeSessionRequest>::new())
+            ),
         ),
         (
             "PlaceOrder",
@@ -896,7 +1005,7 @@ async fn the_authorization_matrix_covers_every_rpc() {
         "RotateToken",
         "RevokeToken",
     ];
-    let service_rpcs = ["Charge"];
+    let service_rpcs = ["Charge", "ChargeSession"];
     for (name, code) in every_rpc(&channel, None).await {
         assert_eq!(code, Code::Unauthenticated, "{name} without a token");
     }

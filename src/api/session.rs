@@ -1,14 +1,16 @@
-//! `OrderSession`: order commands over one bidirectional stream, for high rates.
+//! Sessions: commands over one bidirectional stream, for high rates (`OrderSession`,
+//! `ChargeSession`), each a [`Protocol`] over one engine.
 //!
 //! The reader takes every request already received (up to `BATCH_MAX`), converts them,
 //! and submits them to the pipeline as one batch with one reply channel; the answerer
 //! awaits the batches in order and writes each batch's responses to the stream
-//! together. No task, channel operation or oneshot per command. An amend is converted
-//! with a query about its order, so the batch before it is submitted first and the
-//! query sees what that batch did. Both hand-offs are bounded (`BATCHES_IN_FLIGHT_MAX`
-//! batches of at most `BATCH_MAX` commands), so a client that sends faster than the
-//! exchange commits is slowed down, never buffered without end.
+//! together. No task, channel operation or oneshot per command. A request converted with
+//! a question to the exchange (an amend asks about its order) first submits the batch
+//! before it, so the question sees what that batch did. Both hand-offs are bounded
+//! (`BATCHES_IN_FLIGHT_MAX` batches of at most `BATCH_MAX` commands), so a client that
+//! sends faster than the exchange commits is slowed down, never buffered without end.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -19,14 +21,16 @@ use tonic::codegen::BoxStream;
 use tonic::{Status, Streaming};
 
 use super::auth::Caller;
-use super::context::now_ms;
-use super::context::Context;
+use super::context::{amount, now_ms, parse_amount, parse_id, Context};
+use super::proto;
+use super::proto::charge_session_response::Result as ChargeResult;
+use super::proto::order_session_request::Command as SessionCommand;
 use super::proto::order_session_response::Result as SessionResult;
-use super::proto::{self, order_session_request::Command as SessionCommand};
 use super::status::from_failure;
 use crate::command::Command;
 use crate::event::Reply;
-use crate::pipeline::Outcome;
+use crate::pipeline::{Committed, Outcome};
+use crate::types::{AccountId, Amount};
 
 /// Commands submitted as one batch, at most.
 const BATCH_MAX: usize = 1_024;
@@ -34,42 +38,71 @@ const BATCH_MAX: usize = 1_024;
 /// Batches submitted and not yet answered, per session, at most.
 const BATCHES_IN_FLIGHT_MAX: usize = 4;
 
-/// What kind of response an outcome becomes.
-#[derive(Clone, Copy)]
-enum Kind {
-    Place,
-    Cancel,
-    CancelAll,
-    Amend,
+/// What a session speaks: its messages, how a request becomes a command, and how its
+/// outcome becomes a response.
+pub trait Protocol: Send + Sync + 'static {
+    /// A request on the stream.
+    type Request: Send + 'static;
+    /// A response on the stream.
+    type Response: Send + 'static;
+    /// What building a request's response needs to know of it besides its outcome.
+    type Kind: Send + 'static;
+
+    /// The id the request's response echoes.
+    fn request_id(request: &Self::Request) -> u64;
+
+    /// Converts a request into a command, at once or with a question to the exchange.
+    fn convert(
+        context: &Arc<Context>,
+        caller: Caller,
+        request: Self::Request,
+    ) -> (Self::Kind, Conversion);
+
+    /// The response to a request: its committed outcome, or why it was refused.
+    fn respond(
+        context: &Context,
+        request_id: u64,
+        kind: Self::Kind,
+        outcome: Result<Committed, Status>,
+    ) -> Self::Response;
+}
+
+/// A request converted into a command.
+pub enum Conversion {
+    /// Converted from the request alone.
+    Ready(Result<Command, Status>),
+    /// Converted with a question to the exchange, which must follow the commands the
+    /// session submitted before it.
+    Asking(Pin<Box<dyn Future<Output = Result<Command, Status>> + Send>>),
 }
 
 /// A request of a batch: submitted (its outcome is the batch's next) or refused first.
-struct Entry {
+struct Entry<K> {
     request_id: u64,
-    kind: Kind,
+    kind: K,
     refused: Option<Status>,
 }
 
 /// A batch on its way: its requests, the outcomes of those submitted, and the status
 /// that ends the stream after it, if the client's stream broke.
-struct Submitted {
-    entries: Vec<Entry>,
+struct Submitted<K> {
+    entries: Vec<Entry<K>>,
     outcomes: Option<Result<oneshot::Receiver<Vec<Outcome>>, Status>>,
     then_end: Option<Status>,
 }
 
-type Responses = Vec<Result<proto::OrderSessionResponse, Status>>;
+type Responses<R> = Vec<Result<R, Status>>;
 
-/// Starts the session's two tasks and returns the response stream.
-pub fn start(
+/// Starts a session's two tasks and returns the response stream.
+pub fn start<P: Protocol>(
     context: Arc<Context>,
     caller: Caller,
-    requests: Streaming<proto::OrderSessionRequest>,
-) -> BoxStream<proto::OrderSessionResponse> {
-    let (submitted, pending) = mpsc::channel::<Submitted>(BATCHES_IN_FLIGHT_MAX);
+    requests: Streaming<P::Request>,
+) -> BoxStream<P::Response> {
+    let (submitted, pending) = mpsc::channel::<Submitted<P::Kind>>(BATCHES_IN_FLIGHT_MAX);
     let (responses, output) = mpsc::channel(BATCHES_IN_FLIGHT_MAX);
-    tokio::spawn(read(Arc::clone(&context), caller, requests, submitted));
-    tokio::spawn(answer(context, pending, responses));
+    tokio::spawn(read::<P>(Arc::clone(&context), caller, requests, submitted));
+    tokio::spawn(answer::<P>(context, pending, responses));
     Box::pin(Batches {
         receiver: output,
         current: Vec::new().into_iter(),
@@ -77,14 +110,20 @@ pub fn start(
 }
 
 /// A batch being gathered: the requests and the commands to submit.
-#[derive(Default)]
-struct Gathered {
-    entries: Vec<Entry>,
+struct Gathered<K> {
+    entries: Vec<Entry<K>>,
     commands: Vec<Command>,
 }
 
-impl Gathered {
-    fn push(&mut self, request_id: u64, kind: Kind, command: Result<Command, Status>) {
+impl<K> Gathered<K> {
+    fn new() -> Gathered<K> {
+        Gathered {
+            entries: Vec::new(),
+            commands: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, request_id: u64, kind: K, command: Result<Command, Status>) {
         let refused = match command {
             Ok(command) => {
                 self.commands.push(command);
@@ -105,9 +144,9 @@ impl Gathered {
         &mut self,
         context: &Context,
         then_end: Option<Status>,
-        submitted: &mpsc::Sender<Submitted>,
+        submitted: &mpsc::Sender<Submitted<K>>,
     ) -> bool {
-        let Gathered { entries, commands } = std::mem::take(self);
+        let Gathered { entries, commands } = std::mem::replace(self, Gathered::new());
         if entries.is_empty() && then_end.is_none() {
             return true;
         }
@@ -128,11 +167,11 @@ impl Gathered {
 
 /// Reads requests, every one already received at a time, converts them and submits them
 /// in order.
-async fn read(
+async fn read<P: Protocol>(
     context: Arc<Context>,
     caller: Caller,
-    mut requests: Streaming<proto::OrderSessionRequest>,
-    submitted: mpsc::Sender<Submitted>,
+    mut requests: Streaming<P::Request>,
+    submitted: mpsc::Sender<Submitted<P::Kind>>,
 ) {
     let mut stopping = context.stopping.subscribe();
     loop {
@@ -153,28 +192,17 @@ async fn read(
         if then_end.is_none() {
             (ended, then_end) = drain(&mut requests, &mut received).await;
         }
-        let mut gathered = Gathered::default();
+        let mut gathered = Gathered::new();
         for request in received {
-            let request_id = request.request_id;
-            match request.command {
-                None => gathered.push(
-                    request_id,
-                    Kind::Place,
-                    Err(Status::invalid_argument(
-                        "command: one of place, cancel, cancel_all or amend is required",
-                    )),
-                ),
-                Some(SessionCommand::Amend(message)) => {
-                    // The query about the order must follow the commands before it.
+            let request_id = P::request_id(&request);
+            match P::convert(&context, caller, request) {
+                (kind, Conversion::Ready(command)) => gathered.push(request_id, kind, command),
+                (kind, Conversion::Asking(command)) => {
+                    // The question must follow the commands before it.
                     if !gathered.submit(&context, None, &submitted).await {
                         return;
                     }
-                    let command = super::convert::amend_order(&context, caller, message).await;
-                    gathered.push(request_id, Kind::Amend, command);
-                }
-                Some(command) => {
-                    let (kind, command) = convert(&context, caller, command);
-                    gathered.push(request_id, kind, command);
+                    gathered.push(request_id, kind, command.await);
                 }
             }
         }
@@ -187,10 +215,7 @@ async fn read(
 
 /// Moves every request already received (up to `BATCH_MAX` in all) into `received`,
 /// without waiting; says whether the client ended its stream, or how it broke.
-async fn drain(
-    requests: &mut Streaming<proto::OrderSessionRequest>,
-    received: &mut Vec<proto::OrderSessionRequest>,
-) -> (bool, Option<Status>) {
+async fn drain<T>(requests: &mut Streaming<T>, received: &mut Vec<T>) -> (bool, Option<Status>) {
     std::future::poll_fn(|context| {
         while received.len() < BATCH_MAX {
             match Pin::new(&mut *requests).poll_next(context) {
@@ -205,7 +230,218 @@ async fn drain(
     .await
 }
 
-/// Converts a command other than an amend.
+/// Awaits the batches' outcomes in submission order and writes each batch's responses.
+async fn answer<P: Protocol>(
+    context: Arc<Context>,
+    mut pending: mpsc::Receiver<Submitted<P::Kind>>,
+    responses: mpsc::Sender<Responses<P::Response>>,
+) {
+    while let Some(batch) = pending.recv().await {
+        let outcomes = match batch.outcomes {
+            None => Ok(Vec::new()),
+            Some(Err(status)) => Err(status),
+            Some(Ok(receiver)) => receiver
+                .await
+                .map_err(|_| Status::unavailable("the exchange stopped before answering")),
+        };
+        let mut outcomes = outcomes.map(Vec::into_iter);
+        let mut written = Vec::with_capacity(batch.entries.len() + 1);
+        for entry in batch.entries {
+            let outcome = match (entry.refused, &mut outcomes) {
+                (Some(status), _) => Err(status),
+                (None, Err(status)) => Err(status.clone()),
+                (None, Ok(outcomes)) => match outcomes.next() {
+                    Some(Ok(committed)) => Ok(committed),
+                    Some(Err(failure)) => Err(from_failure(&failure)),
+                    None => Err(Status::internal("a command of the batch has no outcome")),
+                },
+            };
+            written.push(Ok(P::respond(
+                &context,
+                entry.request_id,
+                entry.kind,
+                outcome,
+            )));
+        }
+        written.extend(batch.then_end.map(Err));
+        if responses.send(written).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The response stream: the answerer's batches, one response at a time.
+struct Batches<R> {
+    receiver: mpsc::Receiver<Responses<R>>,
+    current: std::vec::IntoIter<Result<R, Status>>,
+}
+
+// Nothing in it is pinned: the receiver and the iterator move freely.
+impl<R> Unpin for Batches<R> {}
+
+impl<R> Stream for Batches<R> {
+    type Item = Result<R, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(response) = self.current.next() {
+                return Poll::Ready(Some(response));
+            }
+            match std::task::ready!(self.receiver.poll_recv(context)) {
+                Some(batch) => self.current = batch.into_iter(),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// A session error for the wire.
+fn session_error(status: &Status) -> proto::SessionError {
+    proto::SessionError {
+        code: status.code() as i32,
+        message: status.message().to_string(),
+    }
+}
+
+/// `OrderSession`: places, cancels, cancels all and amends.
+pub struct Orders;
+
+/// What kind of response an order command's outcome becomes.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Place,
+    Cancel,
+    CancelAll,
+    Amend,
+}
+
+impl Protocol for Orders {
+    type Request = proto::OrderSessionRequest;
+    type Response = proto::OrderSessionResponse;
+    type Kind = Kind;
+
+    fn request_id(request: &Self::Request) -> u64 {
+        request.request_id
+    }
+
+    fn convert(
+        context: &Arc<Context>,
+        caller: Caller,
+        request: Self::Request,
+    ) -> (Kind, Conversion) {
+        match request.command {
+            None => (
+                Kind::Place,
+                Conversion::Ready(Err(Status::invalid_argument(
+                    "command: one of place, cancel, cancel_all or amend is required",
+                ))),
+            ),
+            Some(SessionCommand::Amend(message)) => {
+                let context = Arc::clone(context);
+                (
+                    Kind::Amend,
+                    Conversion::Asking(Box::pin(async move {
+                        super::convert::amend_order(&context, caller, message).await
+                    })),
+                )
+            }
+            Some(command) => {
+                let (kind, command) = convert(context, caller, command);
+                (kind, Conversion::Ready(command))
+            }
+        }
+    }
+
+    fn respond(
+        context: &Context,
+        request_id: u64,
+        kind: Kind,
+        outcome: Result<Committed, Status>,
+    ) -> Self::Response {
+        let result = match outcome {
+            Ok(committed) => respond(context, kind, &committed.reply, &committed.events),
+            Err(status) => SessionResult::Error(session_error(&status)),
+        };
+        proto::OrderSessionResponse {
+            request_id,
+            result: Some(result),
+        }
+    }
+}
+
+/// `ChargeSession`: charges by the calling service.
+pub struct Charges;
+
+impl Protocol for Charges {
+    type Request = proto::ChargeSessionRequest;
+    type Response = proto::ChargeSessionResponse;
+    /// The amount charged, echoed in the response.
+    type Kind = Amount;
+
+    fn request_id(request: &Self::Request) -> u64 {
+        request.request_id
+    }
+
+    fn convert(
+        _context: &Arc<Context>,
+        caller: Caller,
+        request: Self::Request,
+    ) -> (Amount, Conversion) {
+        let Some(charge) = request.charge else {
+            return (
+                Amount::ZERO,
+                Conversion::Ready(Err(Status::invalid_argument("charge: is required"))),
+            );
+        };
+        match charge_command(caller, charge) {
+            Ok((charged, command)) => (charged, Conversion::Ready(Ok(command))),
+            Err(status) => (Amount::ZERO, Conversion::Ready(Err(status))),
+        }
+    }
+
+    fn respond(
+        _context: &Context,
+        request_id: u64,
+        charged: Amount,
+        outcome: Result<Committed, Status>,
+    ) -> Self::Response {
+        let result = match outcome.map(|committed| committed.reply) {
+            Ok(Reply::Charged { seq, .. }) => ChargeResult::Charged(proto::ChargeResponse {
+                amount: amount(charged),
+                seq,
+            }),
+            Ok(other) => ChargeResult::Error(session_error(&Status::internal(format!(
+                "unexpected reply {other:?}"
+            )))),
+            Err(status) => ChargeResult::Error(session_error(&status)),
+        };
+        proto::ChargeSessionResponse {
+            request_id,
+            result: Some(result),
+        }
+    }
+}
+
+/// A charge by `caller` (a service) from `ChargeRequest`, and the amount it charges.
+pub fn charge_command(
+    caller: Caller,
+    message: proto::ChargeRequest,
+) -> Result<(Amount, Command), Status> {
+    let charged = parse_amount("amount", &message.amount)?;
+    let command = Command::Charge {
+        service: caller.account,
+        account: AccountId(parse_id("account_id", &message.account_id)?),
+        amount: charged,
+        memo: message.memo.into(),
+        idempotency_key: message.idempotency_key.into(),
+    };
+    Ok((charged, command))
+}
+
+/// Converts an order command other than an amend.
 fn convert(
     context: &Context,
     caller: Caller,
@@ -243,80 +479,6 @@ fn convert(
             Kind::Amend,
             Err(Status::internal("an amend is converted with a query")),
         ),
-    }
-}
-
-/// Awaits the batches' outcomes in submission order and writes each batch's responses.
-async fn answer(
-    context: Arc<Context>,
-    mut pending: mpsc::Receiver<Submitted>,
-    responses: mpsc::Sender<Responses>,
-) {
-    while let Some(batch) = pending.recv().await {
-        let outcomes = match batch.outcomes {
-            None => Ok(Vec::new()),
-            Some(Err(status)) => Err(status),
-            Some(Ok(receiver)) => receiver
-                .await
-                .map_err(|_| Status::unavailable("the exchange stopped before answering")),
-        };
-        let mut outcomes = outcomes.map(Vec::into_iter);
-        let mut written: Responses = Vec::with_capacity(batch.entries.len() + 1);
-        for entry in batch.entries {
-            let result = match (entry.refused, &mut outcomes) {
-                (Some(status), _) => Err(status),
-                (None, Err(status)) => Err(status.clone()),
-                (None, Ok(outcomes)) => match outcomes.next() {
-                    Some(Ok(committed)) => Ok(respond(
-                        &context,
-                        entry.kind,
-                        &committed.reply,
-                        &committed.events,
-                    )),
-                    Some(Err(failure)) => Err(from_failure(&failure)),
-                    None => Err(Status::internal("a command of the batch has no outcome")),
-                },
-            };
-            let result = result.unwrap_or_else(|status| {
-                SessionResult::Error(proto::SessionError {
-                    code: status.code() as i32,
-                    message: status.message().to_string(),
-                })
-            });
-            written.push(Ok(proto::OrderSessionResponse {
-                request_id: entry.request_id,
-                result: Some(result),
-            }));
-        }
-        written.extend(batch.then_end.map(Err));
-        if responses.send(written).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The response stream: the answerer's batches, one response at a time.
-struct Batches {
-    receiver: mpsc::Receiver<Responses>,
-    current: std::vec::IntoIter<Result<proto::OrderSessionResponse, Status>>,
-}
-
-impl Stream for Batches {
-    type Item = Result<proto::OrderSessionResponse, Status>;
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Self::Item>> {
-        loop {
-            if let Some(response) = self.current.next() {
-                return Poll::Ready(Some(response));
-            }
-            match std::task::ready!(self.receiver.poll_recv(context)) {
-                Some(batch) => self.current = batch.into_iter(),
-                None => return Poll::Ready(None),
-            }
-        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! `Metering`: charges by platform services.
 
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::unexpected;
 use super::Api;
-use crate::api::context::{amount, parse_amount, parse_id};
+use crate::api::context::amount;
 use crate::api::proto;
-use crate::command::Command;
 use crate::event::Reply;
-use crate::types::{AccountId, Role};
+use crate::types::Role;
 
 #[tonic::async_trait]
 impl proto::metering_server::Metering for Api {
@@ -17,18 +19,8 @@ impl proto::metering_server::Metering for Api {
         request: Request<proto::ChargeRequest>,
     ) -> Result<Response<proto::ChargeResponse>, Status> {
         let caller = self.caller(&request, Role::Service)?;
-        let message = request.into_inner();
-        let charged = parse_amount("amount", &message.amount)?;
-        let committed = self
-            .context
-            .command(Command::Charge {
-                service: caller.account,
-                account: AccountId(parse_id("account_id", &message.account_id)?),
-                amount: charged,
-                memo: message.memo.into(),
-                idempotency_key: message.idempotency_key.into(),
-            })
-            .await?;
+        let (charged, command) = crate::api::session::charge_command(caller, request.into_inner())?;
+        let committed = self.context.command(command).await?;
         let Reply::Charged { seq, .. } = committed.reply else {
             return Err(unexpected(&committed.reply));
         };
@@ -36,5 +28,21 @@ impl proto::metering_server::Metering for Api {
             amount: amount(charged),
             seq,
         }))
+    }
+
+    type ChargeSessionStream = BoxStream<proto::ChargeSessionResponse>;
+
+    async fn charge_session(
+        &self,
+        request: Request<Streaming<proto::ChargeSessionRequest>>,
+    ) -> Result<Response<Self::ChargeSessionStream>, Status> {
+        let caller = self.caller(&request, Role::Service)?;
+        Ok(Response::new(crate::api::session::start::<
+            crate::api::session::Charges,
+        >(
+            Arc::clone(&self.context),
+            caller,
+            request.into_inner(),
+        )))
     }
 }

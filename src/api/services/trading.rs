@@ -252,7 +252,9 @@ impl proto::trading_server::Trading for Api {
         request: Request<Streaming<proto::OrderSessionRequest>>,
     ) -> Result<Response<Self::OrderSessionStream>, Status> {
         let caller = self.caller(&request, Role::Trader)?;
-        Ok(Response::new(crate::api::session::start(
+        Ok(Response::new(crate::api::session::start::<
+            crate::api::session::Orders,
+        >(
             Arc::clone(&self.context),
             caller,
             request.into_inner(),

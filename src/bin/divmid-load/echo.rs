@@ -186,4 +186,28 @@ impl Metering for Echo {
             seq: self.next_seq(),
         }))
     }
+
+    type ChargeSessionStream = BoxStream<proto::ChargeSessionResponse>;
+
+    async fn charge_session(
+        &self,
+        request: Request<Streaming<proto::ChargeSessionRequest>>,
+    ) -> Result<Response<Self::ChargeSessionStream>, Status> {
+        let echo = self.clone();
+        let responses = request.into_inner().map(move |request| {
+            request.map(|request| proto::ChargeSessionResponse {
+                request_id: request.request_id,
+                result: Some(proto::charge_session_response::Result::Charged(
+                    proto::ChargeResponse {
+                        amount: request
+                            .charge
+                            .map(|charge| charge.amount)
+                            .unwrap_or_default(),
+                        seq: echo.next_seq(),
+                    },
+                )),
+            })
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
 }

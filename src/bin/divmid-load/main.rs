@@ -96,6 +96,13 @@ enum Shape {
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
     },
+    /// ChargeSession streams, each with at most WINDOW charges unanswered.
+    ChargeSession {
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        #[arg(long, default_value_t = 1_024)]
+        window: usize,
+    },
     /// Serves the baseline: a raw tonic server answering orders and charges at once.
     #[command(hide = true)]
     EchoServer {
@@ -112,6 +119,9 @@ impl Shape {
                 format!("OrderSession x{streams}, window {window}")
             }
             Shape::Charge { in_flight } => format!("Charge, {in_flight} in flight"),
+            Shape::ChargeSession { streams, window } => {
+                format!("ChargeSession x{streams}, window {window}")
+            }
             Shape::EchoServer { .. } => "echo server".to_string(),
         }
     }
@@ -288,6 +298,21 @@ async fn load(
                 service,
                 charged_account,
                 in_flight,
+                window,
+                answers,
+            )
+            .await
+        }
+        Shape::ChargeSession {
+            streams,
+            window: session_window,
+        } => {
+            run::charge_sessions(
+                channel,
+                service,
+                charged_account,
+                streams,
+                session_window,
                 window,
                 answers,
             )

@@ -11,7 +11,6 @@ use divmid::api::proto::metering_client::MeteringClient;
 use divmid::api::proto::trading_client::TradingClient;
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, Semaphore};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::flow::{Flow, Step};
@@ -96,8 +95,6 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-type Trading = TradingClient<InterceptedService<Channel, Bearer>>;
-
 /// `in_flight` workers, each placing and canceling orders one call at a time.
 pub async fn unary_orders(
     channel: Channel,
@@ -173,10 +170,15 @@ pub async fn sessions(
     progress: Arc<AtomicU64>,
 ) -> Tally {
     let workers = (0..streams).map(|worker| {
-        let client = TradingClient::with_interceptor(channel.clone(), bearer.clone());
+        let mut client = TradingClient::with_interceptor(channel.clone(), bearer.clone());
         tokio::spawn(session(
-            client,
-            worker as u64,
+            OrderShape(Flow::new(1_000 + worker as u64)),
+            move |requests| async move {
+                client
+                    .order_session(requests)
+                    .await
+                    .map(tonic::Response::into_inner)
+            },
             session_window,
             window,
             Arc::clone(&progress),
@@ -185,13 +187,126 @@ pub async fn sessions(
     gather(workers.collect()).await
 }
 
-async fn session(
-    mut client: Trading,
-    worker: u64,
+/// What a session run needs to know of its messages.
+trait SessionShape: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// The next request, with its id.
+    fn next_request(&mut self, request_id: u64) -> Self::Request;
+    /// The id a response answers, and its refusal code if it is an error.
+    fn answer(response: &Self::Response) -> (u64, Option<tonic::Code>);
+}
+
+/// Orders from the flow.
+struct OrderShape(Flow);
+
+impl SessionShape for OrderShape {
+    type Request = proto::OrderSessionRequest;
+    type Response = proto::OrderSessionResponse;
+
+    fn next_request(&mut self, request_id: u64) -> Self::Request {
+        let command = match self.0.next_step() {
+            Step::Place(order) => proto::order_session_request::Command::Place(order),
+            Step::Cancel(cancel) => proto::order_session_request::Command::Cancel(cancel),
+        };
+        proto::OrderSessionRequest {
+            request_id,
+            command: Some(command),
+        }
+    }
+
+    fn answer(response: &Self::Response) -> (u64, Option<tonic::Code>) {
+        let refused = match &response.result {
+            Some(proto::order_session_response::Result::Error(error)) => {
+                Some(tonic::Code::from_i32(error.code))
+            }
+            _ => None,
+        };
+        (response.request_id, refused)
+    }
+}
+
+/// Charges of a millionth of a divmid to one account, each under its own key.
+struct ChargeShape {
+    account_id: String,
+    keys: String,
+}
+
+impl SessionShape for ChargeShape {
+    type Request = proto::ChargeSessionRequest;
+    type Response = proto::ChargeSessionResponse;
+
+    fn next_request(&mut self, request_id: u64) -> Self::Request {
+        proto::ChargeSessionRequest {
+            request_id,
+            charge: Some(proto::ChargeRequest {
+                account_id: self.account_id.clone(),
+                amount: "0.000001".to_string(),
+                idempotency_key: format!("{}-{request_id}", self.keys),
+                memo: String::new(),
+            }),
+        }
+    }
+
+    fn answer(response: &Self::Response) -> (u64, Option<tonic::Code>) {
+        let refused = match &response.result {
+            Some(proto::charge_session_response::Result::Error(error)) => {
+                Some(tonic::Code::from_i32(error.code))
+            }
+            _ => None,
+        };
+        (response.request_id, refused)
+    }
+}
+
+/// `streams` charge sessions, each with at most `window` charges unanswered.
+pub async fn charge_sessions(
+    channel: Channel,
+    bearer: Bearer,
+    account_id: String,
+    streams: usize,
     session_window: usize,
     window: Window,
     progress: Arc<AtomicU64>,
 ) -> Tally {
+    let run = std::process::id();
+    let workers = (0..streams).map(|worker| {
+        let mut client = MeteringClient::with_interceptor(channel.clone(), bearer.clone());
+        let shape = ChargeShape {
+            account_id: account_id.clone(),
+            keys: format!("load-{run}-session-{worker}"),
+        };
+        let progress = Arc::clone(&progress);
+        tokio::spawn(session(
+            shape,
+            move |requests| async move {
+                client
+                    .charge_session(requests)
+                    .await
+                    .map(tonic::Response::into_inner)
+            },
+            session_window,
+            window,
+            progress,
+        ))
+    });
+    gather(workers.collect()).await
+}
+
+/// One session: a writer keeps at most `session_window` requests unanswered while the
+/// reader records each answer's latency.
+async fn session<S, Open, Opened>(
+    mut shape: S,
+    open: Open,
+    session_window: usize,
+    window: Window,
+    progress: Arc<AtomicU64>,
+) -> Tally
+where
+    S: SessionShape,
+    Open: FnOnce(tokio_stream::wrappers::ReceiverStream<S::Request>) -> Opened,
+    Opened: std::future::Future<Output = Result<tonic::Streaming<S::Response>, tonic::Status>>,
+{
     let mut tally = Tally::new();
     let (requests, outgoing) = mpsc::channel(session_window);
     let permits = Arc::new(Semaphore::new(session_window));
@@ -203,7 +318,6 @@ async fn session(
         let permits = Arc::clone(&permits);
         let sent_at = Arc::clone(&sent_at);
         tokio::spawn(async move {
-            let mut flow = Flow::new(1_000 + worker);
             let mut request_id = 0u64;
             while Instant::now() < window.until {
                 let Ok(permit) = permits.acquire().await else {
@@ -211,27 +325,17 @@ async fn session(
                 };
                 permit.forget();
                 request_id += 1;
-                let command = match flow.next_step() {
-                    Step::Place(order) => proto::order_session_request::Command::Place(order),
-                    Step::Cancel(cancel) => proto::order_session_request::Command::Cancel(cancel),
-                };
+                let request = shape.next_request(request_id);
                 let slot = (request_id % sent_at.len() as u64) as usize;
                 sent_at[slot].store(base.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                let request = proto::OrderSessionRequest {
-                    request_id,
-                    command: Some(command),
-                };
                 if requests.send(request).await.is_err() {
                     return;
                 }
             }
         })
     };
-    let opened = client
-        .order_session(tokio_stream::wrappers::ReceiverStream::new(outgoing))
-        .await;
-    let mut responses = match opened {
-        Ok(responses) => responses.into_inner(),
+    let mut responses = match open(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await {
+        Ok(responses) => responses,
         Err(status) => {
             eprintln!("divmid-load: the session did not open: {status}");
             writer.abort();
@@ -247,14 +351,9 @@ async fn session(
                 break;
             }
         };
-        let slot = (response.request_id % sent_at.len() as u64) as usize;
+        let (request_id, refused) = S::answer(&response);
+        let slot = (request_id % sent_at.len() as u64) as usize;
         let sent = base + Duration::from_nanos(sent_at[slot].load(Ordering::Relaxed));
-        let refused = match response.result {
-            Some(proto::order_session_response::Result::Error(error)) => {
-                Some(tonic::Code::from_i32(error.code))
-            }
-            _ => None,
-        };
         tally.record(&window, sent, refused);
         progress.fetch_add(1, Ordering::Relaxed);
         permits.add_permits(1);

@@ -7,12 +7,11 @@ use std::time::Duration;
 use divmid::api::book_stream::replay_journal;
 use divmid::command::{Command, NewOrder};
 use divmid::config::EngineConfig;
-use divmid::engine::SequencerSnapshot;
 use divmid::engine::{LevelBook, OrderBook, Sequencer};
 use divmid::event::Reply;
 use divmid::market_data::BookReplica;
 use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query};
-use divmid::store::{recover, FaultyJournal, Journal, JournalRecord, Store, StoreError};
+use divmid::store::{recover, FaultyJournal, Journal, JournalRecord, Snapshots, Store, StoreError};
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, Tier, TimeInForce,
@@ -368,17 +367,8 @@ impl Journal for SlowJournal {
         self.0.append(records)
     }
 
-    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
-        self.0.write_snapshot(snapshot)
-    }
-
-    fn prune(
-        &mut self,
-        retention_events: u64,
-        records_max: usize,
-        keep_after_seq: u64,
-    ) -> Result<usize, StoreError> {
-        self.0.prune(retention_events, records_max, keep_after_seq)
+    fn snapshots(&self) -> Snapshots {
+        self.0.snapshots()
     }
 }
 

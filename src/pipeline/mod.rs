@@ -260,14 +260,26 @@ impl Pipeline {
                 })
                 .expect("the sequencer thread starts")
         };
-        let store_thread = {
+        // One snapshot waits while another is written, at most.
+        let (to_snapshots, snapshot_receiver) = mpsc::sync_channel(1);
+        let snapshot_thread = {
             let shared = Arc::clone(&shared);
             let config = config.clone();
+            let snapshots = journal.snapshots();
+            std::thread::Builder::new()
+                .name("snapshots".to_string())
+                .spawn(move || {
+                    threads::run_snapshots(snapshots, snapshot_receiver, &shared, &config)
+                })
+                .expect("the snapshot thread starts")
+        };
+        let store_thread = {
+            let shared = Arc::clone(&shared);
             let committed = committed.clone();
             std::thread::Builder::new()
                 .name("store".to_string())
                 .spawn(move || {
-                    threads::run_store(journal, store_receiver, committed, &shared, &config)
+                    threads::run_store(journal, store_receiver, committed, to_snapshots, &shared)
                 })
                 .expect("the store thread starts")
         };
@@ -275,7 +287,7 @@ impl Pipeline {
             requests: Some(requests),
             shared,
             committed,
-            threads: vec![sequencer_thread, store_thread],
+            threads: vec![sequencer_thread, store_thread, snapshot_thread],
         }
     }
 

@@ -12,7 +12,7 @@ use super::{
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
-use crate::store::{History, Journal, JournalRecord};
+use crate::store::{History, Journal, JournalRecord, Snapshots};
 use crate::types::Side;
 
 /// An outcome waiting for its batch to be committed.
@@ -252,8 +252,8 @@ pub(super) fn run_store<J: Journal>(
     mut journal: J,
     batches: Receiver<Batch>,
     committed: broadcast::Sender<CommittedEvents>,
+    to_snapshots: SyncSender<SequencerSnapshot>,
     shared: &Shared,
-    config: &PipelineConfig,
 ) {
     while let Ok(first) = batches.recv() {
         // Everything waiting goes into one durable write: group commit.
@@ -297,24 +297,42 @@ pub(super) fn run_store<J: Journal>(
         // command have been published too.
         pending.into_iter().for_each(Pending::release);
         for snapshot in snapshots {
-            let mut result = journal.write_snapshot(&snapshot);
-            if result.is_ok() && config.journal_retention_events > 0 {
-                // Bounded, so that a long backlog of history is deleted over several
-                // snapshots rather than in one long pause.
-                result = journal
-                    .prune(
-                        config.journal_retention_events,
-                        PRUNE_RECORDS_MAX,
-                        shared.indexed_seq.load(Ordering::Acquire),
-                    )
-                    .map(|_| ());
+            // Written on the snapshot thread; this waits only while the one before is
+            // still being written.
+            if to_snapshots.send(snapshot).is_err() {
+                tracing::warn!("the snapshot thread is gone; no more snapshots are written");
             }
-            if let Err(error) = &result {
-                tracing::warn!(%error, seq = snapshot.last_seq, "a snapshot was not written");
-            }
-            if let Ok(mut failure) = shared.snapshot_failure.lock() {
-                *failure = result.err().map(|error| error.to_string());
-            }
+        }
+    }
+}
+
+/// Writes each snapshot the store thread hands it (after the journal covers it), then
+/// prunes the journal behind it, off the store thread: a large state's snapshot takes
+/// seconds to write and would hold up every commit meanwhile.
+pub(super) fn run_snapshots(
+    mut snapshots: Snapshots,
+    written: Receiver<SequencerSnapshot>,
+    shared: &Shared,
+    config: &PipelineConfig,
+) {
+    while let Ok(snapshot) = written.recv() {
+        let mut result = snapshots.write(&snapshot);
+        if result.is_ok() && config.journal_retention_events > 0 {
+            // Bounded, so that a long backlog of history is deleted over several
+            // snapshots rather than in one long pause.
+            result = snapshots
+                .prune(
+                    config.journal_retention_events,
+                    PRUNE_RECORDS_MAX,
+                    shared.indexed_seq.load(Ordering::Acquire),
+                )
+                .map(|_| ());
+        }
+        if let Err(error) = &result {
+            tracing::warn!(%error, seq = snapshot.last_seq, "a snapshot was not written");
+        }
+        if let Ok(mut failure) = shared.snapshot_failure.lock() {
+            *failure = result.err().map(|error| error.to_string());
         }
     }
 }

@@ -160,19 +160,67 @@ pub trait Journal: Send + 'static {
     /// the caller must stop.
     fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError>;
 
+    /// What writes snapshots and prunes the journal behind them, from a thread of its own
+    /// so that neither holds up appends.
+    fn snapshots(&self) -> Snapshots;
+}
+
+/// Writes snapshots and deletes the journal records behind them. It shares the store's
+/// sled tree (sled takes writers from several threads), so the pipeline runs it on a
+/// thread of its own: a large snapshot no longer stalls the appends.
+pub struct Snapshots {
+    journal: sled::Tree,
+    directory: PathBuf,
+}
+
+impl Snapshots {
     /// Writes a snapshot durably. It must cover only journaled commands.
-    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError>;
+    pub fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+        snapshot_file::write(&self.directory, snapshot)
+    }
 
     /// Deletes journal records that no kept snapshot needs, that are more than
     /// `retention_events` events older than the newest snapshot, and that end at or
     /// before `keep_after_seq` (what the account index has read), at most `records_max`
     /// of them; returns how many it deleted.
-    fn prune(
+    pub fn prune(
         &mut self,
         retention_events: u64,
         records_max: usize,
         keep_after_seq: u64,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<usize, StoreError> {
+        let kept = snapshot_file::kept_seqs(&self.directory)?;
+        let (Some(oldest), Some(newest)) = (kept.iter().min(), kept.iter().max()) else {
+            return Ok(0);
+        };
+        // Recovery may fall back to the oldest kept snapshot, so everything after it stays.
+        let floor = (*oldest)
+            .min(newest.saturating_sub(retention_events))
+            .min(keep_after_seq);
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        let mut last_removed = None;
+        // Whole records only: the parts of a record go together.
+        for item in self
+            .journal
+            .range(..journal::key_of(floor.saturating_add(1)))
+        {
+            let (key, _) = item?;
+            let seq = seq_of_key(&key)?;
+            if last_removed != Some(seq) {
+                if removed == records_max {
+                    break;
+                }
+                removed += 1;
+                last_removed = Some(seq);
+            }
+            batch.remove(key);
+        }
+        if removed > 0 {
+            self.journal.apply_batch(batch)?;
+        }
+        Ok(removed)
+    }
 }
 
 /// The sled database and the snapshot files in one data directory.
@@ -321,47 +369,11 @@ impl Journal for Store {
         Ok(())
     }
 
-    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
-        snapshot_file::write(&self.snapshot_directory(), snapshot)
-    }
-
-    fn prune(
-        &mut self,
-        retention_events: u64,
-        records_max: usize,
-        keep_after_seq: u64,
-    ) -> Result<usize, StoreError> {
-        let kept = snapshot_file::kept_seqs(&self.snapshot_directory())?;
-        let (Some(oldest), Some(newest)) = (kept.iter().min(), kept.iter().max()) else {
-            return Ok(0);
-        };
-        // Recovery may fall back to the oldest kept snapshot, so everything after it stays.
-        let floor = (*oldest)
-            .min(newest.saturating_sub(retention_events))
-            .min(keep_after_seq);
-        let mut batch = sled::Batch::default();
-        let mut removed = 0;
-        let mut last_removed = None;
-        // Whole records only: the parts of a record go together.
-        for item in self
-            .journal
-            .range(..journal::key_of(floor.saturating_add(1)))
-        {
-            let (key, _) = item?;
-            let seq = seq_of_key(&key)?;
-            if last_removed != Some(seq) {
-                if removed == records_max {
-                    break;
-                }
-                removed += 1;
-                last_removed = Some(seq);
-            }
-            batch.remove(key);
+    fn snapshots(&self) -> Snapshots {
+        Snapshots {
+            journal: self.journal.clone(),
+            directory: self.snapshot_directory(),
         }
-        if removed > 0 {
-            self.journal.apply_batch(batch)?;
-        }
-        Ok(removed)
     }
 }
 
@@ -399,18 +411,8 @@ impl<J: Journal> Journal for FaultyJournal<J> {
         self.inner.append(records)
     }
 
-    fn write_snapshot(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
-        self.inner.write_snapshot(snapshot)
-    }
-
-    fn prune(
-        &mut self,
-        retention_events: u64,
-        records_max: usize,
-        keep_after_seq: u64,
-    ) -> Result<usize, StoreError> {
-        self.inner
-            .prune(retention_events, records_max, keep_after_seq)
+    fn snapshots(&self) -> Snapshots {
+        self.inner.snapshots()
     }
 }
 

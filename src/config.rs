@@ -262,62 +262,18 @@ impl EngineConfig {
             }
         }
         let limits = &self.limits;
+        // A table: one setting a line. The issuer's two accounts and one user at least.
+        #[rustfmt::skip]
         let key_ranges = [
-            range(
-                "engine.limits.open_orders_per_account_max",
-                limits.open_orders_per_account_max,
-                1,
-                10_000_000,
-            ),
-            range(
-                "engine.limits.orders_per_level_max",
-                limits.orders_per_level_max,
-                1,
-                10_000_000,
-            ),
-            // The issuer's two accounts and at least one user.
-            range(
-                "engine.limits.accounts_max",
-                limits.accounts_max,
-                3,
-                1 << 32,
-            ),
-            range(
-                "engine.limits.name_length_max",
-                limits.name_length_max,
-                1,
-                1_024,
-            ),
-            range(
-                "engine.limits.key_length_max",
-                limits.key_length_max,
-                1,
-                1_024,
-            ),
-            range(
-                "engine.limits.memo_length_max",
-                limits.memo_length_max,
-                0,
-                4_096,
-            ),
-            range(
-                "engine.limits.idempotency_retention_ms",
-                limits.idempotency_retention_ms,
-                1,
-                IDEMPOTENCY_RETENTION_MS_MAX,
-            ),
-            range(
-                "engine.limits.idempotency_keys_per_account_max",
-                limits.idempotency_keys_per_account_max,
-                1,
-                100_000_000,
-            ),
-            range(
-                "engine.limits.client_order_ids_per_account_max",
-                limits.client_order_ids_per_account_max,
-                1,
-                100_000_000,
-            ),
+            range("engine.limits.open_orders_per_account_max", limits.open_orders_per_account_max, 1, 10_000_000),
+            range("engine.limits.orders_per_level_max", limits.orders_per_level_max, 1, 10_000_000),
+            range("engine.limits.accounts_max", limits.accounts_max, 3, 1 << 32),
+            range("engine.limits.name_length_max", limits.name_length_max, 1, 1_024),
+            range("engine.limits.key_length_max", limits.key_length_max, 1, 1_024),
+            range("engine.limits.memo_length_max", limits.memo_length_max, 0, 4_096),
+            range("engine.limits.idempotency_retention_ms", limits.idempotency_retention_ms, 1, IDEMPOTENCY_RETENTION_MS_MAX),
+            range("engine.limits.idempotency_keys_per_account_max", limits.idempotency_keys_per_account_max, 1, 100_000_000),
+            range("engine.limits.client_order_ids_per_account_max", limits.client_order_ids_per_account_max, 1, 100_000_000),
         ];
         key_ranges.into_iter().collect()
     }

@@ -758,25 +758,7 @@ async fn a_charge_session_answers_every_charge_in_order_and_once_per_key() {
     )
     .await;
     let mut holder = clients(&channel, Some(&holder_token));
-    holder
-        .wallet
-        .deposit(proto::DepositRequest {
-            source: proto::Source::Card as i32,
-            amount: "10".into(),
-            source_reference: "4111111111111111".into(),
-            idempotency_key: "deposit".into(),
-        })
-        .await
-        .expect("deposited");
-    holder
-        .wallet
-        .buy_divmids(proto::BuyDivmidsRequest {
-            quantity: "1".into(),
-            max_price: "1".into(),
-            idempotency_key: "buy".into(),
-        })
-        .await
-        .expect("bought");
+    common::fund(&mut holder, "hal", "10", "1").await;
     // 300 clicks of a thousandth, one malformed amount, and a retry of the first key.
     let charge = |request_id: u64, amount: &str, key: String| proto::ChargeSessionRequest {
         request_id,

@@ -246,28 +246,34 @@ pub async fn funded_traders(
     for name in names {
         let (_, token) = create(&mut issuer, name, proto::Tier::Public, proto::Role::Trader).await;
         let mut trader = clients(channel, Some(&token));
-        trader
-            .wallet
-            .deposit(proto::DepositRequest {
-                source: proto::Source::Card as i32,
-                amount: usd.into(),
-                source_reference: "4111111111111111".into(),
-                idempotency_key: format!("{name}-deposit"),
-            })
-            .await
-            .expect("deposited");
-        trader
-            .wallet
-            .buy_divmids(proto::BuyDivmidsRequest {
-                quantity: dvm.into(),
-                max_price: "1".into(),
-                idempotency_key: format!("{name}-buy"),
-            })
-            .await
-            .expect("bought");
+        fund(&mut trader, name, usd, dvm).await;
         traders.push(trader);
     }
     traders
+}
+
+/// Deposits `usd` by card and buys `dvm` from the treasury at up to 1 USD, under keys
+/// named after `name`.
+pub async fn fund(trader: &mut Clients, name: &str, usd: &str, dvm: &str) {
+    trader
+        .wallet
+        .deposit(proto::DepositRequest {
+            source: proto::Source::Card as i32,
+            amount: usd.into(),
+            source_reference: "4111111111111111".into(),
+            idempotency_key: format!("{name}-deposit"),
+        })
+        .await
+        .expect("deposited");
+    trader
+        .wallet
+        .buy_divmids(proto::BuyDivmidsRequest {
+            quantity: dvm.into(),
+            max_price: "1".into(),
+            idempotency_key: format!("{name}-buy"),
+        })
+        .await
+        .expect("bought");
 }
 
 /// `lots` hundredths of a divmid as the wire writes a quantity.

@@ -284,7 +284,57 @@ async fn load(
                 .map(|(first, last)| last.since(&first))
         })
     });
-    let tally = match arguments.shape {
+    let tally = run_shape(
+        arguments.shape,
+        Target {
+            channel,
+            trader,
+            service,
+            charged_account,
+        },
+        window,
+        answers,
+    )
+    .await;
+    let _ = progress.await;
+    let process = match sampler {
+        Some(sampler) => sampler.await.ok().flatten(),
+        None => None,
+    };
+    Row {
+        target: target.to_string(),
+        shape: arguments.shape.describe(),
+        seconds: arguments.seconds as f64,
+        tally,
+        process,
+    }
+}
+
+/// Where a shape's load goes, and as whom.
+struct Target {
+    channel: Channel,
+    /// The taker's token, for orders.
+    trader: Bearer,
+    /// The service's token, for charges.
+    service: Bearer,
+    /// The account charges are made to.
+    charged_account: String,
+}
+
+/// Runs `shape` against `target` until `window` ends.
+async fn run_shape(
+    shape: Shape,
+    target: Target,
+    window: Window,
+    answers: Arc<AtomicU64>,
+) -> run::Tally {
+    let Target {
+        channel,
+        trader,
+        service,
+        charged_account,
+    } = target;
+    match shape {
         Shape::Unary { in_flight } => {
             run::unary_orders(channel, trader, in_flight, window, answers).await
         }
@@ -319,17 +369,5 @@ async fn load(
             .await
         }
         Shape::EchoServer { .. } => run::Tally::new(),
-    };
-    let _ = progress.await;
-    let process = match sampler {
-        Some(sampler) => sampler.await.ok().flatten(),
-        None => None,
-    };
-    Row {
-        target: target.to_string(),
-        shape: arguments.shape.describe(),
-        seconds: arguments.seconds as f64,
-        tally,
-        process,
     }
 }

@@ -138,22 +138,7 @@ impl<B: OrderBook> Sequencer<B> {
             tracked: false,
         };
         self.next_order_id += 1;
-        if let Some(client_order_id) = &order.client_order_id {
-            let entry = ClientOrder {
-                placed: order.clone(),
-                order_id: taker.id,
-                ended: None,
-                expires_ms: None,
-            };
-            let replaced = self
-                .client_orders
-                .insert((order.account, client_order_id.clone()), entry);
-            if replaced.is_none() {
-                self.count_client_order(order.account, true);
-            }
-            self.live_client_order_ids
-                .insert(taker.id, client_order_id.clone());
-        }
+        self.record_client_order(order, taker.id);
 
         let refusal = if order.post_only && self.would_take(&taker) {
             Some((OrderStatus::Rejected, DoneReason::PostOnlyWouldTake))
@@ -186,6 +171,28 @@ impl<B: OrderBook> Sequencer<B> {
         Ok(Reply::Placed(taker.id))
     }
 
+    /// Keeps the order's client order id (if it has one) while it lives and, once it has
+    /// ended, for the retention window; a new id is counted against the account's limit.
+    fn record_client_order(&mut self, order: &NewOrder, order_id: OrderId) {
+        let Some(client_order_id) = &order.client_order_id else {
+            return;
+        };
+        let entry = ClientOrder {
+            placed: order.clone(),
+            order_id,
+            ended: None,
+            expires_ms: None,
+        };
+        let replaced = self
+            .client_orders
+            .insert((order.account, client_order_id.clone()), entry);
+        if replaced.is_none() {
+            self.count_client_order(order.account, true);
+        }
+        self.live_client_order_ids
+            .insert(order_id, client_order_id.clone());
+    }
+
     /// A retry of an order placed with the same client order id returns that order and
     /// places nothing; reusing the id of a live order with other parameters is refused.
     fn client_order_retry(&self, order: &NewOrder) -> Result<Option<Reply>, Reject> {
@@ -198,18 +205,17 @@ impl<B: OrderBook> Sequencer<B> {
             self.config.limits.key_length_max,
             true,
         )?;
-        let Some(existing) = self
+        let known = self
             .client_orders
-            .get(&(order.account, client_order_id.clone()))
-            .filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
+            .get(&(order.account, client_order_id.clone()));
+        let Some(existing) =
+            known.filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
         else {
-            // New, or ended longer ago than retention keeps (its entry is then replaced).
-            let known = self
-                .client_orders
-                .contains_key(&(order.account, client_order_id.clone()));
+            // New (counted against the limit), or ended longer ago than retention keeps
+            // (its entry is then replaced, and counted already).
             let held = self.client_order_counts.get(&order.account).copied();
             let limit = self.config.limits.client_order_ids_per_account_max;
-            if !known && held.unwrap_or(0) >= limit {
+            if known.is_none() && held.unwrap_or(0) >= limit {
                 return Err(Reject::LimitExceeded {
                     field: "client_order_ids_per_account_max",
                     limit: u64::from(limit),

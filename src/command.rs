@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::AutoTopUp;
 use crate::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
     Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
@@ -90,6 +91,22 @@ pub enum Command {
         memo: Box<str>,
         /// Makes a retried charge apply once (scoped to the service).
         idempotency_key: Box<str>,
+    },
+    /// A holder sets its automatic top-up.
+    SetAutoTopUp {
+        /// The holder (a trader).
+        account: AccountId,
+        /// The new settings.
+        settings: AutoTopUp,
+    },
+    /// A holder limits what one service may charge it per UTC day, or lifts the limit.
+    SetSpendLimit {
+        /// The holder (a trader).
+        account: AccountId,
+        /// The service limited.
+        service: AccountId,
+        /// Micro-DVM per UTC day; `None` removes the limit.
+        daily_max: Option<Amount>,
     },
     /// A trader places an order.
     PlaceOrder(NewOrder),

@@ -187,6 +187,8 @@ pub struct EngineLimits {
     /// kept id costs memory and every snapshot's time, so a client that ends orders with
     /// fresh ids at a high rate cannot grow the state without end.
     pub client_order_ids_per_account_max: u32,
+    /// Services one holder may set a daily spend limit on.
+    pub spend_limits_per_account_max: u32,
 }
 
 impl Default for EngineLimits {
@@ -201,6 +203,7 @@ impl Default for EngineLimits {
             idempotency_retention_ms: 7 * 24 * 60 * 60 * 1_000,
             idempotency_keys_per_account_max: 1_000_000,
             client_order_ids_per_account_max: 1_000_000,
+            spend_limits_per_account_max: 1_000,
         }
     }
 }
@@ -274,6 +277,7 @@ impl EngineConfig {
             range("engine.limits.idempotency_retention_ms", limits.idempotency_retention_ms, 1, IDEMPOTENCY_RETENTION_MS_MAX),
             range("engine.limits.idempotency_keys_per_account_max", limits.idempotency_keys_per_account_max, 1, 100_000_000),
             range("engine.limits.client_order_ids_per_account_max", limits.client_order_ids_per_account_max, 1, 100_000_000),
+            range("engine.limits.spend_limits_per_account_max", limits.spend_limits_per_account_max, 1, 1_000_000),
         ];
         key_ranges.into_iter().collect()
     }

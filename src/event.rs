@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::AutoTopUp;
 use crate::types::{
     AccountId, Amount, Asset, Balance, Balances, FundingSourceKind, IssuePrice, Liquidity,
     MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role, SelfTradePrevention, Side,
@@ -121,6 +122,41 @@ pub enum EventKind {
         balance_after: Balance,
         /// The revenue account's DVM afterwards.
         revenue_after: Balance,
+    },
+    /// Before a charge, the charged account's pool was bought back up from the treasury
+    /// (its automatic top-up): USD from the holder to the treasury, DVM from the treasury
+    /// to the holder. The `Charged` event follows in the same command.
+    AutoToppedUp {
+        /// The holder.
+        account: AccountId,
+        /// Micro-DVM bought.
+        quantity: Amount,
+        /// The issue price applied.
+        price: IssuePrice,
+        /// Micro-USD paid, rounded up.
+        cost: Amount,
+        /// Micro-USD the holder's top-ups cost this UTC month, this one included.
+        month_spent_usd: Amount,
+        /// The holder's balances afterwards.
+        account_after: Balances,
+        /// The treasury's balances afterwards.
+        treasury_after: Balances,
+    },
+    /// A holder set its automatic top-up.
+    AutoTopUpSet {
+        /// The holder.
+        account: AccountId,
+        /// The new settings.
+        settings: AutoTopUp,
+    },
+    /// A holder set (or, with `None`, removed) its daily limit on a service's charges.
+    SpendLimitSet {
+        /// The holder.
+        account: AccountId,
+        /// The service.
+        service: AccountId,
+        /// Micro-DVM per UTC day.
+        daily_max: Option<Amount>,
     },
     /// An order was accepted and its funds reserved (available to held).
     OrderAccepted(AcceptedOrder),
@@ -485,6 +521,8 @@ pub enum Reply {
     Minted(Supply),
     /// The issue price was set.
     IssuePriceSet,
+    /// A holder's top-up settings or spend limit were set.
+    PrepaidSettingsSet,
     /// The buyer's balances after a purchase, and what it cost.
     DivmidsBought {
         /// Micro-USD paid.

@@ -1,12 +1,15 @@
 //! Property tests: random command sequences, rejects included, run through the sequencer
 //! on the fast book and on the naive reference book. Both must emit identical events and
 //! replies, and after every command the ledger must conserve every asset, each order must
-//! hold exactly what it should, and the book must not be crossed.
+//! hold exactly what it should, and the book must not be crossed. The mixes include
+//! charges with automatic top-ups and spend limits, and issue price changes: the supply
+//! identity (minted = treasury + circulating + spent) is among the invariants checked.
 
 use divmid::command::{Command, NewOrder, OrderRef};
 use divmid::config::EngineConfig;
 use divmid::engine::{LevelBook, OrderBook, ReferenceBook, Sequencer};
 use divmid::event::Event;
+use divmid::ledger::AutoTopUp;
 use divmid::market_data::BookReplica;
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
@@ -61,6 +64,21 @@ enum Step {
         trader: u64,
         amount: u64,
     },
+    SetAutoTopUp {
+        trader: u64,
+        enabled: bool,
+        threshold: u64,
+        target: u64,
+        max_price: u64,
+        monthly_max_usd: u64,
+    },
+    SetSpendLimit {
+        trader: u64,
+        daily_max: Option<u64>,
+    },
+    SetIssuePrice {
+        price: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -106,7 +124,21 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(trader, order, lots, price)| Step::Amend { trader, order, lots, price }),
         1 => (trader.clone(), 0u64..2_000_000).prop_map(|(trader, amount)| Step::Deposit { trader, amount }),
         1 => (trader.clone(), 0u64..2_000_000).prop_map(|(trader, amount)| Step::Withdraw { trader, amount }),
-        1 => (trader, 0u64..300_000).prop_map(|(trader, amount)| Step::Charge { trader, amount }),
+        3 => (trader.clone(), 0u64..3_000_000).prop_map(|(trader, amount)| Step::Charge { trader, amount }),
+        1 => (
+            trader.clone(),
+            prop::bool::weighted(0.8),
+            0u64..2_000_000,
+            0u64..4_000_000,
+            0u64..(IssuePrice::UNITS_PER_USD),
+            0u64..20_000_000,
+        )
+            .prop_map(|(trader, enabled, threshold, target, max_price, monthly_max_usd)| {
+                Step::SetAutoTopUp { trader, enabled, threshold, target, max_price, monthly_max_usd }
+            }),
+        1 => (trader, prop::option::of(0u64..5_000_000))
+            .prop_map(|(trader, daily_max)| Step::SetSpendLimit { trader, daily_max }),
+        1 => (1u64..(IssuePrice::UNITS_PER_USD)).prop_map(|price| Step::SetIssuePrice { price }),
     ]
 }
 
@@ -260,6 +292,32 @@ fn command_of(step: &Step, orders: &[(OrderId, AccountId)], index: usize) -> Com
             memo: Box::default(),
             idempotency_key: key.into(),
         },
+        Step::SetAutoTopUp {
+            trader,
+            enabled,
+            threshold,
+            target,
+            max_price,
+            monthly_max_usd,
+        } => Command::SetAutoTopUp {
+            account: trader_id(trader),
+            settings: AutoTopUp {
+                enabled,
+                threshold: Amount(threshold),
+                target: Amount(target),
+                max_price: IssuePrice(max_price),
+                monthly_max_usd: Amount(monthly_max_usd),
+            },
+        },
+        Step::SetSpendLimit { trader, daily_max } => Command::SetSpendLimit {
+            account: trader_id(trader),
+            service: SERVICE,
+            daily_max: daily_max.map(Amount),
+        },
+        Step::SetIssuePrice { price } => Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(price),
+        },
     }
 }
 
@@ -303,7 +361,9 @@ proptest! {
             let command = command_of(step, &orders, index);
             fast_events.clear();
             reference_events.clear();
-            let time = index as u64 * 1_000;
+            // Five hours a step: days and UTC months pass (spend limits and top-up caps
+            // reset), and retention forgets keys.
+            let time = index as u64 * 5 * 3_600_000;
             let fast_reply = fast.apply(time, &command, &mut fast_events);
             let reference_reply = reference.apply(time, &command, &mut reference_events);
             prop_assert_eq!(&fast_reply, &reference_reply, "replies differ for {:?}", command);

@@ -69,6 +69,37 @@ fn minus(value: Amount) -> i128 {
     -i128::from(value.0)
 }
 
+/// The two entries of a purchase from the treasury (`kind` "purchase" or "auto_top_up"):
+/// the dollars paid and the divmids bought.
+fn purchase_entries(
+    event: &Event,
+    kind: &str,
+    (quantity, cost): (Amount, Amount),
+    after: &crate::types::Balances,
+    reference: &str,
+) -> Vec<proto::LedgerEntry> {
+    vec![
+        entry(
+            event,
+            kind,
+            Asset::Usd,
+            minus(cost),
+            0,
+            after[Asset::Usd.index()],
+            reference.to_string(),
+        ),
+        entry(
+            event,
+            kind,
+            Asset::Dvm,
+            plus(quantity),
+            0,
+            after[Asset::Dvm.index()],
+            reference.to_string(),
+        ),
+    ]
+}
+
 /// The ledger entries one event makes in `account`, newest last.
 pub fn ledger_entries(
     context: &Context,
@@ -111,26 +142,22 @@ pub fn ledger_entries(
             idempotency_key,
             account_after,
             ..
-        } if *buyer == account => vec![
-            entry(
-                event,
-                "purchase",
-                Asset::Usd,
-                minus(*cost),
-                0,
-                account_after[Asset::Usd.index()],
-                idempotency_key.to_string(),
-            ),
-            entry(
-                event,
-                "purchase",
-                Asset::Dvm,
-                plus(*quantity),
-                0,
-                account_after[Asset::Dvm.index()],
-                idempotency_key.to_string(),
-            ),
-        ],
+        } if *buyer == account => purchase_entries(
+            event,
+            "purchase",
+            (*quantity, *cost),
+            account_after,
+            idempotency_key,
+        ),
+        EventKind::AutoToppedUp {
+            account: holder,
+            quantity,
+            cost,
+            account_after,
+            ..
+        } if *holder == account => {
+            purchase_entries(event, "auto_top_up", (*quantity, *cost), account_after, "")
+        }
         EventKind::Charged {
             account: charged,
             amount: taken,
@@ -253,6 +280,9 @@ pub fn ledger_entries(
         | EventKind::TokenChanged { .. }
         | EventKind::IssuePriceSet { .. }
         | EventKind::DivmidsBought { .. }
+        | EventKind::AutoToppedUp { .. }
+        | EventKind::AutoTopUpSet { .. }
+        | EventKind::SpendLimitSet { .. }
         | EventKind::Charged { .. }
         | EventKind::OrderAccepted(_)
         | EventKind::OrderReduced { .. }

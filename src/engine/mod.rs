@@ -15,6 +15,7 @@
 mod book;
 mod level_book;
 mod matching;
+mod metering;
 mod reference_book;
 mod sequencer;
 mod slot_index;

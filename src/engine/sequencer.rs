@@ -18,7 +18,10 @@ use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
 use std::collections::VecDeque;
 
-use crate::ledger::{sale_cost, IdempotencyRecords, Ledger, REVENUE, REVOKED_TOKEN_HASH, TREASURY};
+use crate::ledger::{
+    sale_cost, IdempotencyRecords, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH,
+    TREASURY,
+};
 use crate::types::{
     AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Role, Side, TimeInForce,
 };
@@ -40,6 +43,8 @@ pub(super) struct ClientOrder {
 pub struct Sequencer<B: OrderBook = LevelBook> {
     pub(super) config: EngineConfig,
     pub(super) ledger: Ledger,
+    /// Holders' automatic top-ups and spend limits.
+    pub(super) prepaid: PrepaidPool,
     pub(super) idempotency: IdempotencyRecords,
     /// Each market's grid, indexed by [`MarketId`], copied out of the configuration for
     /// the matching path.
@@ -78,6 +83,7 @@ impl<B: OrderBook> Sequencer<B> {
             config,
             grids,
             ledger: Ledger::new(),
+            prepaid: PrepaidPool::default(),
             idempotency: IdempotencyRecords::default(),
             books,
             open_orders: Vec::new(),
@@ -196,10 +202,23 @@ impl<B: OrderBook> Sequencer<B> {
                 if price.0 == 0 {
                     return Err(Reject::invalid("price", "must be positive"));
                 }
-                self.ledger.set_issue_price(tier, price);
+                self.ledger.set_issue_price(IssuePriceChange {
+                    seq: self.next_seq,
+                    time_ms: self.timestamp_ms,
+                    tier,
+                    price,
+                });
                 self.emit(events, || EventKind::IssuePriceSet { tier, price });
                 Ok(Reply::IssuePriceSet)
             }
+            Command::SetAutoTopUp { account, settings } => {
+                self.set_auto_top_up(account, settings, events)
+            }
+            Command::SetSpendLimit {
+                account,
+                service,
+                daily_max,
+            } => self.set_spend_limit(account, service, daily_max, events),
             _ => self.apply_keyed(command, events),
         }
     }
@@ -472,50 +491,6 @@ impl<B: OrderBook> Sequencer<B> {
         })
     }
 
-    fn charge(
-        &mut self,
-        service: AccountId,
-        account: AccountId,
-        amount: Amount,
-        memo: &str,
-        idempotency_key: &str,
-        events: &mut Vec<Event>,
-    ) -> Result<Reply, Reject> {
-        self.require_positive("amount", amount)?;
-        self.check_text("memo", memo, self.config.limits.memo_length_max, false)?;
-        self.ledger.require(service, Role::Service, "service")?;
-        match self.ledger.account(account) {
-            Some(charged) if charged.role == Role::Trader => {}
-            Some(_) => {
-                return Err(Reject::invalid(
-                    "account_id",
-                    "only a trader account can be charged",
-                ))
-            }
-            None => {
-                return Err(Reject::NotFound {
-                    field: "account_id",
-                })
-            }
-        }
-        let (balance_after, revenue_after) =
-            self.ledger
-                .transfer(account, REVENUE, Asset::Dvm, amount, "amount")?;
-        self.emit(events, || EventKind::Charged {
-            service,
-            account,
-            amount,
-            memo: memo.into(),
-            idempotency_key: idempotency_key.into(),
-            balance_after,
-            revenue_after,
-        });
-        Ok(Reply::Charged {
-            balance_after,
-            seq: self.last_seq(),
-        })
-    }
-
     /// Appends an event with the next sequence number. The event is built by `kind`
     /// once there is room for it (`extend` reserves before it asks), so it is written
     /// straight into `events` instead of being built aside and copied: a copy of 168 bytes
@@ -564,6 +539,11 @@ impl<B: OrderBook> Sequencer<B> {
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Holders' automatic top-ups and spend limits.
+    pub fn prepaid(&self) -> &PrepaidPool {
+        &self.prepaid
     }
 
     /// The divmid supply.

@@ -13,7 +13,7 @@ use super::sequencer::{ClientOrder, Sequencer};
 use crate::command::NewOrder;
 use crate::config::EngineConfig;
 use crate::event::OrderView;
-use crate::ledger::{IdempotencyRecord, IdempotencyRecords, Ledger};
+use crate::ledger::{IdempotencyRecord, IdempotencyRecords, Ledger, PrepaidPool};
 use crate::types::{AccountId, OrderId, Side};
 
 /// Everything a sequencer needs to continue where it was.
@@ -29,6 +29,8 @@ pub struct SequencerSnapshot {
     pub clock_ms: u64,
     /// Accounts and balances.
     pub ledger: Ledger,
+    /// Holders' automatic top-ups and spend limits.
+    pub prepaid: PrepaidPool,
     /// Idempotency keys applied within the retention window, sorted by account and key.
     pub idempotency: Vec<IdempotencyRecord>,
     /// Per market: the bids, then the asks, each side in priority order.
@@ -102,6 +104,7 @@ impl<B: OrderBook> Sequencer<B> {
             next_trade_id: self.next_trade_id,
             clock_ms: self.clock_ms,
             ledger: self.ledger.clone(),
+            prepaid: self.prepaid.clone(),
             idempotency: self.idempotency.live(self.clock_ms),
             books,
             client_orders,
@@ -112,8 +115,11 @@ impl<B: OrderBook> Sequencer<B> {
     /// client order ids kept.
     pub fn state_records(&self) -> u64 {
         let resting: usize = self.books.iter().map(|book| book.len()).sum();
-        (self.ledger.accounts().len() + resting + self.idempotency.len() + self.client_orders.len())
-            as u64
+        (self.ledger.accounts().len()
+            + self.prepaid.len()
+            + resting
+            + self.idempotency.len()
+            + self.client_orders.len()) as u64
     }
 
     /// SHA-256 of the canonical encoding of the whole state.
@@ -143,6 +149,7 @@ impl<B: OrderBook> Sequencer<B> {
         sequencer.next_trade_id = snapshot.next_trade_id;
         sequencer.clock_ms = snapshot.clock_ms;
         sequencer.ledger = snapshot.ledger;
+        sequencer.prepaid = snapshot.prepaid;
         sequencer.idempotency = IdempotencyRecords::from_live(snapshot.idempotency)?;
         for (index, orders) in snapshot.books.into_iter().enumerate() {
             // Inserting in priority order into an empty book restores time priority.

@@ -14,9 +14,15 @@
 
 mod account;
 mod idempotency;
+mod prepaid;
 
 pub use account::Account;
 pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
+pub use prepaid::{
+    month_start_ms, utc_day, utc_month, AutoTopUp, DailySpend, PrepaidPool, TopUpAccount, DAY_MS,
+};
+
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +35,23 @@ pub const TREASURY: AccountId = AccountId(1);
 /// The issuer's revenue: divmids that services charged, i.e. spent divmids.
 pub const REVENUE: AccountId = AccountId(2);
 
+/// Changes of the issue prices kept: the issuer changes them rarely, and a thousand
+/// changes answer in one message of about 40 KB.
+pub const ISSUE_PRICE_CHANGES_KEPT: usize = 1_000;
+
+/// One change of a tier's issue price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuePriceChange {
+    /// The sequence number of its event.
+    pub seq: u64,
+    /// The time its command carried, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The tier.
+    pub tier: Tier,
+    /// The new price.
+    pub price: IssuePrice,
+}
+
 /// The token hash of an account whose token was revoked: no token hashes to it (finding
 /// one would mean inverting SHA-256), and authentication never registers it.
 pub const REVOKED_TOKEN_HASH: [u8; 32] = [0; 32];
@@ -40,6 +63,8 @@ pub struct Ledger {
     accounts: Vec<Account>,
     /// The price of the issuer's sales per tier, unset until the issuer sets it.
     issue_prices: [Option<IssuePrice>; 2],
+    /// The last [`ISSUE_PRICE_CHANGES_KEPT`] changes of the issue prices, oldest first.
+    issue_price_changes: VecDeque<IssuePriceChange>,
     /// Micro-DVM ever minted.
     dvm_minted: u64,
     /// Micro-USD ever deposited.
@@ -63,6 +88,7 @@ impl Ledger {
         let mut ledger = Ledger {
             accounts: Vec::new(),
             issue_prices: [None, None],
+            issue_price_changes: VecDeque::new(),
             dvm_minted: 0,
             usd_deposited: 0,
             usd_withdrawn: 0,
@@ -159,9 +185,19 @@ impl Ledger {
         self.issue_prices[tier.index()]
     }
 
-    /// Sets the sale price for a tier.
-    pub fn set_issue_price(&mut self, tier: Tier, price: IssuePrice) {
-        self.issue_prices[tier.index()] = Some(price);
+    /// Sets the sale price for a tier, and keeps the change (the oldest kept is forgotten
+    /// beyond [`ISSUE_PRICE_CHANGES_KEPT`]).
+    pub fn set_issue_price(&mut self, change: IssuePriceChange) {
+        self.issue_prices[change.tier.index()] = Some(change.price);
+        if self.issue_price_changes.len() == ISSUE_PRICE_CHANGES_KEPT {
+            self.issue_price_changes.pop_front();
+        }
+        self.issue_price_changes.push_back(change);
+    }
+
+    /// The last changes of the issue prices, oldest first.
+    pub fn issue_price_changes(&self) -> &VecDeque<IssuePriceChange> {
+        &self.issue_price_changes
     }
 
     /// New divmids into the treasury, from outside. Refused if the supply would overflow.

@@ -63,11 +63,15 @@ pub fn accounts_of(event: &Event) -> Vec<AccountId> {
         | EventKind::OrderReduced { account, .. }
         | EventKind::OrderReplaced { account, .. }
         | EventKind::OrderRested { account, .. }
-        | EventKind::OrderDone { account, .. } => vec![*account],
+        | EventKind::OrderDone { account, .. }
+        | EventKind::AutoTopUpSet { account, .. }
+        | EventKind::SpendLimitSet { account, .. } => vec![*account],
         EventKind::OrderAccepted(order) => vec![order.account],
         EventKind::IssuePriceSet { .. } => Vec::new(),
         EventKind::Minted { .. } => vec![TREASURY],
-        EventKind::DivmidsBought { account, .. } => vec![*account, TREASURY],
+        EventKind::DivmidsBought { account, .. } | EventKind::AutoToppedUp { account, .. } => {
+            vec![*account, TREASURY]
+        }
         EventKind::Charged { account, .. } => vec![*account, REVENUE],
         EventKind::Fill(fill) => vec![fill.maker_account, fill.taker_account],
     }

@@ -14,9 +14,10 @@ use super::StoreError;
 use crate::engine::SequencerSnapshot;
 
 /// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
-/// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times) is
-/// passed over like a damaged one, and the journal replays what it covered.
-const MAGIC: &[u8; 8] = b"DVMSNAP3";
+/// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times;
+/// `DVMSNAP3`, before the prepaid pool and the issue prices' changes) is passed over like
+/// a damaged one, and the journal replays what it covered.
+const MAGIC: &[u8; 8] = b"DVMSNAP4";
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
 

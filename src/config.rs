@@ -327,6 +327,13 @@ pub struct ServerConfig {
     pub page_size_max: u32,
     /// Days of one-minute candles kept (and rebuilt from the journal at start).
     pub candle_retention_days: u64,
+    /// Days of metering usage (charges per holder, service and hour, and top-ups) kept,
+    /// and rebuilt from the journal at start.
+    pub usage_retention_days: u64,
+    /// Usage rows (one per holder, service and hour with a charge) kept, at most: about
+    /// 110 bytes each. Beyond it the oldest hours are forgotten first, and answers say
+    /// from when usage is kept.
+    pub usage_rows_max: usize,
     /// Account holders' streams (order updates) open at once, at most.
     pub stream_subscribers_max: usize,
     /// Connections open at once, at most; more wait in the kernel's backlog until one
@@ -398,6 +405,8 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             page_size_max: 1_000,
             candle_retention_days: 31,
+            usage_retention_days: 31,
+            usage_rows_max: 1_000_000,
             stream_subscribers_max: 4_096,
             anonymous_streams_max: 4_096,
             connections_max: 10_000,
@@ -470,6 +479,8 @@ impl Config {
             range("server.request_timeout_ms", server.request_timeout_ms, 1, hour_ms),
             range("server.page_size_max", server.page_size_max, 1, 100_000),
             range("server.candle_retention_days", server.candle_retention_days, 0, 3_660),
+            range("server.usage_retention_days", server.usage_retention_days, 1, 3_660),
+            range("server.usage_rows_max", server.usage_rows_max, 1, 100_000_000),
             range("server.stream_subscribers_max", server.stream_subscribers_max, 1, 1_000_000),
             range("server.connections_max", server.connections_max, 1, 1_000_000),
             range("server.handshake_timeout_ms", server.handshake_timeout_ms, 100, hour_ms),

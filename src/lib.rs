@@ -15,6 +15,8 @@
 //! - [`store`]: the journal and snapshots in sled and files, and recovery; the only module
 //!   that knows sled.
 //! - [`market_data`]: candles and the ticker, built from committed trades.
+//! - [`usage`]: metering usage per holder, service and hour, and the top-ups, built from
+//!   committed charges; pure and bounded.
 //! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
 //!   outcomes are released and events broadcast only once committed.
 
@@ -29,3 +31,4 @@ pub mod market_data;
 pub mod pipeline;
 pub mod store;
 pub mod types;
+pub mod usage;

@@ -888,6 +888,50 @@ async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str,
             ),
         ),
         (
+            "SetAutoTopUp",
+            call!(
+                c.wallet,
+                set_auto_top_up,
+                proto::SetAutoTopUpRequest::default()
+            ),
+        ),
+        (
+            "GetAutoTopUp",
+            call!(
+                c.wallet,
+                get_auto_top_up,
+                proto::GetAutoTopUpRequest::default()
+            ),
+        ),
+        (
+            "SetSpendLimit",
+            call!(
+                c.wallet,
+                set_spend_limit,
+                proto::SetSpendLimitRequest::default()
+            ),
+        ),
+        (
+            "ListSpendLimits",
+            call!(
+                c.wallet,
+                list_spend_limits,
+                proto::ListSpendLimitsRequest::default()
+            ),
+        ),
+        (
+            "GetUsage",
+            call!(c.wallet, get_usage, proto::GetUsageRequest::default()),
+        ),
+        (
+            "GetServiceUsage",
+            call!(
+                c.metering,
+                get_service_usage,
+                proto::GetServiceUsageRequest::default()
+            ),
+        ),
+        (
             "Charge",
             call!(c.metering, charge, proto::ChargeRequest::default()),
         ),
@@ -987,7 +1031,7 @@ async fn the_authorization_matrix_covers_every_rpc() {
         "RotateToken",
         "RevokeToken",
     ];
-    let service_rpcs = ["Charge", "ChargeSession"];
+    let service_rpcs = ["Charge", "ChargeSession", "GetServiceUsage"];
     for (name, code) in every_rpc(&channel, None).await {
         assert_eq!(code, Code::Unauthenticated, "{name} without a token");
     }

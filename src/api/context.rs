@@ -70,6 +70,8 @@ pub enum StreamKind {
 pub struct MarketDataState {
     /// The statistics.
     pub stats: std::sync::RwLock<TradeStats>,
+    /// Metering usage per holder, service and hour, and the top-ups.
+    pub usage: std::sync::RwLock<crate::usage::Usage>,
     /// Set once the feed has replayed the journal up to the committed state.
     pub ready: std::sync::atomic::AtomicBool,
 }
@@ -329,6 +331,17 @@ pub fn parse_issue_price(field: &'static str, text: &str) -> Result<IssuePrice, 
     parse_units(field, text, IssuePrice::DECIMAL_PLACES)
         .map(IssuePrice)
         .map_err(|reject| from_reject(&reject))
+}
+
+/// An issue price for the wire: USD per DVM with six decimals, or up to twelve where it
+/// has them ("0.600000", "0.000001500000" is "0.0000015").
+pub fn issue_price(price: IssuePrice) -> String {
+    let mut text = format_units(price.0, IssuePrice::DECIMAL_PLACES);
+    let places_min = text.len() - (IssuePrice::DECIMAL_PLACES - AMOUNT_PLACES) as usize;
+    while text.len() > places_min && text.ends_with('0') {
+        text.pop();
+    }
+    text
 }
 
 /// An amount for the wire, with six decimals.

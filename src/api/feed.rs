@@ -1,5 +1,6 @@
-//! The market-data feed: replays the journal's recent trades into the statistics at
-//! start, then applies every committed batch the pipeline broadcasts. A feed that falls
+//! The market-data feed: replays the journal's recent trades and charges into the
+//! statistics and the metering usage at start, then applies every committed batch the
+//! pipeline broadcasts. A feed that falls
 //! behind the broadcast catches up from the journal, so no trade is missed or counted
 //! twice.
 
@@ -24,7 +25,7 @@ pub async fn run(
     history: History,
     retention_days: u64,
 ) {
-    // Start where the retained candles begin rather than at genesis.
+    // Start where the retained candles and usage begin rather than at genesis.
     let since = now_ms().saturating_sub(retention_days.max(1) * 24 * 60 * 60 * 1_000);
     let start = {
         let history = history.clone();
@@ -58,12 +59,24 @@ fn apply_from(state: &MarketDataState, seq: u64) {
     if let Ok(mut stats) = state.stats.write() {
         stats.skip_to(seq);
     }
+    if let Ok(mut usage) = state.usage.write() {
+        usage.skip_to(seq);
+    }
 }
 
 fn apply(state: &MarketDataState, events: &[Event]) {
     if let Ok(mut stats) = state.stats.write() {
         for event in events {
             stats.apply(event);
+        }
+    }
+    if let Ok(mut usage) = state.usage.write() {
+        for event in events {
+            usage.apply(event);
+        }
+        // Every event of the batch is counted, charges or not.
+        if let Some(last) = events.last() {
+            usage.skip_to(last.seq);
         }
     }
 }
@@ -91,14 +104,21 @@ async fn catch_up(
                 EVENTS_PER_READ,
                 EVENTS_PER_READ * 16,
                 target,
-                |event| matches!(event.kind, EventKind::Fill(_)),
+                |event| {
+                    matches!(
+                        event.kind,
+                        EventKind::Fill(_)
+                            | EventKind::Charged { .. }
+                            | EventKind::AutoToppedUp { .. }
+                    )
+                },
             )
         })
         .await;
         match page {
             Ok(Ok(page)) => {
                 apply(state, &page.events);
-                // Nothing but trades were kept: move past what the page looked at.
+                // Nothing but trades and charges were kept: move past what the page looked at.
                 let reached = page.next.unwrap_or(target);
                 apply_from(state, reached);
             }

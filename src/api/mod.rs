@@ -25,3 +25,4 @@ pub mod status;
 pub mod streams;
 pub mod tls;
 pub mod updates;
+pub mod usage;

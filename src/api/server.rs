@@ -24,6 +24,7 @@ use crate::engine::LevelBook;
 use crate::market_data::TradeStats;
 use crate::pipeline::Pipeline;
 use crate::store::{recover, Journal, Store};
+use crate::usage::Usage;
 
 /// Why the exchange could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,10 @@ pub fn open_with<J: Journal>(
         stats: std::sync::RwLock::new(TradeStats::new(
             config.engine.markets.len(),
             config.server.candle_retention_days,
+        )),
+        usage: std::sync::RwLock::new(Usage::new(
+            config.server.usage_retention_days * crate::usage::DAY_MS,
+            config.server.usage_rows_max,
         )),
         ready: std::sync::atomic::AtomicBool::new(false),
     });
@@ -229,7 +234,11 @@ fn start_feeds(context: &Arc<Context>) -> [tokio::task::JoinHandle<()>; 2] {
         context.pipeline.subscribe(),
         context.pipeline.committed_handle(),
         context.history.clone(),
-        context.config.server.candle_retention_days,
+        context
+            .config
+            .server
+            .candle_retention_days
+            .max(context.config.server.usage_retention_days),
     ));
     let book_feed = tokio::spawn(super::book_stream::feed(
         Arc::clone(context),

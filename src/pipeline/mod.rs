@@ -32,8 +32,9 @@ use crate::engine::{Level, RestingOrder};
 use crate::engine::{OrderBook, Sequencer};
 use crate::error::Reject;
 use crate::event::{Event, OrderView, Reply, Supply};
+use crate::ledger::{DailySpend, IssuePriceChange, TopUpAccount};
 use crate::store::{History, Journal};
-use crate::types::{AccountId, Balances, MarketId, OrderId};
+use crate::types::{AccountId, Balances, IssuePrice, MarketId, OrderId};
 
 /// Sizes of the pipeline's queues and batches.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -134,6 +135,10 @@ pub enum Query {
     Supply,
     /// Every resting order of every market, to seed a replica of the books.
     RestingOrders,
+    /// A holder's top-up settings and spend limits.
+    Prepaid(AccountId),
+    /// The issue prices now and their last changes.
+    IssuePrices,
 }
 
 /// The answer to a [`Query`].
@@ -165,6 +170,21 @@ pub enum Answer {
         orders: Vec<Vec<RestingOrder>>,
         /// The sequence number they reflect.
         seq: u64,
+    },
+    /// A holder's top-up settings (if it ever set them) and spend limits by service.
+    Prepaid {
+        /// The settings and the month's spending.
+        top_up: Option<TopUpAccount>,
+        /// Per service.
+        spend_limits: Vec<(AccountId, DailySpend)>,
+    },
+    /// The issue price per tier (indexed by [`crate::types::Tier::index`]) and the last
+    /// changes, oldest first.
+    IssuePrices {
+        /// Per tier, once set.
+        prices: [Option<IssuePrice>; 2],
+        /// Oldest first.
+        changes: Vec<IssuePriceChange>,
     },
 }
 

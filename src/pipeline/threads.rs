@@ -13,7 +13,7 @@ use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
 use crate::store::{History, Journal, JournalRecord, Snapshots};
-use crate::types::Side;
+use crate::types::{Side, Tier};
 
 /// An outcome waiting for its batch to be committed.
 pub(super) enum Pending {
@@ -232,6 +232,21 @@ fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer
             }
         }
         Query::Supply => Answer::Supply(sequencer.supply()),
+        Query::Prepaid(account) => Answer::Prepaid {
+            top_up: sequencer.prepaid().top_up(account).copied(),
+            spend_limits: sequencer
+                .prepaid()
+                .spend_limits_of(account)
+                .map(|(service, spend)| (service, *spend))
+                .collect(),
+        },
+        Query::IssuePrices => {
+            let ledger = sequencer.ledger();
+            Answer::IssuePrices {
+                prices: Tier::ALL.map(|tier| ledger.issue_price(tier)),
+                changes: ledger.issue_price_changes().iter().copied().collect(),
+            }
+        }
         Query::AppliedReply(command) => Answer::AppliedReply(
             sequencer
                 .applied_reply(&command)

@@ -1,4 +1,4 @@
-//! `MarketData`: markets, books, trades, tickers and candles, for anyone.
+//! `MarketData`: markets, books, trades, tickers, candles and the issue prices, for anyone.
 
 use std::sync::Arc;
 
@@ -6,13 +6,49 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::Api;
-use crate::api::context::{micros_to_units, required};
+use crate::api::context::{issue_price, micros_to_units, required};
 use crate::api::proto;
 use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS};
 use crate::pipeline::{Answer, Query};
+use crate::types::Tier;
 
 #[tonic::async_trait]
 impl proto::market_data_server::MarketData for Api {
+    async fn get_issue_prices(
+        &self,
+        _request: Request<proto::GetIssuePricesRequest>,
+    ) -> Result<Response<proto::GetIssuePricesResponse>, Status> {
+        let Answer::IssuePrices { prices, changes } =
+            self.context.query(Query::IssuePrices).await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let tier_to_wire = |tier: Tier| match tier {
+            Tier::Public => proto::Tier::Public as i32,
+            Tier::Subscriber => proto::Tier::Subscriber as i32,
+        };
+        Ok(Response::new(proto::GetIssuePricesResponse {
+            prices: Tier::ALL
+                .into_iter()
+                .filter_map(|tier| {
+                    Some(proto::IssuePriceNow {
+                        tier: tier_to_wire(tier),
+                        price: issue_price(prices[tier.index()]?),
+                    })
+                })
+                .collect(),
+            changes: changes
+                .into_iter()
+                .map(|change| proto::IssuePriceChange {
+                    seq: change.seq,
+                    time_ms: change.time_ms,
+                    tier: tier_to_wire(change.tier),
+                    price: issue_price(change.price),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_markets(
         &self,
         _request: Request<proto::GetMarketsRequest>,

@@ -1,4 +1,4 @@
-//! `Metering`: charges by platform services.
+//! `Metering`: charges by platform services, and their usage.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use super::unexpected;
 use super::Api;
 use crate::api::context::amount;
 use crate::api::proto;
+use crate::api::usage::{self, Asked, Owner};
 use crate::event::Reply;
 use crate::types::Role;
 
@@ -44,5 +45,36 @@ impl proto::metering_server::Metering for Api {
             caller,
             request.into_inner(),
         )))
+    }
+
+    async fn get_service_usage(
+        &self,
+        request: Request<proto::GetServiceUsageRequest>,
+    ) -> Result<Response<proto::GetServiceUsageResponse>, Status> {
+        let caller = self.caller(&request, Role::Service)?;
+        let message = request.into_inner();
+        let asked = Asked {
+            from_ms: message.from_ms,
+            to_ms: message.to_ms,
+            interval: message.interval,
+            page_size: message.page_size,
+            page_token: &message.page_token,
+        };
+        let answer = usage::answer(&self.context, Owner::Service(caller.account), asked).await?;
+        Ok(Response::new(proto::GetServiceUsageResponse {
+            rows: answer
+                .rows
+                .into_iter()
+                .map(|(start_ms, holder, sum)| proto::ServiceUsageRow {
+                    account_id: holder.to_string(),
+                    interval_start_ms: start_ms,
+                    charges: sum.charges,
+                    amount: amount(sum.amount),
+                })
+                .collect(),
+            next_page_token: answer.next_page_token,
+            seq: answer.seq,
+            kept_from_ms: answer.kept_from_ms,
+        }))
     }
 }

@@ -1,4 +1,5 @@
-//! `Wallet`: balances, deposits, withdrawals, purchases from the treasury, the ledger.
+//! `Wallet`: balances, deposits, withdrawals, purchases from the treasury, the ledger, and
+//! the prepaid pool's settings (automatic top-up, spend limits) and usage.
 
 use std::sync::Arc;
 
@@ -6,14 +7,18 @@ use tonic::{Request, Response, Status};
 
 use super::unexpected;
 use super::Api;
-use crate::api::context::{amount, balance, parse_amount, parse_issue_price, required};
+use crate::api::context::{
+    amount, balance, issue_price, now_ms, parse_amount, parse_id, parse_issue_price, required,
+};
 use crate::api::history;
 use crate::api::proto;
 use crate::api::status::from_reject;
+use crate::api::usage::{self, Asked, Owner};
 use crate::command::Command;
 use crate::event::Reply;
+use crate::ledger::AutoTopUp;
 use crate::pipeline::{Answer, Query};
-use crate::types::{Asset, FundingSourceKind, Role};
+use crate::types::{AccountId, Amount, Asset, FundingSourceKind, IssuePrice, Role};
 
 #[tonic::async_trait]
 impl proto::wallet_server::Wallet for Api {
@@ -171,4 +176,169 @@ impl proto::wallet_server::Wallet for Api {
             next_page_token: next,
         }))
     }
+
+    async fn set_auto_top_up(
+        &self,
+        request: Request<proto::SetAutoTopUpRequest>,
+    ) -> Result<Response<proto::SetAutoTopUpResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let settings = AutoTopUp {
+            enabled: message.enabled,
+            threshold: amount_or_zero("threshold", &message.threshold)?,
+            target: amount_or_zero("target", &message.target)?,
+            max_price: match is_zero(&message.max_price) {
+                true => IssuePrice(0),
+                false => parse_issue_price("max_price", &message.max_price)?,
+            },
+            monthly_max_usd: amount_or_zero("monthly_max_usd", &message.monthly_max_usd)?,
+        };
+        let committed = self
+            .context
+            .command(Command::SetAutoTopUp {
+                account: caller.account,
+                settings,
+            })
+            .await?;
+        Ok(Response::new(proto::SetAutoTopUpResponse {
+            seq: last_seq(&committed.events),
+        }))
+    }
+
+    async fn get_auto_top_up(
+        &self,
+        request: Request<proto::GetAutoTopUpRequest>,
+    ) -> Result<Response<proto::GetAutoTopUpResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let Answer::Prepaid { top_up, .. } =
+            self.context.query(Query::Prepaid(caller.account)).await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let settings = top_up.map(|account| account.settings);
+        let settings = settings.unwrap_or(AutoTopUp {
+            enabled: false,
+            threshold: Amount::ZERO,
+            target: Amount::ZERO,
+            max_price: IssuePrice(0),
+            monthly_max_usd: Amount::ZERO,
+        });
+        let spent = top_up.map_or(Amount::ZERO, |account| account.spent_in_month_of(now_ms()));
+        Ok(Response::new(proto::GetAutoTopUpResponse {
+            enabled: settings.enabled,
+            threshold: amount(settings.threshold),
+            target: amount(settings.target),
+            max_price: issue_price(settings.max_price),
+            monthly_max_usd: amount(settings.monthly_max_usd),
+            month_spent_usd: amount(spent),
+        }))
+    }
+
+    async fn set_spend_limit(
+        &self,
+        request: Request<proto::SetSpendLimitRequest>,
+    ) -> Result<Response<proto::SetSpendLimitResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let service = AccountId(parse_id("service_account_id", &message.service_account_id)?);
+        let daily_max = match message.daily_max.is_empty() {
+            true => None,
+            false => Some(amount_or_zero("daily_max", &message.daily_max)?),
+        };
+        let committed = self
+            .context
+            .command(Command::SetSpendLimit {
+                account: caller.account,
+                service,
+                daily_max,
+            })
+            .await?;
+        Ok(Response::new(proto::SetSpendLimitResponse {
+            seq: last_seq(&committed.events),
+        }))
+    }
+
+    async fn list_spend_limits(
+        &self,
+        request: Request<proto::ListSpendLimitsRequest>,
+    ) -> Result<Response<proto::ListSpendLimitsResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let Answer::Prepaid { spend_limits, .. } =
+            self.context.query(Query::Prepaid(caller.account)).await?
+        else {
+            return Err(Status::internal("unexpected answer"));
+        };
+        let now = now_ms();
+        let limits = spend_limits
+            .into_iter()
+            .map(|(service, spend)| proto::SpendLimit {
+                service_account_id: service.to_string(),
+                daily_max: amount(spend.daily_max),
+                spent_today: amount(spend.spent_on_day_of(now)),
+            })
+            .collect();
+        Ok(Response::new(proto::ListSpendLimitsResponse { limits }))
+    }
+
+    async fn get_usage(
+        &self,
+        request: Request<proto::GetUsageRequest>,
+    ) -> Result<Response<proto::GetUsageResponse>, Status> {
+        let caller = self.caller(&request, Role::Trader)?;
+        let message = request.into_inner();
+        let asked = Asked {
+            from_ms: message.from_ms,
+            to_ms: message.to_ms,
+            interval: message.interval,
+            page_size: message.page_size,
+            page_token: &message.page_token,
+        };
+        let answer = usage::answer(&self.context, Owner::Holder(caller.account), asked).await?;
+        let (top_ups, top_ups_truncated) = answer.top_ups;
+        Ok(Response::new(proto::GetUsageResponse {
+            rows: answer
+                .rows
+                .into_iter()
+                .map(|(start_ms, service, sum)| proto::UsageRow {
+                    service_account_id: service.to_string(),
+                    interval_start_ms: start_ms,
+                    charges: sum.charges,
+                    amount: amount(sum.amount),
+                })
+                .collect(),
+            top_ups: top_ups
+                .into_iter()
+                .map(|record| proto::TopUp {
+                    seq: record.seq,
+                    time_ms: record.time_ms,
+                    quantity: amount(record.quantity),
+                    cost: amount(record.cost),
+                })
+                .collect(),
+            top_ups_truncated,
+            next_page_token: answer.next_page_token,
+            seq: answer.seq,
+            kept_from_ms: answer.kept_from_ms,
+        }))
+    }
+}
+
+/// Whether a wire decimal is zero ("0", "0.00"); empty counts as zero.
+fn is_zero(text: &str) -> bool {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    text.is_empty()
+        || (whole == "0" && !fraction.is_empty() && fraction.bytes().all(|byte| byte == b'0'))
+}
+
+/// An amount that may be zero (or empty, meaning zero); otherwise as `parse_amount`.
+fn amount_or_zero(field: &'static str, text: &str) -> Result<Amount, Status> {
+    match is_zero(text) {
+        true => Ok(Amount::ZERO),
+        false => parse_amount(field, text),
+    }
+}
+
+/// The sequence number of a command's last event.
+fn last_seq(events: &[crate::event::Event]) -> u64 {
+    events.last().map_or(0, |event| event.seq)
 }

@@ -210,4 +210,11 @@ impl Metering for Echo {
         });
         Ok(Response::new(Box::pin(responses)))
     }
+
+    async fn get_service_usage(
+        &self,
+        _: Request<proto::GetServiceUsageRequest>,
+    ) -> Result<Response<proto::GetServiceUsageResponse>, Status> {
+        unimplemented()
+    }
 }

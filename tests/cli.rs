@@ -30,6 +30,97 @@ fn printed(server: &str, token: Option<&str>, arguments: &[&str]) -> String {
     output
 }
 
+/// A running server and how to stop it.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), divmid::api::server::ServeError>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("the server task")
+            .expect("the server stops cleanly");
+    }
+}
+
+/// Starts a server on `data_dir` and returns its address for `--server`.
+async fn start(data_dir: &std::path::Path) -> (String, Running) {
+    let mut config = Config::default();
+    config.server.data_dir = data_dir.to_path_buf();
+    config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
+    let context = open(config, None).expect("opens");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let server = format!("http://{}", listener.local_addr().expect("bound"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(listener, context, async {
+        let _ = stopped.await;
+    }));
+    (server, Running { stop, task })
+}
+
+/// Opens an account with the issuer's token and returns the printed id and token.
+fn create_account(server: &str, name: &str, role: &str) -> (String, String) {
+    let created = printed(
+        server,
+        Some(ISSUER_TOKEN),
+        &[
+            "issuer",
+            "create-account",
+            "--name",
+            name,
+            "--tier",
+            "public",
+            "--role",
+            role,
+        ],
+    );
+    let field = |name: &str| {
+        created
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .expect("printed")
+            .to_string()
+    };
+    (field("account_id: "), field("api_token: "))
+}
+
+/// Runs `divmid` with `input` on its standard input.
+fn divmid_with_input(
+    server: &str,
+    token: &str,
+    arguments: &[&str],
+    input: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_divmid"))
+        .arg("--server")
+        .arg(server)
+        .env("DIVMID_TOKEN", token)
+        .args(arguments)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("divmid runs");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes())
+        .expect("written");
+    let output = child.wait_with_output().expect("divmid ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Opens a trader's account with the issuer's token and returns the printed token.
 fn create_trader(server: &str, name: &str, tier: &str) -> String {
     let created = printed(
@@ -56,18 +147,7 @@ fn create_trader(server: &str, name: &str, tier: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_runs_the_user_story() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::default();
-    config.server.data_dir = directory.path().to_path_buf();
-    config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
-    let context = open(config, None).expect("opens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let server = format!("http://{}", listener.local_addr().expect("bound"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(listener, context, async {
-        let _ = stopped.await;
-    }));
+    let (server, running) = start(directory.path()).await;
 
     let story = tokio::task::spawn_blocking(move || {
         let issuer = Some(ISSUER_TOKEN);
@@ -281,8 +361,137 @@ async fn the_client_runs_the_user_story() {
         .await
         .expect("the story ends within two minutes")
         .expect("the story runs");
-    let _ = stop.send(());
-    task.await
-        .expect("the server task")
-        .expect("the server stops cleanly");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_pipes_its_clicks_in_and_the_holders_pool_tops_itself_up() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (server, running) = start(directory.path()).await;
+    let story = tokio::task::spawn_blocking(move || {
+        let issuer = Some(ISSUER_TOKEN);
+        printed(
+            &server,
+            issuer,
+            &["issuer", "mint", "--amount", "1000", "--key", "m"],
+        );
+        printed(
+            &server,
+            issuer,
+            &["issuer", "set-price", "--tier", "public", "--price", "0.5"],
+        );
+        let prices = printed(&server, None, &["market", "issue-prices"]);
+        assert!(
+            prices.starts_with("TIER_PUBLIC: 0.500000 USD per DVM\n"),
+            "{prices}"
+        );
+        let (holder_id, holder) = create_account(&server, "hal", "trader");
+        let (service_id, service) = create_account(&server, "svc", "service");
+        let holder = Some(holder.as_str());
+        printed(
+            &server,
+            holder,
+            &[
+                "wallet",
+                "deposit",
+                "--source",
+                "egold",
+                "--amount",
+                "20",
+                "--reference",
+                "123456",
+                "--key",
+                "d",
+            ],
+        );
+        let (ok, _, error) = divmid(
+            &server,
+            holder,
+            &["wallet", "auto-top-up", "--threshold", "1"],
+        );
+        assert!(
+            !ok && error.contains("--target"),
+            "a partial setting is refused: {error}"
+        );
+        printed(
+            &server,
+            holder,
+            &[
+                "wallet",
+                "auto-top-up",
+                "--threshold",
+                "1",
+                "--target",
+                "10",
+                "--max-price",
+                "0.5",
+                "--monthly-max-usd",
+                "100",
+            ],
+        );
+        printed(
+            &server,
+            holder,
+            &[
+                "wallet",
+                "spend-limit",
+                "--service",
+                &service_id,
+                "--daily-max",
+                "3",
+            ],
+        );
+        // Three good clicks, a malformed line and one beyond the spend limit.
+        let clicks = format!(
+            "{holder_id} 1 c1 home\n{holder_id} 1 c2\n{holder_id} 1\n{holder_id} 0.5 c3\n{holder_id} 1 c4\n"
+        );
+        let (ok, output, error) =
+            divmid_with_input(&server, &service, &["charge", "--session"], &clicks);
+        assert!(!ok, "two lines were not charged");
+        let charged: Vec<&str> = output.lines().collect();
+        assert_eq!(charged.len(), 3, "{output}");
+        assert!(
+            charged[0].starts_with("line 1: charged 1.000000 DVM (seq "),
+            "{output}"
+        );
+        assert!(
+            charged[2].starts_with("line 4: charged 0.500000 DVM"),
+            "{output}"
+        );
+        assert!(
+            error.contains("line 3: expected ACCOUNT AMOUNT KEY"),
+            "{error}"
+        );
+        assert!(
+            error.contains("line 5: FailedPrecondition: amount: spend limit"),
+            "{error}"
+        );
+        assert!(error.contains("2 lines were not charged"), "{error}");
+        let settings = printed(&server, holder, &["wallet", "auto-top-up"]);
+        assert!(
+            settings.contains("spent this month: 5.000000 USD"),
+            "{settings}"
+        );
+        let limits = printed(&server, holder, &["wallet", "spend-limit"]);
+        assert_eq!(
+            limits.trim(),
+            format!("service {service_id}: 3.000000 DVM a day, 2.500000 charged today")
+        );
+        let usage = printed(&server, holder, &["wallet", "usage"]);
+        assert!(
+            usage.contains(" top-up: 10.000000 DVM for 5.000000 USD (seq "),
+            "{usage}"
+        );
+        assert!(
+            usage.contains(&format!(" service {service_id}: 3 charges, 2.500000 DVM")),
+            "{usage}"
+        );
+        let balances = printed(&server, holder, &["wallet", "balances"]);
+        assert!(balances.contains("DVM: available 7.500000"), "{balances}");
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(120), story)
+        .await
+        .expect("the story ends within two minutes")
+        .expect("the story runs");
+    running.stop().await;
 }

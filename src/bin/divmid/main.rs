@@ -3,6 +3,8 @@
 //! rates); the token comes from `--token` or `DIVMID_TOKEN`. The streams are followed until
 //! interrupted or until the `--limit` given.
 
+mod prepaid;
+
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,19 +58,24 @@ enum Top {
     /// A trader's orders.
     #[command(subcommand)]
     Order(OrderCommand),
-    /// A service charges a trader for usage.
+    /// A service charges a trader for usage: one charge, or with --session every line
+    /// of standard input (`ACCOUNT AMOUNT KEY [MEMO]`) through one stream, as the lines
+    /// come, so a service can pipe its clicks in.
     Charge {
         /// The account charged.
-        #[arg(long)]
-        account: String,
+        #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+        account: Option<String>,
         /// DVM, down to 0.000001.
-        #[arg(long, allow_hyphen_values = true)]
-        amount: String,
+        #[arg(long, allow_hyphen_values = true, required_unless_present = "session")]
+        amount: Option<String>,
         /// Makes a retry apply once.
-        #[arg(long)]
-        key: String,
+        #[arg(long, required_unless_present = "session")]
+        key: Option<String>,
         #[arg(long, default_value = "")]
         memo: String,
+        /// Reads charges from standard input, one a line, and answers each in order.
+        #[arg(long)]
+        session: bool,
     },
     /// Public market data.
     #[command(subcommand)]
@@ -177,6 +184,14 @@ enum WalletCommand {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// Prints your automatic top-up, or sets it (--threshold, --target, --max-price and
+    /// --monthly-max-usd together), or turns it --off.
+    AutoTopUp(prepaid::AutoTopUpArguments),
+    /// Lists your daily spend limits per service, or sets one (--service with
+    /// --daily-max) or removes one (--service with --remove).
+    SpendLimit(prepaid::SpendLimitArguments),
+    /// Prints the charges made to you per service and day (or hour), and your top-ups.
+    Usage(prepaid::UsageArguments),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -327,6 +342,8 @@ const _: () = assert!(CANDLES_DEFAULT as usize <= divmid::market_data::CANDLES_P
 enum MarketCommand {
     /// Lists the markets.
     List,
+    /// Prints the issuer's price per tier now, and every change of it.
+    IssuePrices,
     /// Prints a market's book.
     Book {
         #[arg(long, default_value = "DVM-USD")]
@@ -465,16 +482,20 @@ async fn run(arguments: Arguments) -> Result<(), String> {
         Top::Issuer(command) => issuer(IssuerClient::new(channel), &token, command).await,
         Top::Wallet(command) => wallet(WalletClient::new(channel), &token, command).await,
         Top::Order(command) => order(TradingClient::new(channel), &token, command).await,
+        Top::Charge { session: true, .. } => {
+            prepaid::charge_session(MeteringClient::new(channel), &token).await
+        }
         Top::Charge {
             account,
             amount,
             key,
             memo,
+            ..
         } => {
             let request = proto::ChargeRequest {
-                account_id: account,
-                amount,
-                idempotency_key: key,
+                account_id: account.unwrap_or_default(),
+                amount: amount.unwrap_or_default(),
+                idempotency_key: key.unwrap_or_default(),
                 memo,
             };
             let response = MeteringClient::new(channel)
@@ -679,6 +700,13 @@ async fn wallet(
             println!("cost: {} USD", response.cost);
             print_balances(&response.balances);
         }
+        WalletCommand::AutoTopUp(arguments) => {
+            return prepaid::auto_top_up(client, token, arguments).await
+        }
+        WalletCommand::SpendLimit(arguments) => {
+            return prepaid::spend_limit(client, token, arguments).await
+        }
+        WalletCommand::Usage(arguments) => return prepaid::usage(client, token, arguments).await,
         WalletCommand::Ledger {
             page_size,
             page_token,
@@ -992,6 +1020,7 @@ async fn market(
     command: MarketCommand,
 ) -> Result<(), String> {
     match command {
+        MarketCommand::IssuePrices => return prepaid::issue_prices(client).await,
         MarketCommand::List => {
             let response = client
                 .get_markets(proto::GetMarketsRequest {})

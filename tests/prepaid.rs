@@ -648,3 +648,57 @@ async fn the_issue_prices_and_every_change_are_public() {
         .all(|pair| pair[0].seq < pair[1].seq && pair[0].time_ms <= pair[1].time_ms));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_ledger_comes_in_pages_that_fit_the_message_limit() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let (holder_id, mut holder, mut service) = holder_and_service(&channel, "100").await;
+    holder
+        .wallet
+        .set_auto_top_up(set_top_up("1", "50", "100"))
+        .await
+        .expect("set");
+    let keys: Vec<String> = (0..1_000).map(|index| format!("click-{index}")).collect();
+    let charges = keys
+        .iter()
+        .map(|key| charge_request(&holder_id, "0.01", key))
+        .collect();
+    session(&mut service, charges).await;
+    let mut seqs = Vec::new();
+    let mut page_token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = holder
+            .wallet
+            .list_ledger_entries(proto::ListLedgerEntriesRequest {
+                page_size: 1_000,
+                page_token,
+            })
+            .await
+            .expect("a page within the message limit")
+            .into_inner();
+        pages += 1;
+        seqs.extend(
+            page.entries
+                .iter()
+                .filter(|entry| entry.kind == "charge")
+                .map(|entry| entry.seq),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert!(
+        pages > 1,
+        "1,000 entries of about 80 bytes do not fit 64 KiB"
+    );
+    assert_eq!(seqs.len(), 1_000, "every charge once");
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first, no repeat"
+    );
+    server.stop().await;
+}

@@ -77,9 +77,11 @@ pub(super) fn unexpected(reply: &Reply) -> Status {
 
 impl Api {
     /// A page of items derived from the account's events, newest first: events are read
-    /// from the store (off the async threads) until the page is full or history ends. The
-    /// page token is the sequence number of the last event read.
-    async fn page_from_history<T: Send + 'static>(
+    /// from the store (off the async threads) until the page is full, or one more event's
+    /// items would take the answer past the message limit, or history ends. An event's
+    /// items are never split between pages. The page token is the sequence number of the
+    /// last event in the page.
+    async fn page_from_history<T: prost::Message + 'static>(
         &self,
         account: AccountId,
         page_size: u32,
@@ -92,20 +94,36 @@ impl Api {
         } else {
             Some(parse_id("page_token", page_token)?)
         };
+        // Room for the page token and the message's own framing.
+        let bytes_max = self
+            .context
+            .config
+            .server
+            .message_bytes_max
+            .saturating_sub(256);
         let history = self.context.history.clone();
         let committed = self.context.pipeline.committed_seq();
         tokio::task::spawn_blocking(move || {
             let mut items = Vec::new();
+            let mut bytes = 0;
+            let token = |before: Option<u64>| before.map(|seq| seq.to_string()).unwrap_or_default();
             loop {
                 let page = history
                     .account_events(account, before, HISTORY_EVENTS_PER_READ, committed)
                     .map_err(|error| Status::internal(format!("history: {error}")))?;
                 for event in &page.events {
-                    items.extend(derive(event));
+                    let derived = derive(event);
+                    // Each item of a repeated field: its bytes, a tag and a length prefix.
+                    let derived_bytes: usize =
+                        derived.iter().map(|item| item.encoded_len() + 6).sum();
+                    if !items.is_empty() && bytes + derived_bytes > bytes_max {
+                        return Ok((items, token(before)));
+                    }
+                    bytes += derived_bytes;
+                    items.extend(derived);
                     before = Some(event.seq);
                     if items.len() >= wanted {
-                        let token = before.map(|seq| seq.to_string()).unwrap_or_default();
-                        return Ok((items, token));
+                        return Ok((items, token(before)));
                     }
                 }
                 if page.next.is_none() {
@@ -120,4 +138,40 @@ impl Api {
     fn order_reply(&self, view: &OrderView) -> proto::Order {
         self.context.market_at(view.market).order(view)
     }
+
+    /// A page of `orders` (`full` when there may be more after them), cut shorter where
+    /// more would pass the message limit; the page token is the last order's id.
+    fn orders_page(&self, orders: &[OrderView], full: bool) -> proto::ListOrdersResponse {
+        let mut converted: Vec<proto::Order> =
+            orders.iter().map(|view| self.order_reply(view)).collect();
+        let fitting = fitting(&converted, self.context.config.server.message_bytes_max);
+        let more = full || fitting < converted.len();
+        converted.truncate(fitting);
+        let next_page_token = match converted.last() {
+            Some(last) if more => last.order_id.clone(),
+            _ => String::new(),
+        };
+        proto::ListOrdersResponse {
+            orders: converted,
+            next_page_token,
+        }
+    }
+}
+
+/// Room kept in an answer for its page token and framing.
+const ANSWER_HEADROOM_BYTES: usize = 256;
+
+/// How many of `items`, from the first, fit the repeated field of one answer within
+/// `message_bytes_max` (at least one, which always fits a message limit of 1 KiB or more).
+fn fitting<T: prost::Message>(items: &[T], message_bytes_max: usize) -> usize {
+    let bytes_max = message_bytes_max.saturating_sub(ANSWER_HEADROOM_BYTES);
+    let mut bytes = 0;
+    for (index, item) in items.iter().enumerate() {
+        // Each item of a repeated field: its bytes, a tag and a length prefix.
+        bytes += item.encoded_len() + 6;
+        if bytes > bytes_max && index > 0 {
+            return index;
+        }
+    }
+    items.len()
 }

@@ -178,18 +178,8 @@ impl proto::trading_server::Trading for Api {
             .await
             .map_err(|_| Status::internal("the history reader stopped"))?
             .map_err(|error| Status::internal(format!("history: {error}")))?;
-            let next_page_token = if orders.len() == page_size {
-                orders
-                    .last()
-                    .map(|order| order.order_id.0.to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
-            return Ok(Response::new(proto::ListOrdersResponse {
-                orders: orders.iter().map(|view| self.order_reply(view)).collect(),
-                next_page_token,
-            }));
+            let full = orders.len() == page_size;
+            return Ok(Response::new(self.orders_page(&orders, full)));
         }
         let after = if message.page_token.is_empty() {
             0
@@ -203,25 +193,13 @@ impl proto::trading_server::Trading for Api {
         else {
             return Err(Status::internal("unexpected answer"));
         };
-        let page: Vec<&OrderView> = open
-            .iter()
+        let page: Vec<OrderView> = open
+            .into_iter()
             .filter(|order| order.order_id.0 > after)
             .take(page_size)
             .collect();
-        let next_page_token = if page.len() == page_size {
-            page.last()
-                .map(|order| order.order_id.0.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(proto::ListOrdersResponse {
-            orders: page
-                .into_iter()
-                .map(|view| self.order_reply(view))
-                .collect(),
-            next_page_token,
-        }))
+        let full = page.len() == page_size;
+        Ok(Response::new(self.orders_page(&page, full)))
     }
 
     async fn list_fills(

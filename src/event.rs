@@ -532,11 +532,9 @@ pub enum Reply {
     },
     /// The account's USD after a deposit or withdrawal.
     Funds(Balance),
-    /// A charge: the charged account's DVM afterwards, and the charge's sequence number,
-    /// which a retry under the same key gets again.
+    /// A charge: its sequence number, which a retry under the same key gets again (the
+    /// charged account's balance afterwards is in the `Charged` event).
     Charged {
-        /// The charged account's DVM afterwards.
-        balance_after: Balance,
         /// The sequence number of the `Charged` event.
         seq: u64,
     },

@@ -88,7 +88,6 @@ impl<B: OrderBook> Sequencer<B> {
             revenue_after,
         });
         Ok(Reply::Charged {
-            balance_after,
             seq: self.last_seq(),
         })
     }

@@ -346,14 +346,8 @@ impl<B: OrderBook> Sequencer<B> {
             _ => unreachable!("only keyed commands reach apply_keyed"),
         };
         let (now_ms, retention_ms) = (self.now_ms(), self.config.limits.idempotency_retention_ms);
-        self.idempotency.record(
-            scope,
-            key,
-            command.clone(),
-            reply.clone(),
-            now_ms,
-            retention_ms,
-        );
+        self.idempotency
+            .record(scope, key, command, &reply, now_ms, retention_ms);
         Ok(reply)
     }
 

@@ -10,10 +10,17 @@
 //! per command, never a scan. Snapshots hold only live records, and a sequencer restored
 //! from one holds exactly what the live one held.
 //!
+//! Charges come at click rate and are most of the keys, so a charge's record keeps only
+//! what tells a retry from a reuse (the account, the amount and a hash of the memo) and
+//! the sequence number its retry answers: about 150 bytes a key with the map and the
+//! queue, where a whole command and reply take about 460. The key's text is shared by the
+//! map and the queue.
+//!
 //! What this is not: it decides nothing about the command itself, and it keeps no
 //! record of a command that was refused.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -21,13 +28,96 @@ use serde::{Deserialize, Serialize};
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
-use crate::types::AccountId;
+use crate::types::{AccountId, Amount};
 
-/// A command that was applied under a key, what it replied, and when it expires.
+/// What was applied under a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Applied {
+    /// A charge: its terms and the sequence number of its `Charged` event.
+    Charge {
+        account: AccountId,
+        amount: Amount,
+        /// [`memo_hash`] of its memo.
+        memo_hash: u64,
+        seq: u64,
+    },
+    /// Any other keyed command, and its reply.
+    Command {
+        command: Box<Command>,
+        reply: Box<Reply>,
+    },
+}
+
+impl Applied {
+    fn of(command: &Command, reply: &Reply) -> Applied {
+        match (command, reply) {
+            (
+                Command::Charge {
+                    account,
+                    amount,
+                    memo,
+                    ..
+                },
+                Reply::Charged { seq },
+            ) => Applied::Charge {
+                account: *account,
+                amount: *amount,
+                memo_hash: memo_hash(memo),
+                seq: *seq,
+            },
+            _ => Applied::Command {
+                command: Box::new(command.clone()),
+                reply: Box::new(reply.clone()),
+            },
+        }
+    }
+
+    /// The reply a retry of `command` gets, or `None` when `command` is not the one
+    /// applied (the key is reused with other parameters).
+    fn reply_to(&self, command: &Command) -> Option<Reply> {
+        match (self, command) {
+            (
+                Applied::Charge {
+                    account,
+                    amount,
+                    memo_hash: applied_memo,
+                    seq,
+                },
+                Command::Charge {
+                    account: retried_account,
+                    amount: retried_amount,
+                    memo,
+                    ..
+                },
+            ) => (account == retried_account
+                && amount == retried_amount
+                && *applied_memo == memo_hash(memo))
+            .then_some(Reply::Charged { seq: *seq }),
+            (
+                Applied::Command {
+                    command: applied,
+                    reply,
+                },
+                _,
+            ) => (**applied == *command).then(|| (**reply).clone()),
+            _ => None,
+        }
+    }
+}
+
+/// FNV-1a (64 bits) of a memo: stable across builds and versions, since snapshots keep
+/// it. A collision only makes a reuse of a key with another memo answer as a retry,
+/// which applies nothing.
+fn memo_hash(memo: &str) -> u64 {
+    memo.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// What was applied under a key, and when it expires.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
-    command: Command,
-    reply: Reply,
+    applied: Applied,
     /// The clock time from which the key is free again. Strictly increasing over the
     /// records of one key, so it tells the queue's entry for this record from a stale one.
     expires_ms: u64,
@@ -44,12 +134,13 @@ pub struct IdempotencyRecord {
 /// Applied keys, scoped per account: two accounts may use the same key.
 #[derive(Clone, Debug, Default)]
 pub struct IdempotencyRecords {
-    records: FxHashMap<(AccountId, Box<str>), Record>,
+    /// Per account, by key.
+    records: FxHashMap<AccountId, FxHashMap<Arc<str>, Record>>,
     /// `(expires_ms, account, key)` in expiry order (records are appended with
     /// non-decreasing expiry times).
-    expiry: VecDeque<(u64, AccountId, Box<str>)>,
-    /// Records held per account, expired ones not yet removed included.
-    per_account: FxHashMap<AccountId, u32>,
+    expiry: VecDeque<(u64, AccountId, Arc<str>)>,
+    /// Records held, expired ones not yet removed included.
+    held: usize,
 }
 
 impl IdempotencyRecords {
@@ -63,20 +154,23 @@ impl IdempotencyRecords {
         command: &Command,
         now_ms: u64,
     ) -> Result<Option<Reply>, Reject> {
-        match self.records.get(&(account, Box::from(key))) {
+        let record = self.records.get(&account).and_then(|keys| keys.get(key));
+        match record {
             Some(record) if record.expires_ms <= now_ms => Ok(None),
             None => Ok(None),
-            Some(record) if record.command == *command => Ok(Some(record.reply.clone())),
-            Some(_) => Err(Reject::AlreadyExists {
-                field: "idempotency_key",
-            }),
+            Some(record) => match record.applied.reply_to(command) {
+                Some(reply) => Ok(Some(reply)),
+                None => Err(Reject::AlreadyExists {
+                    field: "idempotency_key",
+                }),
+            },
         }
     }
 
     /// Refuses a new key for an account that holds `keys_max` already.
     pub fn check_room(&self, account: AccountId, keys_max: u32) -> Result<(), Reject> {
-        match self.per_account.get(&account) {
-            Some(held) if *held >= keys_max => Err(Reject::LimitExceeded {
+        match self.records.get(&account) {
+            Some(keys) if keys.len() >= keys_max as usize => Err(Reject::LimitExceeded {
                 field: "idempotency_keys_per_account_max",
                 limit: u64::from(keys_max),
             }),
@@ -90,26 +184,32 @@ impl IdempotencyRecords {
         &mut self,
         account: AccountId,
         key: &str,
-        command: Command,
-        reply: Reply,
+        command: &Command,
+        reply: &Reply,
         now_ms: u64,
         retention_ms: u64,
     ) {
         let last = self.expiry.back().map_or(0, |(expires_ms, ..)| *expires_ms);
         let expires_ms = now_ms.saturating_add(retention_ms).max(last);
-        let key: Box<str> = Box::from(key);
         let record = Record {
-            command,
-            reply,
+            applied: Applied::of(command, reply),
             expires_ms,
         };
-        match self.records.insert((account, key.clone()), record) {
-            None => *self.per_account.entry(account).or_default() += 1,
-            Some(previous) => assert!(
-                previous.expires_ms <= now_ms && previous.expires_ms < expires_ms,
-                "an idempotency key was recorded twice within its window"
-            ),
-        }
+        let keys = self.records.entry(account).or_default();
+        let key = match keys.get_key_value(key) {
+            Some((kept, previous)) => {
+                assert!(
+                    previous.expires_ms <= now_ms && previous.expires_ms < expires_ms,
+                    "an idempotency key was recorded twice within its window"
+                );
+                Arc::clone(kept)
+            }
+            None => {
+                self.held += 1;
+                Arc::from(key)
+            }
+        };
+        keys.insert(Arc::clone(&key), record);
         self.expiry.push_back((expires_ms, account, key));
     }
 
@@ -121,17 +221,16 @@ impl IdempotencyRecords {
             .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
         {
             let (expires_ms, account, key) = self.expiry.pop_front().expect("looked at");
-            let entry = (account, key);
+            let keys = self
+                .records
+                .get_mut(&account)
+                .expect("a queued key's account is kept");
             // A key recorded again since has a later expiry: this entry is stale.
-            if self.records.get(&entry).map(|record| record.expires_ms) == Some(expires_ms) {
-                self.records.remove(&entry);
-                let held = self
-                    .per_account
-                    .get_mut(&account)
-                    .expect("a recorded key is counted");
-                *held -= 1;
-                if *held == 0 {
-                    self.per_account.remove(&account);
+            if keys.get(&key).map(|record| record.expires_ms) == Some(expires_ms) {
+                keys.remove(&key);
+                self.held -= 1;
+                if keys.is_empty() {
+                    self.records.remove(&account);
                 }
             }
         }
@@ -141,16 +240,20 @@ impl IdempotencyRecords {
     pub fn live(&self, now_ms: u64) -> Vec<IdempotencyRecord> {
         // Sorted as references (keys are unique, so an unstable sort is canonical), then
         // copied once in order.
-        let mut live: Vec<_> = self
+        let mut live: Vec<(AccountId, &Arc<str>, &Record)> = self
             .records
             .iter()
-            .filter(|(_, record)| record.expires_ms > now_ms)
+            .flat_map(|(account, keys)| {
+                keys.iter()
+                    .map(move |(key, record)| (*account, key, record))
+            })
+            .filter(|(_, _, record)| record.expires_ms > now_ms)
             .collect();
-        live.sort_unstable_by_key(|(key, _)| *key);
+        live.sort_unstable_by(|left, right| (left.0, left.1).cmp(&(right.0, right.1)));
         live.into_iter()
-            .map(|((account, key), record)| IdempotencyRecord {
-                account: *account,
-                key: key.clone(),
+            .map(|(account, key, record)| IdempotencyRecord {
+                account,
+                key: Box::from(&**key),
                 record: record.clone(),
             })
             .collect()
@@ -159,18 +262,20 @@ impl IdempotencyRecords {
     /// The records a snapshot kept.
     pub fn from_live(live: Vec<IdempotencyRecord>) -> Result<IdempotencyRecords, String> {
         let mut records = IdempotencyRecords::default();
-        let mut queue: Vec<(u64, AccountId, Box<str>)> = Vec::with_capacity(live.len());
+        let mut queue: Vec<(u64, AccountId, Arc<str>)> = Vec::with_capacity(live.len());
         for IdempotencyRecord {
             account,
             key,
             record,
         } in live
         {
-            queue.push((record.expires_ms, account, key.clone()));
-            if records.records.insert((account, key), record).is_some() {
+            let key: Arc<str> = Arc::from(key);
+            queue.push((record.expires_ms, account, Arc::clone(&key)));
+            let keys = records.records.entry(account).or_default();
+            if keys.insert(key, record).is_some() {
                 return Err(format!("account {account} has an idempotency key twice"));
             }
-            *records.per_account.entry(account).or_default() += 1;
+            records.held += 1;
         }
         queue.sort();
         records.expiry = queue.into();
@@ -179,19 +284,18 @@ impl IdempotencyRecords {
 
     /// How many keys are held, expired ones not yet removed included.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.held
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.held == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::Amount;
 
     const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
     const ACCOUNT: AccountId = AccountId(3);
@@ -210,7 +314,7 @@ mod tests {
         let reply = Reply::IssuePriceSet;
         for (index, key) in ["a", "b", "c"].into_iter().enumerate() {
             let now = index as u64 * 1_000;
-            records.record(ACCOUNT, key, mint(key), reply.clone(), now, DAY_MS);
+            records.record(ACCOUNT, key, &mint(key), &reply, now, DAY_MS);
         }
         let within = DAY_MS - 1;
         assert_eq!(
@@ -224,15 +328,15 @@ mod tests {
         assert_eq!(records.len(), 1, "only what has expired is removed");
         records.expire(DAY_MS + 2_000);
         assert!(records.is_empty());
-        assert!(records.per_account.is_empty());
+        assert!(records.records.is_empty());
     }
 
     #[test]
     fn a_key_recorded_again_after_expiry_is_not_removed_by_its_old_entry() {
         let mut records = IdempotencyRecords::default();
         let reply = Reply::IssuePriceSet;
-        records.record(ACCOUNT, "a", mint("a"), reply.clone(), 0, DAY_MS);
-        records.record(ACCOUNT, "a", mint("a"), reply.clone(), DAY_MS, DAY_MS);
+        records.record(ACCOUNT, "a", &mint("a"), &reply, 0, DAY_MS);
+        records.record(ACCOUNT, "a", &mint("a"), &reply, DAY_MS, DAY_MS);
         records.expire(DAY_MS);
         assert_eq!(
             records.replay(ACCOUNT, "a", &mint("a"), DAY_MS + 1),
@@ -252,15 +356,8 @@ mod tests {
     fn a_snapshot_keeps_only_live_records_and_restores_their_expiry() {
         let mut records = IdempotencyRecords::default();
         let reply = Reply::IssuePriceSet;
-        records.record(ACCOUNT, "old", mint("old"), reply.clone(), 0, DAY_MS);
-        records.record(
-            AccountId(5),
-            "new",
-            mint("new"),
-            reply.clone(),
-            DAY_MS,
-            DAY_MS,
-        );
+        records.record(ACCOUNT, "old", &mint("old"), &reply, 0, DAY_MS);
+        records.record(AccountId(5), "new", &mint("new"), &reply, DAY_MS, DAY_MS);
         let live = records.live(DAY_MS);
         assert_eq!(live.len(), 1);
         let mut restored = IdempotencyRecords::from_live(live).expect("restores");
@@ -270,5 +367,35 @@ mod tests {
         );
         restored.expire(2 * DAY_MS);
         assert!(restored.is_empty());
+    }
+
+    #[test]
+    fn a_charge_keeps_its_terms_and_answers_a_retry_with_its_seq() {
+        let mut records = IdempotencyRecords::default();
+        let charge = |amount: u64, memo: &str| Command::Charge {
+            service: AccountId(4),
+            account: ACCOUNT,
+            amount: Amount(amount),
+            memo: memo.into(),
+            idempotency_key: "click".into(),
+        };
+        let reply = Reply::Charged { seq: 77 };
+        records.record(AccountId(4), "click", &charge(5, "a"), &reply, 0, DAY_MS);
+        assert_eq!(
+            records.replay(AccountId(4), "click", &charge(5, "a"), 1),
+            Ok(Some(reply))
+        );
+        for reused in [charge(6, "a"), charge(5, "b"), mint("click")] {
+            assert!(
+                records.replay(AccountId(4), "click", &reused, 1).is_err(),
+                "{reused:?}"
+            );
+        }
+        assert_ne!(memo_hash("a"), memo_hash("b"));
+        assert_eq!(
+            memo_hash(""),
+            0xcbf2_9ce4_8422_2325,
+            "FNV-1a's offset basis"
+        );
     }
 }

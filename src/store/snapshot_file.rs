@@ -15,9 +15,10 @@ use crate::engine::SequencerSnapshot;
 
 /// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
 /// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times;
-/// `DVMSNAP3`, before the prepaid pool and the issue prices' changes) is passed over like
-/// a damaged one, and the journal replays what it covered.
-const MAGIC: &[u8; 8] = b"DVMSNAP4";
+/// `DVMSNAP3`, before the prepaid pool and the issue prices' changes; `DVMSNAP4`, before
+/// charges' idempotency records were kept compact) is passed over like a damaged one, and
+/// the journal replays what it covered.
+const MAGIC: &[u8; 8] = b"DVMSNAP5";
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
 

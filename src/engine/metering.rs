@@ -269,7 +269,11 @@ mod tests {
 
     impl Pool {
         fn new() -> Pool {
-            let mut sequencer = Sequencer::new(EngineConfig::default());
+            Pool::with_config(EngineConfig::default())
+        }
+
+        fn with_config(config: EngineConfig) -> Pool {
+            let mut sequencer = Sequencer::new(config);
             let mut run = |command: Command| {
                 sequencer
                     .apply(DECEMBER_4, &command, &mut Vec::new())
@@ -561,5 +565,41 @@ mod tests {
         assert_eq!(restored.state_hash(), pool.sequencer.state_hash());
         assert_eq!(restored.prepaid(), pool.sequencer.prepaid());
         assert_eq!(restored.ledger().issue_price_changes().len(), 1);
+    }
+
+    #[test]
+    fn charge_keys_are_kept_for_their_own_retention() {
+        let mut config = EngineConfig::default();
+        config.limits.charge_key_retention_ms = 1_000;
+        let mut pool = Pool::with_config(config);
+        pool.set_top_up(UNIT, 10 * UNIT, HALF_A_DOLLAR, 100 * UNIT);
+        let command = pool.charge_command(UNIT);
+        let (first, _) = pool.apply(DECEMBER_4, command.clone()).expect("charged");
+        let (retried, events) = pool
+            .apply(DECEMBER_4 + 999, command.clone())
+            .expect("retried");
+        assert_eq!(
+            (retried, events.len()),
+            (first.clone(), 0),
+            "within its retention"
+        );
+        let (again, events) = pool.apply(DECEMBER_4 + 1_000, command).expect("anew");
+        assert_ne!(again, first, "after it the key is free: a new charge");
+        assert_eq!(events.len(), 1);
+        // The deposit's key, made at the start, is kept the default seven days.
+        let deposit = Command::Deposit {
+            account: pool.holder,
+            source: FundingSourceKind::Card,
+            amount: Amount(100 * UNIT),
+            source_reference: "card ending 1111".into(),
+            idempotency_key: "deposit-100000000-0".into(),
+        };
+        let (_, events) = pool.apply(DECEMBER_4 + DAY_MS, deposit).expect("replayed");
+        assert!(events.is_empty(), "the deposit's key is still kept");
+        // The mint's and the deposit's keys, and the charge's: the next charge moves the
+        // clock, and the expired one goes.
+        assert_eq!(pool.sequencer.idempotency_keys_held(), 3);
+        pool.charge(DECEMBER_4 + DAY_MS, UNIT).expect("charged");
+        assert_eq!(pool.sequencer.idempotency_keys_held(), 3);
     }
 }

@@ -345,7 +345,12 @@ impl<B: OrderBook> Sequencer<B> {
             } => self.charge(service, account, amount, memo, idempotency_key, events)?,
             _ => unreachable!("only keyed commands reach apply_keyed"),
         };
-        let (now_ms, retention_ms) = (self.now_ms(), self.config.limits.idempotency_retention_ms);
+        let limits = &self.config.limits;
+        let retention_ms = match command {
+            Command::Charge { .. } => limits.charge_key_retention_ms,
+            _ => limits.idempotency_retention_ms,
+        };
+        let now_ms = self.now_ms();
         self.idempotency
             .record(scope, key, command, &reply, now_ms, retention_ms);
         Ok(reply)

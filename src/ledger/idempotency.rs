@@ -72,6 +72,14 @@ impl Applied {
         }
     }
 
+    /// Which expiry queue the record goes to: charges (0) or the rest (1).
+    fn class(&self) -> usize {
+        match self {
+            Applied::Charge { .. } => 0,
+            Applied::Command { .. } => 1,
+        }
+    }
+
     /// The reply a retry of `command` gets, or `None` when `command` is not the one
     /// applied (the key is reused with other parameters).
     fn reply_to(&self, command: &Command) -> Option<Reply> {
@@ -136,9 +144,10 @@ pub struct IdempotencyRecord {
 pub struct IdempotencyRecords {
     /// Per account, by key.
     records: FxHashMap<AccountId, FxHashMap<Arc<str>, Record>>,
-    /// `(expires_ms, account, key)` in expiry order (records are appended with
-    /// non-decreasing expiry times).
-    expiry: VecDeque<(u64, AccountId, Arc<str>)>,
+    /// Per retention class (charges, then every other command, whose retentions may
+    /// differ): `(expires_ms, account, key)` in expiry order (each queue's records are
+    /// appended with non-decreasing expiry times).
+    expiry: [VecDeque<(u64, AccountId, Arc<str>)>; 2],
     /// Records held, expired ones not yet removed included.
     held: usize,
 }
@@ -189,10 +198,12 @@ impl IdempotencyRecords {
         now_ms: u64,
         retention_ms: u64,
     ) {
-        let last = self.expiry.back().map_or(0, |(expires_ms, ..)| *expires_ms);
+        let applied = Applied::of(command, reply);
+        let queue = &mut self.expiry[applied.class()];
+        let last = queue.back().map_or(0, |(expires_ms, ..)| *expires_ms);
         let expires_ms = now_ms.saturating_add(retention_ms).max(last);
         let record = Record {
-            applied: Applied::of(command, reply),
+            applied,
             expires_ms,
         };
         let keys = self.records.entry(account).or_default();
@@ -209,28 +220,30 @@ impl IdempotencyRecords {
                 Arc::from(key)
             }
         };
+        let class = record.applied.class();
         keys.insert(Arc::clone(&key), record);
-        self.expiry.push_back((expires_ms, account, key));
+        self.expiry[class].push_back((expires_ms, account, key));
     }
 
     /// Removes every record expired by `now_ms`, oldest first.
     pub fn expire(&mut self, now_ms: u64) {
-        while self
-            .expiry
-            .front()
-            .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
-        {
-            let (expires_ms, account, key) = self.expiry.pop_front().expect("looked at");
-            let keys = self
-                .records
-                .get_mut(&account)
-                .expect("a queued key's account is kept");
-            // A key recorded again since has a later expiry: this entry is stale.
-            if keys.get(&key).map(|record| record.expires_ms) == Some(expires_ms) {
-                keys.remove(&key);
-                self.held -= 1;
-                if keys.is_empty() {
-                    self.records.remove(&account);
+        for class in 0..self.expiry.len() {
+            while self.expiry[class]
+                .front()
+                .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
+            {
+                let (expires_ms, account, key) = self.expiry[class].pop_front().expect("looked at");
+                let keys = self
+                    .records
+                    .get_mut(&account)
+                    .expect("a queued key's account is kept");
+                // A key recorded again since has a later expiry: this entry is stale.
+                if keys.get(&key).map(|record| record.expires_ms) == Some(expires_ms) {
+                    keys.remove(&key);
+                    self.held -= 1;
+                    if keys.is_empty() {
+                        self.records.remove(&account);
+                    }
                 }
             }
         }
@@ -262,7 +275,7 @@ impl IdempotencyRecords {
     /// The records a snapshot kept.
     pub fn from_live(live: Vec<IdempotencyRecord>) -> Result<IdempotencyRecords, String> {
         let mut records = IdempotencyRecords::default();
-        let mut queue: Vec<(u64, AccountId, Arc<str>)> = Vec::with_capacity(live.len());
+        let mut queues: [Vec<(u64, AccountId, Arc<str>)>; 2] = Default::default();
         for IdempotencyRecord {
             account,
             key,
@@ -270,15 +283,17 @@ impl IdempotencyRecords {
         } in live
         {
             let key: Arc<str> = Arc::from(key);
-            queue.push((record.expires_ms, account, Arc::clone(&key)));
+            queues[record.applied.class()].push((record.expires_ms, account, Arc::clone(&key)));
             let keys = records.records.entry(account).or_default();
             if keys.insert(key, record).is_some() {
                 return Err(format!("account {account} has an idempotency key twice"));
             }
             records.held += 1;
         }
-        queue.sort();
-        records.expiry = queue.into();
+        records.expiry = queues.map(|mut queue| {
+            queue.sort();
+            queue.into()
+        });
         Ok(records)
     }
 

@@ -266,6 +266,7 @@ fn bytes_after_distinct_keys(keys: u64, retention_ms: u64, charges: bool) -> (us
     use divmid::types::{AccountId, Amount, FundingSourceKind, IssuePrice, Role, Tier};
     let mut config = divmid::config::EngineConfig::default();
     config.limits.idempotency_retention_ms = retention_ms;
+    config.limits.charge_key_retention_ms = retention_ms;
     config.limits.idempotency_keys_per_account_max = u32::MAX;
     let mut sequencer = Sequencer::<LevelBook>::new(config);
     let mut events: Vec<Event> = Vec::with_capacity(64);
@@ -297,13 +298,13 @@ fn bytes_after_distinct_keys(keys: u64, retention_ms: u64, charges: bool) -> (us
             source: FundingSourceKind::Card,
             amount: Amount(keys),
             source_reference: "card ending 1111".into(),
-            idempotency_key: "setup".into(),
+            idempotency_key: "setup-deposit".into(),
         },
         Command::BuyDivmids {
             account: holder,
             quantity: Amount(keys),
             max_price: IssuePrice(IssuePrice::UNITS_PER_USD),
-            idempotency_key: "setup".into(),
+            idempotency_key: "setup-buy".into(),
         },
     ];
     for command in &setup {

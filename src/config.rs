@@ -191,10 +191,10 @@ pub struct EngineLimits {
     pub spend_limits_per_account_max: u32,
     /// How long a charge's idempotency key is kept, in milliseconds of the commands' own
     /// time: within it a retried charge applies at most once. Charges come at click rate,
-    /// and every key kept costs about 150 bytes, so a service charging N times a second
+    /// and every key kept costs about 200 bytes, so a service charging N times a second
     /// holds N times this many keys (bounded by `idempotency_keys_per_account_max`): 7 days
     /// by default, like every other key; a deployment metering at click rate sets it to
-    /// the longest time its services retry in (a minute holds 18M keys, 2.7 GB, at 300k
+    /// the longest time its services retry in (a minute holds 18M keys, 3.6 GB, at 300k
     /// charges a second).
     pub charge_key_retention_ms: u64,
 }

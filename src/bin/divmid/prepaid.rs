@@ -1,7 +1,6 @@
 //! The prepaid pool from the command line: a holder's automatic top-up, spend limits and
 //! usage, a service's charges piped in through one session, and the issue prices.
 
-use clap::{Args, ValueEnum};
 use divmid::api::proto;
 use divmid::api::proto::market_data_client::MarketDataClient;
 use divmid::api::proto::metering_client::MeteringClient;
@@ -9,61 +8,8 @@ use divmid::api::proto::wallet_client::WalletClient;
 use tokio::io::AsyncBufReadExt;
 use tonic::transport::Channel;
 
-use super::{authorized, date, status};
-
-/// `wallet auto-top-up`: with no flags, prints the settings.
-#[derive(Args, Debug)]
-pub struct AutoTopUpArguments {
-    /// DVM: a charge that would leave less available buys the pool back up to --target.
-    #[arg(long, requires_all = ["target", "max_price", "monthly_max_usd"])]
-    threshold: Option<String>,
-    /// DVM the pool is bought back up to.
-    #[arg(long, requires = "threshold")]
-    target: Option<String>,
-    /// USD per DVM, the most a top-up pays.
-    #[arg(long, requires = "threshold")]
-    max_price: Option<String>,
-    /// USD all top-ups of one UTC month may cost together.
-    #[arg(long, requires = "threshold")]
-    monthly_max_usd: Option<String>,
-    /// Turns automatic top-up off.
-    #[arg(long, conflicts_with = "threshold")]
-    off: bool,
-}
-
-/// `wallet spend-limit`: with no flags, lists the limits.
-#[derive(Args, Debug)]
-pub struct SpendLimitArguments {
-    /// The service's account id.
-    #[arg(long)]
-    service: Option<String>,
-    /// DVM the service may charge you per UTC day.
-    #[arg(long, requires = "service", conflicts_with = "remove")]
-    daily_max: Option<String>,
-    /// Removes the limit on --service.
-    #[arg(long, requires = "service")]
-    remove: bool,
-}
-
-/// The interval usage is summed over.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum UsageIntervalArgument {
-    Hour,
-    Day,
-}
-
-/// `wallet usage`.
-#[derive(Args, Debug)]
-pub struct UsageArguments {
-    /// Start of the range, in milliseconds since the Unix epoch [default: 30 days ago].
-    #[arg(long)]
-    from_ms: Option<u64>,
-    /// End of the range (excluded) [default: now].
-    #[arg(long)]
-    to_ms: Option<u64>,
-    #[arg(long, value_enum, default_value = "day")]
-    interval: UsageIntervalArgument,
-}
+use crate::cli::{AutoTopUpArguments, SpendLimitArguments, UsageArguments, UsageIntervalArgument};
+use crate::{date, status};
 
 const THIRTY_DAYS_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
 
@@ -86,11 +32,7 @@ pub async fn auto_top_up(
             max_price: arguments.max_price.unwrap_or_default(),
             monthly_max_usd: arguments.monthly_max_usd.unwrap_or_default(),
         };
-        let set = client
-            .set_auto_top_up(authorized(token, request)?)
-            .await
-            .map_err(status)?
-            .into_inner();
+        let set = call!(client, set_auto_top_up, token, request);
         println!(
             "auto top-up {} (seq {})",
             if arguments.off { "off" } else { "set" },
@@ -98,11 +40,12 @@ pub async fn auto_top_up(
         );
         return Ok(());
     }
-    let settings = client
-        .get_auto_top_up(authorized(token, proto::GetAutoTopUpRequest {})?)
-        .await
-        .map_err(status)?
-        .into_inner();
+    let settings = call!(
+        client,
+        get_auto_top_up,
+        token,
+        proto::GetAutoTopUpRequest {}
+    );
     println!("enabled: {}", settings.enabled);
     println!("threshold: {} DVM", settings.threshold);
     println!("target: {} DVM", settings.target);
@@ -125,11 +68,7 @@ pub async fn spend_limit(
             service_account_id: service.clone(),
             daily_max: arguments.daily_max.clone().unwrap_or_default(),
         };
-        let set = client
-            .set_spend_limit(authorized(token, request)?)
-            .await
-            .map_err(status)?
-            .into_inner();
+        let set = call!(client, set_spend_limit, token, request);
         match arguments.daily_max {
             Some(daily_max) => println!(
                 "service {service} may charge at most {daily_max} DVM a day (seq {})",
@@ -139,12 +78,13 @@ pub async fn spend_limit(
         }
         return Ok(());
     }
-    let limits = client
-        .list_spend_limits(authorized(token, proto::ListSpendLimitsRequest {})?)
-        .await
-        .map_err(status)?
-        .into_inner()
-        .limits;
+    let limits = call!(
+        client,
+        list_spend_limits,
+        token,
+        proto::ListSpendLimitsRequest {}
+    )
+    .limits;
     if limits.is_empty() {
         println!("no spend limits");
     }
@@ -178,11 +118,7 @@ pub async fn usage(
             page_size: 500,
             page_token,
         };
-        let page = client
-            .get_usage(authorized(token, request)?)
-            .await
-            .map_err(status)?
-            .into_inner();
+        let page = call!(client, get_usage, token, request);
         for top_up in &page.top_ups {
             println!(
                 "{} top-up: {} DVM for {} USD (seq {})",
@@ -268,11 +204,7 @@ pub async fn charge_session(
         malformed
     });
     let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
-    let mut responses = client
-        .charge_session(authorized(token, requests)?)
-        .await
-        .map_err(status)?
-        .into_inner();
+    let mut responses = call!(client, charge_session, token, requests);
     let mut refused = 0u64;
     while let Some(response) = responses.message().await.map_err(status)? {
         use proto::charge_session_response::Result as Answer;

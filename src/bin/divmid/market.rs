@@ -1,0 +1,251 @@
+//! `divmid market`: markets, books, tickers, candles, trades, and a watched book checked
+//! message by message.
+
+use divmid::api::book_copy::BookCopy;
+use divmid::api::proto;
+use divmid::api::proto::market_data_client::MarketDataClient;
+use divmid::market_data::CHECKSUM_LEVELS;
+use tonic::transport::Channel;
+
+use crate::cli::*;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::order::side_name;
+use crate::{date, next, prepaid, status};
+
+fn print_levels<'a>(side: &str, levels: impl IntoIterator<Item = &'a proto::PriceLevel>) {
+    for level in levels {
+        println!("  {side} {:>12} {:>14}", level.price, level.quantity);
+    }
+}
+
+/// The prices of the levels a watch shows.
+struct Shown {
+    asks: Vec<String>,
+    bids: Vec<String>,
+}
+
+fn shown_prices(copy: &BookCopy, depth: usize) -> Shown {
+    let prices = |levels: &mut dyn Iterator<Item = &proto::PriceLevel>| {
+        levels
+            .take(depth)
+            .map(|level| level.price.clone())
+            .collect()
+    };
+    Shown {
+        asks: prices(&mut copy.asks()),
+        bids: prices(&mut copy.bids()),
+    }
+}
+
+/// The changed levels at prices shown before or after the change.
+fn visible<'a>(
+    changes: &'a [proto::PriceLevel],
+    before: &[String],
+    after: &[String],
+) -> Vec<&'a proto::PriceLevel> {
+    changes
+        .iter()
+        .filter(|level| before.contains(&level.price) || after.contains(&level.price))
+        .collect()
+}
+
+pub async fn market(
+    mut client: MarketDataClient<Channel>,
+    command: MarketCommand,
+) -> Result<(), String> {
+    match command {
+        MarketCommand::IssuePrices => return prepaid::issue_prices(client).await,
+        MarketCommand::List => {
+            let response = client
+                .get_markets(proto::GetMarketsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            for market in response.markets {
+                println!(
+                    "{}: {} in {}, tick {}, lot {}, quantity {} to {}, price up to {}",
+                    market.name,
+                    market.base,
+                    market.quote,
+                    market.tick_size,
+                    market.lot_size,
+                    market.min_quantity,
+                    market.max_quantity,
+                    market.max_price
+                );
+            }
+        }
+        MarketCommand::Book { market, depth } => {
+            let book = client
+                .get_order_book(proto::GetOrderBookRequest { market, depth })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{} at seq {}", book.market, book.seq);
+            print_levels("ask", book.asks.iter().rev());
+            print_levels("bid", &book.bids);
+        }
+        MarketCommand::Ticker { market } => {
+            let ticker = client
+                .get_ticker(proto::GetTickerRequest { market })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let or_none = |text: &str| {
+                if text.is_empty() {
+                    "none".to_string()
+                } else {
+                    text.to_string()
+                }
+            };
+            println!(
+                "{} at seq {}: last {}, bid {}, ask {}; 24 h volume {}, high {}, low {}",
+                ticker.market,
+                ticker.seq,
+                or_none(&ticker.last_price),
+                or_none(&ticker.best_bid),
+                or_none(&ticker.best_ask),
+                ticker.volume_24h,
+                or_none(&ticker.high_24h),
+                or_none(&ticker.low_24h)
+            );
+        }
+        MarketCommand::Candles {
+            market,
+            interval,
+            from_ms,
+            to_ms,
+        } => {
+            let to_ms = match to_ms {
+                Some(to_ms) => to_ms,
+                None => SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|_| "the system clock is before 1970".to_string())?
+                    .as_millis()
+                    .try_into()
+                    .map_err(|_| "the system clock is too far ahead".to_string())?,
+            };
+            let from_ms = from_ms
+                .unwrap_or_else(|| to_ms.saturating_sub(CANDLES_DEFAULT * interval.milliseconds()));
+            let request = proto::GetCandlesRequest {
+                market,
+                interval: interval.proto() as i32,
+                from_ms,
+                to_ms,
+            };
+            let candles = client
+                .get_candles(request)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .candles;
+            if candles.is_empty() {
+                println!("no trades from {} to {}", date(from_ms), date(to_ms));
+            }
+            for candle in candles {
+                println!(
+                    "{}  open {} high {} low {} close {} volume {}",
+                    date(candle.open_time_ms),
+                    candle.open,
+                    candle.high,
+                    candle.low,
+                    candle.close,
+                    candle.volume
+                );
+            }
+        }
+        MarketCommand::Trades {
+            market,
+            from_seq,
+            limit,
+        } => {
+            let request = proto::StreamTradesRequest { market, from_seq };
+            let mut trades = client
+                .stream_trades(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            for _ in 0..limit.unwrap_or(u64::MAX) {
+                let trade = next(&mut trades).await?;
+                let taker = side_name(trade.taker_side);
+                println!(
+                    "trade {} {} {} @ {} taker {} seq {} at {}",
+                    trade.trade_id,
+                    trade.market,
+                    trade.quantity,
+                    trade.price,
+                    taker,
+                    trade.seq,
+                    date(trade.time_ms)
+                );
+            }
+        }
+        MarketCommand::Watch {
+            market,
+            depth,
+            messages,
+        } => {
+            // The checksum covers the top levels of each side: a copy of fewer could not
+            // be checked, so at least that many are followed and `depth` are shown.
+            let followed = depth.max(CHECKSUM_LEVELS as u32);
+            let shown = depth as usize;
+            let request = proto::StreamOrderBookRequest {
+                market,
+                depth: followed,
+            };
+            let mut stream = client
+                .stream_order_book(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut copy = BookCopy::default();
+            for _ in 0..messages.unwrap_or(u64::MAX) {
+                let message = next(&mut stream).await?;
+                let shown_before = shown_prices(&copy, shown);
+                copy.apply(&message)
+                    .map_err(|error| format!("{error}: resubscribe for a fresh snapshot"))?;
+                match &message.update {
+                    Some(proto::book_update::Update::Snapshot(snapshot)) => {
+                        println!("snapshot at seq {}", snapshot.book_seq);
+                        print_levels(
+                            "ask",
+                            copy.asks()
+                                .take(shown)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev(),
+                        );
+                        print_levels("bid", copy.bids().take(shown));
+                    }
+                    Some(proto::book_update::Update::Changes(changes)) => {
+                        // Only the changes to levels shown before or after this message.
+                        let shown_after = shown_prices(&copy, shown);
+                        let asks = visible(&changes.asks, &shown_before.asks, &shown_after.asks);
+                        let bids = visible(&changes.bids, &shown_before.bids, &shown_after.bids);
+                        if asks.is_empty() && bids.is_empty() {
+                            continue;
+                        }
+                        println!("changes at seq {}", changes.book_seq);
+                        print_levels("ask", asks);
+                        print_levels("bid", bids);
+                    }
+                    // Idle: nothing changed, nothing to show.
+                    _ => continue,
+                }
+                let best = |level: Option<&proto::PriceLevel>| {
+                    level.map_or("none".to_string(), |level| {
+                        format!("{} x {}", level.price, level.quantity)
+                    })
+                };
+                println!(
+                    "  best bid {} | best ask {} (checksum {} verified)",
+                    best(copy.bids().next()),
+                    best(copy.asks().next()),
+                    message.checksum
+                );
+            }
+        }
+    }
+    Ok(())
+}

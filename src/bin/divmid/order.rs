@@ -1,0 +1,198 @@
+//! `divmid order`: placing, amending and canceling orders, listing them and their fills,
+//! and following their updates.
+
+use divmid::api::proto;
+use divmid::api::proto::trading_client::TradingClient;
+use tonic::transport::Channel;
+
+use crate::cli::*;
+use crate::next;
+
+/// A side's wire name, or `?` for a value this client does not know.
+pub fn side_name(side: i32) -> &'static str {
+    proto::Side::try_from(side)
+        .map(|side| side.as_str_name())
+        .unwrap_or("?")
+}
+
+fn print_order(order: &proto::Order) {
+    let status = proto::OrderStatus::try_from(order.status)
+        .map(|status| status.as_str_name())
+        .unwrap_or("?");
+    let side = side_name(order.side);
+    println!(
+        "order {} {} {} {} @ {} filled {} remaining {} {}{}",
+        order.order_id,
+        order.market,
+        side,
+        order.quantity,
+        if order.price.is_empty() {
+            "market"
+        } else {
+            &order.price
+        },
+        order.filled_quantity,
+        order.remaining_quantity,
+        status,
+        if order.client_order_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (client id {})", order.client_order_id)
+        }
+    );
+}
+
+fn print_fill(fill: &proto::Fill) {
+    println!(
+        "fill {} of order {}: {} @ {} ({}) seq {}",
+        fill.trade_id,
+        fill.order_id,
+        fill.quantity,
+        fill.price,
+        proto::Liquidity::try_from(fill.liquidity)
+            .map(|liquidity| liquidity.as_str_name())
+            .unwrap_or("?"),
+        fill.seq
+    );
+}
+
+pub async fn order(
+    mut client: TradingClient<Channel>,
+    token: &Option<String>,
+    command: OrderCommand,
+) -> Result<(), String> {
+    match command {
+        OrderCommand::Place {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            client_order_id,
+            self_trade_prevention,
+        } => {
+            let request = proto::PlaceOrderRequest {
+                market,
+                side: match side {
+                    SideArgument::Buy => proto::Side::Buy,
+                    SideArgument::Sell => proto::Side::Sell,
+                } as i32,
+                r#type: match order_type {
+                    TypeArgument::Limit => proto::OrderType::Limit,
+                    TypeArgument::Market => proto::OrderType::Market,
+                } as i32,
+                price,
+                quantity,
+                time_in_force: match time_in_force {
+                    None => proto::TimeInForce::Unspecified,
+                    Some(TimeInForceArgument::Gtc) => proto::TimeInForce::Gtc,
+                    Some(TimeInForceArgument::Ioc) => proto::TimeInForce::Ioc,
+                    Some(TimeInForceArgument::Fok) => proto::TimeInForce::Fok,
+                } as i32,
+                post_only,
+                client_order_id,
+                self_trade_prevention: match self_trade_prevention {
+                    None => proto::SelfTradePrevention::Unspecified,
+                    Some(StpArgument::CancelTaker) => proto::SelfTradePrevention::CancelTaker,
+                    Some(StpArgument::CancelMaker) => proto::SelfTradePrevention::CancelMaker,
+                    Some(StpArgument::CancelBoth) => proto::SelfTradePrevention::CancelBoth,
+                    Some(StpArgument::Decrement) => proto::SelfTradePrevention::Decrement,
+                } as i32,
+            };
+            let response = call!(client, place_order, token, request);
+            response.order.iter().for_each(print_order);
+            response.fills.iter().for_each(print_fill);
+        }
+        OrderCommand::Cancel {
+            order_id,
+            client_order_id,
+        } => {
+            let request = proto::CancelOrderRequest {
+                order_id,
+                client_order_id,
+            };
+            let response = call!(client, cancel_order, token, request);
+            response.order.iter().for_each(print_order);
+        }
+        OrderCommand::CancelAll { market } => {
+            let request = proto::CancelAllOrdersRequest { market };
+            let response = call!(client, cancel_all_orders, token, request);
+            let count = response.canceled_count;
+            println!(
+                "canceled {count} order{}",
+                if count == 1 { "" } else { "s" }
+            );
+        }
+        OrderCommand::Amend {
+            order_id,
+            quantity,
+            price,
+        } => {
+            let request = proto::AmendOrderRequest {
+                order_id,
+                quantity,
+                price,
+            };
+            let response = call!(client, amend_order, token, request);
+            response.order.iter().for_each(print_order);
+            response.fills.iter().for_each(print_fill);
+        }
+        OrderCommand::Get {
+            order_id,
+            client_order_id,
+        } => {
+            let request = proto::GetOrderRequest {
+                order_id,
+                client_order_id,
+            };
+            let response = call!(client, get_order, token, request);
+            response.order.iter().for_each(print_order);
+        }
+        OrderCommand::List {
+            open_only,
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListOrdersRequest {
+                open_only,
+                page_size,
+                page_token,
+            };
+            let response = call!(client, list_orders, token, request);
+            response.orders.iter().for_each(print_order);
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+        OrderCommand::Fills {
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListFillsRequest {
+                page_size,
+                page_token,
+            };
+            let response = call!(client, list_fills, token, request);
+            response.fills.iter().for_each(print_fill);
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+        OrderCommand::Updates { from_seq, limit } => {
+            let request = proto::StreamOrderUpdatesRequest { from_seq };
+            let mut updates = call!(client, stream_order_updates, token, request);
+            for _ in 0..limit.unwrap_or(u64::MAX) {
+                let update = next(&mut updates).await?;
+                print!("seq {}: ", update.seq);
+                match update.update {
+                    Some(proto::order_update::Update::Order(order)) => print_order(&order),
+                    Some(proto::order_update::Update::Fill(fill)) => print_fill(&fill),
+                    None => println!("(empty update)"),
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `divmid wallet`: balances, deposits, withdrawals, purchases and the ledger; the prepaid
+//! pool's commands are in `prepaid.rs`.
+
+use divmid::api::proto;
+use divmid::api::proto::wallet_client::WalletClient;
+use tonic::transport::Channel;
+
+use crate::cli::*;
+use crate::{date, prepaid};
+
+fn print_balances(balances: &[proto::Balance]) {
+    for balance in balances {
+        println!(
+            "{}: available {} held {}",
+            balance.asset, balance.available, balance.held
+        );
+    }
+}
+
+pub async fn wallet(
+    mut client: WalletClient<Channel>,
+    token: &Option<String>,
+    command: WalletCommand,
+) -> Result<(), String> {
+    match command {
+        WalletCommand::Balances => {
+            let response = call!(client, get_balances, token, proto::GetBalancesRequest {});
+            print_balances(&response.balances);
+        }
+        WalletCommand::Deposit {
+            source,
+            amount,
+            reference,
+            key,
+        } => {
+            let source = match source {
+                SourceArgument::Card => proto::Source::Card,
+                SourceArgument::Paypal => proto::Source::Paypal,
+                SourceArgument::Egold => proto::Source::Egold,
+            } as i32;
+            let request = proto::DepositRequest {
+                source,
+                amount,
+                source_reference: reference,
+                idempotency_key: key,
+            };
+            let response = call!(client, deposit, token, request);
+            print_balances(response.balance.as_slice());
+        }
+        WalletCommand::Withdraw {
+            amount,
+            destination,
+            key,
+        } => {
+            let request = proto::WithdrawRequest {
+                amount,
+                destination,
+                idempotency_key: key,
+            };
+            let response = call!(client, withdraw, token, request);
+            print_balances(response.balance.as_slice());
+        }
+        WalletCommand::Buy {
+            quantity,
+            max_price,
+            key,
+        } => {
+            let request = proto::BuyDivmidsRequest {
+                quantity,
+                max_price,
+                idempotency_key: key,
+            };
+            let response = call!(client, buy_divmids, token, request);
+            println!("cost: {} USD", response.cost);
+            print_balances(&response.balances);
+        }
+        WalletCommand::AutoTopUp(arguments) => {
+            return prepaid::auto_top_up(client, token, arguments).await
+        }
+        WalletCommand::SpendLimit(arguments) => {
+            return prepaid::spend_limit(client, token, arguments).await
+        }
+        WalletCommand::Usage(arguments) => return prepaid::usage(client, token, arguments).await,
+        WalletCommand::Ledger {
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListLedgerEntriesRequest {
+                page_size,
+                page_token,
+            };
+            let response = call!(client, list_ledger_entries, token, request);
+            for entry in &response.entries {
+                println!(
+                    "seq {} {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
+                    entry.seq,
+                    date(entry.time_ms),
+                    entry.kind,
+                    entry.asset,
+                    entry.available_change,
+                    entry.held_change,
+                    entry.available_after,
+                    entry.held_after,
+                    entry.reference
+                );
+            }
+            if !response.next_page_token.is_empty() {
+                println!("next page: --page-token {}", response.next_page_token);
+            }
+        }
+    }
+    Ok(())
+}

@@ -63,6 +63,12 @@ pub enum Top {
     /// Public market data.
     #[command(subcommand)]
     Market(MarketCommand),
+    /// Prints a completion script for SHELL (bash, zsh, fish, powershell or elvish): see
+    /// the README for where each shell reads it.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

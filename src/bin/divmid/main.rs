@@ -117,6 +117,14 @@ fn endpoint(arguments: &Arguments) -> Result<tonic::transport::Endpoint, String>
 }
 
 async fn run(arguments: Arguments) -> Result<(), String> {
+    if let Top::Completions { shell } = arguments.command {
+        // Static scripts: every subcommand, flag and listed value. Values that only the
+        // server knows (order ids, accounts) are not completed: that would need clap's
+        // unstable dynamic completion and a call to the server on every Tab.
+        let mut command = <Arguments as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "divmid", &mut std::io::stdout());
+        return Ok(());
+    }
     let channel = endpoint(&arguments)?
         .connect()
         .await
@@ -147,6 +155,7 @@ async fn run(arguments: Arguments) -> Result<(), String> {
             Ok(())
         }
         Top::Market(command) => market::market(MarketDataClient::new(channel), command).await,
+        Top::Completions { .. } => unreachable!("answered before connecting"),
     }
 }
 

@@ -7,8 +7,18 @@ use divmid::config::Config;
 
 const ISSUER_TOKEN: &str = "issuer-token-for-the-cli-test-0123";
 
+/// A configuration folder with no profiles, so that no profile of the machine's user
+/// is read.
+fn no_profiles() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "divmid-cli-test-no-profiles-{}",
+        std::process::id()
+    ))
+}
+
 fn divmid(server: &str, token: Option<&str>, arguments: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_divmid"));
+    command.env("DIVMID_CONFIG_DIR", no_profiles());
     command.arg("--server").arg(server);
     if let Some(token) = token {
         command.env("DIVMID_TOKEN", token);
@@ -98,6 +108,7 @@ fn divmid_with_input(
 ) -> (bool, String, String) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_divmid"))
+        .env("DIVMID_CONFIG_DIR", no_profiles())
         .arg("--server")
         .arg(server)
         .env("DIVMID_TOKEN", token)
@@ -488,6 +499,133 @@ async fn a_service_pipes_its_clicks_in_and_the_holders_pool_tops_itself_up() {
         );
         let balances = printed(&server, holder, &["wallet", "balances"]);
         assert!(balances.contains("DVM: available 7.500000"), "{balances}");
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(120), story)
+        .await
+        .expect("the story ends within two minutes")
+        .expect("the story runs");
+    running.stop().await;
+}
+
+/// Runs `divmid` with profiles kept in `config_dir`, no `--server` and no token in the
+/// environment.
+fn with_profiles(config_dir: &std::path::Path, arguments: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_divmid"))
+        .env("DIVMID_CONFIG_DIR", config_dir)
+        .env_remove("DIVMID_TOKEN")
+        .env_remove("DIVMID_SERVER")
+        .env_remove("DIVMID_PROFILE")
+        .args(arguments)
+        .output()
+        .expect("divmid runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (server, running) = start(&directory.path().join("data")).await;
+    let config = directory.path().join("config");
+    let (token_file, issuer_file) = (
+        directory.path().join("pat.token"),
+        directory.path().join("issuer.token"),
+    );
+    let story = tokio::task::spawn_blocking(move || {
+        let (_, token) = create_account(&server, "pat", "trader");
+        std::fs::write(&token_file, format!("{token}\n")).expect("written");
+        std::fs::write(&issuer_file, ISSUER_TOKEN).expect("written");
+        let run = |arguments: &[&str]| with_profiles(&config, arguments);
+
+        let (ok, _, error) = run(&["profile", "use", "nowhere"]);
+        assert!(!ok && error.contains("there are none"), "{error}");
+        let token_path = token_file.to_str().expect("UTF-8");
+        let (ok, saved, error) = run(&[
+            "profile",
+            "add",
+            "pat",
+            "--server",
+            &server,
+            "--token-file",
+            token_path,
+        ]);
+        assert!(ok, "{error}");
+        assert!(saved.contains("profile pat saved and in use"), "{saved}");
+        let issuer_path = issuer_file.to_str().expect("UTF-8");
+        let (ok, _, error) = run(&[
+            "profile",
+            "add",
+            "issuer",
+            "--server",
+            &server,
+            "--token-file",
+            issuer_path,
+        ]);
+        assert!(ok, "{error}");
+        let (_, listed, _) = run(&["profile", "list"]);
+        assert!(
+            listed.contains(&format!("* pat: {server} (token from ")),
+            "{listed}"
+        );
+        assert!(listed.contains(&format!("  issuer: {server}")), "{listed}");
+        assert!(
+            !listed.contains(&token) && !listed.contains(ISSUER_TOKEN),
+            "{listed}"
+        );
+        let file = config.join("profiles.toml");
+        let kept = std::fs::read_to_string(&file).expect("kept");
+        assert!(
+            !kept.contains(&token),
+            "the file keeps the path, not the token"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // Calls with neither --server nor a token: the profile in use gives both.
+        let (ok, balances, error) = run(&["wallet", "balances"]);
+        assert!(ok, "{error}");
+        assert!(balances.contains("USD: available 0.000000"), "{balances}");
+        let (ok, minted, error) = run(&[
+            "--profile",
+            "issuer",
+            "issuer",
+            "mint",
+            "--amount",
+            "5",
+            "--key",
+            "p",
+        ]);
+        assert!(ok, "{error}");
+        assert!(minted.contains("total supply: 5.000000 DVM"), "{minted}");
+        let (ok, _, error) = run(&["issuer", "supply"]);
+        assert!(
+            !ok && error.contains("PermissionDenied"),
+            "pat may not: {error}"
+        );
+        run(&["profile", "use", "issuer"]);
+        let (ok, supply, error) = run(&["issuer", "supply"]);
+        assert!(ok && supply.contains("minted: 5.000000"), "{supply}{error}");
+        let (ok, _, error) = run(&["--profile", "typo", "wallet", "balances"]);
+        assert!(
+            !ok && error.contains("known profiles: issuer, pat"),
+            "{error}"
+        );
+        run(&["profile", "remove", "issuer"]);
+        let (_, listed, _) = run(&["profile", "list"]);
+        assert!(
+            !listed.contains('*') && listed.contains("  pat:"),
+            "{listed}"
+        );
     });
     tokio::time::timeout(std::time::Duration::from_secs(120), story)
         .await

@@ -227,6 +227,13 @@ fn plaintext_beyond_loopback_is_refused_naming_both_ways_out() {
 /// Runs the command-line client; returns whether it succeeded and what it printed.
 fn divmid(arguments: &[&str]) -> (bool, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_divmid"))
+        .env(
+            "DIVMID_CONFIG_DIR",
+            std::env::temp_dir().join(format!(
+                "divmid-tls-test-no-profiles-{}",
+                std::process::id()
+            )),
+        )
         .args(arguments)
         .env_remove("DIVMID_CA_FILE")
         .env("DIVMID_TOKEN", ISSUER_TOKEN)

@@ -10,9 +10,13 @@ use divmid::api::proto;
 #[command(version)]
 pub struct Arguments {
     /// The server's address: `https://HOST:PORT` for TLS, `http://` for plaintext (a
-    /// server on this machine, or behind a proxy).
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "DIVMID_SERVER")]
-    pub server: String,
+    /// server on this machine, or behind a proxy) [default: the profile's, else
+    /// http://127.0.0.1:50051].
+    #[arg(long, env = "DIVMID_SERVER", global = true)]
+    pub server: Option<String>,
+    /// The profile to use (see `divmid profile`) [default: the one in use].
+    #[arg(long, env = "DIVMID_PROFILE", global = true)]
+    pub profile: Option<String>,
     /// For `https://`: a PEM file of the CA that signed the server's certificate, when it
     /// is not one the system trusts.
     #[arg(long, env = "DIVMID_CA_FILE")]
@@ -63,6 +67,9 @@ pub enum Top {
     /// Public market data.
     #[command(subcommand)]
     Market(MarketCommand),
+    /// Saved ways to reach an exchange: address, token file, CA.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// Prints a completion script for SHELL (bash, zsh, fish, powershell or elvish): see
     /// the README for where each shell reads it.
     Completions {
@@ -439,4 +446,28 @@ pub struct UsageArguments {
     pub to_ms: Option<u64>,
     #[arg(long, value_enum, default_value = "day")]
     pub interval: UsageIntervalArgument,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Saves a profile (replacing one of the same name); the first one saved is used.
+    Add {
+        name: String,
+        /// The exchange's address.
+        #[arg(long)]
+        server: String,
+        /// A file whose first line is your token (the profile keeps the path, not the
+        /// token).
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// For https://: the CA of the server's certificate.
+        #[arg(long)]
+        ca_file: Option<std::path::PathBuf>,
+    },
+    /// Lists the profiles; `*` marks the one in use.
+    List,
+    /// Uses a profile from now on.
+    Use { name: String },
+    /// Forgets a profile.
+    Remove { name: String },
 }

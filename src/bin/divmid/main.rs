@@ -24,6 +24,7 @@ mod issuer;
 mod market;
 mod order;
 mod prepaid;
+mod profile;
 mod wallet;
 
 use std::process::ExitCode;
@@ -41,6 +42,7 @@ use tonic::transport::Channel;
 use tonic::Request;
 
 use cli::{Arguments, Top};
+use profile::Reach;
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
@@ -92,16 +94,16 @@ fn causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The endpoint of `--server`, with TLS for an `https://` address.
-fn endpoint(arguments: &Arguments) -> Result<tonic::transport::Endpoint, String> {
-    let endpoint = Channel::from_shared(arguments.server.clone())
-        .map_err(|error| format!("--server: {error}"))?;
-    let tls_options = arguments.ca_file.is_some() || arguments.cert_file.is_some();
-    if !arguments.server.starts_with("https://") {
+/// The endpoint of the server to reach, with TLS for an `https://` address.
+fn endpoint(arguments: &Arguments, reach: &Reach) -> Result<tonic::transport::Endpoint, String> {
+    let endpoint =
+        Channel::from_shared(reach.server.clone()).map_err(|error| format!("--server: {error}"))?;
+    let tls_options = reach.ca_file.is_some() || arguments.cert_file.is_some();
+    if !reach.server.starts_with("https://") {
         if tls_options {
             return Err(format!(
-                "--ca-file and --cert-file are for https:// addresses; --server is {}",
-                arguments.server
+                "--ca-file and --cert-file are for https:// addresses; the server is {}",
+                reach.server
             ));
         }
         return Ok(endpoint);
@@ -110,7 +112,7 @@ fn endpoint(arguments: &Arguments) -> Result<tonic::transport::Endpoint, String>
         .cert_file
         .as_deref()
         .zip(arguments.key_file.as_deref());
-    let tls = divmid::api::tls::client_config(arguments.ca_file.as_deref(), identity)?;
+    let tls = divmid::api::tls::client_config(reach.ca_file.as_deref(), identity)?;
     endpoint
         .tls_config(tls)
         .map_err(|error| format!("--server: {error}"))
@@ -125,11 +127,15 @@ async fn run(arguments: Arguments) -> Result<(), String> {
         clap_complete::generate(shell, &mut command, "divmid", &mut std::io::stdout());
         return Ok(());
     }
-    let channel = endpoint(&arguments)?
+    if let Top::Profile(command) = arguments.command {
+        return profile::command(command);
+    }
+    let reach = profile::reach(&arguments)?;
+    let channel = endpoint(&arguments, &reach)?
         .connect()
         .await
-        .map_err(|error| format!("cannot reach {}: {}", arguments.server, causes(&error)))?;
-    let token = arguments.token;
+        .map_err(|error| format!("cannot reach {}: {}", reach.server, causes(&error)))?;
+    let token = reach.token;
     match arguments.command {
         Top::Issuer(command) => issuer::issuer(IssuerClient::new(channel), &token, command).await,
         Top::Wallet(command) => wallet::wallet(WalletClient::new(channel), &token, command).await,
@@ -155,7 +161,7 @@ async fn run(arguments: Arguments) -> Result<(), String> {
             Ok(())
         }
         Top::Market(command) => market::market(MarketDataClient::new(channel), command).await,
-        Top::Completions { .. } => unreachable!("answered before connecting"),
+        Top::Completions { .. } | Top::Profile(_) => unreachable!("answered before connecting"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Compiles the API's protobuf files with protox (a protobuf compiler in Rust, so no
 //! system `protoc` is needed), generates the tonic services and prost messages, and keeps
-//! the encoded file descriptor set for gRPC server reflection.
+//! the encoded file descriptor set for gRPC server reflection. pbjson-build adds serde
+//! implementations of every message following protobuf's JSON mapping (with the proto's
+//! own field names), for the command-line client's `--output json`.
 
 use std::path::PathBuf;
 
@@ -19,10 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(
-        out.join("divmid_descriptor.bin"),
-        descriptors.encode_to_vec(),
-    )?;
+    let encoded = descriptors.encode_to_vec();
+    std::fs::write(out.join("divmid_descriptor.bin"), &encoded)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .preserve_proto_field_names()
+        .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

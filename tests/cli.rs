@@ -633,3 +633,163 @@ async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
         .expect("the story runs");
     running.stop().await;
 }
+
+/// Runs `divmid --output json` and parses each line it printed as a JSON object.
+fn json_lines(server: &str, token: Option<&str>, arguments: &[&str]) -> Vec<serde_json::Value> {
+    let mut with_json = vec!["--output", "json"];
+    with_json.extend_from_slice(arguments);
+    printed(server, token, &with_json)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
+        .collect()
+}
+
+/// The one JSON object `divmid --output json` printed.
+fn json(server: &str, token: Option<&str>, arguments: &[&str]) -> serde_json::Value {
+    let mut lines = json_lines(server, token, arguments);
+    assert_eq!(lines.len(), 1, "one answer: {lines:?}");
+    lines.remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_is_json_with_the_protos_field_names() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (server, running) = start(directory.path()).await;
+    let story = tokio::task::spawn_blocking(move || {
+        let issuer = Some(ISSUER_TOKEN);
+        let created = json(
+            &server,
+            issuer,
+            &[
+                "issuer",
+                "create-account",
+                "--name",
+                "jo",
+                "--tier",
+                "public",
+                "--role",
+                "trader",
+            ],
+        );
+        let token = created["api_token"]
+            .as_str()
+            .expect("api_token")
+            .to_string();
+        assert!(
+            created["account_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "{created}"
+        );
+        let trader = Some(token.as_str());
+        let minted = json(
+            &server,
+            issuer,
+            &["issuer", "mint", "--amount", "500", "--key", "m"],
+        );
+        assert_eq!(minted["total_supply"], "500.000000");
+        json(
+            &server,
+            issuer,
+            &["issuer", "set-price", "--tier", "public", "--price", "0.5"],
+        );
+        let supply = json(&server, issuer, &["issuer", "supply"]);
+        assert_eq!(
+            (&supply["minted"], &supply["treasury"]),
+            (&"500.000000".into(), &"500.000000".into())
+        );
+        let deposited = json(
+            &server,
+            trader,
+            &[
+                "wallet",
+                "deposit",
+                "--source",
+                "egold",
+                "--amount",
+                "20",
+                "--reference",
+                "123456",
+                "--key",
+                "d",
+            ],
+        );
+        assert_eq!(deposited["balance"]["asset"], "USD");
+        assert_eq!(deposited["balance"]["available"], "20.000000");
+        let bought = json(
+            &server,
+            trader,
+            &[
+                "wallet",
+                "buy",
+                "--quantity",
+                "10",
+                "--max-price",
+                "0.5",
+                "--key",
+                "b",
+            ],
+        );
+        assert_eq!(bought["cost"], "5.000000");
+        assert_eq!(bought["balances"].as_array().map(Vec::len), Some(2));
+        let placed = json(
+            &server,
+            trader,
+            &[
+                "order",
+                "place",
+                "--side",
+                "sell",
+                "--price",
+                "0.9",
+                "--quantity",
+                "4",
+                "--client-order-id",
+                "s1",
+            ],
+        );
+        let order = &placed["order"];
+        assert_eq!(order["side"], "SIDE_SELL");
+        assert_eq!(order["type"], "ORDER_TYPE_LIMIT");
+        assert_eq!(
+            (&order["price"], &order["quantity"]),
+            (&"0.9000".into(), &"4.00".into())
+        );
+        assert_eq!(order["status"], "ORDER_STATUS_OPEN");
+        assert_eq!(order["client_order_id"], "s1");
+        let listed = json(&server, trader, &["order", "list", "--open-only"]);
+        assert_eq!(listed["orders"][0]["order_id"], order["order_id"]);
+        let book = json(&server, None, &["market", "book"]);
+        assert_eq!(book["asks"][0]["price"], "0.9000");
+        assert_eq!(book["asks"][0]["quantity"], "4.00");
+        let ledger = json(&server, trader, &["wallet", "ledger", "--page-size", "2"]);
+        assert_eq!(ledger["entries"][0]["kind"], "order_hold");
+        assert!(ledger["next_page_token"]
+            .as_str()
+            .is_some_and(|token| !token.is_empty()));
+        let canceled = json(
+            &server,
+            trader,
+            &["order", "cancel", "--client-order-id", "s1"],
+        );
+        assert_eq!(canceled["order"]["status"], "ORDER_STATUS_CANCELED");
+        let markets = json(&server, None, &["market", "list"]);
+        assert_eq!(markets["markets"][0]["name"], "DVM-USD");
+        let prices = json(&server, None, &["market", "issue-prices"]);
+        assert_eq!(prices["prices"][0]["tier"], "TIER_PUBLIC");
+        assert_eq!(prices["prices"][0]["price"], "0.500000");
+        let updates = json_lines(
+            &server,
+            trader,
+            &["order", "updates", "--from-seq", "0", "--limit", "2"],
+        );
+        assert_eq!(updates.len(), 2, "one line per streamed message");
+        assert_eq!(updates[0]["order"]["status"], "ORDER_STATUS_OPEN");
+        assert_eq!(updates[1]["order"]["status"], "ORDER_STATUS_CANCELED");
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(120), story)
+        .await
+        .expect("the story ends within two minutes")
+        .expect("the story runs");
+    running.stop().await;
+}

@@ -17,6 +17,19 @@ pub struct Arguments {
     /// The profile to use (see `divmid profile`) [default: the one in use].
     #[arg(long, env = "DIVMID_PROFILE", global = true)]
     pub profile: Option<String>,
+    /// How answers are printed: `text` for people, `json` for scripts (one JSON object per
+    /// answer, one per line for streams, with the proto's field names).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "DIVMID_OUTPUT",
+        global = true
+    )]
+    pub output: OutputFormat,
+    /// Short for `--output json`.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// For `https://`: a PEM file of the CA that signed the server's certificate, when it
     /// is not one the system trusts.
     #[arg(long, env = "DIVMID_CA_FILE")]
@@ -470,4 +483,13 @@ pub enum ProfileCommand {
     Use { name: String },
     /// Forgets a profile.
     Remove { name: String },
+}
+
+/// How answers are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For people.
+    Text,
+    /// One JSON object per answer (per message, for streams), one per line.
+    Json,
 }

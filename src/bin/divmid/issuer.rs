@@ -5,6 +5,7 @@ use divmid::api::proto::issuer_client::IssuerClient;
 use tonic::transport::Channel;
 
 use crate::cli::*;
+use crate::{show, Caller};
 
 fn tier(tier: TierArgument) -> i32 {
     match tier {
@@ -15,7 +16,7 @@ fn tier(tier: TierArgument) -> i32 {
 
 pub async fn issuer(
     mut client: IssuerClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     command: IssuerCommand,
 ) -> Result<(), String> {
     match command {
@@ -33,11 +34,13 @@ pub async fn issuer(
                 tier: tier(t),
                 role,
             };
-            let created = call!(client, create_account, token, request);
-            println!(
-                "account_id: {}\napi_token: {}",
-                created.account_id, created.api_token
-            );
+            let created = call!(client, create_account, caller, request);
+            show(caller, &created, |created| {
+                println!(
+                    "account_id: {}\napi_token: {}",
+                    created.account_id, created.api_token
+                )
+            });
         }
         IssuerCommand::Mint { amount, key, memo } => {
             let request = proto::MintRequest {
@@ -45,29 +48,33 @@ pub async fn issuer(
                 memo,
                 idempotency_key: key,
             };
-            let minted = call!(client, mint, token, request);
-            println!("total supply: {} DVM", minted.total_supply);
+            let minted = call!(client, mint, caller, request);
+            show(caller, &minted, |minted| {
+                println!("total supply: {} DVM", minted.total_supply)
+            });
         }
         IssuerCommand::SetPrice { tier: t, price } => {
             let request = proto::SetIssuePriceRequest {
                 tier: tier(t),
                 price,
             };
-            call!(client, set_issue_price, token, request);
-            println!("price set");
+            let set = call!(client, set_issue_price, caller, request);
+            show(caller, &set, |_| println!("price set"));
         }
         IssuerCommand::Supply => {
-            let supply = call!(client, get_supply, token, proto::GetSupplyRequest {});
-            println!(
-                "minted: {}\ntreasury: {}\ncirculating: {}\nspent: {}\nseq: {}",
-                supply.minted, supply.treasury, supply.circulating, supply.spent, supply.seq
-            );
+            let supply = call!(client, get_supply, caller, proto::GetSupplyRequest {});
+            show(caller, &supply, |supply| {
+                println!(
+                    "minted: {}\ntreasury: {}\ncirculating: {}\nspent: {}\nseq: {}",
+                    supply.minted, supply.treasury, supply.circulating, supply.spent, supply.seq
+                )
+            });
         }
         IssuerCommand::RotateToken { account } => {
-            change_token(client, token, account, true).await?
+            change_token(client, caller, account, true).await?
         }
         IssuerCommand::RevokeToken { account } => {
-            change_token(client, token, account, false).await?
+            change_token(client, caller, account, false).await?
         }
     }
     Ok(())
@@ -76,18 +83,20 @@ pub async fn issuer(
 /// Rotates an account's token and prints the new one, or revokes it.
 async fn change_token(
     mut client: IssuerClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     account_id: String,
     rotate: bool,
 ) -> Result<(), String> {
     if rotate {
         let request = proto::RotateTokenRequest { account_id };
-        let rotated = call!(client, rotate_token, token, request);
-        println!("api_token: {}", rotated.api_token);
+        let rotated = call!(client, rotate_token, caller, request);
+        show(caller, &rotated, |rotated| {
+            println!("api_token: {}", rotated.api_token)
+        });
     } else {
         let request = proto::RevokeTokenRequest { account_id };
-        call!(client, revoke_token, token, request);
-        println!("token revoked");
+        let revoked = call!(client, revoke_token, caller, request);
+        show(caller, &revoked, |_| println!("token revoked"));
     }
     Ok(())
 }

@@ -6,13 +6,14 @@
 //! `cli.rs` is the command line's shape; `issuer.rs`, `wallet.rs`, `order.rs`,
 //! `market.rs` and `prepaid.rs` make each group's calls and print their answers.
 
-/// Calls `$client.$method` with `$request` under `$token` and gives the answer's message,
+/// Calls `$client.$method` with `$request` under `$caller`'s token and gives the answer's
+/// message,
 /// or returns the server's refusal (or a token that is not ASCII) as the error a person
 /// reads.
 macro_rules! call {
-    ($client:expr, $method:ident, $token:expr, $request:expr) => {
+    ($client:expr, $method:ident, $caller:expr, $request:expr) => {
         $client
-            .$method($crate::authorized($token, $request)?)
+            .$method($crate::authorized(&$caller.token, $request)?)
             .await
             .map_err($crate::status)?
             .into_inner()
@@ -62,6 +63,26 @@ fn main() -> ExitCode {
             eprintln!("divmid: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Who calls, and how the answers are printed.
+pub struct Caller {
+    /// The bearer token, if any.
+    pub token: Option<String>,
+    /// JSON for scripts, or text for people.
+    pub json: bool,
+}
+
+/// Prints an answer: as one line of JSON with `--output json`, otherwise as `text` writes it.
+pub fn show<M: serde::Serialize>(caller: &Caller, message: &M, text: impl FnOnce(&M)) {
+    if caller.json {
+        match serde_json::to_string(message) {
+            Ok(line) => println!("{line}"),
+            Err(error) => eprintln!("divmid: the answer does not encode as JSON: {error}"),
+        }
+    } else {
+        text(message);
     }
 }
 
@@ -135,13 +156,16 @@ async fn run(arguments: Arguments) -> Result<(), String> {
         .connect()
         .await
         .map_err(|error| format!("cannot reach {}: {}", reach.server, causes(&error)))?;
-    let token = reach.token;
+    let caller = Caller {
+        token: reach.token,
+        json: arguments.json || arguments.output == cli::OutputFormat::Json,
+    };
     match arguments.command {
-        Top::Issuer(command) => issuer::issuer(IssuerClient::new(channel), &token, command).await,
-        Top::Wallet(command) => wallet::wallet(WalletClient::new(channel), &token, command).await,
-        Top::Order(command) => order::order(TradingClient::new(channel), &token, command).await,
+        Top::Issuer(command) => issuer::issuer(IssuerClient::new(channel), &caller, command).await,
+        Top::Wallet(command) => wallet::wallet(WalletClient::new(channel), &caller, command).await,
+        Top::Order(command) => order::order(TradingClient::new(channel), &caller, command).await,
         Top::Charge { session: true, .. } => {
-            prepaid::charge_session(MeteringClient::new(channel), &token).await
+            prepaid::charge_session(MeteringClient::new(channel), &caller).await
         }
         Top::Charge {
             account,
@@ -156,11 +180,15 @@ async fn run(arguments: Arguments) -> Result<(), String> {
                 idempotency_key: key.unwrap_or_default(),
                 memo,
             };
-            let response = call!(MeteringClient::new(channel), charge, &token, request);
-            println!("charged {} DVM (seq {})", response.amount, response.seq);
+            let response = call!(MeteringClient::new(channel), charge, &caller, request);
+            show(&caller, &response, |response| {
+                println!("charged {} DVM (seq {})", response.amount, response.seq)
+            });
             Ok(())
         }
-        Top::Market(command) => market::market(MarketDataClient::new(channel), command).await,
+        Top::Market(command) => {
+            market::market(MarketDataClient::new(channel), &caller, command).await
+        }
         Top::Completions { .. } | Top::Profile(_) => unreachable!("answered before connecting"),
     }
 }

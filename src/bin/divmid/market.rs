@@ -7,11 +7,13 @@ use divmid::api::proto::market_data_client::MarketDataClient;
 use divmid::market_data::CHECKSUM_LEVELS;
 use tonic::transport::Channel;
 
-use crate::cli::*;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::cli::*;
 use crate::order::side_name;
-use crate::{date, next, prepaid, status};
+use crate::{date, next, prepaid, show, status, Caller};
+
+type Client = MarketDataClient<Channel>;
 
 fn print_levels<'a>(side: &str, levels: impl IntoIterator<Item = &'a proto::PriceLevel>) {
     for level in levels {
@@ -50,202 +52,232 @@ fn visible<'a>(
         .collect()
 }
 
-pub async fn market(
-    mut client: MarketDataClient<Channel>,
-    command: MarketCommand,
-) -> Result<(), String> {
+pub async fn market(client: Client, caller: &Caller, command: MarketCommand) -> Result<(), String> {
     match command {
-        MarketCommand::IssuePrices => return prepaid::issue_prices(client).await,
-        MarketCommand::List => {
-            let response = client
-                .get_markets(proto::GetMarketsRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
-            for market in response.markets {
-                println!(
-                    "{}: {} in {}, tick {}, lot {}, quantity {} to {}, price up to {}",
-                    market.name,
-                    market.base,
-                    market.quote,
-                    market.tick_size,
-                    market.lot_size,
-                    market.min_quantity,
-                    market.max_quantity,
-                    market.max_price
-                );
-            }
-        }
+        MarketCommand::IssuePrices => prepaid::issue_prices(client, caller).await,
+        MarketCommand::List => list(client, caller).await,
         MarketCommand::Book { market, depth } => {
-            let book = client
-                .get_order_book(proto::GetOrderBookRequest { market, depth })
-                .await
-                .map_err(status)?
-                .into_inner();
-            println!("{} at seq {}", book.market, book.seq);
-            print_levels("ask", book.asks.iter().rev());
-            print_levels("bid", &book.bids);
+            let request = proto::GetOrderBookRequest { market, depth };
+            let book = answer(client.clone().get_order_book(request).await)?;
+            show(caller, &book, |book| {
+                println!("{} at seq {}", book.market, book.seq);
+                print_levels("ask", book.asks.iter().rev());
+                print_levels("bid", &book.bids);
+            });
+            Ok(())
         }
         MarketCommand::Ticker { market } => {
-            let ticker = client
-                .get_ticker(proto::GetTickerRequest { market })
-                .await
-                .map_err(status)?
-                .into_inner();
-            let or_none = |text: &str| {
-                if text.is_empty() {
-                    "none".to_string()
-                } else {
-                    text.to_string()
-                }
-            };
-            println!(
-                "{} at seq {}: last {}, bid {}, ask {}; 24 h volume {}, high {}, low {}",
-                ticker.market,
-                ticker.seq,
-                or_none(&ticker.last_price),
-                or_none(&ticker.best_bid),
-                or_none(&ticker.best_ask),
-                ticker.volume_24h,
-                or_none(&ticker.high_24h),
-                or_none(&ticker.low_24h)
-            );
+            let request = proto::GetTickerRequest { market };
+            let ticker = answer(client.clone().get_ticker(request).await)?;
+            show(caller, &ticker, print_ticker);
+            Ok(())
         }
         MarketCommand::Candles {
             market,
             interval,
             from_ms,
             to_ms,
-        } => {
-            let to_ms = match to_ms {
-                Some(to_ms) => to_ms,
-                None => SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_err(|_| "the system clock is before 1970".to_string())?
-                    .as_millis()
-                    .try_into()
-                    .map_err(|_| "the system clock is too far ahead".to_string())?,
-            };
-            let from_ms = from_ms
-                .unwrap_or_else(|| to_ms.saturating_sub(CANDLES_DEFAULT * interval.milliseconds()));
-            let request = proto::GetCandlesRequest {
-                market,
-                interval: interval.proto() as i32,
-                from_ms,
-                to_ms,
-            };
-            let candles = client
-                .get_candles(request)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .candles;
-            if candles.is_empty() {
-                println!("no trades from {} to {}", date(from_ms), date(to_ms));
-            }
-            for candle in candles {
-                println!(
-                    "{}  open {} high {} low {} close {} volume {}",
-                    date(candle.open_time_ms),
-                    candle.open,
-                    candle.high,
-                    candle.low,
-                    candle.close,
-                    candle.volume
-                );
-            }
-        }
+        } => candles(client, caller, market, interval, (from_ms, to_ms)).await,
         MarketCommand::Trades {
             market,
             from_seq,
             limit,
         } => {
-            let request = proto::StreamTradesRequest { market, from_seq };
-            let mut trades = client
-                .stream_trades(request)
-                .await
-                .map_err(status)?
-                .into_inner();
-            for _ in 0..limit.unwrap_or(u64::MAX) {
-                let trade = next(&mut trades).await?;
-                let taker = side_name(trade.taker_side);
-                println!(
-                    "trade {} {} {} @ {} taker {} seq {} at {}",
-                    trade.trade_id,
-                    trade.market,
-                    trade.quantity,
-                    trade.price,
-                    taker,
-                    trade.seq,
-                    date(trade.time_ms)
-                );
-            }
+            trades(
+                client,
+                caller,
+                proto::StreamTradesRequest { market, from_seq },
+                limit,
+            )
+            .await
         }
         MarketCommand::Watch {
             market,
             depth,
             messages,
-        } => {
-            // The checksum covers the top levels of each side: a copy of fewer could not
-            // be checked, so at least that many are followed and `depth` are shown.
-            let followed = depth.max(CHECKSUM_LEVELS as u32);
-            let shown = depth as usize;
-            let request = proto::StreamOrderBookRequest {
-                market,
-                depth: followed,
-            };
-            let mut stream = client
-                .stream_order_book(request)
-                .await
-                .map_err(status)?
-                .into_inner();
-            let mut copy = BookCopy::default();
-            for _ in 0..messages.unwrap_or(u64::MAX) {
-                let message = next(&mut stream).await?;
-                let shown_before = shown_prices(&copy, shown);
-                copy.apply(&message)
-                    .map_err(|error| format!("{error}: resubscribe for a fresh snapshot"))?;
-                match &message.update {
-                    Some(proto::book_update::Update::Snapshot(snapshot)) => {
-                        println!("snapshot at seq {}", snapshot.book_seq);
-                        print_levels(
-                            "ask",
-                            copy.asks()
-                                .take(shown)
-                                .collect::<Vec<_>>()
-                                .into_iter()
-                                .rev(),
-                        );
-                        print_levels("bid", copy.bids().take(shown));
-                    }
-                    Some(proto::book_update::Update::Changes(changes)) => {
-                        // Only the changes to levels shown before or after this message.
-                        let shown_after = shown_prices(&copy, shown);
-                        let asks = visible(&changes.asks, &shown_before.asks, &shown_after.asks);
-                        let bids = visible(&changes.bids, &shown_before.bids, &shown_after.bids);
-                        if asks.is_empty() && bids.is_empty() {
-                            continue;
-                        }
-                        println!("changes at seq {}", changes.book_seq);
-                        print_levels("ask", asks);
-                        print_levels("bid", bids);
-                    }
-                    // Idle: nothing changed, nothing to show.
-                    _ => continue,
-                }
-                let best = |level: Option<&proto::PriceLevel>| {
-                    level.map_or("none".to_string(), |level| {
-                        format!("{} x {}", level.price, level.quantity)
-                    })
-                };
-                println!(
-                    "  best bid {} | best ask {} (checksum {} verified)",
-                    best(copy.bids().next()),
-                    best(copy.asks().next()),
-                    message.checksum
-                );
-            }
+        } => watch(client, caller, market, depth, messages).await,
+    }
+}
+
+/// The message of an answer, or the server's refusal as the error a person reads.
+fn answer<M>(result: Result<tonic::Response<M>, tonic::Status>) -> Result<M, String> {
+    result.map(tonic::Response::into_inner).map_err(status)
+}
+
+async fn list(mut client: Client, caller: &Caller) -> Result<(), String> {
+    let response = answer(client.get_markets(proto::GetMarketsRequest {}).await)?;
+    show(caller, &response, |response| {
+        for market in &response.markets {
+            println!(
+                "{}: {} in {}, tick {}, lot {}, quantity {} to {}, price up to {}",
+                market.name,
+                market.base,
+                market.quote,
+                market.tick_size,
+                market.lot_size,
+                market.min_quantity,
+                market.max_quantity,
+                market.max_price
+            );
         }
+    });
+    Ok(())
+}
+
+fn print_ticker(ticker: &proto::GetTickerResponse) {
+    let or_none = |text: &str| {
+        if text.is_empty() {
+            "none".to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    println!(
+        "{} at seq {}: last {}, bid {}, ask {}; 24 h volume {}, high {}, low {}",
+        ticker.market,
+        ticker.seq,
+        or_none(&ticker.last_price),
+        or_none(&ticker.best_bid),
+        or_none(&ticker.best_ask),
+        ticker.volume_24h,
+        or_none(&ticker.high_24h),
+        or_none(&ticker.low_24h)
+    );
+}
+
+async fn candles(
+    mut client: Client,
+    caller: &Caller,
+    market: String,
+    interval: IntervalArgument,
+    (from_ms, to_ms): (Option<u64>, Option<u64>),
+) -> Result<(), String> {
+    let to_ms = match to_ms {
+        Some(to_ms) => to_ms,
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| "the system clock is before 1970".to_string())?
+            .as_millis()
+            .try_into()
+            .map_err(|_| "the system clock is too far ahead".to_string())?,
+    };
+    let from_ms =
+        from_ms.unwrap_or_else(|| to_ms.saturating_sub(CANDLES_DEFAULT * interval.milliseconds()));
+    let request = proto::GetCandlesRequest {
+        market,
+        interval: interval.proto() as i32,
+        from_ms,
+        to_ms,
+    };
+    let response = answer(client.get_candles(request).await)?;
+    show(caller, &response, |response| {
+        if response.candles.is_empty() {
+            println!("no trades from {} to {}", date(from_ms), date(to_ms));
+        }
+        for candle in &response.candles {
+            println!(
+                "{}  open {} high {} low {} close {} volume {}",
+                date(candle.open_time_ms),
+                candle.open,
+                candle.high,
+                candle.low,
+                candle.close,
+                candle.volume
+            );
+        }
+    });
+    Ok(())
+}
+
+async fn trades(
+    mut client: Client,
+    caller: &Caller,
+    request: proto::StreamTradesRequest,
+    limit: Option<u64>,
+) -> Result<(), String> {
+    let mut trades = answer(client.stream_trades(request).await)?;
+    for _ in 0..limit.unwrap_or(u64::MAX) {
+        let trade = next(&mut trades).await?;
+        show(caller, &trade, |trade| {
+            println!(
+                "trade {} {} {} @ {} taker {} seq {} at {}",
+                trade.trade_id,
+                trade.market,
+                trade.quantity,
+                trade.price,
+                side_name(trade.taker_side),
+                trade.seq,
+                date(trade.time_ms)
+            )
+        });
     }
     Ok(())
+}
+
+/// Follows the book, every message checked against the copy kept here; prints the shown
+/// levels' changes (or, with `--output json`, each message as received once checked).
+async fn watch(
+    mut client: Client,
+    caller: &Caller,
+    market: String,
+    depth: u32,
+    messages: Option<u64>,
+) -> Result<(), String> {
+    // The checksum covers the top levels of each side: a copy of fewer could not be
+    // checked, so at least that many are followed and `depth` are shown.
+    let followed = depth.max(CHECKSUM_LEVELS as u32);
+    let shown = depth as usize;
+    let request = proto::StreamOrderBookRequest {
+        market,
+        depth: followed,
+    };
+    let mut stream = answer(client.stream_order_book(request).await)?;
+    let mut copy = BookCopy::default();
+    for _ in 0..messages.unwrap_or(u64::MAX) {
+        let message = next(&mut stream).await?;
+        let shown_before = shown_prices(&copy, shown);
+        copy.apply(&message)
+            .map_err(|error| format!("{error}: resubscribe for a fresh snapshot"))?;
+        show(caller, &message, |message| {
+            print_watched(&copy, message, shown, &shown_before)
+        });
+    }
+    Ok(())
+}
+
+/// What one book message changed among the levels shown, and the best prices.
+fn print_watched(copy: &BookCopy, message: &proto::BookUpdate, shown: usize, before: &Shown) {
+    match &message.update {
+        Some(proto::book_update::Update::Snapshot(snapshot)) => {
+            println!("snapshot at seq {}", snapshot.book_seq);
+            let asks: Vec<_> = copy.asks().take(shown).collect();
+            print_levels("ask", asks.into_iter().rev());
+            print_levels("bid", copy.bids().take(shown));
+        }
+        Some(proto::book_update::Update::Changes(changes)) => {
+            // Only the changes to levels shown before or after this message.
+            let after = shown_prices(copy, shown);
+            let asks = visible(&changes.asks, &before.asks, &after.asks);
+            let bids = visible(&changes.bids, &before.bids, &after.bids);
+            if asks.is_empty() && bids.is_empty() {
+                return;
+            }
+            println!("changes at seq {}", changes.book_seq);
+            print_levels("ask", asks);
+            print_levels("bid", bids);
+        }
+        // Idle: nothing changed, nothing to show.
+        _ => return,
+    }
+    let best = |level: Option<&proto::PriceLevel>| {
+        level.map_or("none".to_string(), |level| {
+            format!("{} x {}", level.price, level.quantity)
+        })
+    };
+    println!(
+        "  best bid {} | best ask {} (checksum {} verified)",
+        best(copy.bids().next()),
+        best(copy.asks().next()),
+        message.checksum
+    );
 }

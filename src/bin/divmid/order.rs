@@ -6,7 +6,7 @@ use divmid::api::proto::trading_client::TradingClient;
 use tonic::transport::Channel;
 
 use crate::cli::*;
-use crate::next;
+use crate::{next, show, Caller};
 
 /// A side's wire name, or `?` for a value this client does not know.
 pub fn side_name(side: i32) -> &'static str {
@@ -56,9 +56,15 @@ fn print_fill(fill: &proto::Fill) {
     );
 }
 
+fn print_next_page(page_token: &str) {
+    if !page_token.is_empty() {
+        println!("next page: --page-token {page_token}");
+    }
+}
+
 pub async fn order(
     mut client: TradingClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     command: OrderCommand,
 ) -> Result<(), String> {
     match command {
@@ -101,9 +107,11 @@ pub async fn order(
                     Some(StpArgument::Decrement) => proto::SelfTradePrevention::Decrement,
                 } as i32,
             };
-            let response = call!(client, place_order, token, request);
-            response.order.iter().for_each(print_order);
-            response.fills.iter().for_each(print_fill);
+            let response = call!(client, place_order, caller, request);
+            show(caller, &response, |response| {
+                response.order.iter().for_each(print_order);
+                response.fills.iter().for_each(print_fill);
+            });
         }
         OrderCommand::Cancel {
             order_id,
@@ -113,17 +121,21 @@ pub async fn order(
                 order_id,
                 client_order_id,
             };
-            let response = call!(client, cancel_order, token, request);
-            response.order.iter().for_each(print_order);
+            let response = call!(client, cancel_order, caller, request);
+            show(caller, &response, |response| {
+                response.order.iter().for_each(print_order)
+            });
         }
         OrderCommand::CancelAll { market } => {
             let request = proto::CancelAllOrdersRequest { market };
-            let response = call!(client, cancel_all_orders, token, request);
-            let count = response.canceled_count;
-            println!(
-                "canceled {count} order{}",
-                if count == 1 { "" } else { "s" }
-            );
+            let response = call!(client, cancel_all_orders, caller, request);
+            show(caller, &response, |response| {
+                let count = response.canceled_count;
+                println!(
+                    "canceled {count} order{}",
+                    if count == 1 { "" } else { "s" }
+                );
+            });
         }
         OrderCommand::Amend {
             order_id,
@@ -135,9 +147,11 @@ pub async fn order(
                 quantity,
                 price,
             };
-            let response = call!(client, amend_order, token, request);
-            response.order.iter().for_each(print_order);
-            response.fills.iter().for_each(print_fill);
+            let response = call!(client, amend_order, caller, request);
+            show(caller, &response, |response| {
+                response.order.iter().for_each(print_order);
+                response.fills.iter().for_each(print_fill);
+            });
         }
         OrderCommand::Get {
             order_id,
@@ -147,8 +161,10 @@ pub async fn order(
                 order_id,
                 client_order_id,
             };
-            let response = call!(client, get_order, token, request);
-            response.order.iter().for_each(print_order);
+            let response = call!(client, get_order, caller, request);
+            show(caller, &response, |response| {
+                response.order.iter().for_each(print_order)
+            });
         }
         OrderCommand::List {
             open_only,
@@ -160,11 +176,11 @@ pub async fn order(
                 page_size,
                 page_token,
             };
-            let response = call!(client, list_orders, token, request);
-            response.orders.iter().for_each(print_order);
-            if !response.next_page_token.is_empty() {
-                println!("next page: --page-token {}", response.next_page_token);
-            }
+            let response = call!(client, list_orders, caller, request);
+            show(caller, &response, |response| {
+                response.orders.iter().for_each(print_order);
+                print_next_page(&response.next_page_token);
+            });
         }
         OrderCommand::Fills {
             page_size,
@@ -174,23 +190,25 @@ pub async fn order(
                 page_size,
                 page_token,
             };
-            let response = call!(client, list_fills, token, request);
-            response.fills.iter().for_each(print_fill);
-            if !response.next_page_token.is_empty() {
-                println!("next page: --page-token {}", response.next_page_token);
-            }
+            let response = call!(client, list_fills, caller, request);
+            show(caller, &response, |response| {
+                response.fills.iter().for_each(print_fill);
+                print_next_page(&response.next_page_token);
+            });
         }
         OrderCommand::Updates { from_seq, limit } => {
             let request = proto::StreamOrderUpdatesRequest { from_seq };
-            let mut updates = call!(client, stream_order_updates, token, request);
+            let mut updates = call!(client, stream_order_updates, caller, request);
             for _ in 0..limit.unwrap_or(u64::MAX) {
                 let update = next(&mut updates).await?;
-                print!("seq {}: ", update.seq);
-                match update.update {
-                    Some(proto::order_update::Update::Order(order)) => print_order(&order),
-                    Some(proto::order_update::Update::Fill(fill)) => print_fill(&fill),
-                    None => println!("(empty update)"),
-                }
+                show(caller, &update, |update| {
+                    print!("seq {}: ", update.seq);
+                    match &update.update {
+                        Some(proto::order_update::Update::Order(order)) => print_order(order),
+                        Some(proto::order_update::Update::Fill(fill)) => print_fill(fill),
+                        None => println!("(empty update)"),
+                    }
+                });
             }
         }
     }

@@ -9,7 +9,7 @@ use tokio::io::AsyncBufReadExt;
 use tonic::transport::Channel;
 
 use crate::cli::{AutoTopUpArguments, SpendLimitArguments, UsageArguments, UsageIntervalArgument};
-use crate::{date, status};
+use crate::{date, show, status, Caller};
 
 const THIRTY_DAYS_MS: u64 = 30 * 24 * 60 * 60 * 1_000;
 
@@ -21,7 +21,7 @@ fn now_ms() -> u64 {
 
 pub async fn auto_top_up(
     mut client: WalletClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     arguments: AutoTopUpArguments,
 ) -> Result<(), String> {
     if arguments.threshold.is_some() || arguments.off {
@@ -32,32 +32,33 @@ pub async fn auto_top_up(
             max_price: arguments.max_price.unwrap_or_default(),
             monthly_max_usd: arguments.monthly_max_usd.unwrap_or_default(),
         };
-        let set = call!(client, set_auto_top_up, token, request);
-        println!(
-            "auto top-up {} (seq {})",
-            if arguments.off { "off" } else { "set" },
-            set.seq
-        );
+        let set = call!(client, set_auto_top_up, caller, request);
+        let done = if arguments.off { "off" } else { "set" };
+        show(caller, &set, |set| {
+            println!("auto top-up {done} (seq {})", set.seq)
+        });
         return Ok(());
     }
     let settings = call!(
         client,
         get_auto_top_up,
-        token,
+        caller,
         proto::GetAutoTopUpRequest {}
     );
-    println!("enabled: {}", settings.enabled);
-    println!("threshold: {} DVM", settings.threshold);
-    println!("target: {} DVM", settings.target);
-    println!("max price: {} USD per DVM", settings.max_price);
-    println!("monthly max: {} USD", settings.monthly_max_usd);
-    println!("spent this month: {} USD", settings.month_spent_usd);
+    show(caller, &settings, |settings| {
+        println!("enabled: {}", settings.enabled);
+        println!("threshold: {} DVM", settings.threshold);
+        println!("target: {} DVM", settings.target);
+        println!("max price: {} USD per DVM", settings.max_price);
+        println!("monthly max: {} USD", settings.monthly_max_usd);
+        println!("spent this month: {} USD", settings.month_spent_usd);
+    });
     Ok(())
 }
 
 pub async fn spend_limit(
     mut client: WalletClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     arguments: SpendLimitArguments,
 ) -> Result<(), String> {
     if let Some(service) = arguments.service {
@@ -68,38 +69,39 @@ pub async fn spend_limit(
             service_account_id: service.clone(),
             daily_max: arguments.daily_max.clone().unwrap_or_default(),
         };
-        let set = call!(client, set_spend_limit, token, request);
-        match arguments.daily_max {
+        let set = call!(client, set_spend_limit, caller, request);
+        show(caller, &set, |set| match &arguments.daily_max {
             Some(daily_max) => println!(
                 "service {service} may charge at most {daily_max} DVM a day (seq {})",
                 set.seq
             ),
             None => println!("no limit on service {service} (seq {})", set.seq),
-        }
+        });
         return Ok(());
     }
-    let limits = call!(
+    let listed = call!(
         client,
         list_spend_limits,
-        token,
+        caller,
         proto::ListSpendLimitsRequest {}
-    )
-    .limits;
-    if limits.is_empty() {
-        println!("no spend limits");
-    }
-    for limit in limits {
-        println!(
-            "service {}: {} DVM a day, {} charged today",
-            limit.service_account_id, limit.daily_max, limit.spent_today
-        );
-    }
+    );
+    show(caller, &listed, |listed| {
+        if listed.limits.is_empty() {
+            println!("no spend limits");
+        }
+        for limit in &listed.limits {
+            println!(
+                "service {}: {} DVM a day, {} charged today",
+                limit.service_account_id, limit.daily_max, limit.spent_today
+            );
+        }
+    });
     Ok(())
 }
 
 pub async fn usage(
     mut client: WalletClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     arguments: UsageArguments,
 ) -> Result<(), String> {
     let to_ms = arguments.to_ms.unwrap_or_else(now_ms);
@@ -118,7 +120,17 @@ pub async fn usage(
             page_size: 500,
             page_token,
         };
-        let page = call!(client, get_usage, token, request);
+        let page = call!(client, get_usage, caller, request);
+        show(caller, &page, print_usage);
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn print_usage(page: &proto::GetUsageResponse) {
+    {
         for top_up in &page.top_ups {
             println!(
                 "{} top-up: {} DVM for {} USD (seq {})",
@@ -146,9 +158,7 @@ pub async fn usage(
                 page.seq,
                 date(page.kept_from_ms)
             );
-            return Ok(());
         }
-        page_token = page.next_page_token;
     }
 }
 
@@ -173,7 +183,7 @@ fn charge_of(line: &str) -> Result<proto::ChargeRequest, &'static str> {
 /// when any line was refused or malformed.
 pub async fn charge_session(
     mut client: MeteringClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
 ) -> Result<(), String> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<proto::ChargeSessionRequest>(1_024);
     let reader = tokio::spawn(async move {
@@ -204,22 +214,27 @@ pub async fn charge_session(
         malformed
     });
     let requests = tokio_stream::wrappers::ReceiverStream::new(receiver);
-    let mut responses = call!(client, charge_session, token, requests);
+    let mut responses = call!(client, charge_session, caller, requests);
     let mut refused = 0u64;
     while let Some(response) = responses.message().await.map_err(status)? {
         use proto::charge_session_response::Result as Answer;
-        match response.result {
+        let line = response.request_id;
+        match &response.result {
+            Some(Answer::Charged(_)) => {}
+            Some(Answer::Error(_)) => refused += 1,
+            None => return Err(format!("line {line}: an empty answer")),
+        }
+        show(caller, &response, |response| match &response.result {
             Some(Answer::Charged(charged)) => println!(
-                "line {}: charged {} DVM (seq {})",
-                response.request_id, charged.amount, charged.seq
+                "line {line}: charged {} DVM (seq {})",
+                charged.amount, charged.seq
             ),
             Some(Answer::Error(error)) => {
-                refused += 1;
                 let code = tonic::Code::from(error.code);
-                eprintln!("line {}: {code:?}: {}", response.request_id, error.message);
+                eprintln!("line {line}: {code:?}: {}", error.message);
             }
-            None => return Err(format!("line {}: an empty answer", response.request_id)),
-        }
+            None => {}
+        });
     }
     let malformed = reader.await.map_err(|error| error.to_string())?;
     match refused + malformed {
@@ -228,12 +243,20 @@ pub async fn charge_session(
     }
 }
 
-pub async fn issue_prices(mut client: MarketDataClient<Channel>) -> Result<(), String> {
+pub async fn issue_prices(
+    mut client: MarketDataClient<Channel>,
+    caller: &Caller,
+) -> Result<(), String> {
     let prices = client
         .get_issue_prices(proto::GetIssuePricesRequest {})
         .await
         .map_err(status)?
         .into_inner();
+    show(caller, &prices, print_issue_prices);
+    Ok(())
+}
+
+fn print_issue_prices(prices: &proto::GetIssuePricesResponse) {
     let tier_name = |tier: i32| {
         proto::Tier::try_from(tier)
             .map(|tier| tier.as_str_name())
@@ -254,7 +277,6 @@ pub async fn issue_prices(mut client: MarketDataClient<Channel>) -> Result<(), S
             change.price
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]

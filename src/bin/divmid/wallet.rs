@@ -7,6 +7,7 @@ use tonic::transport::Channel;
 
 use crate::cli::*;
 use crate::{date, prepaid};
+use crate::{show, Caller};
 
 fn print_balances(balances: &[proto::Balance]) {
     for balance in balances {
@@ -19,13 +20,15 @@ fn print_balances(balances: &[proto::Balance]) {
 
 pub async fn wallet(
     mut client: WalletClient<Channel>,
-    token: &Option<String>,
+    caller: &Caller,
     command: WalletCommand,
 ) -> Result<(), String> {
     match command {
         WalletCommand::Balances => {
-            let response = call!(client, get_balances, token, proto::GetBalancesRequest {});
-            print_balances(&response.balances);
+            let response = call!(client, get_balances, caller, proto::GetBalancesRequest {});
+            show(caller, &response, |response| {
+                print_balances(&response.balances)
+            });
         }
         WalletCommand::Deposit {
             source,
@@ -44,8 +47,10 @@ pub async fn wallet(
                 source_reference: reference,
                 idempotency_key: key,
             };
-            let response = call!(client, deposit, token, request);
-            print_balances(response.balance.as_slice());
+            let response = call!(client, deposit, caller, request);
+            show(caller, &response, |response| {
+                print_balances(response.balance.as_slice())
+            });
         }
         WalletCommand::Withdraw {
             amount,
@@ -57,8 +62,10 @@ pub async fn wallet(
                 destination,
                 idempotency_key: key,
             };
-            let response = call!(client, withdraw, token, request);
-            print_balances(response.balance.as_slice());
+            let response = call!(client, withdraw, caller, request);
+            show(caller, &response, |response| {
+                print_balances(response.balance.as_slice())
+            });
         }
         WalletCommand::Buy {
             quantity,
@@ -70,17 +77,19 @@ pub async fn wallet(
                 max_price,
                 idempotency_key: key,
             };
-            let response = call!(client, buy_divmids, token, request);
-            println!("cost: {} USD", response.cost);
-            print_balances(&response.balances);
+            let response = call!(client, buy_divmids, caller, request);
+            show(caller, &response, |response| {
+                println!("cost: {} USD", response.cost);
+                print_balances(&response.balances);
+            });
         }
         WalletCommand::AutoTopUp(arguments) => {
-            return prepaid::auto_top_up(client, token, arguments).await
+            return prepaid::auto_top_up(client, caller, arguments).await
         }
         WalletCommand::SpendLimit(arguments) => {
-            return prepaid::spend_limit(client, token, arguments).await
+            return prepaid::spend_limit(client, caller, arguments).await
         }
-        WalletCommand::Usage(arguments) => return prepaid::usage(client, token, arguments).await,
+        WalletCommand::Usage(arguments) => return prepaid::usage(client, caller, arguments).await,
         WalletCommand::Ledger {
             page_size,
             page_token,
@@ -89,25 +98,29 @@ pub async fn wallet(
                 page_size,
                 page_token,
             };
-            let response = call!(client, list_ledger_entries, token, request);
-            for entry in &response.entries {
-                println!(
-                    "seq {} {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
-                    entry.seq,
-                    date(entry.time_ms),
-                    entry.kind,
-                    entry.asset,
-                    entry.available_change,
-                    entry.held_change,
-                    entry.available_after,
-                    entry.held_after,
-                    entry.reference
-                );
-            }
-            if !response.next_page_token.is_empty() {
-                println!("next page: --page-token {}", response.next_page_token);
-            }
+            let response = call!(client, list_ledger_entries, caller, request);
+            show(caller, &response, print_ledger);
         }
     }
     Ok(())
+}
+
+fn print_ledger(response: &proto::ListLedgerEntriesResponse) {
+    for entry in &response.entries {
+        println!(
+            "seq {} {} {} {} available {:>+} held {:>+} -> {} / {} ({})",
+            entry.seq,
+            date(entry.time_ms),
+            entry.kind,
+            entry.asset,
+            entry.available_change,
+            entry.held_change,
+            entry.available_after,
+            entry.held_after,
+            entry.reference
+        );
+    }
+    if !response.next_page_token.is_empty() {
+        println!("next page: --page-token {}", response.next_page_token);
+    }
 }

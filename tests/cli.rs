@@ -542,6 +542,12 @@ async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
 
         let (ok, _, error) = run(&["profile", "use", "nowhere"]);
         assert!(!ok && error.contains("there are none"), "{error}");
+        let (ok, _, error) = run(&["--server", &server, "wallet", "balances"]);
+        assert!(!ok, "no profile, no token");
+        assert!(
+            error.contains("no token was sent: save one in a profile"),
+            "{error}"
+        );
         let token_path = token_file.to_str().expect("UTF-8");
         let (ok, saved, error) = run(&[
             "profile",
@@ -565,6 +571,11 @@ async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
             issuer_path,
         ]);
         assert!(ok, "{error}");
+        let (ok, _, error) = run(&["--server", &server, "--profile", "nobody", "market", "list"]);
+        assert!(
+            !ok && error.contains("known profiles: issuer, pat"),
+            "{error}"
+        );
         let (_, listed, _) = run(&["profile", "list"]);
         assert!(
             listed.contains(&format!("* pat: {server} (token from ")),
@@ -611,6 +622,10 @@ async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
         assert!(
             !ok && error.contains("PermissionDenied"),
             "pat may not: {error}"
+        );
+        assert!(
+            error.contains("check the profile in use"),
+            "what to do: {error}"
         );
         run(&["profile", "use", "issuer"]);
         let (ok, supply, error) = run(&["issuer", "supply"]);

@@ -98,8 +98,26 @@ fn authorized<T>(token: &Option<String>, message: T) -> Result<Request<T>, Strin
     Ok(request)
 }
 
+/// A refusal as a person reads it: the code, the server's message (which names the field
+/// at fault), and what to do where something fits.
 fn status(status: tonic::Status) -> String {
-    format!("{:?}: {}", status.code(), status.message())
+    let hint = match status.code() {
+        tonic::Code::Unauthenticated if status.message().contains("is required") => {
+            "\n  no token was sent: save one in a profile (divmid profile add NAME --server URL \
+             --token-file FILE), or pass --token or DIVMID_TOKEN"
+        }
+        tonic::Code::Unauthenticated => {
+            "\n  the token was not accepted: it may have been rotated or revoked; ask the issuer \
+             for a new one"
+        }
+        tonic::Code::PermissionDenied => {
+            "\n  this token's account may not do this: check the profile in use (divmid profile \
+             list) or use --profile"
+        }
+        tonic::Code::Unavailable => "\n  the exchange is unavailable or stopping: retry shortly",
+        _ => "",
+    };
+    format!("{:?}: {}{hint}", status.code(), status.message())
 }
 
 /// An error and every error under it, one after the other: a transport error's own text

@@ -808,3 +808,110 @@ async fn every_answer_is_json_with_the_protos_field_names() {
         .expect("the story runs");
     running.stop().await;
 }
+
+/// Waits until what the terminal printed holds `expected`, or fails naming what it holds.
+#[cfg(unix)]
+fn wait_for(printed: &std::sync::Mutex<String>, expected: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen = printed.lock().expect("not poisoned").clone();
+        if seen.contains(expected) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited for {expected:?}; the terminal shows {seen:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_completes_a_subcommand_runs_it_and_keeps_it_in_its_history() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (server, running) = start(&directory.path().join("data")).await;
+    let config = directory.path().join("config");
+    let story = tokio::task::spawn_blocking(move || {
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors it opened into the integers given, and
+        // reads only the window size; the descriptors are owned below and closed once.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(opened, 0, "a pseudo-terminal opens");
+        // SAFETY: both descriptors were just opened by openpty and are owned only here.
+        let (master, slave) = unsafe {
+            (
+                std::fs::File::from_raw_fd(master),
+                OwnedFd::from_raw_fd(slave),
+            )
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_divmid"))
+            .env("DIVMID_CONFIG_DIR", &config)
+            .env("TERM", "xterm")
+            .env_remove("DIVMID_TOKEN")
+            .args(["--server", &server, "shell"])
+            .stdin(slave.try_clone().expect("a descriptor"))
+            .stdout(slave.try_clone().expect("a descriptor"))
+            .stderr(slave)
+            .spawn()
+            .expect("divmid shell runs");
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = {
+            let printed = std::sync::Arc::clone(&printed);
+            let mut master = master.try_clone().expect("a descriptor");
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                // Ends with an error once the shell has exited and the terminal closed.
+                while let Ok(read @ 1..) = master.read(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..read]);
+                    printed.lock().expect("not poisoned").push_str(&text);
+                }
+            })
+        };
+        let mut terminal = master;
+        wait_for(&printed, "divmid> ");
+        terminal.write_all(b"market li\t").expect("typed");
+        wait_for(&printed, "market list");
+        terminal.write_all(b"\r").expect("typed");
+        wait_for(&printed, "DVM-USD: DVM in USD");
+        terminal.write_all(b"exit\r").expect("typed");
+        let status = child.wait().expect("the shell ends");
+        assert!(status.success(), "exit leaves cleanly");
+        drop(terminal);
+        let _ = reader.join();
+        let history = std::fs::read_to_string(config.join("history")).expect("a history file");
+        assert!(
+            history.lines().any(|line| line.trim() == "market list"),
+            "{history:?}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(config.join("history"))
+                .expect("kept")
+                .permissions();
+            assert_eq!(mode.mode() & 0o777, 0o600);
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(120), story)
+        .await
+        .expect("the shell ends within two minutes")
+        .expect("the shell story runs");
+    running.stop().await;
+}

@@ -80,6 +80,8 @@ pub enum Top {
     /// Public market data.
     #[command(subcommand)]
     Market(MarketCommand),
+    /// An interactive prompt for every command, with tab completion and a history.
+    Shell,
     /// Saved ways to reach an exchange: address, token file, CA.
     #[command(subcommand)]
     Profile(ProfileCommand),

@@ -26,6 +26,7 @@ mod market;
 mod order;
 mod prepaid;
 mod profile;
+mod shell;
 mod wallet;
 
 use std::process::ExitCode;
@@ -57,7 +58,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(arguments)) {
+    let outcome = if matches!(arguments.command, Top::Shell) {
+        // The options given with `shell` apply to every line typed in it.
+        let mut globals: Vec<String> = std::env::args().skip(1).collect();
+        if let Some(index) = globals.iter().position(|word| word == "shell") {
+            globals.remove(index);
+        }
+        shell::run(&runtime, globals)
+    } else {
+        runtime.block_on(run(arguments))
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("divmid: {message}");
@@ -157,7 +168,7 @@ fn endpoint(arguments: &Arguments, reach: &Reach) -> Result<tonic::transport::En
         .map_err(|error| format!("--server: {error}"))
 }
 
-async fn run(arguments: Arguments) -> Result<(), String> {
+pub async fn run(arguments: Arguments) -> Result<(), String> {
     if let Top::Completions { shell } = arguments.command {
         // Static scripts: every subcommand, flag and listed value. Values that only the
         // server knows (order ids, accounts) are not completed: that would need clap's
@@ -207,7 +218,9 @@ async fn run(arguments: Arguments) -> Result<(), String> {
         Top::Market(command) => {
             market::market(MarketDataClient::new(channel), &caller, command).await
         }
-        Top::Completions { .. } | Top::Profile(_) => unreachable!("answered before connecting"),
+        Top::Completions { .. } | Top::Profile(_) | Top::Shell => {
+            unreachable!("answered before connecting")
+        }
     }
 }
 

@@ -45,7 +45,8 @@ pub struct Reach {
     pub ca_file: Option<PathBuf>,
 }
 
-fn directory() -> Result<PathBuf, String> {
+/// The configuration folder.
+pub fn directory() -> Result<PathBuf, String> {
     if let Some(directory) = std::env::var_os("DIVMID_CONFIG_DIR") {
         return Ok(PathBuf::from(directory));
     }

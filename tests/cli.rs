@@ -16,14 +16,51 @@ fn no_profiles() -> std::path::PathBuf {
     ))
 }
 
+thread_local! {
+    /// When set, this thread's calls reach the server through profiles kept in this
+    /// folder (one per token, saved on first use) instead of --server and DIVMID_TOKEN.
+    static PROFILES: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The name of the profile for `token` in `config`, saved (with a token file) on first use.
+fn profile_for(config: &std::path::Path, server: &str, token: Option<&str>) -> String {
+    let token = token.unwrap_or_default();
+    let name = format!("p{}", token.bytes().map(u64::from).sum::<u64>() % 1_000_003);
+    let token_file = config.join(format!("{name}.token"));
+    if !token_file.exists() {
+        std::fs::create_dir_all(config).expect("a folder");
+        std::fs::write(&token_file, token).expect("written");
+        let mut add = Command::new(env!("CARGO_BIN_EXE_divmid"));
+        add.env("DIVMID_CONFIG_DIR", config)
+            .args(["profile", "add", &name, "--server", server]);
+        if !token.is_empty() {
+            add.arg("--token-file").arg(&token_file);
+        }
+        let output = add.output().expect("divmid runs");
+        assert!(output.status.success(), "{output:?}");
+    }
+    name
+}
+
 fn divmid(server: &str, token: Option<&str>, arguments: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_divmid"));
-    command.env("DIVMID_CONFIG_DIR", no_profiles());
-    command.arg("--server").arg(server);
-    if let Some(token) = token {
-        command.env("DIVMID_TOKEN", token);
-    } else {
-        command.env_remove("DIVMID_TOKEN");
+    command
+        .env_remove("DIVMID_TOKEN")
+        .env_remove("DIVMID_SERVER");
+    match PROFILES.with(|profiles| profiles.borrow().clone()) {
+        Some(config) => {
+            let profile = profile_for(&config, server, token);
+            command.env("DIVMID_CONFIG_DIR", &config);
+            command.arg("--profile").arg(profile);
+        }
+        None => {
+            command.env("DIVMID_CONFIG_DIR", no_profiles());
+            command.arg("--server").arg(server);
+            if let Some(token) = token {
+                command.env("DIVMID_TOKEN", token);
+            }
+        }
     }
     let output = command.args(arguments).output().expect("divmid runs");
     (
@@ -157,10 +194,24 @@ fn create_trader(server: &str, name: &str, tier: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_runs_the_user_story() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (server, running) = start(directory.path()).await;
+    user_story(false).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_runs_the_user_story_through_profiles() {
+    user_story(true).await;
+}
+
+/// The user story, reaching the server by flags, or through profiles (one per account,
+/// named with --profile, and no --server or token given).
+async fn user_story(through_profiles: bool) {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (server, running) = start(&directory.path().join("data")).await;
+    let config = directory.path().join("config");
     let story = tokio::task::spawn_blocking(move || {
+        if through_profiles {
+            PROFILES.with(|profiles| *profiles.borrow_mut() = Some(config));
+        }
         let issuer = Some(ISSUER_TOKEN);
         let token = create_trader(&server, "frank", "public");
         let trader = Some(token.as_str());
@@ -635,6 +686,20 @@ async fn profiles_keep_the_server_and_the_token_file_and_never_print_a_token() {
             !ok && error.contains("known profiles: issuer, pat"),
             "{error}"
         );
+        let (_, listed, _) = run(&["--json", "profile", "list"]);
+        let listed: Vec<serde_json::Value> = listed
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON object a line"))
+            .collect();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            (&listed[0]["name"], &listed[0]["active"]),
+            (&"issuer".into(), &true.into())
+        );
+        assert_eq!(listed[1]["server"], server.as_str());
+        assert!(listed[1]["token_file"]
+            .as_str()
+            .is_some_and(|file| file.ends_with("pat.token")));
         run(&["profile", "remove", "issuer"]);
         let (_, listed, _) = run(&["profile", "list"]);
         assert!(

@@ -177,8 +177,9 @@ pub async fn run(arguments: Arguments) -> Result<(), String> {
         clap_complete::generate(shell, &mut command, "divmid", &mut std::io::stdout());
         return Ok(());
     }
+    let json = arguments.json || arguments.output == cli::OutputFormat::Json;
     if let Top::Profile(command) = arguments.command {
-        return profile::command(command);
+        return profile::command(command, json);
     }
     let reach = profile::reach(&arguments)?;
     let channel = endpoint(&arguments, &reach)?
@@ -187,7 +188,7 @@ pub async fn run(arguments: Arguments) -> Result<(), String> {
         .map_err(|error| format!("cannot reach {}: {}", reach.server, causes(&error)))?;
     let caller = Caller {
         token: reach.token,
-        json: arguments.json || arguments.output == cli::OutputFormat::Json,
+        json,
     };
     match arguments.command {
         Top::Issuer(command) => issuer::issuer(IssuerClient::new(channel), &caller, command).await,

@@ -96,8 +96,17 @@ fn known(profiles: &Profiles) -> String {
     }
 }
 
-/// Runs a `divmid profile` command.
-pub fn command(command: ProfileCommand) -> Result<(), String> {
+/// Prints `json` with `--output json`, otherwise `text`.
+fn say(json: bool, value: serde_json::Value, text: &str) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// Runs a `divmid profile` command; with `json`, each result is one JSON object a line.
+pub fn command(command: ProfileCommand, json: bool) -> Result<(), String> {
     let path = directory()?.join(FILE_NAME);
     let mut profiles = load(&path)?;
     match command {
@@ -126,17 +135,30 @@ pub fn command(command: ProfileCommand) -> Result<(), String> {
                 profiles.active = Some(name.clone());
             }
             save(&path, &profiles)?;
-            println!(
+            let text = format!(
                 "profile {name} saved{}",
                 if first { " and in use" } else { "" }
             );
+            say(
+                json,
+                serde_json::json!({ "saved": name, "active": first }),
+                &text,
+            );
         }
         ProfileCommand::List => {
-            if profiles.profiles.is_empty() {
+            if profiles.profiles.is_empty() && !json {
                 println!("no profiles; add one with `divmid profile add NAME --server URL`");
             }
             for (name, profile) in &profiles.profiles {
                 let active = profiles.active.as_deref() == Some(name.as_str());
+                if json {
+                    let mut value =
+                        serde_json::to_value(profile).map_err(|error| error.to_string())?;
+                    value["name"] = name.as_str().into();
+                    value["active"] = active.into();
+                    println!("{value}");
+                    continue;
+                }
                 let token = match &profile.token_file {
                     Some(file) => format!("token from {}", file.display()),
                     None => "no token".to_string(),
@@ -154,7 +176,11 @@ pub fn command(command: ProfileCommand) -> Result<(), String> {
             }
             profiles.active = Some(name.clone());
             save(&path, &profiles)?;
-            println!("using profile {name}");
+            say(
+                json,
+                serde_json::json!({ "active": name }),
+                &format!("using profile {name}"),
+            );
         }
         ProfileCommand::Remove { name } => {
             if profiles.profiles.remove(&name).is_none() {
@@ -164,7 +190,8 @@ pub fn command(command: ProfileCommand) -> Result<(), String> {
                 profiles.active = None;
             }
             save(&path, &profiles)?;
-            println!("profile {name} removed");
+            let text = format!("profile {name} removed");
+            say(json, serde_json::json!({ "removed": name }), &text);
         }
     }
     Ok(())

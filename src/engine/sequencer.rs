@@ -23,7 +23,8 @@ use crate::ledger::{
     TREASURY,
 };
 use crate::types::{
-    AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Role, Side, TimeInForce,
+    AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, OrderType, Role,
+    Side, TimeInForce,
 };
 
 /// An order placed with a client order id: what it was placed with, so a retry can be
@@ -300,42 +301,19 @@ impl<B: OrderBook> Sequencer<B> {
                 amount,
                 ref source_reference,
                 ref idempotency_key,
-            } => {
-                self.require_positive("amount", amount)?;
-                self.ledger.require(account, Role::Trader, "account_id")?;
-                let limit = self.config.limits.memo_length_max;
-                self.check_text("source_reference", source_reference, limit, true)?;
-                let balance_after = self.ledger.deposit(account, amount)?;
-                self.emit(events, || EventKind::Deposited {
-                    account,
-                    amount,
-                    source,
-                    source_reference: source_reference.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                    balance_after,
-                });
-                Reply::Funds(balance_after)
-            }
+            } => self.deposit(
+                account,
+                (source, source_reference),
+                amount,
+                idempotency_key,
+                events,
+            )?,
             Command::Withdraw {
                 account,
                 amount,
                 ref destination,
                 ref idempotency_key,
-            } => {
-                self.require_positive("amount", amount)?;
-                self.ledger.require(account, Role::Trader, "account_id")?;
-                let limit = self.config.limits.memo_length_max;
-                self.check_text("destination", destination, limit, true)?;
-                let balance_after = self.ledger.withdraw(account, amount)?;
-                self.emit(events, || EventKind::Withdrawn {
-                    account,
-                    amount,
-                    destination: destination.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                    balance_after,
-                });
-                Reply::Funds(balance_after)
-            }
+            } => self.withdraw(account, amount, destination, idempotency_key, events)?,
             Command::Charge {
                 service,
                 account,
@@ -354,6 +332,55 @@ impl<B: OrderBook> Sequencer<B> {
         self.idempotency
             .record(scope, key, command, &reply, now_ms, retention_ms);
         Ok(reply)
+    }
+
+    /// Dollars a funding source accepted, credited to a trader.
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        (source, source_reference): (FundingSourceKind, &str),
+        amount: Amount,
+        idempotency_key: &str,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.require_positive("amount", amount)?;
+        self.ledger.require(account, Role::Trader, "account_id")?;
+        let limit = self.config.limits.memo_length_max;
+        self.check_text("source_reference", source_reference, limit, true)?;
+        let balance_after = self.ledger.deposit(account, amount)?;
+        self.emit(events, || EventKind::Deposited {
+            account,
+            amount,
+            source,
+            source_reference: source_reference.into(),
+            idempotency_key: idempotency_key.into(),
+            balance_after,
+        });
+        Ok(Reply::Funds(balance_after))
+    }
+
+    /// Dollars out of a trader's available funds.
+    fn withdraw(
+        &mut self,
+        account: AccountId,
+        amount: Amount,
+        destination: &str,
+        idempotency_key: &str,
+        events: &mut Vec<Event>,
+    ) -> Result<Reply, Reject> {
+        self.require_positive("amount", amount)?;
+        self.ledger.require(account, Role::Trader, "account_id")?;
+        let limit = self.config.limits.memo_length_max;
+        self.check_text("destination", destination, limit, true)?;
+        let balance_after = self.ledger.withdraw(account, amount)?;
+        self.emit(events, || EventKind::Withdrawn {
+            account,
+            amount,
+            destination: destination.into(),
+            idempotency_key: idempotency_key.into(),
+            balance_after,
+        });
+        Ok(Reply::Funds(balance_after))
     }
 
     fn create_account(

@@ -495,3 +495,64 @@ pub enum OutputFormat {
     /// One JSON object per answer (per message, for streams), one per line.
     Json,
 }
+
+impl SideArgument {
+    /// The wire's value.
+    pub fn wire(self) -> i32 {
+        let wire = match self {
+            SideArgument::Buy => proto::Side::Buy,
+            SideArgument::Sell => proto::Side::Sell,
+        };
+        wire as i32
+    }
+}
+
+impl TypeArgument {
+    /// The wire's value.
+    pub fn wire(self) -> i32 {
+        let wire = match self {
+            TypeArgument::Limit => proto::OrderType::Limit,
+            TypeArgument::Market => proto::OrderType::Market,
+        };
+        wire as i32
+    }
+}
+
+impl TimeInForceArgument {
+    /// The wire's value; unset lets the server choose its default.
+    pub fn wire(argument: Option<Self>) -> i32 {
+        let wire = match argument {
+            None => proto::TimeInForce::Unspecified,
+            Some(TimeInForceArgument::Gtc) => proto::TimeInForce::Gtc,
+            Some(TimeInForceArgument::Ioc) => proto::TimeInForce::Ioc,
+            Some(TimeInForceArgument::Fok) => proto::TimeInForce::Fok,
+        };
+        wire as i32
+    }
+}
+
+impl StpArgument {
+    /// The wire's value; unset lets the server choose its default.
+    pub fn wire(argument: Option<Self>) -> i32 {
+        let wire = match argument {
+            None => proto::SelfTradePrevention::Unspecified,
+            Some(StpArgument::CancelTaker) => proto::SelfTradePrevention::CancelTaker,
+            Some(StpArgument::CancelMaker) => proto::SelfTradePrevention::CancelMaker,
+            Some(StpArgument::CancelBoth) => proto::SelfTradePrevention::CancelBoth,
+            Some(StpArgument::Decrement) => proto::SelfTradePrevention::Decrement,
+        };
+        wire as i32
+    }
+}
+
+impl SourceArgument {
+    /// The wire's value.
+    pub fn wire(self) -> i32 {
+        let wire = match self {
+            SourceArgument::Card => proto::Source::Card,
+            SourceArgument::Paypal => proto::Source::Paypal,
+            SourceArgument::Egold => proto::Source::Egold,
+        };
+        wire as i32
+    }
+}

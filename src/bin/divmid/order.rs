@@ -81,31 +81,14 @@ pub async fn order(
         } => {
             let request = proto::PlaceOrderRequest {
                 market,
-                side: match side {
-                    SideArgument::Buy => proto::Side::Buy,
-                    SideArgument::Sell => proto::Side::Sell,
-                } as i32,
-                r#type: match order_type {
-                    TypeArgument::Limit => proto::OrderType::Limit,
-                    TypeArgument::Market => proto::OrderType::Market,
-                } as i32,
+                side: side.wire(),
+                r#type: order_type.wire(),
                 price,
                 quantity,
-                time_in_force: match time_in_force {
-                    None => proto::TimeInForce::Unspecified,
-                    Some(TimeInForceArgument::Gtc) => proto::TimeInForce::Gtc,
-                    Some(TimeInForceArgument::Ioc) => proto::TimeInForce::Ioc,
-                    Some(TimeInForceArgument::Fok) => proto::TimeInForce::Fok,
-                } as i32,
+                time_in_force: TimeInForceArgument::wire(time_in_force),
                 post_only,
                 client_order_id,
-                self_trade_prevention: match self_trade_prevention {
-                    None => proto::SelfTradePrevention::Unspecified,
-                    Some(StpArgument::CancelTaker) => proto::SelfTradePrevention::CancelTaker,
-                    Some(StpArgument::CancelMaker) => proto::SelfTradePrevention::CancelMaker,
-                    Some(StpArgument::CancelBoth) => proto::SelfTradePrevention::CancelBoth,
-                    Some(StpArgument::Decrement) => proto::SelfTradePrevention::Decrement,
-                } as i32,
+                self_trade_prevention: StpArgument::wire(self_trade_prevention),
             };
             let response = call!(client, place_order, caller, request);
             show(caller, &response, |response| {
@@ -153,6 +136,43 @@ pub async fn order(
                 response.fills.iter().for_each(print_fill);
             });
         }
+        OrderCommand::Get { .. }
+        | OrderCommand::List { .. }
+        | OrderCommand::Fills { .. }
+        | OrderCommand::Updates { .. } => read(client, caller, command).await?,
+    }
+    Ok(())
+}
+
+/// Follows the caller's order updates, `limit` of them or until interrupted.
+async fn updates(
+    mut client: TradingClient<Channel>,
+    caller: &Caller,
+    request: proto::StreamOrderUpdatesRequest,
+    limit: Option<u64>,
+) -> Result<(), String> {
+    let mut updates = call!(client, stream_order_updates, caller, request);
+    for _ in 0..limit.unwrap_or(u64::MAX) {
+        let update = next(&mut updates).await?;
+        show(caller, &update, |update| {
+            print!("seq {}: ", update.seq);
+            match &update.update {
+                Some(proto::order_update::Update::Order(order)) => print_order(order),
+                Some(proto::order_update::Update::Fill(fill)) => print_fill(fill),
+                None => println!("(empty update)"),
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The commands that read: one order, the orders, the fills, the updates.
+async fn read(
+    mut client: TradingClient<Channel>,
+    caller: &Caller,
+    command: OrderCommand,
+) -> Result<(), String> {
+    match command {
         OrderCommand::Get {
             order_id,
             client_order_id,
@@ -198,19 +218,9 @@ pub async fn order(
         }
         OrderCommand::Updates { from_seq, limit } => {
             let request = proto::StreamOrderUpdatesRequest { from_seq };
-            let mut updates = call!(client, stream_order_updates, caller, request);
-            for _ in 0..limit.unwrap_or(u64::MAX) {
-                let update = next(&mut updates).await?;
-                show(caller, &update, |update| {
-                    print!("seq {}: ", update.seq);
-                    match &update.update {
-                        Some(proto::order_update::Update::Order(order)) => print_order(order),
-                        Some(proto::order_update::Update::Fill(fill)) => print_fill(fill),
-                        None => println!("(empty update)"),
-                    }
-                });
-            }
+            updates(client, caller, request, limit).await?;
         }
+        _ => unreachable!("only reads are passed here"),
     }
     Ok(())
 }

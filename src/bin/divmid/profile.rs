@@ -116,60 +116,14 @@ pub fn command(command: ProfileCommand, json: bool) -> Result<(), String> {
             token_file,
             ca_file,
         } => {
-            if !(server.starts_with("http://") || server.starts_with("https://")) {
-                return Err(format!(
-                    "--server: {server} is not an http:// or https:// address"
-                ));
-            }
-            if let Some(file) = &token_file {
-                read_token(file)?;
-            }
             let profile = Profile {
                 server,
-                token_file: token_file.map(absolute),
-                ca_file: ca_file.map(absolute),
+                token_file,
+                ca_file,
             };
-            let first = profiles.profiles.is_empty();
-            profiles.profiles.insert(name.clone(), profile);
-            if first {
-                profiles.active = Some(name.clone());
-            }
-            save(&path, &profiles)?;
-            let text = format!(
-                "profile {name} saved{}",
-                if first { " and in use" } else { "" }
-            );
-            say(
-                json,
-                serde_json::json!({ "saved": name, "active": first }),
-                &text,
-            );
+            add(&path, &mut profiles, name, profile, json)?;
         }
-        ProfileCommand::List => {
-            if profiles.profiles.is_empty() && !json {
-                println!("no profiles; add one with `divmid profile add NAME --server URL`");
-            }
-            for (name, profile) in &profiles.profiles {
-                let active = profiles.active.as_deref() == Some(name.as_str());
-                if json {
-                    let mut value =
-                        serde_json::to_value(profile).map_err(|error| error.to_string())?;
-                    value["name"] = name.as_str().into();
-                    value["active"] = active.into();
-                    println!("{value}");
-                    continue;
-                }
-                let token = match &profile.token_file {
-                    Some(file) => format!("token from {}", file.display()),
-                    None => "no token".to_string(),
-                };
-                println!(
-                    "{} {name}: {} ({token})",
-                    if active { "*" } else { " " },
-                    profile.server
-                );
-            }
-        }
+        ProfileCommand::List => list(&profiles, json)?,
         ProfileCommand::Use { name } => {
             if !profiles.profiles.contains_key(&name) {
                 return Err(format!("no profile {name}: {}", known(&profiles)));
@@ -248,4 +202,71 @@ pub fn reach(arguments: &Arguments) -> Result<Reach, String> {
             .clone()
             .or_else(|| profile.and_then(|p| p.ca_file.clone())),
     })
+}
+
+/// Saves a profile, checked; the first one saved is put in use.
+fn add(
+    path: &Path,
+    profiles: &mut Profiles,
+    name: String,
+    profile: Profile,
+    json: bool,
+) -> Result<(), String> {
+    let server = &profile.server;
+    if !(server.starts_with("http://") || server.starts_with("https://")) {
+        return Err(format!(
+            "--server: {server} is not an http:// or https:// address"
+        ));
+    }
+    if let Some(file) = &profile.token_file {
+        read_token(file)?;
+    }
+    let profile = Profile {
+        token_file: profile.token_file.map(absolute),
+        ca_file: profile.ca_file.map(absolute),
+        ..profile
+    };
+    let first = profiles.profiles.is_empty();
+    profiles.profiles.insert(name.clone(), profile);
+    if first {
+        profiles.active = Some(name.clone());
+    }
+    save(path, profiles)?;
+    let text = format!(
+        "profile {name} saved{}",
+        if first { " and in use" } else { "" }
+    );
+    say(
+        json,
+        serde_json::json!({ "saved": name, "active": first }),
+        &text,
+    );
+    Ok(())
+}
+
+/// Prints the profiles, `*` marking the one in use; never a token.
+fn list(profiles: &Profiles, json: bool) -> Result<(), String> {
+    if profiles.profiles.is_empty() && !json {
+        println!("no profiles; add one with `divmid profile add NAME --server URL`");
+    }
+    for (name, profile) in &profiles.profiles {
+        let active = profiles.active.as_deref() == Some(name.as_str());
+        if json {
+            let mut value = serde_json::to_value(profile).map_err(|error| error.to_string())?;
+            value["name"] = name.as_str().into();
+            value["active"] = active.into();
+            println!("{value}");
+            continue;
+        }
+        let token = match &profile.token_file {
+            Some(file) => format!("token from {}", file.display()),
+            None => "no token".to_string(),
+        };
+        println!(
+            "{} {name}: {} ({token})",
+            if active { "*" } else { " " },
+            profile.server
+        );
+    }
+    Ok(())
 }

@@ -36,13 +36,8 @@ pub async fn wallet(
             reference,
             key,
         } => {
-            let source = match source {
-                SourceArgument::Card => proto::Source::Card,
-                SourceArgument::Paypal => proto::Source::Paypal,
-                SourceArgument::Egold => proto::Source::Egold,
-            } as i32;
             let request = proto::DepositRequest {
-                source,
+                source: source.wire(),
                 amount,
                 source_reference: reference,
                 idempotency_key: key,

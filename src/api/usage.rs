@@ -42,6 +42,21 @@ pub struct Asked<'a> {
     pub page_token: &'a str,
 }
 
+/// The [`Asked`] of a `GetUsageRequest` or a `GetServiceUsageRequest`: the two messages
+/// have the same fields.
+macro_rules! asked_of {
+    ($message:expr) => {
+        $crate::api::usage::Asked {
+            from_ms: $message.from_ms,
+            to_ms: $message.to_ms,
+            interval: $message.interval,
+            page_size: $message.page_size,
+            page_token: &$message.page_token,
+        }
+    };
+}
+pub(crate) use asked_of;
+
 /// One page of usage.
 pub struct Answer {
     /// By interval, then the other party.

@@ -9,7 +9,7 @@ use super::unexpected;
 use super::Api;
 use crate::api::context::amount;
 use crate::api::proto;
-use crate::api::usage::{self, Asked, Owner};
+use crate::api::usage::{self, Owner};
 use crate::event::Reply;
 use crate::types::Role;
 
@@ -53,13 +53,7 @@ impl proto::metering_server::Metering for Api {
     ) -> Result<Response<proto::GetServiceUsageResponse>, Status> {
         let caller = self.caller(&request, Role::Service)?;
         let message = request.into_inner();
-        let asked = Asked {
-            from_ms: message.from_ms,
-            to_ms: message.to_ms,
-            interval: message.interval,
-            page_size: message.page_size,
-            page_token: &message.page_token,
-        };
+        let asked = usage::asked_of!(message);
         let answer = usage::answer(&self.context, Owner::Service(caller.account), asked).await?;
         Ok(Response::new(proto::GetServiceUsageResponse {
             rows: answer

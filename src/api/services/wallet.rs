@@ -13,7 +13,7 @@ use crate::api::context::{
 use crate::api::history;
 use crate::api::proto;
 use crate::api::status::from_reject;
-use crate::api::usage::{self, Asked, Owner};
+use crate::api::usage::{self, Owner};
 use crate::command::Command;
 use crate::event::Reply;
 use crate::ledger::AutoTopUp;
@@ -286,13 +286,7 @@ impl proto::wallet_server::Wallet for Api {
     ) -> Result<Response<proto::GetUsageResponse>, Status> {
         let caller = self.caller(&request, Role::Trader)?;
         let message = request.into_inner();
-        let asked = Asked {
-            from_ms: message.from_ms,
-            to_ms: message.to_ms,
-            interval: message.interval,
-            page_size: message.page_size,
-            page_token: &message.page_token,
-        };
+        let asked = usage::asked_of!(message);
         let answer = usage::answer(&self.context, Owner::Holder(caller.account), asked).await?;
         let (top_ups, top_ups_truncated) = answer.top_ups;
         Ok(Response::new(proto::GetUsageResponse {

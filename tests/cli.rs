@@ -866,6 +866,94 @@ async fn every_answer_is_json_with_the_protos_field_names() {
         assert_eq!(updates.len(), 2, "one line per streamed message");
         assert_eq!(updates[0]["order"]["status"], "ORDER_STATUS_OPEN");
         assert_eq!(updates[1]["order"]["status"], "ORDER_STATUS_CANCELED");
+
+        // A trade: the taker's fill, the ticker, the candles, the trade stream and a
+        // watched book, each as JSON.
+        let (_, maker) = create_account(&server, "mo", "trader");
+        let maker = Some(maker.as_str());
+        json(
+            &server,
+            maker,
+            &[
+                "wallet",
+                "deposit",
+                "--source",
+                "egold",
+                "--amount",
+                "10",
+                "--reference",
+                "123456",
+                "--key",
+                "d",
+            ],
+        );
+        json(
+            &server,
+            maker,
+            &[
+                "wallet",
+                "buy",
+                "--quantity",
+                "5",
+                "--max-price",
+                "0.5",
+                "--key",
+                "b",
+            ],
+        );
+        json(
+            &server,
+            maker,
+            &[
+                "order",
+                "place",
+                "--side",
+                "sell",
+                "--price",
+                "0.8",
+                "--quantity",
+                "3",
+            ],
+        );
+        let taken = json(
+            &server,
+            trader,
+            &[
+                "order",
+                "place",
+                "--side",
+                "buy",
+                "--price",
+                "0.8",
+                "--quantity",
+                "2",
+            ],
+        );
+        assert_eq!(taken["order"]["status"], "ORDER_STATUS_FILLED");
+        assert_eq!(taken["fills"][0]["liquidity"], "LIQUIDITY_TAKER");
+        assert_eq!(
+            (&taken["fills"][0]["price"], &taken["fills"][0]["quantity"]),
+            (&"0.8000".into(), &"2.00".into())
+        );
+        let ticker = json(&server, None, &["market", "ticker"]);
+        assert_eq!(
+            (&ticker["last_price"], &ticker["volume_24h"]),
+            (&"0.8000".into(), &"2.00".into())
+        );
+        let candles = json(&server, None, &["market", "candles"]);
+        assert_eq!(candles["candles"][0]["close"], "0.8000");
+        let trades = json_lines(
+            &server,
+            None,
+            &["market", "trades", "--from-seq", "0", "--limit", "1"],
+        );
+        assert_eq!(
+            (&trades[0]["price"], &trades[0]["taker_side"]),
+            (&"0.8000".into(), &"SIDE_BUY".into())
+        );
+        let watched = json_lines(&server, None, &["market", "watch", "--messages", "1"]);
+        assert_eq!(watched[0]["snapshot"]["asks"][0]["price"], "0.8000");
+        assert_eq!(watched[0]["snapshot"]["asks"][0]["quantity"], "1.00");
     });
     tokio::time::timeout(std::time::Duration::from_secs(120), story)
         .await

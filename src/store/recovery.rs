@@ -17,6 +17,9 @@ pub struct Recovered<B: OrderBook> {
     pub commands_replayed: u64,
 }
 
+/// How often a long replay says how far it has come.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Rebuilds the state the store holds from its newest snapshot and the journal after it.
 /// The configuration must have been validated.
 pub fn recover<B: OrderBook>(
@@ -55,8 +58,18 @@ pub fn recover_with<B: OrderBook>(
     };
     let mut commands_replayed = 0;
     let mut events: Vec<Event> = Vec::new();
+    let mut reported = std::time::Instant::now();
     for record in store.records_after(snapshot_seq) {
         let record = record?;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            tracing::info!(
+                seq = sequencer.last_seq(),
+                snapshot_seq,
+                commands_replayed,
+                "replaying the journal"
+            );
+            reported = std::time::Instant::now();
+        }
         if record.first_seq() != Some(sequencer.last_seq() + 1) {
             return Err(StoreError::Corrupt(format!(
                 "the journal resumes at {:?} after event {}",

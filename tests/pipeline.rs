@@ -156,7 +156,11 @@ fn commands_submitted_together_are_answered_in_order_and_survive_a_restart() {
     let halves = commands.split_at(commands.len() / 2);
     let receivers: Vec<_> = [halves.0, halves.1]
         .into_iter()
-        .map(|half| pipeline.submit_all(1, half.to_vec()).expect("queued"))
+        .map(|half| {
+            pipeline
+                .submit_all(1, half.to_vec(), divmid::pipeline::Events::Kept)
+                .expect("queued")
+        })
         .collect();
     let outcomes: Vec<Outcome> = receivers
         .into_iter()

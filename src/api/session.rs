@@ -29,7 +29,7 @@ use super::proto::order_session_response::Result as SessionResult;
 use super::status::from_failure;
 use crate::command::Command;
 use crate::event::Reply;
-use crate::pipeline::{Committed, Outcome};
+use crate::pipeline::{Committed, Events, Outcome};
 use crate::types::{AccountId, Amount};
 
 /// Commands submitted as one batch, at most.
@@ -47,6 +47,9 @@ pub trait Protocol: Send + Sync + 'static {
     type Response: Send + 'static;
     /// What building a request's response needs to know of it besides its outcome.
     type Kind: Send + 'static;
+    /// Whether a response is built from the command's events as well as its reply: when
+    /// not, the sequencer does not copy them for the session.
+    const EVENTS: Events;
 
     /// The id the request's response echoes.
     fn request_id(request: &Self::Request) -> u64;
@@ -143,7 +146,7 @@ impl<K> Gathered<K> {
     async fn submit(
         &mut self,
         context: &Context,
-        then_end: Option<Status>,
+        (then_end, events): (Option<Status>, Events),
         submitted: &mpsc::Sender<Submitted<K>>,
     ) -> bool {
         let Gathered { entries, commands } = std::mem::replace(self, Gathered::new());
@@ -153,7 +156,7 @@ impl<K> Gathered<K> {
         let outcomes = (!commands.is_empty()).then(|| {
             context
                 .pipeline
-                .submit_all(now_ms(), commands)
+                .submit_all(now_ms(), commands, events)
                 .map_err(|failure| from_failure(&failure))
         });
         let batch = Submitted {
@@ -199,7 +202,10 @@ async fn read<P: Protocol>(
                 (kind, Conversion::Ready(command)) => gathered.push(request_id, kind, command),
                 (kind, Conversion::Asking(command)) => {
                     // The question must follow the commands before it.
-                    if !gathered.submit(&context, None, &submitted).await {
+                    if !gathered
+                        .submit(&context, (None, P::EVENTS), &submitted)
+                        .await
+                    {
                         return;
                     }
                     gathered.push(request_id, kind, command.await);
@@ -207,7 +213,12 @@ async fn read<P: Protocol>(
             }
         }
         let broken = then_end.is_some();
-        if !gathered.submit(&context, then_end, &submitted).await || broken || ended {
+        if !gathered
+            .submit(&context, (then_end, P::EVENTS), &submitted)
+            .await
+            || broken
+            || ended
+        {
             return;
         }
     }
@@ -322,6 +333,8 @@ impl Protocol for Orders {
     type Request = proto::OrderSessionRequest;
     type Response = proto::OrderSessionResponse;
     type Kind = Kind;
+    /// A new order's state and fills are rebuilt from its events.
+    const EVENTS: Events = Events::Kept;
 
     fn request_id(request: &Self::Request) -> u64 {
         request.request_id
@@ -380,6 +393,8 @@ impl Protocol for Charges {
     type Response = proto::ChargeSessionResponse;
     /// The amount charged, echoed in the response.
     type Kind = Amount;
+    /// The reply holds the charge's seq, all a response needs.
+    const EVENTS: Events = Events::Dropped;
 
     fn request_id(request: &Self::Request) -> u64 {
         request.request_id

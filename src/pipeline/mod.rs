@@ -99,6 +99,16 @@ pub struct Committed {
 /// What a command's caller gets once the command is committed.
 pub type Outcome = Result<Committed, Failure>;
 
+/// Whether the outcomes of a batch of commands carry their events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Events {
+    /// Each outcome carries its command's events (a copy of what is journaled).
+    Kept,
+    /// Outcomes carry only the replies: a caller that needs nothing else saves the
+    /// sequencer a copy of every event.
+    Dropped,
+}
+
 /// A question about the state, answered from state that is committed by the time the
 /// answer is released.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,6 +212,7 @@ enum Request {
     Commands {
         timestamp_ms: u64,
         commands: Vec<Command>,
+        events: Events,
         reply: oneshot::Sender<Vec<Outcome>>,
     },
     Query {
@@ -333,11 +344,13 @@ impl Pipeline {
         &self,
         timestamp_ms: u64,
         commands: Vec<Command>,
+        events: Events,
     ) -> Result<oneshot::Receiver<Vec<Outcome>>, Failure> {
         let (reply, receiver) = oneshot::channel();
         self.send(Request::Commands {
             timestamp_ms,
             commands,
+            events,
             reply,
         })?;
         Ok(receiver)

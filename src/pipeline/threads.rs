@@ -7,7 +7,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    Answer, Committed, CommittedEvents, Failure, Outcome, PipelineConfig, Query, Request, Shared,
+    Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, Query, Request,
+    Shared,
 };
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
@@ -154,8 +155,8 @@ fn apply<B: OrderBook>(
     batch: &mut Batch,
     record_events_max: usize,
 ) {
-    let mut applied = |command, timestamp_ms, batch: &mut Batch| {
-        let outcome = apply_command(sequencer, timestamp_ms, command, events, record);
+    let mut applied = |command, timestamp_ms, kept: Events, batch: &mut Batch| {
+        let outcome = apply_command(sequencer, (timestamp_ms, command), kept, events, record);
         if record.events.len() >= record_events_max {
             batch.records.push(std::mem::take(record));
         }
@@ -168,17 +169,18 @@ fn apply<B: OrderBook>(
             command,
             reply,
         } => {
-            let outcome = applied(command, timestamp_ms, batch);
+            let outcome = applied(command, timestamp_ms, Events::Kept, batch);
             batch.pending.push(Pending::Command(reply, outcome));
         }
         Request::Commands {
             timestamp_ms,
             commands,
+            events: kept,
             reply,
         } => {
             let outcomes = commands
                 .into_iter()
-                .map(|command| applied(command, timestamp_ms, batch))
+                .map(|command| applied(command, timestamp_ms, kept, batch))
                 .collect();
             batch.pending.push(Pending::Commands(reply, outcomes));
         }
@@ -193,8 +195,8 @@ fn apply<B: OrderBook>(
 /// Applies one command and adds it to the journal record if it changed state.
 fn apply_command<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
-    timestamp_ms: u64,
-    command: Command,
+    (timestamp_ms, command): (u64, Command),
+    kept: Events,
     events: &mut Vec<Event>,
     record: &mut JournalRecord,
 ) -> Outcome {
@@ -207,7 +209,10 @@ fn apply_command<B: OrderBook>(
     result
         .map(|reply| Committed {
             reply,
-            events: events.clone(),
+            events: match kept {
+                Events::Kept => events.clone(),
+                Events::Dropped => Vec::new(),
+            },
         })
         .map_err(Failure::Rejected)
 }

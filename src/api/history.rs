@@ -107,6 +107,19 @@ pub fn ledger_entries(
     event: &Event,
 ) -> Vec<proto::LedgerEntry> {
     match &event.kind {
+        EventKind::Fill(fill) => fill_entries(context, account, event, fill),
+        EventKind::OrderAccepted(_)
+        | EventKind::OrderReduced { .. }
+        | EventKind::OrderDone { .. }
+        | EventKind::OrderReplaced { .. } => order_entries(event),
+        _ => money_entries(account, event),
+    }
+}
+
+/// The entries of money entering, leaving or buying: deposits, withdrawals, purchases,
+/// top-ups and charges.
+fn money_entries(account: AccountId, event: &Event) -> Vec<proto::LedgerEntry> {
+    match &event.kind {
         EventKind::Deposited {
             amount: deposited,
             idempotency_key,
@@ -173,6 +186,27 @@ pub fn ledger_entries(
             *balance_after,
             idempotency_key.to_string(),
         )],
+        EventKind::Minted { .. }
+        | EventKind::AccountCreated { .. }
+        | EventKind::TokenChanged { .. }
+        | EventKind::IssuePriceSet { .. }
+        | EventKind::DivmidsBought { .. }
+        | EventKind::AutoToppedUp { .. }
+        | EventKind::AutoTopUpSet { .. }
+        | EventKind::SpendLimitSet { .. }
+        | EventKind::Charged { .. }
+        | EventKind::OrderAccepted(_)
+        | EventKind::OrderReduced { .. }
+        | EventKind::OrderReplaced { .. }
+        | EventKind::OrderRested { .. }
+        | EventKind::OrderDone { .. }
+        | EventKind::Fill(_) => Vec::new(),
+    }
+}
+
+/// The entries of an order's holds and releases.
+fn order_entries(event: &Event) -> Vec<proto::LedgerEntry> {
+    match &event.kind {
         EventKind::OrderAccepted(order) if !order.hold.is_zero() => vec![entry(
             event,
             "order_hold",
@@ -223,71 +257,64 @@ pub fn ledger_entries(
                 order_id.to_string(),
             )]
         }
-        EventKind::Fill(fill) => {
-            let spec = &context.config.engine.markets[usize::from(fill.market.0)];
-            let grid = spec.grid();
-            let notional =
-                i128::from(fill.price.0 * fill.quantity.0 * grid.quote_micros_per_tick_lot);
-            let delivered = i128::from(fill.quantity.0 * grid.lot_micros);
-            let is_taker = fill.taker_account == account;
-            let after = if is_taker {
-                fill.taker_after
-            } else {
-                fill.maker_after
-            };
-            let side = if is_taker {
-                fill.taker_side
-            } else {
-                fill.taker_side.opposite()
-            };
-            let reference = fill.trade_id.to_string();
-            let (base, quote) = (spec.base, spec.quote);
-            let (base_change, quote_change) = match side {
-                // A resting bid paid its own price out of its hold; an incoming limit bid
-                // paid out of a hold at its limit and got the difference back; a market
-                // buy paid out of available funds.
-                Side::Buy if !is_taker => ((delivered, 0), (0, -notional)),
-                Side::Buy if fill.taker_paid_from_available => ((delivered, 0), (-notional, 0)),
-                Side::Buy => {
-                    let released = i128::from(fill.taker_released.0);
-                    ((delivered, 0), (released, -(notional + released)))
-                }
-                Side::Sell => ((0, -delivered), (notional, 0)),
-            };
-            vec![
-                entry(
-                    event,
-                    "trade",
-                    base,
-                    base_change.0,
-                    base_change.1,
-                    after[base.index()],
-                    reference.clone(),
-                ),
-                entry(
-                    event,
-                    "trade",
-                    quote,
-                    quote_change.0,
-                    quote_change.1,
-                    after[quote.index()],
-                    reference,
-                ),
-            ]
-        }
-        EventKind::Minted { .. }
-        | EventKind::AccountCreated { .. }
-        | EventKind::TokenChanged { .. }
-        | EventKind::IssuePriceSet { .. }
-        | EventKind::DivmidsBought { .. }
-        | EventKind::AutoToppedUp { .. }
-        | EventKind::AutoTopUpSet { .. }
-        | EventKind::SpendLimitSet { .. }
-        | EventKind::Charged { .. }
-        | EventKind::OrderAccepted(_)
-        | EventKind::OrderReduced { .. }
-        | EventKind::OrderReplaced { .. }
-        | EventKind::OrderRested { .. }
-        | EventKind::OrderDone { .. } => Vec::new(),
+        _ => Vec::new(),
     }
+}
+
+/// The two entries of a trade in `account`: the base asset and the quote asset.
+fn fill_entries(
+    context: &Context,
+    account: AccountId,
+    event: &Event,
+    fill: &crate::event::Fill,
+) -> Vec<proto::LedgerEntry> {
+    let spec = &context.config.engine.markets[usize::from(fill.market.0)];
+    let grid = spec.grid();
+    let notional = i128::from(fill.price.0 * fill.quantity.0 * grid.quote_micros_per_tick_lot);
+    let delivered = i128::from(fill.quantity.0 * grid.lot_micros);
+    let is_taker = fill.taker_account == account;
+    let after = if is_taker {
+        fill.taker_after
+    } else {
+        fill.maker_after
+    };
+    let side = if is_taker {
+        fill.taker_side
+    } else {
+        fill.taker_side.opposite()
+    };
+    let reference = fill.trade_id.to_string();
+    let (base, quote) = (spec.base, spec.quote);
+    let (base_change, quote_change) = match side {
+        // A resting bid paid its own price out of its hold; an incoming limit bid
+        // paid out of a hold at its limit and got the difference back; a market
+        // buy paid out of available funds.
+        Side::Buy if !is_taker => ((delivered, 0), (0, -notional)),
+        Side::Buy if fill.taker_paid_from_available => ((delivered, 0), (-notional, 0)),
+        Side::Buy => {
+            let released = i128::from(fill.taker_released.0);
+            ((delivered, 0), (released, -(notional + released)))
+        }
+        Side::Sell => ((0, -delivered), (notional, 0)),
+    };
+    vec![
+        entry(
+            event,
+            "trade",
+            base,
+            base_change.0,
+            base_change.1,
+            after[base.index()],
+            reference.clone(),
+        ),
+        entry(
+            event,
+            "trade",
+            quote,
+            quote_change.0,
+            quote_change.1,
+            after[quote.index()],
+            reference,
+        ),
+    ]
 }

@@ -24,6 +24,37 @@ pub async fn wallet(
     command: WalletCommand,
 ) -> Result<(), String> {
     match command {
+        // The prepaid pool's commands have their own file.
+        WalletCommand::AutoTopUp(arguments) => {
+            return prepaid::auto_top_up(client, caller, arguments).await
+        }
+        WalletCommand::SpendLimit(arguments) => {
+            return prepaid::spend_limit(client, caller, arguments).await
+        }
+        WalletCommand::Usage(arguments) => return prepaid::usage(client, caller, arguments).await,
+        WalletCommand::Ledger {
+            page_size,
+            page_token,
+        } => {
+            let request = proto::ListLedgerEntriesRequest {
+                page_size,
+                page_token,
+            };
+            let response = call!(client, list_ledger_entries, caller, request);
+            show(caller, &response, print_ledger);
+        }
+        command => money(client, caller, command).await?,
+    }
+    Ok(())
+}
+
+/// Balances, deposits, withdrawals and purchases.
+async fn money(
+    mut client: WalletClient<Channel>,
+    caller: &Caller,
+    command: WalletCommand,
+) -> Result<(), String> {
+    match command {
         WalletCommand::Balances => {
             let response = call!(client, get_balances, caller, proto::GetBalancesRequest {});
             show(caller, &response, |response| {
@@ -78,24 +109,7 @@ pub async fn wallet(
                 print_balances(&response.balances);
             });
         }
-        WalletCommand::AutoTopUp(arguments) => {
-            return prepaid::auto_top_up(client, caller, arguments).await
-        }
-        WalletCommand::SpendLimit(arguments) => {
-            return prepaid::spend_limit(client, caller, arguments).await
-        }
-        WalletCommand::Usage(arguments) => return prepaid::usage(client, caller, arguments).await,
-        WalletCommand::Ledger {
-            page_size,
-            page_token,
-        } => {
-            let request = proto::ListLedgerEntriesRequest {
-                page_size,
-                page_token,
-            };
-            let response = call!(client, list_ledger_entries, caller, request);
-            show(caller, &response, print_ledger);
-        }
+        _ => unreachable!("the other commands are answered by wallet"),
     }
     Ok(())
 }

@@ -5,32 +5,13 @@
 mod common;
 
 use common::{
-    book_stream, clients, create, funded_traders, limit, top_of_book, Clients, Server, ISSUER_TOKEN,
+    balances, book_stream, clients, create, funded_traders, limit, top_of_book, Clients, Server,
+    ISSUER_TOKEN,
 };
 use divmid::api::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-/// `(usd available, usd held, dvm available, dvm held)` as the wire writes them.
-async fn balances(client: &mut Clients) -> (String, String, String, String) {
-    let balances = client
-        .wallet
-        .get_balances(proto::GetBalancesRequest {})
-        .await
-        .expect("balances")
-        .into_inner()
-        .balances;
-    let find = |asset: &str| {
-        balances
-            .iter()
-            .find(|balance| balance.asset == asset)
-            .map(|balance| (balance.available.clone(), balance.held.clone()))
-            .expect("every asset is listed")
-    };
-    let (usd, dvm) = (find("USD"), find("DVM"));
-    (usd.0, usd.1, dvm.0, dvm.1)
-}
 
 fn owned(values: (&str, &str, &str, &str)) -> (String, String, String, String) {
     (

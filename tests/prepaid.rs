@@ -12,21 +12,15 @@ use tonic::Code;
 
 /// The holder's available `(USD, DVM)`.
 async fn available(holder: &mut Clients) -> (String, String) {
-    let balances = holder
-        .wallet
-        .get_balances(proto::GetBalancesRequest {})
-        .await
-        .expect("balances")
-        .into_inner()
-        .balances;
-    let of = |asset: &str| {
-        balances
-            .iter()
-            .find(|balance| balance.asset == asset)
-            .map(|balance| balance.available.clone())
-            .expect("listed")
-    };
-    (of("USD"), of("DVM"))
+    let (usd, _, dvm, _) = common::balances(holder).await;
+    (usd, dvm)
+}
+
+/// `count` charges of `amount` to `holder_id`, keyed `PREFIX-0`, `PREFIX-1`, …
+fn clicks(holder_id: &str, prefix: &str, count: usize, amount: &str) -> Vec<proto::ChargeRequest> {
+    (0..count)
+        .map(|index| charge_request(holder_id, amount, &format!("{prefix}-{index}")))
+        .collect()
 }
 
 /// A holder with `usd` deposited and no divmids, and a service; divmids at 1 USD.
@@ -118,11 +112,8 @@ async fn a_pool_tops_itself_up_while_a_service_charges_clicks_through_a_session(
 
     // 30 clicks of 2 DVM on an empty pool: the first buys 50 DVM, the 21st finds 10 left
     // (a charge would leave 8, below the threshold) and buys 40.
-    let keys: Vec<String> = (0..30).map(|index| format!("click-{index}")).collect();
-    let charges = keys
-        .iter()
-        .map(|key| charge_request(&holder_id, "2", key))
-        .collect();
+    let charges = clicks(&holder_id, "click", 30, "2");
+    let twenty_first = charges[20].idempotency_key.clone();
     let results = session(&mut service, charges).await;
     let seqs: Vec<u64> = results
         .iter()
@@ -181,7 +172,7 @@ async fn a_pool_tops_itself_up_while_a_service_charges_clicks_through_a_session(
     // A retry of the 21st click, which topped up, applies nothing again.
     let retried = session(
         &mut service,
-        vec![charge_request(&holder_id, "2", &keys[20])],
+        vec![charge_request(&holder_id, "2", &twenty_first)],
     )
     .await;
     assert!(matches!(&retried[0], ChargeResult::Charged(charged) if charged.seq == seqs[20]));
@@ -499,13 +490,8 @@ async fn usage_adds_up_to_the_ledgers_charges_and_survives_a_restart() {
         .set_auto_top_up(set_top_up("1", "5", "1000"))
         .await
         .expect("set");
-    let clicks = |prefix: &str, count: usize, amount: &str| {
-        (0..count)
-            .map(|index| charge_request(&holder_id, amount, &format!("{prefix}-{index}")))
-            .collect::<Vec<_>>()
-    };
-    session(&mut first, clicks("a", 40, "0.25")).await;
-    session(&mut second, clicks("b", 7, "0.125")).await;
+    session(&mut first, clicks(&holder_id, "a", 40, "0.25")).await;
+    session(&mut second, clicks(&holder_id, "b", 7, "0.125")).await;
     first
         .metering
         .charge(charge_request(&holder_id, "0.5", "a-unary"))
@@ -660,12 +646,7 @@ async fn a_long_ledger_comes_in_pages_that_fit_the_message_limit() {
         .set_auto_top_up(set_top_up("1", "50", "100"))
         .await
         .expect("set");
-    let keys: Vec<String> = (0..1_000).map(|index| format!("click-{index}")).collect();
-    let charges = keys
-        .iter()
-        .map(|key| charge_request(&holder_id, "0.01", key))
-        .collect();
-    session(&mut service, charges).await;
+    session(&mut service, clicks(&holder_id, "click", 1_000, "0.01")).await;
     let mut seqs = Vec::new();
     let mut page_token = String::new();
     let mut pages = 0;

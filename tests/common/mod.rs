@@ -353,3 +353,23 @@ pub async fn top_of_book(channel: &Channel) -> proto::GetOrderBookResponse {
         .expect("the book")
         .into_inner()
 }
+
+/// `(usd available, usd held, dvm available, dvm held)` as the wire writes them.
+pub async fn balances(client: &mut Clients) -> (String, String, String, String) {
+    let balances = client
+        .wallet
+        .get_balances(proto::GetBalancesRequest {})
+        .await
+        .expect("balances")
+        .into_inner()
+        .balances;
+    let find = |asset: &str| {
+        balances
+            .iter()
+            .find(|balance| balance.asset == asset)
+            .map(|balance| (balance.available.clone(), balance.held.clone()))
+            .expect("every asset is listed")
+    };
+    let (usd, dvm) = (find("USD"), find("DVM"));
+    (usd.0, usd.1, dvm.0, dvm.1)
+}

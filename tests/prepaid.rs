@@ -395,6 +395,11 @@ async fn bad_settings_are_refused_by_name_and_change_nothing() {
         ),
         (usage(proto::UsageInterval::Hour, 10, 10, 0), "from_ms"),
         (usage(proto::UsageInterval::Hour, 0, 0, 501), "page_size"),
+        (usage(proto::UsageInterval::Day, 0, u64::MAX, 0), "to_ms"),
+        (
+            usage(proto::UsageInterval::Hour, u64::MAX - 1, u64::MAX, 0),
+            "from_ms",
+        ),
         (
             proto::GetUsageRequest {
                 page_token: "nonsense".into(),

@@ -181,6 +181,10 @@ impl Context {
     }
 }
 
+/// The latest time a request may name: the last millisecond of the year 9999, so that
+/// rounding a range to whole intervals cannot overflow.
+pub const TIME_MS_MAX: u64 = 253_402_300_799_999;
+
 /// Milliseconds since the Unix epoch, the time a command carries.
 pub fn now_ms() -> u64 {
     SystemTime::now()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::context::{now_ms, parse_id, Context};
+use super::context::{now_ms, parse_id, Context, TIME_MS_MAX};
 use super::status::from_reject;
 use crate::error::Reject;
 use crate::types::AccountId;
@@ -85,6 +85,14 @@ pub async fn answer(context: &Context, owner: Owner, asked: Asked<'_>) -> Result
     } else {
         asked.to_ms
     };
+    for (field, time_ms) in [("from_ms", asked.from_ms), ("to_ms", to_ms)] {
+        if time_ms > TIME_MS_MAX {
+            return Err(from_reject(&Reject::invalid(
+                field,
+                "is after the year 9999",
+            )));
+        }
+    }
     if asked.from_ms >= to_ms {
         return Err(from_reject(&Reject::invalid(
             "from_ms",

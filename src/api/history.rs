@@ -112,12 +112,45 @@ pub fn ledger_entries(
         | EventKind::OrderReduced { .. }
         | EventKind::OrderDone { .. }
         | EventKind::OrderReplaced { .. } => order_entries(event),
+        EventKind::DivmidsBought { .. } | EventKind::AutoToppedUp { .. } => {
+            purchases_of(account, event)
+        }
         _ => money_entries(account, event),
     }
 }
 
-/// The entries of money entering, leaving or buying: deposits, withdrawals, purchases,
-/// top-ups and charges.
+/// The entries of a purchase from the treasury, by the buyer or by its automatic top-up,
+/// in the buyer's account (the treasury's side is not listed).
+fn purchases_of(account: AccountId, event: &Event) -> Vec<proto::LedgerEntry> {
+    match &event.kind {
+        EventKind::DivmidsBought {
+            account: buyer,
+            quantity,
+            cost,
+            idempotency_key,
+            account_after,
+            ..
+        } if *buyer == account => purchase_entries(
+            event,
+            "purchase",
+            (*quantity, *cost),
+            account_after,
+            idempotency_key,
+        ),
+        EventKind::AutoToppedUp {
+            account: holder,
+            quantity,
+            cost,
+            account_after,
+            ..
+        } if *holder == account => {
+            purchase_entries(event, "auto_top_up", (*quantity, *cost), account_after, "")
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The entries of money entering, leaving or spent: deposits, withdrawals and charges.
 fn money_entries(account: AccountId, event: &Event) -> Vec<proto::LedgerEntry> {
     match &event.kind {
         EventKind::Deposited {
@@ -148,29 +181,6 @@ fn money_entries(account: AccountId, event: &Event) -> Vec<proto::LedgerEntry> {
             *balance_after,
             idempotency_key.to_string(),
         )],
-        EventKind::DivmidsBought {
-            account: buyer,
-            quantity,
-            cost,
-            idempotency_key,
-            account_after,
-            ..
-        } if *buyer == account => purchase_entries(
-            event,
-            "purchase",
-            (*quantity, *cost),
-            account_after,
-            idempotency_key,
-        ),
-        EventKind::AutoToppedUp {
-            account: holder,
-            quantity,
-            cost,
-            account_after,
-            ..
-        } if *holder == account => {
-            purchase_entries(event, "auto_top_up", (*quantity, *cost), account_after, "")
-        }
         EventKind::Charged {
             account: charged,
             amount: taken,

@@ -68,34 +68,7 @@ pub async fn order(
     command: OrderCommand,
 ) -> Result<(), String> {
     match command {
-        OrderCommand::Place {
-            market,
-            side,
-            order_type,
-            price,
-            quantity,
-            time_in_force,
-            post_only,
-            client_order_id,
-            self_trade_prevention,
-        } => {
-            let request = proto::PlaceOrderRequest {
-                market,
-                side: side.wire(),
-                r#type: order_type.wire(),
-                price,
-                quantity,
-                time_in_force: TimeInForceArgument::wire(time_in_force),
-                post_only,
-                client_order_id,
-                self_trade_prevention: StpArgument::wire(self_trade_prevention),
-            };
-            let response = call!(client, place_order, caller, request);
-            show(caller, &response, |response| {
-                response.order.iter().for_each(print_order);
-                response.fills.iter().for_each(print_fill);
-            });
-        }
+        OrderCommand::Place { .. } => place(client, caller, command).await?,
         OrderCommand::Cancel {
             order_id,
             client_order_id,
@@ -222,5 +195,44 @@ async fn read(
         }
         _ => unreachable!("only reads are passed here"),
     }
+    Ok(())
+}
+
+/// Places an order and prints it with the fills it made.
+async fn place(
+    mut client: TradingClient<Channel>,
+    caller: &Caller,
+    command: OrderCommand,
+) -> Result<(), String> {
+    let OrderCommand::Place {
+        market,
+        side,
+        order_type,
+        price,
+        quantity,
+        time_in_force,
+        post_only,
+        client_order_id,
+        self_trade_prevention,
+    } = command
+    else {
+        unreachable!("only a placement is passed here");
+    };
+    let request = proto::PlaceOrderRequest {
+        market,
+        side: side.wire(),
+        r#type: order_type.wire(),
+        price,
+        quantity,
+        time_in_force: TimeInForceArgument::wire(time_in_force),
+        post_only,
+        client_order_id,
+        self_trade_prevention: StpArgument::wire(self_trade_prevention),
+    };
+    let response = call!(client, place_order, caller, request);
+    show(caller, &response, |response| {
+        response.order.iter().for_each(print_order);
+        response.fills.iter().for_each(print_fill);
+    });
     Ok(())
 }

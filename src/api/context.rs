@@ -39,6 +39,8 @@ pub struct Context {
     pub auth_failures: super::auth::AuthFailures,
     /// History in the store.
     pub history: History,
+    /// What backups are read from.
+    pub backups: crate::store::BackupSource,
     /// Deposit processors.
     pub funding: FundingSources,
     /// Candles and ticker figures, kept current by the market-data feed.

@@ -6,6 +6,7 @@
 //! maps every refusal to a gRPC status in one place.
 
 pub mod auth;
+pub mod backup;
 pub mod book_copy;
 pub mod book_stream;
 pub mod context;

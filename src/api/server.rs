@@ -110,6 +110,7 @@ pub fn open_with<J: Journal>(
     );
     let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
     let history = store.history()?;
+    let backups = store.backup_source();
     let mut pipeline =
         Pipeline::start(recovered.sequencer, journal(store), config.pipeline.clone());
     pipeline.start_indexer(history.clone());
@@ -133,6 +134,7 @@ pub fn open_with<J: Journal>(
         tokens,
         auth_failures,
         history,
+        backups,
         funding,
         market_data,
         stopping: tokio::sync::watch::Sender::new(false),

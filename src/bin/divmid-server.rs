@@ -48,8 +48,30 @@ enum Subcommand {
     /// Stop the server first: the directory is locked while it serves.
     Check {
         /// The data directory [default: the configured one, ./data].
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backup")]
         data_dir: Option<PathBuf>,
+        /// Print the state at this sequence number instead of the last, rebuilt by
+        /// replaying the journal from genesis (it must start there: no retention). Its
+        /// state hash is what a backup taken at that seq restores.
+        #[arg(long, conflicts_with = "backup")]
+        at_seq: Option<u64>,
+        /// Check a backup file instead (from `divmid issuer backup`): its SHA-256, its
+        /// snapshot's hash, and its journal replayed in memory to every invariant.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
+    /// Restore a backup file into a new (or empty) data directory, after checking it; the
+    /// restored directory is then checked as `check` does and its report printed. Serve
+    /// it with `divmid-server --data-dir NEW_DIR`. The issuer's token is not in a backup:
+    /// give it as to any server (DIVMID_ISSUER_TOKEN, the configuration), or one is
+    /// generated.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to create; it must not exist or be empty.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
 }
 
@@ -81,23 +103,54 @@ fn main() -> ExitCode {
     if let Some(data_dir) = arguments.data_dir {
         config.server.data_dir = data_dir;
     }
-    if let Some(Subcommand::Check { data_dir }) = arguments.command {
-        let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
-        return check(&directory, &config);
-    }
     config.server.log_json |= arguments.log_json;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only for a person at a terminal: a log file or a journal gets plain text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    if config.server.log_json {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
+    start_logging(config.server.log_json);
+    match arguments.command {
+        None => {}
+        Some(Subcommand::Check {
+            data_dir,
+            at_seq: Some(seq),
+            backup: None,
+        }) => {
+            let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
+            let what = format!("{} holds a sound state at seq {seq}", directory.display());
+            let checked = || divmid::store::check_at(&directory, &config.engine, seq);
+            return report(checked, &config, &directory, &what);
+        }
+        Some(Subcommand::Check {
+            data_dir,
+            at_seq: None,
+            backup: None,
+        }) => {
+            let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
+            let what = format!("{} is sound", directory.display());
+            return report(
+                || divmid::store::check(&directory, &config.engine),
+                &config,
+                &directory,
+                &what,
+            );
+        }
+        Some(Subcommand::Check {
+            backup: Some(file), ..
+        }) => {
+            let what = format!("{} is a sound backup", file.display());
+            return report(
+                || divmid::store::check_backup(&file, &config.engine),
+                &config,
+                &file,
+                &what,
+            );
+        }
+        Some(Subcommand::Restore { from, data_dir }) => {
+            let what = format!(
+                "{} restored into {}, which checks out",
+                from.display(),
+                data_dir.display()
+            );
+            let restore = || divmid::store::restore(&from, &data_dir, &config.engine);
+            return report(restore, &config, &from, &what);
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,20 +174,44 @@ fn main() -> ExitCode {
     }
 }
 
-/// `divmid-server check`: prints the report of a sound data directory, or what is wrong.
-fn check(directory: &std::path::Path, config: &Config) -> ExitCode {
+/// Logs to standard error: JSON lines, or text with colour only for a person at a
+/// terminal (a log file or a journal gets plain text). `RUST_LOG` filters, `info` by
+/// default.
+fn start_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr);
+    if json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+}
+
+/// Runs a check (or a restore, which ends with one) with a validated configuration and
+/// prints its report and `ok: {what}`, or what is wrong with `subject` (exit status 1).
+fn report(
+    checked: impl FnOnce() -> Result<divmid::store::CheckReport, divmid::store::StoreError>,
+    config: &Config,
+    subject: &std::path::Path,
+    what: &str,
+) -> ExitCode {
     if let Err(error) = config.engine.validate() {
-        eprintln!("divmid-server check: {error}");
+        eprintln!("divmid-server: {error}");
         return ExitCode::FAILURE;
     }
-    match divmid::store::check(directory, &config.engine) {
+    match checked() {
         Ok(report) => {
             println!("{report}");
-            println!("ok: {} is sound", directory.display());
+            println!("ok: {what}");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("divmid-server check: {}: {error}", directory.display());
+            eprintln!("divmid-server: {}: {error}", subject.display());
             ExitCode::FAILURE
         }
     }

@@ -236,6 +236,9 @@ struct Shared {
     /// How far the account index has read the journal: retention never deletes what it
     /// has not read. The largest number while no indexer runs.
     indexed_seq: AtomicU64,
+    /// While a backup is read, 0: retention deletes nothing; the largest number while none
+    /// is.
+    held_after_seq: AtomicU64,
     /// The last account-index error, if the last attempt failed.
     index_failure: Mutex<Option<String>>,
     /// Becomes `true` when `failed` is set, for the server to stop on.
@@ -250,6 +253,15 @@ impl CommittedSeq {
     /// The sequence number of the last committed event.
     pub fn get(&self) -> u64 {
         self.0.committed_seq.load(Ordering::Acquire)
+    }
+}
+
+/// Keeps the whole journal from retention while a backup reads it; released when dropped.
+pub struct JournalHold(Arc<Shared>);
+
+impl Drop for JournalHold {
+    fn drop(&mut self) {
+        self.0.held_after_seq.store(u64::MAX, Ordering::Release);
     }
 }
 
@@ -275,6 +287,7 @@ impl Pipeline {
             snapshot_failure: Mutex::new(None),
             stopping: AtomicBool::new(false),
             indexed_seq: AtomicU64::new(u64::MAX),
+            held_after_seq: AtomicU64::new(u64::MAX),
             index_failure: Mutex::new(None),
             failed_signal: tokio::sync::watch::Sender::new(false),
         });
@@ -426,6 +439,16 @@ impl Pipeline {
             .lock()
             .map(|failure| failure.clone())
             .unwrap_or(None)
+    }
+
+    /// Keeps the whole journal from retention until the hold is dropped, for a backup that
+    /// reads it; `None` while another backup holds it.
+    pub fn hold_journal(&self) -> Option<JournalHold> {
+        self.shared
+            .held_after_seq
+            .compare_exchange(u64::MAX, 0, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        Some(JournalHold(Arc::clone(&self.shared)))
     }
 
     /// Starts a thread that extends the account index behind the commits, so that history

@@ -344,7 +344,10 @@ pub(super) fn run_snapshots(
                 .prune(
                     config.journal_retention_events,
                     PRUNE_RECORDS_MAX,
-                    shared.indexed_seq.load(Ordering::Acquire),
+                    shared
+                        .indexed_seq
+                        .load(Ordering::Acquire)
+                        .min(shared.held_after_seq.load(Ordering::Acquire)),
                 )
                 .map(|_| ());
         }

@@ -10,9 +10,10 @@
 use std::fmt;
 use std::path::Path;
 
-use super::{recover, recover_with, Store, StoreError};
+use super::recovery::replay;
+use super::{recover, recover_with, snapshot_file, Store, StoreError};
 use crate::config::EngineConfig;
-use crate::engine::{LevelBook, OrderBook};
+use crate::engine::{LevelBook, OrderBook, Sequencer};
 use crate::event::Supply;
 
 /// What a sound data directory holds.
@@ -38,6 +39,33 @@ pub struct Report {
     pub state_hash: [u8; 32],
 }
 
+impl Report {
+    /// The report of a recovered state.
+    pub(super) fn of<B: OrderBook>(
+        sequencer: &Sequencer<B>,
+        config: &EngineConfig,
+        acknowledged_seq: Option<u64>,
+        snapshot_seq: u64,
+        commands_replayed: u64,
+        replayed_from_genesis: bool,
+    ) -> Report {
+        Report {
+            seq: sequencer.last_seq(),
+            acknowledged_seq,
+            snapshot_seq,
+            commands_replayed,
+            replayed_from_genesis,
+            accounts: sequencer.ledger().accounts().len(),
+            open_orders: (0..config.markets.len())
+                .filter_map(|index| sequencer.book(crate::types::MarketId(index as u16)))
+                .map(OrderBook::len)
+                .sum(),
+            supply: sequencer.supply(),
+            state_hash: sequencer.state_hash(),
+        }
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hash: String = self
@@ -59,7 +87,7 @@ impl fmt::Display for Report {
             true => writeln!(formatter, "whole journal replayed from genesis: same state")?,
             false => writeln!(
                 formatter,
-                "whole journal replayed from genesis: not possible (retention pruned its start)"
+                "whole journal replayed from genesis: not possible (it starts after a snapshot)"
             )?,
         }
         writeln!(formatter, "accounts {}", self.accounts)?;
@@ -84,6 +112,8 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
         )));
     }
     let store = Store::open(directory)?;
+    // Recovery passes a damaged snapshot over for an older one; a check names it.
+    snapshot_file::verify_all(&store.snapshot_directory())?;
     let recovered = recover::<LevelBook>(&store, config.clone())?;
     let sequencer = &recovered.sequencer;
     let state_hash = sequencer.state_hash();
@@ -101,18 +131,48 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
             )));
         }
     }
-    Ok(Report {
-        seq: sequencer.last_seq(),
-        acknowledged_seq: store.acknowledged()?.map(|mark| mark.seq),
-        snapshot_seq: recovered.snapshot_seq,
-        commands_replayed: recovered.commands_replayed,
-        replayed_from_genesis: starts_at_genesis,
-        accounts: sequencer.ledger().accounts().len(),
-        open_orders: (0..config.markets.len())
-            .filter_map(|index| sequencer.book(crate::types::MarketId(index as u16)))
-            .map(OrderBook::len)
-            .sum(),
-        supply: sequencer.supply(),
-        state_hash,
-    })
+    Ok(Report::of(
+        sequencer,
+        config,
+        store.acknowledged()?.map(|mark| mark.seq),
+        recovered.snapshot_seq,
+        recovered.commands_replayed,
+        starts_at_genesis,
+    ))
+}
+
+/// Rebuilds the state at `seq` by replaying the journal from genesis to there (so the
+/// journal must still start at the first event, as it does without retention) and checks
+/// every invariant; compares a backup's state with its source's.
+pub fn check_at(directory: &Path, config: &EngineConfig, seq: u64) -> Result<Report, StoreError> {
+    if !directory.join("sled").exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} holds no store (no sled folder)",
+            directory.display()
+        )));
+    }
+    let store = Store::open(directory)?;
+    let mut sequencer = Sequencer::<LevelBook>::new(config.clone());
+    let records = store.records_after(0).take_while(|record| {
+        !matches!(record, Ok(record) if record.first_seq().is_some_and(|first| first > seq))
+    });
+    let commands_replayed = replay(&mut sequencer, 0, records)?;
+    if sequencer.last_seq() != seq {
+        return Err(StoreError::Corrupt(format!(
+            "no state at seq {seq}: the journal replayed from genesis reaches seq {} and no \
+             command ends at {seq}",
+            sequencer.last_seq()
+        )));
+    }
+    sequencer.check_invariants().map_err(|broken| {
+        StoreError::Corrupt(format!("the state at seq {seq} is broken: {broken}"))
+    })?;
+    Ok(Report::of(
+        &sequencer,
+        config,
+        store.acknowledged()?.map(|mark| mark.seq),
+        0,
+        commands_replayed,
+        true,
+    ))
 }

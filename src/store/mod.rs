@@ -14,10 +14,13 @@
 //!   the journal holds, requires the journal to reach the acknowledged high-water mark
 //!   (`watermark.rs`, a small file beside sled written after every commit), and checks
 //!   every invariant before anything is served. `check.rs` does the same offline.
+//! - Backups (`backup.rs`) copy the newest snapshot and the journal of a running store into
+//!   one file with its SHA-256, and restore it into an empty directory.
 //!
 //! What this module is not: it keeps no state of the exchange in memory and decides
 //! nothing about commands; it writes what it is given and reads it back.
 
+mod backup;
 mod check;
 mod history;
 mod journal;
@@ -28,7 +31,8 @@ mod watermark;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use check::{check, Report as CheckReport};
+pub use backup::{check_backup, restore, BackupSource, BackupSummary};
+pub use check::{check, check_at, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
 pub use journal::{JournalEntry, JournalRecord};
@@ -134,6 +138,9 @@ pub enum StoreError {
     /// A fault injected by a test.
     #[error("injected fault: {0}")]
     Injected(&'static str),
+    /// A backup is restored only into an empty directory.
+    #[error("{0} is not empty: a backup is restored only into an empty or new directory")]
+    NotEmpty(PathBuf),
     /// Another process holds the data directory's lock.
     #[error("the data directory {0} is in use: another process holds its lock")]
     Locked(PathBuf),

@@ -2,9 +2,9 @@
 //! replayed command by command. The replay must emit exactly the events the journal
 //! recorded, and the result must keep every invariant, or the store refuses to start.
 
-use super::{Store, StoreError};
+use super::{JournalRecord, Store, StoreError};
 use crate::config::EngineConfig;
-use crate::engine::{OrderBook, Sequencer};
+use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
 
 /// What recovery found.
@@ -41,25 +41,57 @@ pub fn recover_with<B: OrderBook>(
     } else {
         None
     };
-    let (mut sequencer, snapshot_seq) = match snapshot {
-        None => (Sequencer::<B>::new(config), 0),
-        Some((snapshot, recorded_hash)) => {
-            let seq = snapshot.last_seq;
-            let sequencer = Sequencer::<B>::from_snapshot(config, snapshot).map_err(|broken| {
-                StoreError::Corrupt(format!("snapshot {seq} does not restore: {broken}"))
-            })?;
-            if sequencer.state_hash() != recorded_hash {
-                return Err(StoreError::Corrupt(format!(
-                    "the state restored from snapshot {seq} does not match its recorded hash"
-                )));
-            }
-            (sequencer, seq)
-        }
+    let (mut sequencer, snapshot_seq) = restore_snapshot::<B>(config, snapshot)?;
+    let commands_replayed = replay(
+        &mut sequencer,
+        snapshot_seq,
+        store.records_after(snapshot_seq),
+    )?;
+    // After the replay, so that a damaged record is reported as such; before serving, so
+    // that a journal cut short by damage is never served as if nothing was lost.
+    store.check_acknowledged()?;
+    sequencer
+        .check_invariants()
+        .map_err(|broken| StoreError::Corrupt(format!("recovered state is broken: {broken}")))?;
+    Ok(Recovered {
+        sequencer,
+        snapshot_seq,
+        commands_replayed,
+    })
+}
+
+/// The sequencer a snapshot restores (checked against its recorded hash), or genesis, with
+/// the snapshot's sequence number.
+pub(super) fn restore_snapshot<B: OrderBook>(
+    config: EngineConfig,
+    snapshot: Option<(SequencerSnapshot, [u8; 32])>,
+) -> Result<(Sequencer<B>, u64), StoreError> {
+    let Some((snapshot, recorded_hash)) = snapshot else {
+        return Ok((Sequencer::<B>::new(config), 0));
     };
+    let seq = snapshot.last_seq;
+    let sequencer = Sequencer::<B>::from_snapshot(config, snapshot).map_err(|broken| {
+        StoreError::Corrupt(format!("snapshot {seq} does not restore: {broken}"))
+    })?;
+    if sequencer.state_hash() != recorded_hash {
+        return Err(StoreError::Corrupt(format!(
+            "the state restored from snapshot {seq} does not match its recorded hash"
+        )));
+    }
+    Ok((sequencer, seq))
+}
+
+/// Replays `records` (the journal after the sequencer's state) command by command; each
+/// must emit exactly the events recorded with it. Returns the commands replayed.
+pub(super) fn replay<B: OrderBook>(
+    sequencer: &mut Sequencer<B>,
+    snapshot_seq: u64,
+    records: impl Iterator<Item = Result<JournalRecord, StoreError>>,
+) -> Result<u64, StoreError> {
     let mut commands_replayed = 0;
     let mut events: Vec<Event> = Vec::new();
     let mut reported = std::time::Instant::now();
-    for record in store.records_after(snapshot_seq) {
+    for record in records {
         let record = record?;
         if reported.elapsed() >= PROGRESS_EVERY {
             tracing::info!(
@@ -97,15 +129,5 @@ pub fn recover_with<B: OrderBook>(
             commands_replayed += 1;
         }
     }
-    // After the replay, so that a damaged record is reported as such; before serving, so
-    // that a journal cut short by damage is never served as if nothing was lost.
-    store.check_acknowledged()?;
-    sequencer
-        .check_invariants()
-        .map_err(|broken| StoreError::Corrupt(format!("recovered state is broken: {broken}")))?;
-    Ok(Recovered {
-        sequencer,
-        snapshot_seq,
-        commands_replayed,
-    })
+    Ok(commands_replayed)
 }

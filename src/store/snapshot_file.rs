@@ -80,8 +80,12 @@ pub fn kept_seqs(directory: &Path) -> Result<Vec<u64>, StoreError> {
 }
 
 fn read(path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
-    let bytes = fs::read(path)?;
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+    decode(&fs::read(path)?, path)
+}
+
+/// A snapshot from the bytes of its file (`path` names it in errors).
+pub fn decode(bytes: &[u8], path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
+    if bytes.len() < HEADER_BYTES || &bytes[..MAGIC.len()] != MAGIC {
         return Err(StoreError::Corrupt(format!(
             "{} is not a snapshot",
             path.display()
@@ -97,6 +101,64 @@ fn read(path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
     }
     let snapshot = postcard::from_bytes(body).map_err(StoreError::Encoding)?;
     Ok((snapshot, actual))
+}
+
+/// The magic number and the body's SHA-256.
+const HEADER_BYTES: usize = MAGIC.len() + 32;
+
+/// Reads an open snapshot file through (from its start) and checks its magic number and
+/// checksum without holding it in memory; leaves the file at its end.
+fn verify_open(file: &mut File, path: &Path) -> Result<(), StoreError> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let mut header = [0; HEADER_BYTES];
+    let damaged = |what: &str| StoreError::Corrupt(format!("{} {what}", path.display()));
+    file.read_exact(&mut header)
+        .map_err(|_| damaged("is not a snapshot (too short)"))?;
+    if &header[..MAGIC.len()] != MAGIC {
+        return Err(damaged("is not a snapshot of this version"));
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(file, &mut hasher)?;
+    if hasher.finalize().as_slice() != &header[MAGIC.len()..] {
+        return Err(damaged("fails its checksum"));
+    }
+    Ok(())
+}
+
+/// Checks every kept snapshot file's magic number and checksum; the first that fails is
+/// an error naming it.
+pub fn verify_all(directory: &Path) -> Result<usize, StoreError> {
+    if !directory.exists() {
+        return Ok(0);
+    }
+    let files = list(directory)?;
+    for (_, path) in &files {
+        verify_open(&mut File::open(path)?, path)?;
+    }
+    Ok(files.len())
+}
+
+/// The newest snapshot file whose magic number and checksum hold, opened at its start,
+/// with its sequence number. The open file stays readable if a newer snapshot removes it.
+pub fn open_latest(directory: &Path) -> Result<Option<(u64, File)>, StoreError> {
+    use std::io::Seek;
+    if !directory.exists() {
+        return Ok(None);
+    }
+    let mut files = list(directory)?;
+    files.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    for (seq, path) in files {
+        // Removed by a newer snapshot since it was listed, or damaged: an older one.
+        let Ok(mut file) = File::open(&path) else {
+            continue;
+        };
+        if verify_open(&mut file, &path).is_ok() {
+            file.seek(std::io::SeekFrom::Start(0))?;
+            return Ok(Some((seq, file)));
+        }
+    }
+    Ok(None)
 }
 
 fn list(directory: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {

@@ -295,9 +295,13 @@ pub async fn trade(maker: &mut Clients, taker: &mut Clients, trades: usize) {
 }
 
 /// Places every order through one order session without waiting for each answer; every
-/// order must be accepted.
-pub async fn place_all(trader: &mut Clients, orders: Vec<proto::PlaceOrderRequest>) {
+/// order must be accepted. Returns the orders as accepted.
+pub async fn place_all(
+    trader: &mut Clients,
+    orders: Vec<proto::PlaceOrderRequest>,
+) -> Vec<proto::Order> {
     let count = orders.len();
+    let mut placed = Vec::with_capacity(count);
     let requests =
         orders
             .into_iter()
@@ -319,15 +323,15 @@ pub async fn place_all(trader: &mut Clients, orders: Vec<proto::PlaceOrderReques
             .expect("an answer")
             .expect("the session stays open");
         assert_eq!(answer.request_id, index as u64);
-        assert!(
-            matches!(
-                answer.result,
-                Some(proto::order_session_response::Result::Placed(_))
-            ),
-            "order {index}: {:?}",
-            answer.result
-        );
+        match answer.result {
+            Some(proto::order_session_response::Result::Placed(proto::PlaceOrderResponse {
+                order: Some(order),
+                ..
+            })) => placed.push(order),
+            other => panic!("order {index}: {other:?}"),
+        }
     }
+    placed
 }
 
 /// The DVM-USD book stream at depth 10, what the checksum covers and `BookCopy` checks.

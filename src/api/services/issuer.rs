@@ -111,6 +111,16 @@ impl proto::issuer_server::Issuer for Api {
         Ok(Response::new(proto::RevokeTokenResponse {}))
     }
 
+    type BackupStream = tonic::codegen::BoxStream<proto::BackupChunk>;
+
+    async fn backup(
+        &self,
+        request: Request<proto::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        self.caller(&request, Role::Issuer)?;
+        Ok(Response::new(crate::api::backup::start(&self.context)?))
+    }
+
     async fn mint(
         &self,
         request: Request<proto::MintRequest>,

@@ -145,6 +145,13 @@ pub enum IssuerCommand {
         #[arg(long)]
         account: String,
     },
+    /// Takes a consistent backup of the running exchange into a file, trading going on
+    /// meanwhile; `divmid-server restore --from FILE --data-dir NEW_DIR` restores it.
+    Backup {
+        /// The file to write (readable by its owner only); it must not exist yet.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

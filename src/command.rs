@@ -145,6 +145,46 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Every command's name, as metrics and logs write it, in the order of [`Command::kind`].
+    pub const KINDS: [&'static str; 14] = [
+        "create_account",
+        "mint",
+        "set_issue_price",
+        "buy_divmids",
+        "deposit",
+        "withdraw",
+        "charge",
+        "set_auto_top_up",
+        "set_spend_limit",
+        "place_order",
+        "cancel_order",
+        "cancel_all_orders",
+        "amend_order",
+        "set_token",
+    ];
+
+    /// The command's index in [`Command::KINDS`].
+    pub fn kind(&self) -> usize {
+        match self {
+            Command::CreateAccount { .. } => 0,
+            Command::Mint { .. } => 1,
+            Command::SetIssuePrice { .. } => 2,
+            Command::BuyDivmids { .. } => 3,
+            Command::Deposit { .. } => 4,
+            Command::Withdraw { .. } => 5,
+            Command::Charge { .. } => 6,
+            Command::SetAutoTopUp { .. } => 7,
+            Command::SetSpendLimit { .. } => 8,
+            Command::PlaceOrder(_) => 9,
+            Command::CancelOrder { .. } => 10,
+            Command::CancelAllOrders { .. } => 11,
+            Command::AmendOrder { .. } => 12,
+            Command::SetToken { .. } => 13,
+        }
+    }
+}
+
 // The sequencer reads a stream of commands: each fits in one 64-byte cache line (text is
 // `Box<str>`, 16 bytes, rather than `String`, 24).
 const _: () = assert!(std::mem::size_of::<Command>() <= 64);

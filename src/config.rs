@@ -319,6 +319,9 @@ pub struct ServerConfig {
     pub issuer_token: Option<String>,
     /// Logs as JSON lines instead of human-readable text.
     pub log_json: bool,
+    /// Serves Prometheus metrics at `/metrics` on this address when set (off by default).
+    /// No authentication: bind it to loopback or a network only the monitoring reaches.
+    pub metrics_listen: Option<SocketAddr>,
     /// TLS: with it the server speaks only TLS.
     pub tls: Option<TlsConfig>,
     /// Without TLS the server listens only on a loopback address, unless this is set:
@@ -407,6 +410,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             issuer_token: None,
             log_json: false,
+            metrics_listen: None,
             tls: None,
             allow_plaintext: false,
             message_bytes_max: 64 * 1024,

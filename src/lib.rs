@@ -28,6 +28,7 @@ pub mod error;
 pub mod event;
 pub mod ledger;
 pub mod market_data;
+pub mod metrics;
 pub mod pipeline;
 pub mod store;
 pub mod types;

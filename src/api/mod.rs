@@ -18,6 +18,7 @@ pub mod health;
 pub mod history;
 pub mod idle;
 pub mod listener;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod services;

@@ -17,6 +17,7 @@ use super::context::{Context, MarketDataState};
 use super::funding::FundingSources;
 use super::health::Readiness;
 use super::idle::{IdleLayer, PartialBytes};
+use super::metrics::{GrpcMetrics, MetricsLayer};
 use super::proto;
 use super::services::Api;
 use crate::config::Config;
@@ -169,11 +170,24 @@ pub async fn run(
     let (health_service, health_task, failed_stopped) = start_health(&context).await;
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
+    let grpc_metrics = Arc::new(GrpcMetrics::default());
+    if let Some(address) = limits.metrics_listen {
+        let listener = super::metrics::bind(address).await?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "serving metrics at /metrics");
+        let serving =
+            super::metrics::serve(listener, Arc::clone(&context), Arc::clone(&grpc_metrics));
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        });
+    }
     let drained = drain_deadline(&context, limits.shutdown_grace_ms);
     let size = limits.message_bytes_max;
     // Health and reflection too: tonic's default of 4 MB would let a client that sends
     // half of a large message hold that much memory per stream.
-    let routes = server_builder(&limits)?.add_service(limited!(health_service, size));
+    let routes = server_builder(&limits, grpc_metrics)?.add_service(limited!(health_service, size));
     let serving = with_api(routes, api, size)?.serve_with_incoming_shutdown(
         super::listener::incoming(
             listener,
@@ -287,9 +301,14 @@ async fn start_health(
 }
 
 /// The transport with the configured TLS, connection and request limits.
+/// The layers every request goes through: its idleness and partial bytes, then its
+/// figures.
+type Layers = Stack<MetricsLayer, Stack<IdleLayer, Identity>>;
+
 fn server_builder(
     limits: &crate::config::ServerConfig,
-) -> Result<Server<Stack<IdleLayer, Identity>>, ServeError> {
+    metrics: Arc<GrpcMetrics>,
+) -> Result<Server<Layers>, ServeError> {
     let mut builder = Server::builder();
     if let Some(tls) = &limits.tls {
         let config = super::tls::server_config(tls).map_err(ServeError::Tls)?;
@@ -312,16 +331,13 @@ fn server_builder(
         .layer(IdleLayer {
             stream_idle: Duration::from_millis(limits.stream_idle_timeout_ms),
             partial: Arc::new(PartialBytes::new(limits.partial_messages_bytes_max)),
-        }))
+        })
+        .layer(MetricsLayer { metrics }))
 }
 
 /// `routes` with reflection (v1 and v1alpha) and the five services of the API, each
 /// limited to messages of `size` bytes.
-fn with_api(
-    routes: Router<Stack<IdleLayer, Identity>>,
-    api: Api,
-    size: usize,
-) -> Result<Router<Stack<IdleLayer, Identity>>, ServeError> {
+fn with_api(routes: Router<Layers>, api: Api, size: usize) -> Result<Router<Layers>, ServeError> {
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)

@@ -18,7 +18,10 @@
 //! Snapshots are taken by the sequencer thread every so many events and written by the
 //! store thread after the journal covers them.
 
+mod metrics;
 mod threads;
+
+pub use metrics::PipelineMetrics;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -243,6 +246,8 @@ struct Shared {
     index_failure: Mutex<Option<String>>,
     /// Becomes `true` when `failed` is set, for the server to stop on.
     failed_signal: tokio::sync::watch::Sender<bool>,
+    /// What the threads measure.
+    metrics: PipelineMetrics,
 }
 
 /// Reads the pipeline's last committed sequence number.
@@ -288,6 +293,7 @@ impl Pipeline {
             stopping: AtomicBool::new(false),
             indexed_seq: AtomicU64::new(u64::MAX),
             held_after_seq: AtomicU64::new(u64::MAX),
+            metrics: PipelineMetrics::default(),
             index_failure: Mutex::new(None),
             failed_signal: tokio::sync::watch::Sender::new(false),
         });
@@ -393,7 +399,14 @@ impl Pipeline {
         requests.try_send(request).map_err(|error| match error {
             TrySendError::Full(_) => Failure::Unavailable("the exchange is busy; retry shortly"),
             TrySendError::Disconnected(_) => Failure::Unavailable("the exchange is stopped"),
-        })
+        })?;
+        self.shared.metrics.queued();
+        Ok(())
+    }
+
+    /// What the pipeline's threads measure.
+    pub fn metrics(&self) -> &PipelineMetrics {
+        &self.shared.metrics
     }
 
     /// A receiver of every committed event batch from now on.

@@ -7,8 +7,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, Query, Request,
-    Shared,
+    Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, PipelineMetrics,
+    Query, Request, Shared,
 };
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
@@ -90,6 +90,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
         let mut record = JournalRecord::default();
         let mut next = Some(first);
         while let Some(request) = next {
+            shared.metrics.taken();
             if shared.failed.load(Ordering::Acquire) {
                 // The engine's memory may be ahead of the disk: answer nothing from it.
                 refuse(request, STORE_FAILED);
@@ -100,7 +101,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
                     &mut events,
                     &mut record,
                     &mut batch,
-                    config.record_events_max,
+                    (config.record_events_max, &shared.metrics),
                 );
             }
             if batch.commands >= config.batch_requests_max {
@@ -120,6 +121,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
             last_snapshot = sequencer.last_seq();
             batch.snapshot = Some(sequencer.snapshot());
         }
+        shared.metrics.batch.observe(batch.commands as u64);
         if to_store.send(batch).is_err() {
             // The store thread is gone; dropping the batch's replies tells every waiting
             // caller that nothing succeeded.
@@ -153,10 +155,12 @@ fn apply<B: OrderBook>(
     events: &mut Vec<Event>,
     record: &mut JournalRecord,
     batch: &mut Batch,
-    record_events_max: usize,
+    (record_events_max, metrics): (usize, &PipelineMetrics),
 ) {
-    let mut applied = |command, timestamp_ms, kept: Events, batch: &mut Batch| {
+    let mut applied = |command: Command, timestamp_ms, kept: Events, batch: &mut Batch| {
+        let kind = command.kind();
         let outcome = apply_command(sequencer, (timestamp_ms, command), kept, events, record);
+        metrics.applied(kind, outcome.is_ok());
         if record.events.len() >= record_events_max {
             batch.records.push(std::mem::take(record));
         }
@@ -294,7 +298,10 @@ pub(super) fn run_store<J: Journal>(
             continue;
         }
         if !records.is_empty() {
-            if let Err(error) = journal.append(&records) {
+            let started = std::time::Instant::now();
+            let appended = journal.append(&records);
+            shared.metrics.commit.observe_duration(started.elapsed());
+            if let Err(error) = appended {
                 fail(shared, format!("journal append failed: {error}"));
                 pending
                     .into_iter()
@@ -336,7 +343,9 @@ pub(super) fn run_snapshots(
     config: &PipelineConfig,
 ) {
     while let Ok(snapshot) = written.recv() {
+        let started = std::time::Instant::now();
         let mut result = snapshots.write(&snapshot);
+        shared.metrics.snapshot.observe_duration(started.elapsed());
         if result.is_ok() && config.journal_retention_events > 0 {
             // Bounded, so that a long backlog of history is deleted over several
             // snapshots rather than in one long pause.

@@ -24,6 +24,36 @@ pub fn start_server_with(
     args: &[&str],
     adjust: impl FnOnce(&mut Process),
 ) -> (Child, String) {
+    let (child, lines) = spawn(data_dir, issuer_token, args, adjust);
+    let address = address_in(&lines, "serving gRPC");
+    (child, address)
+}
+
+/// As [`start_server`], serving metrics too (`metrics_listen` set in the configuration
+/// `args` give); returns the metrics endpoint's address (`host:port`) as well.
+#[allow(dead_code)] // Not every test that includes this module serves metrics.
+pub fn start_server_with_metrics(
+    data_dir: &Path,
+    issuer_token: &str,
+    args: &[&str],
+) -> (Child, String, String) {
+    let (child, lines) = spawn(data_dir, issuer_token, args, |_| {});
+    let address = address_in(&lines, "serving gRPC");
+    let metrics = address_in(&lines, "serving metrics");
+    (
+        child,
+        address,
+        metrics.trim_start_matches("http://").to_string(),
+    )
+}
+
+/// Starts the server and returns it with its log's lines.
+fn spawn(
+    data_dir: &Path,
+    issuer_token: &str,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Process),
+) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut command = Process::new(env!("CARGO_BIN_EXE_divmid-server"));
     adjust(&mut command);
     let mut child = command
@@ -44,19 +74,29 @@ pub fn start_server_with(
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(start) = line.find("127.0.0.1:") {
-                let address: String = line[start..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-                let _ = sender.send(address);
-            }
+            let _ = sender.send(line);
         }
     });
-    let address = receiver
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server says where it listens");
-    (child, format!("http://{address}"))
+    (child, receiver)
+}
+
+/// The loopback address (`http://…`) on the first line of `lines` that says `what`.
+fn address_in(lines: &std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the server says where it is {what}"));
+        if !line.contains(what) {
+            continue;
+        }
+        if let Some(start) = line.find("127.0.0.1:") {
+            let address: String = line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                .collect();
+            return format!("http://{address}");
+        }
+    }
 }
 
 /// A request carrying `token` as its bearer token.

@@ -62,7 +62,13 @@ impl Api {
         let failures = &self.context.auth_failures;
         failures.check(peer)?;
         match self.context.tokens.authenticate(request) {
-            Ok(caller) => caller.require(role),
+            Ok(caller) => {
+                // The access log names the account, permitted or not.
+                if let Some(account) = request.extensions().get::<RequestAccount>() {
+                    account.set(caller.account);
+                }
+                caller.require(role)
+            }
             Err(status) => {
                 failures.record(peer);
                 Err(status)
@@ -70,6 +76,8 @@ impl Api {
         }
     }
 }
+
+use super::metrics::RequestAccount;
 
 pub(super) fn unexpected(reply: &Reply) -> Status {
     Status::internal(format!("unexpected reply {reply:?}"))

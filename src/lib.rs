@@ -17,6 +17,8 @@
 //! - [`market_data`]: candles and the ticker, built from committed trades.
 //! - [`usage`]: metering usage per holder, service and hour, and the top-ups, built from
 //!   committed charges; pure and bounded.
+//! - [`metrics`]: histograms of atomics for the Prometheus endpoint, which the commit path
+//!   adds to without waiting.
 //! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
 //!   outcomes are released and events broadcast only once committed.
 

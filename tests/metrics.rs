@@ -94,7 +94,15 @@ async fn metrics_follow_a_user_story() {
         .expect("the supply")
         .into_inner();
 
-    let (_, after) = scrape(&metrics);
+    // Snapshots are written on a thread of their own, after the commits they cover.
+    let mut after = scrape(&metrics).1;
+    for _ in 0..100 {
+        if value(&after, "divmid_snapshot_seconds_count") > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = scrape(&metrics).1;
+    }
     for name in [
         "divmid_seq",
         "divmid_commands_total",

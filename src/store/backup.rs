@@ -359,10 +359,11 @@ pub fn check_backup(path: &Path, config: &EngineConfig) -> Result<Report, StoreE
     let snapshot = backup.snapshot()?;
     let (mut sequencer, snapshot_seq) = restore_snapshot::<LevelBook>(config.clone(), snapshot)?;
     // The records up to the snapshot are history; the state is rebuilt from those after.
+    let target = backup.seq;
     let after_snapshot = backup
         .records()
         .filter(|record| !matches!(record, Ok(record) if record.last_seq() <= Some(snapshot_seq)));
-    let commands_replayed = replay(&mut sequencer, snapshot_seq, after_snapshot)?;
+    let commands_replayed = replay(&mut sequencer, (snapshot_seq, target), after_snapshot)?;
     if sequencer.last_seq() != backup.seq {
         return Err(StoreError::Corrupt(format!(
             "the backup {} ends at seq {} but says it holds seq {}",

@@ -156,7 +156,7 @@ pub fn check_at(directory: &Path, config: &EngineConfig, seq: u64) -> Result<Rep
     let records = store.records_after(0).take_while(|record| {
         !matches!(record, Ok(record) if record.first_seq().is_some_and(|first| first > seq))
     });
-    let commands_replayed = replay(&mut sequencer, 0, records)?;
+    let commands_replayed = replay(&mut sequencer, (0, seq), records)?;
     if sequencer.last_seq() != seq {
         return Err(StoreError::Corrupt(format!(
             "no state at seq {seq}: the journal replayed from genesis reaches seq {} and no \

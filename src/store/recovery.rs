@@ -42,9 +42,10 @@ pub fn recover_with<B: OrderBook>(
         None
     };
     let (mut sequencer, snapshot_seq) = restore_snapshot::<B>(config, snapshot)?;
+    let target = store.last_seq()?;
     let commands_replayed = replay(
         &mut sequencer,
-        snapshot_seq,
+        (snapshot_seq, target),
         store.records_after(snapshot_seq),
     )?;
     // After the replay, so that a damaged record is reported as such; before serving, so
@@ -81,11 +82,12 @@ pub(super) fn restore_snapshot<B: OrderBook>(
     Ok((sequencer, seq))
 }
 
-/// Replays `records` (the journal after the sequencer's state) command by command; each
-/// must emit exactly the events recorded with it. Returns the commands replayed.
+/// Replays `records` (the journal after the sequencer's state, from the snapshot at
+/// `snapshot_seq` towards `target`, for the progress lines) command by command; each must
+/// emit exactly the events recorded with it. Returns the commands replayed.
 pub(super) fn replay<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
-    snapshot_seq: u64,
+    (snapshot_seq, target): (u64, u64),
     records: impl Iterator<Item = Result<JournalRecord, StoreError>>,
 ) -> Result<u64, StoreError> {
     let mut commands_replayed = 0;
@@ -94,11 +96,14 @@ pub(super) fn replay<B: OrderBook>(
     for record in records {
         let record = record?;
         if reported.elapsed() >= PROGRESS_EVERY {
+            let seq = sequencer.last_seq();
+            let done = (seq - snapshot_seq) * 100 / target.saturating_sub(snapshot_seq).max(1);
             tracing::info!(
-                seq = sequencer.last_seq(),
+                seq,
+                target,
                 snapshot_seq,
                 commands_replayed,
-                "replaying the journal"
+                "replaying the journal: {done}% done"
             );
             reported = std::time::Instant::now();
         }

@@ -49,8 +49,9 @@ async fn metrics_follow_a_user_story() {
     std::fs::write(&config, settings).expect("written");
     let data = directory.path().join("data");
     let config = config.to_str().expect("UTF-8");
-    let (mut server, address, metrics) =
+    let (server, address, metrics) =
         start_server_with_metrics(&data, ISSUER_TOKEN, &["--config", config]);
+    let _server = Stopped(server);
     let channel = Channel::from_shared(address)
         .expect("a URL")
         .connect()
@@ -173,8 +174,16 @@ async fn metrics_follow_a_user_story() {
         1.0
     );
     assert_monitoring_names_served(&after);
-    server.kill().expect("stopped");
-    let _ = server.wait();
+}
+
+/// A server process killed when the test ends, whether it passes or not.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Every `divmid_…` metric the dashboard and the alert rules use is one the server serves.

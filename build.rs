@@ -23,13 +23,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let encoded = descriptors.encode_to_vec();
     std::fs::write(out.join("divmid_descriptor.bin"), &encoded)?;
+    // `TradeBatch` is written by hand (`src/api/trade_batch.rs`) so that subscribers share
+    // one encoding of each batch; it is the same message on the wire.
+    let (trade_batch, written) = (
+        ".divmid.v1.TradeBatch",
+        "crate::api::trade_batch::TradeBatch",
+    );
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
+        .exclude([trade_batch])
         .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .extern_path(trade_batch, written)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -232,7 +232,7 @@ async fn make_trades(
 }
 
 /// A live trade stream.
-async fn live_trades(channel: Channel) -> tonic::Streaming<proto::Trade> {
+async fn live_trades(channel: Channel) -> tonic::Streaming<proto::TradeBatch> {
     MarketDataClient::new(channel)
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
@@ -271,10 +271,13 @@ async fn subscriber(
         }
         tokio::select! {
             message = stream.message() => match message {
-                Ok(Some(trade)) => {
-                    let lag = now_ms().saturating_sub(trade.time_ms) as usize;
-                    received.lags[lag.min(LAG_BUCKETS - 1)] += 1;
-                    received.trades += 1;
+                Ok(Some(batch)) => {
+                    let now = now_ms();
+                    for trade in &batch.trades {
+                        let lag = now.saturating_sub(trade.time_ms) as usize;
+                        received.lags[lag.min(LAG_BUCKETS - 1)] += 1;
+                    }
+                    received.trades += batch.trades.len() as u64;
                 }
                 Ok(None) => return received,
                 Err(status) => {
@@ -309,7 +312,7 @@ async fn sleeper(
     };
     while received.trades < made {
         match tokio::time::timeout(DRAIN, stream.message()).await {
-            Ok(Ok(Some(_))) => received.trades += 1,
+            Ok(Ok(Some(batch))) => received.trades += batch.trades.len() as u64,
             Ok(Err(status)) => {
                 received.ended = Some(status.code());
                 break;

@@ -1712,8 +1712,13 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
         .expect("crossed");
     let mut replayed = Vec::new();
     while replayed.len() < 3 {
-        let trade = from_start.message().await.expect("a trade").expect("open");
-        replayed.push((trade.seq, trade.quantity));
+        let batch = from_start.message().await.expect("a trade").expect("open");
+        replayed.extend(
+            batch
+                .trades
+                .into_iter()
+                .map(|trade| (trade.seq, trade.quantity)),
+        );
     }
     assert_eq!(
         replayed
@@ -1724,7 +1729,10 @@ async fn trades_stream_from_history_then_live_and_streams_are_limited() {
         "history then live, each once"
     );
     assert!(replayed.windows(2).all(|pair| pair[0].0 < pair[1].0));
-    let trade = live.message().await.expect("a trade").expect("open");
+    let batch = live.message().await.expect("a trade").expect("open");
+    let [trade] = batch.trades.as_slice() else {
+        panic!("one trade: {batch:?}");
+    };
     assert_eq!(
         (trade.quantity.as_str(), trade.price.as_str()),
         ("2.00", "1.1000")

@@ -1,7 +1,7 @@
 //! The market-data streams' promises over real gRPC: the switch from stored to live
 //! trades under concurrent trading has no gap and no duplicate; a subscriber too slow for
-//! the exchange is ended with the sequence number to resume from and resumes without
-//! loss; a restart in between resumes from `from_seq`; the book stream stays exact under
+//! the exchange gets merged messages, then is ended with the sequence number to resume
+//! from and resumes without loss; a restart in between resumes from `from_seq`; the book stream stays exact under
 //! two concurrent order sessions. (The book feed's catch-up from the journal after it
 //! falls behind is tested in `pipeline.rs`.)
 
@@ -21,28 +21,52 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// What a subscriber keeps of a trade: its sequence number and id.
 type Seen = (u64, String);
 
+/// A trade stream, read a trade at a time: its messages are batches.
+struct Trades {
+    stream: Streaming<proto::TradeBatch>,
+    batch: std::vec::IntoIter<proto::Trade>,
+    /// Messages received.
+    messages: usize,
+}
+
 /// A trade stream: live only without `from_seq`.
-async fn subscribe(channel: &Channel, from_seq: Option<u64>) -> Streaming<proto::Trade> {
-    MarketDataClient::new(channel.clone())
+async fn subscribe(channel: &Channel, from_seq: Option<u64>) -> Trades {
+    let stream = MarketDataClient::new(channel.clone())
         .stream_trades(proto::StreamTradesRequest {
             market: "DVM-USD".into(),
             from_seq,
         })
         .await
         .expect("a trade stream")
-        .into_inner()
+        .into_inner();
+    Trades {
+        stream,
+        batch: Vec::new().into_iter(),
+        messages: 0,
+    }
 }
 
 /// The stream's next trade, or how it ended.
-async fn next(stream: &mut Streaming<proto::Trade>) -> Result<proto::Trade, Status> {
-    tokio::time::timeout(PATIENCE, stream.message())
-        .await
-        .expect("the stream answers")
-        .and_then(|trade| trade.ok_or_else(|| Status::ok("the stream ended")))
+async fn next(trades: &mut Trades) -> Result<proto::Trade, Status> {
+    loop {
+        if let Some(trade) = trades.batch.next() {
+            return Ok(trade);
+        }
+        let batch = tokio::time::timeout(PATIENCE, trades.stream.message())
+            .await
+            .expect("the stream answers")
+            .and_then(|batch| batch.ok_or_else(|| Status::ok("the stream ended")))?;
+        assert!(
+            !batch.trades.is_empty(),
+            "a message holds at least one trade"
+        );
+        trades.messages += 1;
+        trades.batch = batch.trades.into_iter();
+    }
 }
 
 /// Reads `count` trades, requiring each to arrive.
-async fn read(stream: &mut Streaming<proto::Trade>, count: usize) -> Vec<Seen> {
+async fn read(stream: &mut Trades, count: usize) -> Vec<Seen> {
     let mut seen = Vec::with_capacity(count);
     while seen.len() < count {
         let trade = next(stream).await.unwrap_or_else(|status| {
@@ -144,11 +168,17 @@ async fn a_slow_subscriber_is_cut_off_and_resumes_without_loss() {
         .await
         .expect("connects");
     let mut slow = subscribe(&slow_channel, None).await;
+    let mut prompt = subscribe(&channel, None).await;
     // It reads nothing while all the trades commit, in many batches (a session submits
-    // what it has received as one).
+    // what it has received as one); another subscriber reads them as they come.
+    let reading = tokio::spawn(async move {
+        let seen = read(&mut prompt, TRADES).await;
+        (seen, prompt.messages)
+    });
     for _ in 0..TRADES / 100 {
         trade(&mut maker, &mut taker, 100).await;
     }
+    let (promptly, prompt_messages) = reading.await.expect("the prompt subscriber read");
     let mut seen: Vec<Seen> = Vec::new();
     let cut_off = loop {
         match next(&mut slow).await {
@@ -157,6 +187,16 @@ async fn a_slow_subscriber_is_cut_off_and_resumes_without_loss() {
         }
     };
     assert_eq!(cut_off.code(), Code::Aborted, "{cut_off}");
+    // Behind, it got what it missed merged into fewer, larger messages than a subscriber
+    // that kept up (one message per committed batch).
+    assert!(
+        seen.len() * prompt_messages > promptly.len() * slow.messages,
+        "{} trades in {} messages, against {} in {}",
+        seen.len(),
+        slow.messages,
+        promptly.len(),
+        prompt_messages
+    );
     assert!(
         seen.len() < TRADES,
         "cut off before the end, after {} trades",
@@ -335,5 +375,43 @@ async fn streams_work_with_the_largest_buffer_the_configuration_allows() {
     let mut trades = subscribe(&channel, Some(0)).await;
     trade(&mut kim, &mut lee, 2).await;
     assert_eq!(read(&mut trades, 2).await.len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_too_large_for_one_message_arrives_whole_over_several() {
+    const FILLS: usize = 2_000;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["sam", "tia"], "500", "100").await;
+    let (mut taker, mut maker) = (traders.pop().expect("tia"), traders.pop().expect("sam"));
+    let sells = (0..FILLS).map(|_| limit(proto::Side::Sell, "1.0000", "0.01"));
+    place_all(&mut maker, sells.collect()).await;
+    let mut live = subscribe(&channel, None).await;
+    // One order takes every sell: one command, 2,000 trades, about 100 KB of them, more
+    // than the 64 KiB a message may hold.
+    let swept = taker
+        .trading
+        .place_order(limit(proto::Side::Buy, "1.0000", &common::lots(FILLS)))
+        .await
+        .expect("the sweep is accepted, its answer within the message limit")
+        .into_inner();
+    // The answer holds as many fills as fit and says there were more.
+    assert!(swept.fills_truncated);
+    assert!(
+        !swept.fills.is_empty() && swept.fills.len() < FILLS,
+        "{}",
+        swept.fills.len()
+    );
+    let order = swept.order.expect("the order");
+    assert_eq!(order.filled_quantity, common::lots(FILLS));
+    let seen = read(&mut live, FILLS).await;
+    assert!(live.messages > 1, "split over {} messages", live.messages);
+    assert!(
+        seen.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "in order, each once"
+    );
+    assert_eq!(seen, all_trades(&channel, FILLS).await);
     server.stop().await;
 }

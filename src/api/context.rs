@@ -55,6 +55,8 @@ pub struct Context {
     /// `anonymous_streams_max` of them, counted apart so that strangers cannot take the
     /// places of account holders.
     pub anonymous_stream_slots: Arc<tokio::sync::Semaphore>,
+    /// Committed trades, encoded once for every `StreamTrades` subscriber.
+    pub trades: super::trade_stream::TradeFeed,
     /// The newest top-of-book view of every market, for book streams.
     pub book_views: tokio::sync::watch::Sender<Option<Arc<crate::market_data::BookView>>>,
 }
@@ -294,6 +296,30 @@ impl MarketView<'_> {
     }
 
     /// The fills among `events` that `order_id` took part in, for the wire.
+    /// The order's fills among `events` that fit an answer of `message_bytes_max` bytes
+    /// beside the order, and whether some were left out.
+    pub fn fills_within(
+        &self,
+        order_id: OrderId,
+        events: &[Event],
+        message_bytes_max: usize,
+    ) -> (Vec<proto::Fill>, bool) {
+        let mut fills = self.fills_of(order_id, events);
+        let budget = message_bytes_max.saturating_sub(ORDER_BYTES_MAX);
+        let mut size = 0;
+        let fitting = fills
+            .iter()
+            .take_while(|fill| {
+                size += prost::encoding::message::encoded_len(2, *fill);
+                size <= budget
+            })
+            .count();
+        let truncated = fitting < fills.len();
+        fills.truncate(fitting);
+        (fills, truncated)
+    }
+
+    /// The order's fills among `events`.
     pub fn fills_of(&self, order_id: OrderId, events: &[Event]) -> Vec<proto::Fill> {
         events
             .iter()
@@ -417,6 +443,10 @@ fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
 pub fn micros_to_units(micros: u64) -> String {
     format_units(micros, AMOUNT_PLACES)
 }
+
+/// Room kept for an order beside its fills in an answer: an order's encoding is a few
+/// hundred bytes (its client order id at most 64).
+const ORDER_BYTES_MAX: usize = 2 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -26,5 +26,7 @@ pub mod session;
 pub mod status;
 pub mod streams;
 pub mod tls;
+pub mod trade_batch;
+pub mod trade_stream;
 pub mod updates;
 pub mod usage;

@@ -8,5 +8,7 @@
 tonic::include_proto!("divmid.v1");
 include!(concat!(env!("OUT_DIR"), "/divmid.v1.serde.rs"));
 
+pub use super::trade_batch::TradeBatch;
+
 /// The encoded file descriptor set of the API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("divmid_descriptor");

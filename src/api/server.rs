@@ -110,6 +110,8 @@ pub fn open_with<J: Journal>(
         "recovered the store; conservation and the books check out"
     );
     let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
+    let seq = recovered.sequencer.last_seq();
+    let config_broadcast_capacity = config.pipeline.broadcast_capacity;
     let history = store.history()?;
     let backups = store.backup_source();
     let mut pipeline =
@@ -142,6 +144,7 @@ pub fn open_with<J: Journal>(
         stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),
         anonymous_stream_slots: Arc::new(tokio::sync::Semaphore::new(anonymous_streams_max)),
         book_views: tokio::sync::watch::Sender::new(None),
+        trades: super::trade_stream::TradeFeed::new(seq, config_broadcast_capacity),
     }))
 }
 
@@ -244,7 +247,7 @@ pub async fn run(
 
 /// The tasks that keep market data (candles and the ticker, the books' views) current
 /// from the committed events.
-fn start_feeds(context: &Arc<Context>) -> [tokio::task::JoinHandle<()>; 2] {
+fn start_feeds(context: &Arc<Context>) -> [tokio::task::JoinHandle<()>; 3] {
     let market_data_feed = tokio::spawn(super::feed::run(
         Arc::clone(&context.market_data),
         context.pipeline.subscribe(),
@@ -260,7 +263,11 @@ fn start_feeds(context: &Arc<Context>) -> [tokio::task::JoinHandle<()>; 2] {
         Arc::clone(context),
         context.book_views.clone(),
     ));
-    [market_data_feed, book_feed]
+    let trade_feed = tokio::spawn(super::trade_stream::run_feed(
+        Arc::downgrade(context),
+        context.pipeline.subscribe(),
+    ));
+    [market_data_feed, book_feed, trade_feed]
 }
 
 /// Completes `grace_ms` after the server starts stopping: the drain's deadline.
@@ -374,7 +381,7 @@ fn with_api(routes: Router<Layers>, api: Api, size: usize) -> Result<Router<Laye
 /// Shuts the exchange down once the server has stopped: waits up to `grace` for the
 /// streams' tasks to let go of it, commits everything accepted, and waits for the feeds,
 /// so that the store is closed and the data directory can be opened again at once.
-async fn close(context: Arc<Context>, grace: Duration, feeds: [tokio::task::JoinHandle<()>; 2]) {
+async fn close(context: Arc<Context>, grace: Duration, feeds: [tokio::task::JoinHandle<()>; 3]) {
     let deadline = tokio::time::Instant::now() + grace;
     while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;

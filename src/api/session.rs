@@ -518,10 +518,19 @@ fn respond(
             };
             let market = context.market_at(view.market);
             let order = Some(market.order(&view));
-            let fills = market.fills_of(view.order_id, events);
+            let size = context.config.server.message_bytes_max;
+            let (fills, fills_truncated) = market.fills_within(view.order_id, events, size);
             match kind {
-                Kind::Place => SessionResult::Placed(proto::PlaceOrderResponse { order, fills }),
-                Kind::Amend => SessionResult::Amended(proto::AmendOrderResponse { order, fills }),
+                Kind::Place => SessionResult::Placed(proto::PlaceOrderResponse {
+                    order,
+                    fills,
+                    fills_truncated,
+                }),
+                Kind::Amend => SessionResult::Amended(proto::AmendOrderResponse {
+                    order,
+                    fills,
+                    fills_truncated,
+                }),
                 Kind::Cancel | Kind::CancelAll => {
                     SessionResult::Canceled(proto::CancelOrderResponse { order })
                 }

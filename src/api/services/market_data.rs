@@ -128,37 +128,16 @@ impl proto::market_data_server::MarketData for Api {
         Ok(Response::new(stream))
     }
 
-    type StreamTradesStream = BoxStream<proto::Trade>;
+    type StreamTradesStream = BoxStream<proto::TradeBatch>;
 
     async fn stream_trades(
         &self,
         request: Request<proto::StreamTradesRequest>,
     ) -> Result<Response<Self::StreamTradesStream>, Status> {
         let message = request.into_inner();
-        let market = self.context.market("market", &message.market)?;
-        let (market_id, name) = (market.id, market.spec.name.clone());
-        let converter = Arc::clone(&self.context);
-        let stream = crate::api::streams::start(
-            Arc::clone(&self.context),
-            crate::api::context::StreamKind::Anonymous,
-            message.from_seq,
-            move |event: &crate::event::Event| matches!(&event.kind, crate::event::EventKind::Fill(fill) if fill.market == market_id),
-            move |event: &crate::event::Event| {
-                let crate::event::EventKind::Fill(fill) = &event.kind else {
-                    return Vec::new();
-                };
-                let market = converter.market_at(fill.market);
-                vec![proto::Trade {
-                    trade_id: fill.trade_id.0.to_string(),
-                    market: name.clone(),
-                    price: market.price(fill.price),
-                    quantity: market.quantity(fill.quantity),
-                    taker_side: crate::api::context::side_to_wire(fill.taker_side) as i32,
-                    seq: event.seq,
-                    time_ms: event.timestamp_ms,
-                }]
-            },
-        )?;
+        let market = self.context.market("market", &message.market)?.id;
+        let stream =
+            crate::api::trade_stream::start(Arc::clone(&self.context), market, message.from_seq)?;
         Ok(Response::new(stream))
     }
 

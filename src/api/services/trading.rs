@@ -28,9 +28,12 @@ impl proto::trading_server::Trading for Api {
             return Err(unexpected(&committed.reply));
         };
         let market = self.context.market_at(view.market);
+        let size = self.context.config.server.message_bytes_max;
+        let (fills, fills_truncated) = market.fills_within(view.order_id, &committed.events, size);
         Ok(Response::new(proto::PlaceOrderResponse {
             order: Some(market.order(&view)),
-            fills: market.fills_of(view.order_id, &committed.events),
+            fills,
+            fills_truncated,
         }))
     }
 
@@ -95,9 +98,12 @@ impl proto::trading_server::Trading for Api {
             return Err(unexpected(&committed.reply));
         };
         let market = self.context.market_at(view.market);
+        let size = self.context.config.server.message_bytes_max;
+        let (fills, fills_truncated) = market.fills_within(view.order_id, &committed.events, size);
         Ok(Response::new(proto::AmendOrderResponse {
             order: Some(market.order(view)),
-            fills: market.fills_of(view.order_id, &committed.events),
+            fills,
+            fills_truncated,
         }))
     }
 

@@ -56,6 +56,7 @@ impl Echo {
                 self_trade_prevention: request.self_trade_prevention,
             }),
             fills: Vec::new(),
+            fills_truncated: false,
         }
     }
 

@@ -195,21 +195,30 @@ async fn trades(
     request: proto::StreamTradesRequest,
     limit: Option<u64>,
 ) -> Result<(), String> {
-    let mut trades = answer(client.stream_trades(request).await)?;
-    for _ in 0..limit.unwrap_or(u64::MAX) {
-        let trade = next(&mut trades).await?;
-        show(caller, &trade, |trade| {
-            println!(
-                "trade {} {} {} @ {} taker {} seq {} at {}",
-                trade.trade_id,
-                trade.market,
-                trade.quantity,
-                trade.price,
-                side_name(trade.taker_side),
-                trade.seq,
-                date(trade.time_ms)
-            )
-        });
+    let mut batches = answer(client.stream_trades(request).await)?;
+    // Each message holds a committed batch's trades; one line per trade, `limit` of them.
+    let mut left = limit.unwrap_or(u64::MAX);
+    while left > 0 {
+        let batch = next(&mut batches).await?;
+        for trade in batch
+            .trades
+            .iter()
+            .take(usize::try_from(left).unwrap_or(usize::MAX))
+        {
+            left -= 1;
+            show(caller, trade, |trade| {
+                println!(
+                    "trade {} {} {} @ {} taker {} seq {} at {}",
+                    trade.trade_id,
+                    trade.market,
+                    trade.quantity,
+                    trade.price,
+                    side_name(trade.taker_side),
+                    trade.seq,
+                    date(trade.time_ms)
+                )
+            });
+        }
     }
     Ok(())
 }

@@ -1,0 +1,438 @@
+//! `StreamTrades`: committed trades encoded once and shared by every subscriber.
+//!
+//! The feed ([`run_feed`]) follows the pipeline's committed batches; for each it converts
+//! the fills to wire trades, groups them by market, encodes each market's as `TradeBatch`
+//! bytes once (in pieces no larger than half a message), and publishes them to every
+//! subscriber through a broadcast of [`EncodedTrades`]. A subscriber ([`start`]) reads
+//! what it asked for out of the journal first, then forwards the live pieces of its
+//! market: a copy of shared bytes, not an encoding. When it is behind, what has queued for
+//! it goes out merged into as few messages as the message limit allows; when it falls
+//! further behind than the broadcast keeps, it is ended `ABORTED` with the sequence number
+//! to resume from.
+//!
+//! No gap and no duplicate: the feed records how far it has published before it
+//! publishes a batch, and a subscriber subscribes before it reads that mark, so every
+//! batch after the mark reaches it and the journal serves everything up to the mark.
+
+use std::sync::{Arc, Weak};
+
+use prost::bytes::Bytes;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
+use tonic::codegen::BoxStream;
+use tonic::Status;
+
+use super::context::{side_to_wire, Context, MarketView, StreamKind};
+use super::proto::{self, TradeBatch};
+use crate::event::{Event, EventKind, Fill};
+use crate::types::MarketId;
+
+/// One committed batch's trades, encoded, by market.
+#[derive(Debug)]
+pub struct EncodedTrades {
+    /// The batch's last sequence number.
+    pub last_seq: u64,
+    /// Each market's trades as `TradeBatch` encodings, in order; markets without trades
+    /// are left out.
+    pub markets: Vec<(MarketId, Vec<Bytes>)>,
+}
+
+/// The shared side of the trade feed: the batches, and how far they go.
+pub struct TradeFeed {
+    /// Encoded batches, to every subscriber.
+    pub batches: broadcast::Sender<Arc<EncodedTrades>>,
+    /// The last sequence number published (or passed: batches without trades move it
+    /// too), set before the batch is sent.
+    pub seq: watch::Sender<u64>,
+}
+
+impl TradeFeed {
+    /// A feed that has published everything up to `seq`, keeping `capacity` batches for
+    /// subscribers that are behind.
+    pub fn new(seq: u64, capacity: usize) -> TradeFeed {
+        TradeFeed {
+            batches: broadcast::channel(capacity.max(1)).0,
+            seq: watch::Sender::new(seq),
+        }
+    }
+}
+
+/// A market's trade as the wire writes it.
+pub fn trade_of(market: MarketView<'_>, event: &Event, fill: &Fill) -> proto::Trade {
+    proto::Trade {
+        trade_id: fill.trade_id.0.to_string(),
+        market: market.spec.name.to_string(),
+        price: market.price(fill.price),
+        quantity: market.quantity(fill.quantity),
+        taker_side: side_to_wire(fill.taker_side) as i32,
+        seq: event.seq,
+        time_ms: event.timestamp_ms,
+    }
+}
+
+/// The largest piece of one market's encoded trades: half a message, so that a piece
+/// always fits one and two make one that still does.
+fn piece_bytes(message_bytes_max: usize) -> usize {
+    (message_bytes_max / 2).max(1)
+}
+
+/// Encodes `trades` into pieces of at most `piece_max` bytes (a single trade larger than
+/// that, which the market's limits never allow, makes a piece of its own).
+fn encode_pieces(trades: &[proto::Trade], piece_max: usize) -> Vec<Bytes> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (index, trade) in trades.iter().enumerate() {
+        let length = prost::encoding::message::encoded_len(1, trade);
+        if size + length > piece_max && index > start {
+            pieces.push(TradeBatch::encode_trades(&trades[start..index]));
+            (start, size) = (index, 0);
+        }
+        size += length;
+    }
+    if start < trades.len() {
+        pieces.push(TradeBatch::encode_trades(&trades[start..]));
+    }
+    pieces
+}
+
+/// The trades of `events`, grouped by market and encoded.
+fn encode(context: &Context, events: &[Event], piece_max: usize) -> Vec<(MarketId, Vec<Bytes>)> {
+    let mut by_market: Vec<(MarketId, Vec<proto::Trade>)> = Vec::new();
+    for event in events {
+        let EventKind::Fill(fill) = &event.kind else {
+            continue;
+        };
+        let trade = trade_of(context.market_at(fill.market), event, fill);
+        match by_market
+            .iter_mut()
+            .find(|(market, _)| *market == fill.market)
+        {
+            Some((_, trades)) => trades.push(trade),
+            None => by_market.push((fill.market, vec![trade])),
+        }
+    }
+    by_market
+        .into_iter()
+        .map(|(market, trades)| (market, encode_pieces(&trades, piece_max)))
+        .collect()
+}
+
+/// Publishes a batch: the mark first, then the batch.
+fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Bytes>)>) {
+    feed.seq.send_replace(last_seq);
+    if !markets.is_empty() {
+        // No subscriber is no error.
+        let _ = feed
+            .batches
+            .send(Arc::new(EncodedTrades { last_seq, markets }));
+    }
+}
+
+/// Events read from the journal per step of a catch-up or a replay.
+const EVENTS_PER_READ: usize = 1_024;
+
+/// Runs the feed until the pipeline stops: encodes each committed batch once. Holds the
+/// exchange only while it handles a batch, so that a stopping server is not kept.
+pub async fn run_feed(
+    context: Weak<Context>,
+    mut live: broadcast::Receiver<crate::pipeline::CommittedEvents>,
+) {
+    // What was committed before `live` was subscribed to, if anything.
+    if let Some(context) = context.upgrade() {
+        let piece_max = piece_bytes(context.config.server.message_bytes_max);
+        if let Err(error) = catch_up(&context, piece_max).await {
+            tracing::error!(%error, "the trade feed cannot read the journal; trade streams stop");
+            return;
+        }
+    }
+    loop {
+        let received = live.recv().await;
+        let Some(context) = context.upgrade() else {
+            return;
+        };
+        let piece_max = piece_bytes(context.config.server.message_bytes_max);
+        let feed = &context.trades;
+        match received {
+            Ok(events) => {
+                let published = *feed.seq.borrow();
+                let fresh: Vec<Event> = events
+                    .iter()
+                    .filter(|event| event.seq > published)
+                    .cloned()
+                    .collect();
+                if let Some(last) = fresh.last() {
+                    publish(feed, last.seq, encode(&context, &fresh, piece_max));
+                }
+            }
+            // Behind the pipeline: what was missed is read from the journal.
+            Err(RecvError::Lagged(_)) => {
+                live = context.pipeline.subscribe();
+                if let Err(error) = catch_up(&context, piece_max).await {
+                    tracing::error!(%error, "the trade feed cannot read the journal; trade streams stop");
+                    return;
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Publishes the trades committed since the feed's mark, out of the journal.
+async fn catch_up(context: &Context, piece_max: usize) -> Result<(), String> {
+    let until = context.pipeline.committed_seq();
+    loop {
+        let after = *context.trades.seq.borrow();
+        if after >= until {
+            return Ok(());
+        }
+        let history = context.history.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, until, is_fill)
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+        let reached = page.next.unwrap_or(until);
+        publish(
+            &context.trades,
+            reached,
+            encode(context, &page.events, piece_max),
+        );
+    }
+}
+
+fn is_fill(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Fill(_))
+}
+
+/// Starts a subscriber's stream of `market`'s trades after `from_seq` (live only
+/// without it).
+pub fn start(
+    context: Arc<Context>,
+    market: MarketId,
+    from_seq: Option<u64>,
+) -> Result<BoxStream<TradeBatch>, Status> {
+    let committed = context.pipeline.committed_seq();
+    if let Some(from_seq) = from_seq.filter(|from_seq| *from_seq > committed) {
+        return Err(Status::invalid_argument(format!(
+            "from_seq: {from_seq} is beyond the last committed sequence number, {committed}"
+        )));
+    }
+    let permit = context.stream_permit(StreamKind::Anonymous)?;
+    let buffered = context.config.server.stream_buffer_messages.max(1);
+    let (sender, receiver) = mpsc::channel(buffered);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut subscriber = Subscriber {
+            market,
+            sender,
+            message_max: context.config.server.message_bytes_max,
+            last_sent: 0,
+        };
+        if let Err(status) = subscriber.run(&context, from_seq).await {
+            let _ = subscriber.sender.send(Err(status)).await;
+        }
+    });
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+        receiver,
+    )))
+}
+
+/// One subscriber's task.
+struct Subscriber {
+    market: MarketId,
+    sender: mpsc::Sender<Result<TradeBatch, Status>>,
+    message_max: usize,
+    /// The last sequence number the subscriber has been given everything up to: where it
+    /// resumes if it is ended.
+    last_sent: u64,
+}
+
+/// What a subscriber has taken from the feed and not yet sent: pieces of its market's
+/// encoded trades, each with the sequence number reached once it is sent (a batch's last
+/// piece reaches its last sequence number; a batch without trades of the market is a
+/// marker with no piece).
+#[derive(Default)]
+struct Queued {
+    entries: std::collections::VecDeque<(u64, Option<Bytes>)>,
+    bytes: usize,
+    /// The last batch's sequence number taken from the feed.
+    seq: u64,
+}
+
+impl Queued {
+    /// The next message: pieces from the front, as many as fit `message_max` bytes (at
+    /// least one); `last_sent` moves to the sequence number they reach.
+    fn take_message(&mut self, message_max: usize, last_sent: &mut u64) -> TradeBatch {
+        let mut pieces = Vec::new();
+        let mut size = 0;
+        while let Some((seq, piece)) = self.entries.front() {
+            let length = piece.as_ref().map_or(0, Bytes::len);
+            if size + length > message_max && !pieces.is_empty() {
+                break;
+            }
+            size += length;
+            *last_sent = *seq;
+            if let Some(piece) = piece {
+                pieces.push(piece.clone());
+            }
+            self.entries.pop_front();
+        }
+        self.bytes -= size;
+        TradeBatch::from_encoded(pieces)
+    }
+}
+
+impl Subscriber {
+    async fn run(&mut self, context: &Arc<Context>, from_seq: Option<u64>) -> Result<(), Status> {
+        let mut live = context.trades.batches.subscribe();
+        let start = *context.trades.seq.borrow();
+        self.last_sent = from_seq.unwrap_or(start);
+        if !self.replay(context, start).await? {
+            return Ok(());
+        }
+        let mut stopping = context.stopping.subscribe();
+        let mut queued = Queued {
+            seq: self.last_sent,
+            ..Queued::default()
+        };
+        loop {
+            self.pass_markers(&mut queued);
+            if queued.entries.is_empty() {
+                let batch = tokio::select! {
+                    received = live.recv() => self.received(received)?,
+                    _ = stopping.wait_for(|stopping| *stopping) => return Err(self.stopped()),
+                };
+                self.queue(&batch, &mut queued);
+                continue;
+            }
+            // Something to send: sent as soon as the client has room, and while it has
+            // none, more batches are taken and merged, up to one message's worth.
+            let room = queued.bytes < self.message_max;
+            tokio::select! {
+                biased;
+                permit = self.sender.reserve() => {
+                    let Ok(permit) = permit else {
+                        return Ok(());
+                    };
+                    let message = queued.take_message(self.message_max, &mut self.last_sent);
+                    permit.send(Ok(message));
+                }
+                received = live.recv(), if room => {
+                    let batch = self.received(received)?;
+                    self.queue(&batch, &mut queued);
+                }
+                _ = stopping.wait_for(|stopping| *stopping) => return Err(self.stopped()),
+            }
+        }
+    }
+
+    /// A batch from the feed, or how the stream ends: `ABORTED` when the subscriber has
+    /// fallen further behind than the feed keeps.
+    fn received(
+        &self,
+        received: Result<Arc<EncodedTrades>, RecvError>,
+    ) -> Result<Arc<EncodedTrades>, Status> {
+        received.map_err(|error| match error {
+            RecvError::Lagged(_) => Status::aborted(format!(
+                "the stream fell behind; resubscribe with from_seq = {}",
+                self.last_sent
+            )),
+            RecvError::Closed => Status::unavailable(format!(
+                "the exchange is stopping; resubscribe with from_seq = {}",
+                self.last_sent
+            )),
+        })
+    }
+
+    fn stopped(&self) -> Status {
+        Status::unavailable(format!(
+            "the server is shutting down; resubscribe with from_seq = {}",
+            self.last_sent
+        ))
+    }
+
+    /// Takes the subscriber's market's pieces of a batch from the feed.
+    fn queue(&self, batch: &EncodedTrades, queued: &mut Queued) {
+        if batch.last_seq <= queued.seq {
+            return;
+        }
+        let mine = batch
+            .markets
+            .iter()
+            .find(|(market, _)| *market == self.market);
+        let pieces = mine
+            .map(|(_, pieces)| pieces.as_slice())
+            .unwrap_or_default();
+        match pieces.split_last() {
+            None => queued.entries.push_back((batch.last_seq, None)),
+            Some((last, before)) => {
+                for piece in before {
+                    queued.bytes += piece.len();
+                    queued.entries.push_back((queued.seq, Some(piece.clone())));
+                }
+                queued.bytes += last.len();
+                queued
+                    .entries
+                    .push_back((batch.last_seq, Some(last.clone())));
+            }
+        }
+        queued.seq = batch.last_seq;
+    }
+
+    /// Moves past the batches at the front that had no trades of the market.
+    fn pass_markers(&mut self, queued: &mut Queued) {
+        while let Some((seq, None)) = queued.entries.front() {
+            self.last_sent = *seq;
+            queued.entries.pop_front();
+        }
+    }
+
+    async fn send(&self, batch: TradeBatch) -> bool {
+        self.sender.send(Ok(batch)).await.is_ok()
+    }
+
+    /// Sends the market's trades from the journal, after `last_sent` up to `until`.
+    /// False once the client has gone.
+    async fn replay(&mut self, context: &Context, until: u64) -> Result<bool, Status> {
+        if self.last_sent >= until {
+            return Ok(true);
+        }
+        // The journal must still hold every event after `from_seq`.
+        let history = context.history.clone();
+        let first = tokio::task::spawn_blocking(move || history.first_seq())
+            .await
+            .map_err(|_| Status::internal("the history reader stopped"))?
+            .map_err(|error| Status::internal(format!("history: {error}")))?;
+        if let Some(first) = first.filter(|first| *first > self.last_sent + 1) {
+            return Err(Status::out_of_range(format!(
+                "from_seq: the journal keeps events from sequence number {first} on; \
+                 resubscribe with from_seq = {} or later",
+                first - 1
+            )));
+        }
+        let market = self.market;
+        let keep = move |event: &Event| matches!(&event.kind, EventKind::Fill(fill) if fill.market == market);
+        let piece_max = piece_bytes(self.message_max);
+        while self.last_sent < until {
+            let (history, after) = (context.history.clone(), self.last_sent);
+            let page = tokio::task::spawn_blocking(move || {
+                history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, until, keep)
+            })
+            .await
+            .map_err(|_| Status::internal("the history reader stopped"))?
+            .map_err(|error| Status::internal(format!("history: {error}")))?;
+            for (_, pieces) in encode(context, &page.events, piece_max) {
+                for piece in pieces {
+                    if !self.send(TradeBatch::from_encoded(vec![piece])).await {
+                        return Ok(false);
+                    }
+                }
+            }
+            // Where the page stopped looking; the end of the replay when nothing is left.
+            self.last_sent = page.next.unwrap_or(until);
+        }
+        Ok(true)
+    }
+}

@@ -441,9 +441,67 @@ impl Default for ServerConfig {
     }
 }
 
+/// Market data published beyond the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MarketDataConfig {
+    /// NATS JetStream, when set: committed trades and book changes published onward.
+    pub nats: Option<NatsConfig>,
+}
+
+/// Where and how market data goes to NATS JetStream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The JetStream stream, created (over `SUBJECT_PREFIX.>`) if missing.
+    #[serde(default = "NatsConfig::default_stream")]
+    pub stream: String,
+    /// Trades go to `SUBJECT_PREFIX.trades.MARKET`, book changes to
+    /// `SUBJECT_PREFIX.book.MARKET`.
+    #[serde(default = "NatsConfig::default_subject_prefix")]
+    pub subject_prefix: String,
+}
+
+impl NatsConfig {
+    fn default_stream() -> String {
+        "DIVMID".to_string()
+    }
+
+    fn default_subject_prefix() -> String {
+        "divmid".to_string()
+    }
+
+    /// Refuses names NATS would not take: a stream name with spaces, dots or wildcards, a
+    /// prefix that is empty or holds spaces or wildcards.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |text: &str, extra: &[char]| {
+            text.is_empty()
+                || text
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '*' || c == '>' || extra.contains(&c))
+        };
+        if self.url.is_empty() {
+            return Err(ConfigError::Limit("market_data.nats.url is required"));
+        }
+        if bad(&self.stream, &['.', '/', '\\']) {
+            return Err(ConfigError::Limit(
+                "market_data.nats.stream must be a name without spaces, dots or wildcards",
+            ));
+        }
+        if bad(&self.subject_prefix, &[]) || self.subject_prefix.split('.').any(str::is_empty) {
+            return Err(ConfigError::Limit(
+                "market_data.nats.subject_prefix must be subject tokens without spaces or wildcards",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The whole configuration file (TOML): `[server]`, `[engine]` (with `[[engine.markets]]`
-/// and `[engine.limits]`) and `[pipeline]`. Every field has a default; unknown fields are
-/// refused.
+/// and `[engine.limits]`), `[pipeline]` and `[market_data]`. Every field has a default;
+/// unknown fields are refused.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -453,6 +511,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Queues, batches and snapshots.
     pub pipeline: PipelineConfig,
+    /// Market data beyond the server (NATS JetStream).
+    pub market_data: MarketDataConfig,
 }
 
 impl Config {
@@ -475,6 +535,9 @@ impl Config {
                     "server.issuer_token must be at least 32 characters",
                 ));
             }
+        }
+        if let Some(nats) = &self.market_data.nats {
+            nats.validate()?;
         }
         Ok(())
     }
@@ -549,6 +612,36 @@ mod tests {
         let config = Config::from_toml(text).expect("the example parses");
         assert_eq!(config, Config::default());
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_nats_section_takes_defaults_and_refuses_names_nats_would_not() {
+        let config = Config::from_toml("[market_data.nats]\nurl = \"nats://127.0.0.1:4222\"\n")
+            .expect("parses");
+        let nats = config.market_data.nats.clone().expect("set");
+        assert_eq!(
+            (nats.stream.as_str(), nats.subject_prefix.as_str()),
+            ("DIVMID", "divmid")
+        );
+        assert_eq!(config.validate(), Ok(()));
+        for (setting, field) in [
+            ("stream = \"DIV.MID\"", "market_data.nats.stream"),
+            (
+                "subject_prefix = \"divmid.>\"",
+                "market_data.nats.subject_prefix",
+            ),
+            (
+                "subject_prefix = \"a..b\"",
+                "market_data.nats.subject_prefix",
+            ),
+        ] {
+            let text = format!("[market_data.nats]\nurl = \"nats://x\"\n{setting}\n");
+            let error = Config::from_toml(&text)
+                .expect("parses")
+                .validate()
+                .expect_err(setting);
+            assert!(error.to_string().contains(field), "{setting}: {error}");
+        }
     }
 
     #[test]

@@ -277,7 +277,7 @@ async fn deliver(
 }
 
 /// The levels of `new` that differ from `old`, with zero for those gone.
-fn diff(old: &[Level], new: &[Level]) -> Vec<Level> {
+pub fn diff(old: &[Level], new: &[Level]) -> Vec<Level> {
     let mut changes: Vec<Level> = new
         .iter()
         .filter(|level| !old.contains(level))
@@ -294,7 +294,7 @@ fn diff(old: &[Level], new: &[Level]) -> Vec<Level> {
     changes
 }
 
-fn wire(market: &MarketView<'_>, levels: &[Level]) -> Vec<proto::PriceLevel> {
+pub fn wire(market: &MarketView<'_>, levels: &[Level]) -> Vec<proto::PriceLevel> {
     levels
         .iter()
         .map(|level| proto::PriceLevel {

@@ -19,6 +19,7 @@ pub mod history;
 pub mod idle;
 pub mod listener;
 pub mod metrics;
+pub mod nats;
 pub mod proto;
 pub mod server;
 pub mod services;

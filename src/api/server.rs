@@ -169,6 +169,8 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let limits = context.config.server.clone();
     let feeds = start_feeds(&context);
+    // Ends by itself once the server is stopping.
+    let _nats = super::nats::start(&context);
     let api = Api::new(Arc::clone(&context));
     let (health_service, health_task, failed_stopped) = start_health(&context).await;
     let address = listener.local_addr()?;

@@ -34,7 +34,16 @@ pub struct EncodedTrades {
     pub last_seq: u64,
     /// Each market's trades as `TradeBatch` encodings, in order; markets without trades
     /// are left out.
-    pub markets: Vec<(MarketId, Vec<Bytes>)>,
+    pub markets: Vec<(MarketId, Vec<Piece>)>,
+}
+
+/// Trades of one market encoded as a `TradeBatch`, and the last one's sequence number.
+#[derive(Clone, Debug)]
+pub struct Piece {
+    /// The sequence number of the last trade in it.
+    pub last_seq: u64,
+    /// The encoding.
+    pub bytes: Bytes,
 }
 
 /// The shared side of the trade feed: the batches, and how far they go.
@@ -72,32 +81,40 @@ pub fn trade_of(market: MarketView<'_>, event: &Event, fill: &Fill) -> proto::Tr
 
 /// The largest piece of one market's encoded trades: half a message, so that a piece
 /// always fits one and two make one that still does.
-fn piece_bytes(message_bytes_max: usize) -> usize {
+pub fn piece_bytes(message_bytes_max: usize) -> usize {
     (message_bytes_max / 2).max(1)
 }
 
 /// Encodes `trades` into pieces of at most `piece_max` bytes (a single trade larger than
 /// that, which the market's limits never allow, makes a piece of its own).
-fn encode_pieces(trades: &[proto::Trade], piece_max: usize) -> Vec<Bytes> {
+fn encode_pieces(trades: &[proto::Trade], piece_max: usize) -> Vec<Piece> {
+    let piece = |trades: &[proto::Trade]| Piece {
+        last_seq: trades.last().map_or(0, |trade| trade.seq),
+        bytes: TradeBatch::encode_trades(trades),
+    };
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut size = 0;
     for (index, trade) in trades.iter().enumerate() {
         let length = prost::encoding::message::encoded_len(1, trade);
         if size + length > piece_max && index > start {
-            pieces.push(TradeBatch::encode_trades(&trades[start..index]));
+            pieces.push(piece(&trades[start..index]));
             (start, size) = (index, 0);
         }
         size += length;
     }
     if start < trades.len() {
-        pieces.push(TradeBatch::encode_trades(&trades[start..]));
+        pieces.push(piece(&trades[start..]));
     }
     pieces
 }
 
 /// The trades of `events`, grouped by market and encoded.
-fn encode(context: &Context, events: &[Event], piece_max: usize) -> Vec<(MarketId, Vec<Bytes>)> {
+pub fn encode(
+    context: &Context,
+    events: &[Event],
+    piece_max: usize,
+) -> Vec<(MarketId, Vec<Piece>)> {
     let mut by_market: Vec<(MarketId, Vec<proto::Trade>)> = Vec::new();
     for event in events {
         let EventKind::Fill(fill) = &event.kind else {
@@ -119,7 +136,7 @@ fn encode(context: &Context, events: &[Event], piece_max: usize) -> Vec<(MarketI
 }
 
 /// Publishes a batch: the mark first, then the batch.
-fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Bytes>)>) {
+fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Piece>)>) {
     feed.seq.send_replace(last_seq);
     if !markets.is_empty() {
         // No subscriber is no error.
@@ -130,7 +147,7 @@ fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Bytes>)>
 }
 
 /// Events read from the journal per step of a catch-up or a replay.
-const EVENTS_PER_READ: usize = 1_024;
+pub const EVENTS_PER_READ: usize = 1_024;
 
 /// Runs the feed until the pipeline stops: encodes each committed batch once. Holds the
 /// exchange only while it handles a batch, so that a stopping server is not kept.
@@ -202,7 +219,7 @@ async fn catch_up(context: &Context, piece_max: usize) -> Result<(), String> {
     }
 }
 
-fn is_fill(event: &Event) -> bool {
+pub fn is_fill(event: &Event) -> bool {
     matches!(event.kind, EventKind::Fill(_))
 }
 
@@ -250,9 +267,9 @@ struct Subscriber {
 }
 
 /// What a subscriber has taken from the feed and not yet sent: pieces of its market's
-/// encoded trades, each with the sequence number reached once it is sent (a batch's last
-/// piece reaches its last sequence number; a batch without trades of the market is a
-/// marker with no piece).
+/// encoded trades, each with the sequence number reached once it is sent (a piece reaches
+/// its last trade's, a batch's last piece the batch's last sequence number; a batch
+/// without trades of the market is a marker with no piece).
 #[derive(Default)]
 struct Queued {
     entries: std::collections::VecDeque<(u64, Option<Bytes>)>,
@@ -368,14 +385,15 @@ impl Subscriber {
         match pieces.split_last() {
             None => queued.entries.push_back((batch.last_seq, None)),
             Some((last, before)) => {
+                // Sent, a piece has given everything up to its last trade.
                 for piece in before {
-                    queued.bytes += piece.len();
-                    queued.entries.push_back((queued.seq, Some(piece.clone())));
+                    queued.bytes += piece.bytes.len();
+                    let entry = (piece.last_seq, Some(piece.bytes.clone()));
+                    queued.entries.push_back(entry);
                 }
-                queued.bytes += last.len();
-                queued
-                    .entries
-                    .push_back((batch.last_seq, Some(last.clone())));
+                queued.bytes += last.bytes.len();
+                let entry = (batch.last_seq, Some(last.bytes.clone()));
+                queued.entries.push_back(entry);
             }
         }
         queued.seq = batch.last_seq;
@@ -425,7 +443,7 @@ impl Subscriber {
             .map_err(|error| Status::internal(format!("history: {error}")))?;
             for (_, pieces) in encode(context, &page.events, piece_max) {
                 for piece in pieces {
-                    if !self.send(TradeBatch::from_encoded(vec![piece])).await {
+                    if !self.send(TradeBatch::from_encoded(vec![piece.bytes])).await {
                         return Ok(false);
                     }
                 }

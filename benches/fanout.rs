@@ -355,30 +355,52 @@ fn percentile(lags: &[u64], total: u64, fraction: f64) -> usize {
     LAG_BUCKETS - 1
 }
 
-async fn run(options: Options) {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (mut server, address) = process::start_server(directory.path(), ISSUER_TOKEN, &[]);
-    let pid = server.id();
-    let channel = Channel::from_shared(address.clone())
+/// What subscribers that keep up got from one server.
+struct Delivery {
+    made: u64,
+    /// Subscribers that received every trade.
+    complete: usize,
+    /// Trades received, over all subscribers.
+    delivered: u64,
+    /// Delivered trades per second, from the first trade made to the last received.
+    per_second: f64,
+    lags: Vec<u64>,
+}
+
+impl Delivery {
+    fn print(&self, subscribers: usize) {
+        println!(
+            "  delivered: {} of {subscribers} subscribers received every one of {} trades ({} trades delivered, {:.0}/s)",
+            self.complete, self.made, self.delivered, self.per_second
+        );
+        println!(
+            "  lag from a trade's command to its receipt: p50 {} ms, p99 {} ms, max {} ms{}",
+            percentile(&self.lags, self.delivered, 0.50),
+            percentile(&self.lags, self.delivered, 0.99),
+            self.lags.iter().rposition(|count| *count > 0).unwrap_or(0),
+            if self.lags[LAG_BUCKETS - 1] > 0 {
+                "+"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// `subscribers` live subscribers to `address`, then trades at `rate` for `seconds`
+/// through an order session of `taker` against `maker`'s sell.
+async fn deliver(
+    address: &str,
+    (maker, taker): (&str, &str),
+    options: &Options,
+    pid: u32,
+) -> Delivery {
+    let channel = Channel::from_shared(address.to_string())
         .expect("an address")
         .connect()
         .await
         .expect("connects");
-    let trades_per_run = options.rate * options.seconds;
-    let dvm = trades_per_run / 100 + 1;
-    process::mint_at_one_dollar(&channel, ISSUER_TOKEN, &(4 * dvm).to_string()).await;
-    let maker = trader(&channel, "maker", 0, 2 * dvm).await;
-    let taker = trader(&channel, "taker", 2 * dvm, 0).await;
-    let machine = std::thread::available_parallelism().map_or(0, |cores| cores.get());
-    println!(
-        "fan-out: {} subscribers, {} trades/s for {} s, {machine} cores shared by server and clients",
-        options.subscribers, options.rate, options.seconds
-    );
-    let (rss, _) = memory(pid);
-    println!("  server memory at start: {rss} MiB");
-
-    // 1. Subscribers that keep up.
-    let channels = connections(&address, options.subscribers).await;
+    let channels = connections(address, options.subscribers).await;
     let (expected, expected_watch) = watch::channel(0);
     let ready = Arc::new(AtomicU64::new(0));
     let subscribers: Vec<_> = (0..options.subscribers)
@@ -397,8 +419,8 @@ async fn run(options: Options) {
         "  server memory with {} idle subscribers: {rss} MiB",
         options.subscribers
     );
-    let (made, elapsed) =
-        make_trades(&channel, &maker, &taker, options.rate, options.seconds).await;
+    let started = Instant::now();
+    let (made, elapsed) = make_trades(&channel, maker, taker, options.rate, options.seconds).await;
     let _ = expected.send(made);
     println!(
         "  trades made: {made} in {:.1} s ({:.0}/s)",
@@ -406,33 +428,92 @@ async fn run(options: Options) {
         made as f64 / elapsed.as_secs_f64()
     );
     let mut lags = vec![0u64; LAG_BUCKETS];
-    let (mut complete, mut messages, mut ended) = (0, 0u64, 0);
+    let (mut complete, mut delivered) = (0, 0u64);
     let deadline = tokio::time::Instant::now() + DRAIN;
     for task in subscribers {
         let Ok(Ok(received)) = tokio::time::timeout_at(deadline, task).await else {
             continue;
         };
         complete += usize::from(received.trades == made);
-        ended += usize::from(received.ended.is_some());
-        messages += received.trades;
+        delivered += received.trades;
         for (total, count) in lags.iter_mut().zip(&received.lags) {
             *total += count;
         }
     }
+    let per_second = delivered as f64 / started.elapsed().as_secs_f64();
     let (rss, peak) = memory(pid);
-    println!(
-        "  delivered: {complete} of {} subscribers received every trade ({messages} messages, {ended} streams ended early)",
-        options.subscribers
-    );
-    println!(
-        "  lag from a trade's command to its receipt: p50 {} ms, p99 {} ms, max {} ms{}",
-        percentile(&lags, messages, 0.50),
-        percentile(&lags, messages, 0.99),
-        lags.iter().rposition(|count| *count > 0).unwrap_or(0),
-        if lags[LAG_BUCKETS - 1] > 0 { "+" } else { "" }
-    );
     println!("  server memory after: {rss} MiB (peak {peak} MiB)");
-    drop(channels);
+    Delivery {
+        made,
+        complete,
+        delivered,
+        per_second,
+        lags,
+    }
+}
+
+/// Starts `divmid-load`'s raw tonic server (its echo server, which serves `StreamTrades`
+/// as a plain tonic application does) and returns it with its address.
+fn start_baseline() -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_divmid-load"))
+        .args(["echo-server", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the baseline server starts");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the baseline says where it listens");
+    let address = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the baseline said {line:?}"))
+        .to_string();
+    (child, format!("http://{address}"))
+}
+
+async fn run(options: Options) {
+    let machine = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    println!(
+        "fan-out: {} subscribers, {} trades/s for {} s, {machine} cores shared by server and clients",
+        options.subscribers, options.rate, options.seconds
+    );
+    // 0. The baseline: a plain tonic server, each subscriber encoding its own copy.
+    let (mut baseline, address) = start_baseline();
+    println!("baseline (a plain tonic server: one broadcast a millisecond, each subscriber encodes its copy)");
+    let plain = deliver(&address, ("maker", "taker"), &options, baseline.id()).await;
+    plain.print(options.subscribers);
+    let _ = baseline.kill();
+    let _ = baseline.wait();
+
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (mut server, address) = process::start_server(directory.path(), ISSUER_TOKEN, &[]);
+    let pid = server.id();
+    let channel = Channel::from_shared(address.clone())
+        .expect("an address")
+        .connect()
+        .await
+        .expect("connects");
+    // Enough for both runs (the slow subscribers' one below too).
+    let trades_per_run = options.rate * options.seconds;
+    let dvm = trades_per_run / 100 + 1;
+    process::mint_at_one_dollar(&channel, ISSUER_TOKEN, &(4 * dvm).to_string()).await;
+    let maker = trader(&channel, "maker", 0, 2 * dvm).await;
+    let taker = trader(&channel, "taker", 2 * dvm, 0).await;
+    let (rss, _) = memory(pid);
+    println!("divmid-server");
+    println!("  server memory at start: {rss} MiB");
+
+    // 1. Subscribers that keep up.
+    let divmid = deliver(&address, (&maker, &taker), &options, pid).await;
+    divmid.print(options.subscribers);
+    println!(
+        "  delivered trades/s against the baseline's: {:.2}",
+        divmid.per_second / plain.per_second.max(1.0)
+    );
+    let complete = divmid.complete;
 
     // 2. Subscribers that never read.
     let channels = connections(&address, options.subscribers).await;

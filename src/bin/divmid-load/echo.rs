@@ -2,11 +2,19 @@
 //! that answers every order and charge at once, from the request alone, with no ledger,
 //! book or disk behind it. The load measured against it is what the transport carries on
 //! this machine; the exchange's figures are read against it.
+//!
+//! For the fan-out bench it also serves `StreamTrades` as a plain tonic application
+//! would: while someone subscribes, each order placed through a session makes a trade;
+//! the trades of each millisecond go out in one broadcast, and every subscriber's task
+//! turns the batch into its own `TradeBatch` message, which tonic encodes for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
 
 use divmid::api::proto;
+use divmid::api::proto::market_data_server::{MarketData, MarketDataServer};
 use divmid::api::proto::metering_server::{Metering, MeteringServer};
 use divmid::api::proto::trading_server::{Trading, TradingServer};
 use tokio_stream::StreamExt;
@@ -16,8 +24,10 @@ use tonic::{Request, Response, Status, Streaming};
 /// Serves the echo services on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::transport::Error> {
     let echo = Echo::default();
+    tokio::spawn(batch_trades(echo.clone()));
     tonic::transport::Server::builder()
         .add_service(TradingServer::new(echo.clone()))
+        .add_service(MarketDataServer::new(echo.clone()))
         .add_service(MeteringServer::new(echo))
         // As the exchange's listener does: small answers go out at once.
         .serve_with_incoming(
@@ -26,14 +36,71 @@ pub async fn serve(listener: tokio::net::TcpListener) -> Result<(), tonic::trans
         .await
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Echo {
     seq: Arc<AtomicU64>,
+    /// Trades made since the last broadcast.
+    pending: Arc<Mutex<Vec<proto::Trade>>>,
+    /// Each millisecond's trades, to every `StreamTrades` subscriber.
+    trades: broadcast::Sender<Arc<Vec<proto::Trade>>>,
+}
+
+impl Default for Echo {
+    fn default() -> Echo {
+        Echo {
+            seq: Arc::default(),
+            pending: Arc::default(),
+            trades: broadcast::channel(TRADE_BATCHES_KEPT).0,
+        }
+    }
+}
+
+/// Trade batches a subscriber may fall behind before it is ended, as the exchange's
+/// `pipeline.broadcast_capacity` by default.
+const TRADE_BATCHES_KEPT: usize = 1_024;
+
+/// Messages waiting for one subscriber's client, as the exchange's
+/// `stream_buffer_messages` by default.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+/// Broadcasts the trades made each millisecond.
+async fn batch_trades(echo: Echo) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(1));
+    loop {
+        tick.tick().await;
+        let batch = match echo.pending.lock() {
+            Ok(mut pending) if !pending.is_empty() => std::mem::take(&mut *pending),
+            _ => continue,
+        };
+        let _ = echo.trades.send(Arc::new(batch));
+    }
 }
 
 impl Echo {
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A trade for an order placed through a session, while anyone subscribes.
+    fn trade(&self, seq: u64, request: &proto::PlaceOrderRequest) {
+        if self.trades.receiver_count() == 0 {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let trade = proto::Trade {
+            trade_id: seq.to_string(),
+            market: request.market.clone(),
+            price: request.price.clone(),
+            quantity: request.quantity.clone(),
+            taker_side: request.side,
+            seq,
+            time_ms: now,
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push(trade);
+        }
     }
 
     fn placed(&self, request: proto::PlaceOrderRequest) -> proto::PlaceOrderResponse {
@@ -82,7 +149,10 @@ impl Echo {
         use proto::order_session_request::Command;
         use proto::order_session_response::Result as Answer;
         let result = match request.command {
-            Some(Command::Place(order)) => Answer::Placed(self.placed(order)),
+            Some(Command::Place(order)) => {
+                self.trade(self.seq.load(Ordering::Relaxed) + 1, &order);
+                Answer::Placed(self.placed(order))
+            }
             Some(Command::Cancel(cancel)) => Answer::Canceled(self.canceled(cancel)),
             _ => Answer::Error(proto::SessionError {
                 code: tonic::Code::Unimplemented as i32,
@@ -216,6 +286,81 @@ impl Metering for Echo {
         &self,
         _: Request<proto::GetServiceUsageRequest>,
     ) -> Result<Response<proto::GetServiceUsageResponse>, Status> {
+        unimplemented()
+    }
+}
+
+#[tonic::async_trait]
+impl MarketData for Echo {
+    type StreamOrderBookStream = BoxStream<proto::BookUpdate>;
+    type StreamTradesStream = BoxStream<proto::TradeBatch>;
+
+    async fn stream_trades(
+        &self,
+        _: Request<proto::StreamTradesRequest>,
+    ) -> Result<Response<Self::StreamTradesStream>, Status> {
+        let mut batches = self.trades.subscribe();
+        let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);
+        tokio::spawn(async move {
+            loop {
+                let message = match batches.recv().await {
+                    // Each subscriber's own copy, encoded for it by tonic.
+                    Ok(batch) => Ok(proto::TradeBatch::of(batch.to_vec())),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        Err(Status::aborted("the stream fell behind"))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let ended = message.is_err();
+                if sender.send(message).await.is_err() || ended {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+
+    async fn get_markets(
+        &self,
+        _: Request<proto::GetMarketsRequest>,
+    ) -> Result<Response<proto::GetMarketsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_order_book(
+        &self,
+        _: Request<proto::GetOrderBookRequest>,
+    ) -> Result<Response<proto::GetOrderBookResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn stream_order_book(
+        &self,
+        _: Request<proto::StreamOrderBookRequest>,
+    ) -> Result<Response<Self::StreamOrderBookStream>, Status> {
+        unimplemented()
+    }
+
+    async fn get_ticker(
+        &self,
+        _: Request<proto::GetTickerRequest>,
+    ) -> Result<Response<proto::GetTickerResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_candles(
+        &self,
+        _: Request<proto::GetCandlesRequest>,
+    ) -> Result<Response<proto::GetCandlesResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_issue_prices(
+        &self,
+        _: Request<proto::GetIssuePricesRequest>,
+    ) -> Result<Response<proto::GetIssuePricesResponse>, Status> {
         unimplemented()
     }
 }

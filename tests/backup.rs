@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::process::start_server;
-use common::{clients, funded_traders, limit, place_all, wait_serving, Clients, ISSUER_TOKEN};
+use common::{clients, connect_serving, funded_traders, limit, place_all, Clients, ISSUER_TOKEN};
 use divmid::api::proto;
 use tonic::transport::Channel;
 
@@ -33,16 +33,6 @@ fn field(report: &str, label: &str) -> String {
         .find_map(|line| line.strip_prefix(&format!("{label} ")))
         .unwrap_or_else(|| panic!("no {label:?} in {report}"))
         .to_string()
-}
-
-async fn connect(address: &str) -> Channel {
-    let channel = Channel::from_shared(address.to_string())
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connects");
-    wait_serving(&channel).await;
-    channel
 }
 
 /// Stops a server process with SIGTERM and waits for it.
@@ -114,7 +104,7 @@ async fn a_backup_taken_while_sessions_trade_restores_the_state_at_its_seq() {
     std::fs::write(&config, "[pipeline]\nsnapshot_every_events = 300\n").expect("written");
     let config = config.to_str().expect("UTF-8").to_string();
     let (server, address) = start_server(&data, ISSUER_TOKEN, &["--config", &config]);
-    let channel = connect(&address).await;
+    let channel = connect_serving(&address).await;
     let traders = funded_traders(&channel, "100000", &["maker", "taker"], "50000", "10000").await;
     let [maker, taker]: [Clients; 2] = traders.try_into().ok().expect("two traders");
     let (stop_trading, stopped) = tokio::sync::watch::channel(false);
@@ -190,7 +180,7 @@ async fn a_backup_taken_while_sessions_trade_restores_the_state_at_its_seq() {
     // Served, the restored exchange has every order acknowledged up to the backup's seq,
     // and none accepted after it.
     let (server, address) = start_server(&restored_dir, ISSUER_TOKEN, &[]);
-    let channel = connect(&address).await;
+    let channel = connect_serving(&address).await;
     let (before, after): (Vec<_>, Vec<_>) = acknowledged
         .iter()
         .partition(|(_, order)| order.created_seq <= seq);
@@ -277,7 +267,7 @@ async fn a_damaged_snapshot_or_backup_is_named_and_refused() {
     std::fs::write(&config, settings).expect("written");
     let config = config.to_str().expect("UTF-8").to_string();
     let (server, address) = start_server(&data, ISSUER_TOKEN, &["--config", &config]);
-    let channel = connect(&address).await;
+    let channel = connect_serving(&address).await;
     let mut traders = funded_traders(&channel, "1000", &["maker"], "500", "100").await;
     let bids = || (1..=60).map(|tick| limit(proto::Side::Buy, &format!("0.{tick:02}"), "0.01"));
     // Enough events for a few snapshots, sixty orders resting at the end.

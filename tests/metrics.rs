@@ -8,9 +8,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::process::start_server_with_metrics;
-use common::{clients, funded_traders, limit, place_all, wait_serving, ISSUER_TOKEN};
+use common::{clients, connect_serving, funded_traders, limit, place_all, ISSUER_TOKEN};
 use divmid::api::proto;
-use tonic::transport::Channel;
 
 /// `GET /metrics` over HTTP/1.0: the status line and the body.
 fn scrape(address: &str) -> (String, String) {
@@ -52,12 +51,7 @@ async fn metrics_follow_a_user_story() {
     let (server, address, metrics) =
         start_server_with_metrics(&data, ISSUER_TOKEN, &["--config", config]);
     let _server = Stopped(server);
-    let channel = Channel::from_shared(address)
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connects");
-    wait_serving(&channel).await;
+    let channel = connect_serving(&address).await;
 
     let (status, before) = scrape(&metrics);
     assert!(status.contains("200"), "{status}");

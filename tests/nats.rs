@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::process::start_server;
-use common::{clients, funded_traders, trade, wait_serving, Clients, ISSUER_TOKEN};
+use common::{clients, connect_serving, funded_traders, trade, Clients, ISSUER_TOKEN};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use prost::Message;
 use tonic::transport::Channel;
@@ -88,16 +88,6 @@ impl Drop for Nats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn connect(address: &str) -> Channel {
-    let channel = Channel::from_shared(address.to_string())
-        .expect("a URL")
-        .connect()
-        .await
-        .expect("connects");
-    wait_serving(&channel).await;
-    channel
 }
 
 /// Every trade in history, as `StreamTrades` from 0 gives it: (seq, trade id).
@@ -215,7 +205,7 @@ async fn every_trade_reaches_jetstream_once_across_restarts_of_divmid_and_nats()
     let arguments = ["--config", config.as_str()];
 
     let (server, address) = start_server(&data, ISSUER_TOKEN, &arguments);
-    let channel = connect(&address).await;
+    let channel = connect_serving(&address).await;
     let traders = funded_traders(&channel, "1000", &["uma", "vic"], "300", "100").await;
     let [mut maker, mut taker]: [Clients; 2] = traders.try_into().ok().expect("two");
     trade(&mut maker, &mut taker, 300).await;
@@ -223,7 +213,7 @@ async fn every_trade_reaches_jetstream_once_across_restarts_of_divmid_and_nats()
     kill(server);
 
     let (server, address) = start_server(&data, ISSUER_TOKEN, &arguments);
-    let channel = connect(&address).await;
+    let channel = connect_serving(&address).await;
     let (mut maker, mut taker) = (maker.on(&channel), taker.on(&channel));
     trade(&mut maker, &mut taker, 200).await;
     // NATS goes away and comes back on the same port with the same store; trading goes on

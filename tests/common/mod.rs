@@ -133,6 +133,17 @@ impl Running {
     }
 }
 
+/// A channel to the server at `address` (`http://…`), once it reports itself serving.
+pub async fn connect_serving(address: &str) -> Channel {
+    let channel = Channel::from_shared(address.to_string())
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connects");
+    wait_serving(&channel).await;
+    channel
+}
+
 /// Waits until health reports the whole server `SERVING`.
 pub async fn wait_serving(channel: &Channel) {
     use tonic_health::pb::health_check_response::ServingStatus;

@@ -23,21 +23,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let encoded = descriptors.encode_to_vec();
     std::fs::write(out.join("divmid_descriptor.bin"), &encoded)?;
-    // `TradeBatch` is written by hand (`src/api/trade_batch.rs`) so that subscribers share
-    // one encoding of each batch; it is the same message on the wire.
-    let (trade_batch, written) = (
+    // `TradeBatch` and `BookUpdate` are written by hand (`src/api/trade_batch.rs`,
+    // `src/api/book_update.rs`) so that subscribers share encodings; they are the same
+    // messages on the wire.
+    let trade_batch = (
         ".divmid.v1.TradeBatch",
         "crate::api::trade_batch::TradeBatch",
+    );
+    let book_update = (
+        ".divmid.v1.BookUpdate",
+        "crate::api::book_update::BookUpdate",
     );
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
-        .exclude([trade_batch])
+        .exclude([trade_batch.0, book_update.0])
         .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .extern_path(trade_batch, written)
+        .extern_path(trade_batch.0, trade_batch.1)
+        .extern_path(book_update.0, book_update.1)
         .compile_fds(descriptors)?;
     Ok(())
 }

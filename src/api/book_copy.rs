@@ -190,11 +190,7 @@ mod tests {
     }
 
     fn message(seq: u64, update: Update, checksum: u32) -> proto::BookUpdate {
-        proto::BookUpdate {
-            seq,
-            update: Some(update),
-            checksum,
-        }
+        proto::BookUpdate::new(seq, update, checksum)
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //!
 //! One task keeps a replica of every book from committed events and publishes the top
 //! levels after each committed batch through a watch channel, which holds only the newest
-//! view. Each subscriber diffs the newest view against the last one it sent, so a slow
-//! subscriber gets fewer, coalesced updates rather than a growing queue; one whose client
-//! stops reading altogether is ended with `ABORTED`, to resubscribe for a fresh snapshot.
+//! view ([`SharedView`]). A subscriber that sent the view before it takes the changes
+//! every such subscriber shares: encoded once per market and depth, by the first that
+//! asks, with the market's checksum and the heartbeat likewise computed once; a subscriber
+//! that skipped views diffs the newest against the last it sent, so a slow subscriber gets
+//! fewer, coalesced updates rather than a growing queue; one whose client stops reading
+//! altogether is ended with `ABORTED`, to resubscribe for a fresh snapshot. The snapshot
+//! is each subscriber's own.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use prost::bytes::Bytes;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -44,8 +50,99 @@ fn view_of(replica: &BookReplica, markets: usize) -> BookView {
     }
 }
 
+/// A published view of every book, with what its subscribers share: the level changes
+/// from the view before it (encoded once per market and depth, for every subscriber that
+/// sent that view), each market's checksum, and the heartbeat.
+pub struct SharedView {
+    /// The books' top levels.
+    pub view: BookView,
+    /// The sequence number of the view published before this one.
+    previous_seq: Option<u64>,
+    /// Encoded changes from the previous view, by market and depth (`None`: nothing
+    /// changed within that depth).
+    changes: Mutex<HashMap<(MarketId, usize), Option<Bytes>>>,
+    /// Each market's checksum, computed by its first subscriber.
+    checksums: Vec<OnceLock<u32>>,
+    /// The heartbeat's encoding.
+    heartbeat: Bytes,
+}
+
+/// One market's bids and asks, best first.
+type Sides = (Vec<Level>, Vec<Level>);
+
+/// The views of the book feed, as subscribers and the NATS publisher read them.
+pub type Views = watch::Sender<Option<Arc<SharedView>>>;
+
+/// Publishes `view`, the successor of the one published before it.
+fn publish(views: &Views, view: BookView) {
+    let previous_seq = views.borrow().as_ref().map(|shared| shared.view.seq);
+    let heartbeat = proto::book_update::Update::Heartbeat(proto::Heartbeat { book_seq: view.seq });
+    let shared = SharedView {
+        previous_seq,
+        changes: Mutex::new(HashMap::new()),
+        checksums: (0..view.markets.len()).map(|_| OnceLock::new()).collect(),
+        heartbeat: heartbeat.shared(),
+        view,
+    };
+    views.send_replace(Some(Arc::new(shared)));
+}
+
+impl SharedView {
+    /// A market's top-of-book checksum in this view.
+    fn checksum(&self, market: MarketView<'_>) -> u32 {
+        *self.checksums[usize::from(market.id.0)].get_or_init(|| {
+            let (bids, asks) = &self.view.markets[usize::from(market.id.0)];
+            checksum(
+                asks,
+                bids,
+                |price| market.price(price),
+                |quantity| market.quantity(quantity),
+            )
+        })
+    }
+
+    /// The encoded changes of `market` at `depth` from the previous view, for a
+    /// subscriber that sent `sent` (the previous view's levels at that depth); encoded by
+    /// the first subscriber that asks, shared by the others.
+    fn shared_changes(
+        &self,
+        market: MarketView<'_>,
+        depth: usize,
+        sent: &Sides,
+        now: &Sides,
+    ) -> Option<Bytes> {
+        let Ok(mut changes) = self.changes.lock() else {
+            return changes_of(market, sent, now, self.view.seq).map(|update| update.shared());
+        };
+        changes
+            .entry((market.id, depth))
+            .or_insert_with(|| {
+                changes_of(market, sent, now, self.view.seq).map(|update| update.shared())
+            })
+            .clone()
+    }
+}
+
+/// The level changes from `sent` to `now`, if any.
+fn changes_of(
+    market: MarketView<'_>,
+    (old_bids, old_asks): &Sides,
+    (bids, asks): &Sides,
+    book_seq: u64,
+) -> Option<proto::book_update::Update> {
+    let changed_bids = diff(old_bids, bids);
+    let changed_asks = diff(old_asks, asks);
+    (!changed_bids.is_empty() || !changed_asks.is_empty()).then(|| {
+        proto::book_update::Update::Changes(proto::LevelChanges {
+            bids: wire(&market, &changed_bids),
+            asks: wire(&market, &changed_asks),
+            book_seq,
+        })
+    })
+}
+
 /// Keeps the replica current and publishes its views until the pipeline stops.
-pub async fn feed(context: Arc<Context>, views: watch::Sender<Option<Arc<BookView>>>) {
+pub async fn feed(context: Arc<Context>, views: Views) {
     let markets = context.config.engine.markets.len();
     let mut live = context.pipeline.subscribe();
     // Held weakly from here on, so that this task never keeps the exchange alive.
@@ -54,12 +151,12 @@ pub async fn feed(context: Arc<Context>, views: watch::Sender<Option<Arc<BookVie
         return;
     };
     drop(context);
-    views.send_replace(Some(Arc::new(view_of(&replica, markets))));
+    publish(&views, view_of(&replica, markets));
     loop {
         match live.recv().await {
             Ok(events) => {
                 apply(&mut replica, &events);
-                views.send_replace(Some(Arc::new(view_of(&replica, markets))));
+                publish(&views, view_of(&replica, markets));
             }
             // Too far behind to apply every change: catch up from the journal, or, if it
             // no longer holds what was missed, start again from the engine's book.
@@ -76,7 +173,7 @@ pub async fn feed(context: Arc<Context>, views: watch::Sender<Option<Arc<BookVie
                     }
                 }
                 drop(context);
-                views.send_replace(Some(Arc::new(view_of(&replica, markets))));
+                publish(&views, view_of(&replica, markets));
             }
             Err(RecvError::Closed) => return,
         }
@@ -173,7 +270,8 @@ pub fn start(
         let _permit = permit;
         let market_view = context.market_at(market);
         let mut stream_seq = 0;
-        let mut sent: Option<(Vec<Level>, Vec<Level>)> = None;
+        // The view last sent (its sequence number) and its levels at this depth.
+        let mut sent: Option<(u64, Sides)> = None;
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.tick().await;
         // Completes once the server is stopping (the watch's guard is dropped inside).
@@ -185,7 +283,7 @@ pub fn start(
         };
         loop {
             let current = views.borrow_and_update().clone();
-            let Some(view) = current else {
+            let Some(shared) = current else {
                 if sent.is_some() {
                     let _ = sender
                         .send(Err(Status::unavailable(
@@ -201,44 +299,41 @@ pub fn start(
                 }
                 continue;
             };
+            let view = &shared.view;
             let (all_bids, all_asks) = &view.markets[usize::from(market.0)];
-            let bids: Vec<Level> = all_bids.iter().take(depth).copied().collect();
-            let asks: Vec<Level> = all_asks.iter().take(depth).copied().collect();
-            let sum = checksum(
-                all_asks,
-                all_bids,
-                |price| market_view.price(price),
-                |quantity| market_view.quantity(quantity),
+            let now: Sides = (
+                all_bids.iter().take(depth).copied().collect(),
+                all_asks.iter().take(depth).copied().collect(),
             );
-            let update = match &sent {
-                None => Some(proto::book_update::Update::Snapshot(proto::BookSnapshot {
-                    bids: wire(&market_view, &bids),
-                    asks: wire(&market_view, &asks),
-                    book_seq: view.seq,
-                })),
-                Some((old_bids, old_asks)) => {
-                    let changed_bids = diff(old_bids, &bids);
-                    let changed_asks = diff(old_asks, &asks);
-                    (!changed_bids.is_empty() || !changed_asks.is_empty()).then(|| {
-                        proto::book_update::Update::Changes(proto::LevelChanges {
-                            bids: wire(&market_view, &changed_bids),
-                            asks: wire(&market_view, &changed_asks),
-                            book_seq: view.seq,
-                        })
-                    })
+            let sum = shared.checksum(market_view);
+            let payload = match &sent {
+                None => Some(Payload::Own(proto::book_update::Update::Snapshot(
+                    proto::BookSnapshot {
+                        bids: wire(&market_view, &now.0),
+                        asks: wire(&market_view, &now.1),
+                        book_seq: view.seq,
+                    },
+                ))),
+                // In step with the feed: the changes every such subscriber shares.
+                Some((sent_seq, levels)) if Some(*sent_seq) == shared.previous_seq => shared
+                    .shared_changes(market_view, depth, levels, &now)
+                    .map(Payload::Shared),
+                // Behind by several views: its own changes, coalesced.
+                Some((_, levels)) => {
+                    changes_of(market_view, levels, &now, view.seq).map(Payload::Own)
                 }
             };
-            if let Some(update) = update {
-                if !deliver(&sender, &mut stream_seq, update, sum).await {
+            if let Some(payload) = payload {
+                if !deliver(&sender, &mut stream_seq, payload, sum).await {
                     return;
                 }
                 ticker.reset();
-                sent = Some((bids, asks));
             }
+            sent = Some((view.seq, now));
             tokio::select! {
                 changed = views.changed() => if changed.is_err() { return },
                 _ = ticker.tick() => {
-                    let beat = proto::book_update::Update::Heartbeat(proto::Heartbeat { book_seq: view.seq });
+                    let beat = Payload::Shared(shared.heartbeat.clone());
                     if !deliver(&sender, &mut stream_seq, beat, sum).await {
                         return;
                     }
@@ -253,12 +348,18 @@ pub fn start(
     Ok(Box::pin(ReceiverStream::new(receiver)))
 }
 
+/// What a message says: an update of its own, or a shared encoding.
+enum Payload {
+    Own(proto::book_update::Update),
+    Shared(Bytes),
+}
+
 /// Sends one message with the next stream sequence number; false once the client is gone
 /// or has stopped reading (then told to resubscribe).
 async fn deliver(
     sender: &mpsc::Sender<Result<proto::BookUpdate, Status>>,
     stream_seq: &mut u64,
-    update: proto::book_update::Update,
+    payload: Payload,
     checksum: u32,
 ) -> bool {
     if sender.capacity() <= 1 {
@@ -268,10 +369,9 @@ async fn deliver(
         return false;
     }
     *stream_seq += 1;
-    let message = proto::BookUpdate {
-        seq: *stream_seq,
-        update: Some(update),
-        checksum,
+    let message = match payload {
+        Payload::Own(update) => proto::BookUpdate::new(*stream_seq, update, checksum),
+        Payload::Shared(bytes) => proto::BookUpdate::with_shared(*stream_seq, bytes, checksum),
     };
     sender.send(Ok(message)).await.is_ok()
 }
@@ -302,4 +402,81 @@ pub fn wire(market: &MarketView<'_>, levels: &[Level]) -> Vec<proto::PriceLevel>
             quantity: market.quantity(level.quantity),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Price, Quantity};
+
+    fn level(price: u64, quantity: u64) -> Level {
+        Level {
+            price: Price(price),
+            quantity: Quantity(quantity),
+        }
+    }
+
+    #[test]
+    fn subscribers_in_step_share_one_encoding_of_the_changes_and_the_heartbeat() {
+        let config = crate::config::EngineConfig::default();
+        let market = MarketView {
+            id: MarketId(0),
+            spec: &config.markets[0],
+        };
+        let views: Views = watch::Sender::new(None);
+        let before = (vec![level(5_000, 100)], vec![level(6_000, 100)]);
+        publish(
+            &views,
+            BookView {
+                seq: 10,
+                markets: vec![before.clone()],
+            },
+        );
+        let after = (vec![level(5_000, 300)], vec![level(6_000, 100)]);
+        publish(
+            &views,
+            BookView {
+                seq: 11,
+                markets: vec![after.clone()],
+            },
+        );
+        let shared = views.borrow().clone().expect("a view");
+        assert_eq!(shared.previous_seq, Some(10));
+        let first = shared
+            .shared_changes(market, 10, &before, &after)
+            .expect("the bid changed");
+        let second = shared
+            .shared_changes(market, 10, &before, &after)
+            .expect("the bid changed");
+        // One encoding, its bytes shared rather than copied or encoded again.
+        assert_eq!(first.as_ptr(), second.as_ptr());
+        let message = proto::BookUpdate::with_shared(3, second, shared.checksum(market));
+        let decoded = <proto::BookUpdate as prost::Message>::decode(
+            prost::Message::encode_to_vec(&message).as_slice(),
+        )
+        .expect("decodes");
+        let Some(proto::book_update::Update::Changes(changes)) = decoded.update else {
+            panic!("changes: {decoded:?}");
+        };
+        assert_eq!(
+            (changes.bids.len(), changes.asks.len(), changes.book_seq),
+            (1, 0, 11)
+        );
+        // Nothing changed at that depth: nothing to send.
+        let unchanged = (vec![level(5_000, 100)], Vec::new());
+        assert!(shared
+            .shared_changes(market, 1, &unchanged, &unchanged)
+            .is_none());
+        let beat = proto::BookUpdate::with_shared(4, shared.heartbeat.clone(), 0);
+        let decoded = <proto::BookUpdate as prost::Message>::decode(
+            prost::Message::encode_to_vec(&beat).as_slice(),
+        )
+        .expect("decodes");
+        assert!(matches!(
+            decoded.update,
+            Some(proto::book_update::Update::Heartbeat(proto::Heartbeat {
+                book_seq: 11
+            }))
+        ));
+    }
 }

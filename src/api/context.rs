@@ -58,7 +58,7 @@ pub struct Context {
     /// Committed trades, encoded once for every `StreamTrades` subscriber.
     pub trades: super::trade_stream::TradeFeed,
     /// The newest top-of-book view of every market, for book streams.
-    pub book_views: tokio::sync::watch::Sender<Option<Arc<crate::market_data::BookView>>>,
+    pub book_views: super::book_stream::Views,
 }
 
 /// Who may open a stream, for counting it against its own limit.

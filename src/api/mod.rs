@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backup;
 pub mod book_copy;
 pub mod book_stream;
+pub mod book_update;
 pub mod context;
 pub mod convert;
 pub mod decimal;

@@ -129,8 +129,8 @@ async fn session(
                         return Ok(());
                     }
                     let view = views.borrow_and_update().clone();
-                    if let Some(view) = view {
-                        publisher.books(&view).await?;
+                    if let Some(shared) = view {
+                        publisher.books(&shared.view).await?;
                     }
                 }
             }
@@ -261,11 +261,7 @@ impl Publisher<'_> {
                 |price| market_view.price(price),
                 |quantity| market_view.quantity(quantity),
             );
-            let message = proto::BookUpdate {
-                seq: view.seq,
-                update: Some(update),
-                checksum: sum,
-            };
+            let message = proto::BookUpdate::new(view.seq, update, sum);
             let id = format!("book.{}.{}", market_view.spec.name, view.seq);
             self.publish(
                 self.subject("book", market),

@@ -8,7 +8,13 @@
 tonic::include_proto!("divmid.v1");
 include!(concat!(env!("OUT_DIR"), "/divmid.v1.serde.rs"));
 
+pub use super::book_update::BookUpdate;
 pub use super::trade_batch::TradeBatch;
+
+/// The members of `BookUpdate`'s `update`.
+pub mod book_update {
+    pub use crate::api::book_update::Update;
+}
 
 /// The encoded file descriptor set of the API, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("divmid_descriptor");

@@ -172,14 +172,11 @@ pub async fn run_feed(
         let feed = &context.trades;
         match received {
             Ok(events) => {
+                // Events come in sequence order: those after the mark are a suffix.
                 let published = *feed.seq.borrow();
-                let fresh: Vec<Event> = events
-                    .iter()
-                    .filter(|event| event.seq > published)
-                    .cloned()
-                    .collect();
+                let fresh = &events[events.partition_point(|event| event.seq <= published)..];
                 if let Some(last) = fresh.last() {
-                    publish(feed, last.seq, encode(&context, &fresh, piece_max));
+                    publish(feed, last.seq, encode(&context, fresh, piece_max));
                 }
             }
             // Behind the pipeline: what was missed is read from the journal.

@@ -180,7 +180,11 @@ pub async fn run_feed(
                 }
             }
             // Behind the pipeline: what was missed is read from the journal.
-            Err(RecvError::Lagged(_)) => {
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "the trade feed fell behind the committed batches; catching up from the journal"
+                );
                 live = context.pipeline.subscribe();
                 if let Err(error) = catch_up(&context, piece_max).await {
                     tracing::error!(%error, "the trade feed cannot read the journal; trade streams stop");

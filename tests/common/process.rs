@@ -72,8 +72,13 @@ fn spawn(
     let stderr = child.stderr.take().expect("piped");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // DIVMID_SERVER_LOG=1 shows the server's log, for a bench or test being looked into.
+        let shown = std::env::var_os("DIVMID_SERVER_LOG").is_some();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if shown {
+                eprintln!("server: {line}");
+            }
             let _ = sender.send(line);
         }
     });

@@ -123,6 +123,43 @@ impl SharedView {
     }
 }
 
+impl SharedView {
+    /// A market's top `depth` levels a side in this view.
+    fn sides(&self, market: MarketId, depth: usize) -> Sides {
+        let (bids, asks) = &self.view.markets[usize::from(market.0)];
+        (
+            bids.iter().take(depth).copied().collect(),
+            asks.iter().take(depth).copied().collect(),
+        )
+    }
+
+    /// What a subscriber at `depth` is sent for this view, given what it last sent (the
+    /// view's sequence number and its levels) and the levels now: a snapshot first; the
+    /// shared changes when it sent the view before this one; its own, coalesced, when it
+    /// skipped views; nothing when nothing changed.
+    fn payload(
+        &self,
+        market: MarketView<'_>,
+        depth: usize,
+        sent: Option<&(u64, Sides)>,
+        now: &Sides,
+    ) -> Option<Payload> {
+        match sent {
+            None => Some(Payload::Own(proto::book_update::Update::Snapshot(
+                proto::BookSnapshot {
+                    bids: wire(&market, &now.0),
+                    asks: wire(&market, &now.1),
+                    book_seq: self.view.seq,
+                },
+            ))),
+            Some((sent_seq, levels)) if Some(*sent_seq) == self.previous_seq => self
+                .shared_changes(market, depth, levels, now)
+                .map(Payload::Shared),
+            Some((_, levels)) => changes_of(market, levels, now, self.view.seq).map(Payload::Own),
+        }
+    }
+}
+
 /// The level changes from `sent` to `now`, if any.
 fn changes_of(
     market: MarketView<'_>,
@@ -299,37 +336,16 @@ pub fn start(
                 }
                 continue;
             };
-            let view = &shared.view;
-            let (all_bids, all_asks) = &view.markets[usize::from(market.0)];
-            let now: Sides = (
-                all_bids.iter().take(depth).copied().collect(),
-                all_asks.iter().take(depth).copied().collect(),
-            );
+            let now = shared.sides(market, depth);
             let sum = shared.checksum(market_view);
-            let payload = match &sent {
-                None => Some(Payload::Own(proto::book_update::Update::Snapshot(
-                    proto::BookSnapshot {
-                        bids: wire(&market_view, &now.0),
-                        asks: wire(&market_view, &now.1),
-                        book_seq: view.seq,
-                    },
-                ))),
-                // In step with the feed: the changes every such subscriber shares.
-                Some((sent_seq, levels)) if Some(*sent_seq) == shared.previous_seq => shared
-                    .shared_changes(market_view, depth, levels, &now)
-                    .map(Payload::Shared),
-                // Behind by several views: its own changes, coalesced.
-                Some((_, levels)) => {
-                    changes_of(market_view, levels, &now, view.seq).map(Payload::Own)
-                }
-            };
+            let payload = shared.payload(market_view, depth, sent.as_ref(), &now);
             if let Some(payload) = payload {
                 if !deliver(&sender, &mut stream_seq, payload, sum).await {
                     return;
                 }
                 ticker.reset();
             }
-            sent = Some((view.seq, now));
+            sent = Some((shared.view.seq, now));
             tokio::select! {
                 changed = views.changed() => if changed.is_err() { return },
                 _ = ticker.tick() => {

@@ -88,17 +88,7 @@ pub fn open_with<J: Journal>(
         environment_token,
         &data_dir,
     )?;
-    match source {
-        IssuerTokenSource::Generated(path) => tracing::warn!(
-            path = %path.display(),
-            "generated the issuer token; it is in this file, readable only by its owner"
-        ),
-        IssuerTokenSource::File(path) => {
-            tracing::info!(path = %path.display(), "issuer token read from file")
-        }
-        IssuerTokenSource::Configuration => tracing::info!("issuer token from the configuration"),
-        IssuerTokenSource::Environment => tracing::info!("issuer token from DIVMID_ISSUER_TOKEN"),
-    }
+    log_token_source(source);
     let store = Store::open_with_cache(&data_dir, config.server.store_cache_bytes)?;
     let started = std::time::Instant::now();
     let recovered = recover::<LevelBook>(&store, config.engine.clone())?;
@@ -110,8 +100,10 @@ pub fn open_with<J: Journal>(
         "recovered the store; conservation and the books check out"
     );
     let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
-    let seq = recovered.sequencer.last_seq();
-    let config_broadcast_capacity = config.pipeline.broadcast_capacity;
+    let trades = super::trade_stream::TradeFeed::new(
+        recovered.sequencer.last_seq(),
+        config.pipeline.broadcast_capacity,
+    );
     let history = store.history()?;
     let backups = store.backup_source();
     let mut pipeline =
@@ -120,17 +112,7 @@ pub fn open_with<J: Journal>(
     let stream_subscribers_max = config.server.stream_subscribers_max;
     let anonymous_streams_max = config.server.anonymous_streams_max;
     let auth_failures = super::auth::AuthFailures::new(config.server.auth_failures_per_minute_max);
-    let market_data = Arc::new(MarketDataState {
-        stats: std::sync::RwLock::new(TradeStats::new(
-            config.engine.markets.len(),
-            config.server.candle_retention_days,
-        )),
-        usage: std::sync::RwLock::new(Usage::new(
-            config.server.usage_retention_days * crate::usage::DAY_MS,
-            config.server.usage_rows_max,
-        )),
-        ready: std::sync::atomic::AtomicBool::new(false),
-    });
+    let market_data = market_data_state(&config);
     Ok(Arc::new(Context {
         pipeline,
         config,
@@ -144,8 +126,38 @@ pub fn open_with<J: Journal>(
         stream_slots: Arc::new(tokio::sync::Semaphore::new(stream_subscribers_max)),
         anonymous_stream_slots: Arc::new(tokio::sync::Semaphore::new(anonymous_streams_max)),
         book_views: tokio::sync::watch::Sender::new(None),
-        trades: super::trade_stream::TradeFeed::new(seq, config_broadcast_capacity),
+        trades,
     }))
+}
+
+/// Says where the issuer's token came from.
+fn log_token_source(source: IssuerTokenSource) {
+    match source {
+        IssuerTokenSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "generated the issuer token; it is in this file, readable only by its owner"
+        ),
+        IssuerTokenSource::File(path) => {
+            tracing::info!(path = %path.display(), "issuer token read from file")
+        }
+        IssuerTokenSource::Configuration => tracing::info!("issuer token from the configuration"),
+        IssuerTokenSource::Environment => tracing::info!("issuer token from DIVMID_ISSUER_TOKEN"),
+    }
+}
+
+/// Candles, the ticker and usage, empty until the feed has read the journal.
+fn market_data_state(config: &Config) -> Arc<MarketDataState> {
+    Arc::new(MarketDataState {
+        stats: std::sync::RwLock::new(TradeStats::new(
+            config.engine.markets.len(),
+            config.server.candle_retention_days,
+        )),
+        usage: std::sync::RwLock::new(Usage::new(
+            config.server.usage_retention_days * crate::usage::DAY_MS,
+            config.server.usage_rows_max,
+        )),
+        ready: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 /// A message limit of `$size` bytes, both ways, on a generated server.
@@ -175,33 +187,14 @@ pub async fn run(
     let (health_service, health_task, failed_stopped) = start_health(&context).await;
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
-    let grpc_metrics = Arc::new(GrpcMetrics::default());
-    if let Some(address) = limits.metrics_listen {
-        let listener = super::metrics::bind(address).await?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "serving metrics at /metrics");
-        let serving =
-            super::metrics::serve(listener, Arc::clone(&context), Arc::clone(&grpc_metrics));
-        tokio::spawn(async move {
-            if let Err(error) = serving.await {
-                tracing::error!(%error, "the metrics endpoint stopped");
-            }
-        });
-    }
+    let grpc_metrics = start_metrics(&context).await?;
     let drained = drain_deadline(&context, limits.shutdown_grace_ms);
     let size = limits.message_bytes_max;
     // Health and reflection too: tonic's default of 4 MB would let a client that sends
     // half of a large message hold that much memory per stream.
     let routes = server_builder(&limits, grpc_metrics)?.add_service(limited!(health_service, size));
     let serving = with_api(routes, api, size)?.serve_with_incoming_shutdown(
-        super::listener::incoming(
-            listener,
-            limits.connections_max,
-            super::listener::Timeouts {
-                handshake: Duration::from_millis(limits.handshake_timeout_ms),
-                idle: Duration::from_millis(limits.idle_timeout_ms),
-            },
-        ),
+        super::listener::incoming(listener, limits.connections_max, timeouts(&limits)),
         {
             let stopping = context.stopping.clone();
             async move {
@@ -245,6 +238,33 @@ pub async fn run(
         Some(failure) => Err(ServeError::StoreFailed(failure)),
         None => Ok(()),
     }
+}
+
+/// How long a connection may take to make its first request, and stay idle.
+fn timeouts(limits: &crate::config::ServerConfig) -> super::listener::Timeouts {
+    super::listener::Timeouts {
+        handshake: Duration::from_millis(limits.handshake_timeout_ms),
+        idle: Duration::from_millis(limits.idle_timeout_ms),
+    }
+}
+
+/// Serves `/metrics` when `metrics_listen` is set (a wrong address stops the start), and
+/// returns where the gRPC layer keeps its figures.
+async fn start_metrics(context: &Arc<Context>) -> Result<Arc<GrpcMetrics>, ServeError> {
+    let grpc_metrics = Arc::new(GrpcMetrics::default());
+    if let Some(address) = context.config.server.metrics_listen {
+        let listener = super::metrics::bind(address).await?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "serving metrics at /metrics");
+        let serving =
+            super::metrics::serve(listener, Arc::clone(context), Arc::clone(&grpc_metrics));
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        });
+    }
+    Ok(grpc_metrics)
 }
 
 /// The tasks that keep market data (candles and the ticker, the books' views) current

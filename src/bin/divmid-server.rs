@@ -84,73 +84,16 @@ fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let arguments = Arguments::parse();
-    let mut config = match &arguments.config {
-        None => Config::default(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|error| error.to_string())
-            .and_then(|text| Config::from_toml(&text).map_err(|error| error.to_string()))
-        {
-            Ok(config) => config,
-            Err(error) => {
-                eprintln!("divmid-server: {}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-        },
+    let config = match configuration(&arguments) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("divmid-server: {error}");
+            return ExitCode::FAILURE;
+        }
     };
-    if let Some(listen) = arguments.listen {
-        config.server.listen = listen;
-    }
-    if let Some(data_dir) = arguments.data_dir {
-        config.server.data_dir = data_dir;
-    }
-    config.server.log_json |= arguments.log_json;
     start_logging(config.server.log_json);
-    match arguments.command {
-        None => {}
-        Some(Subcommand::Check {
-            data_dir,
-            at_seq: Some(seq),
-            backup: None,
-        }) => {
-            let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
-            let what = format!("{} holds a sound state at seq {seq}", directory.display());
-            let checked = || divmid::store::check_at(&directory, &config.engine, seq);
-            return report(checked, &config, &directory, &what);
-        }
-        Some(Subcommand::Check {
-            data_dir,
-            at_seq: None,
-            backup: None,
-        }) => {
-            let directory = data_dir.unwrap_or_else(|| config.server.data_dir.clone());
-            let what = format!("{} is sound", directory.display());
-            return report(
-                || divmid::store::check(&directory, &config.engine),
-                &config,
-                &directory,
-                &what,
-            );
-        }
-        Some(Subcommand::Check {
-            backup: Some(file), ..
-        }) => {
-            let what = format!("{} is a sound backup", file.display());
-            return report(
-                || divmid::store::check_backup(&file, &config.engine),
-                &config,
-                &file,
-                &what,
-            );
-        }
-        Some(Subcommand::Restore { from, data_dir }) => {
-            let what = format!(
-                "{} restored into {}, which checks out",
-                from.display(),
-                data_dir.display()
-            );
-            let restore = || divmid::store::restore(&from, &data_dir, &config.engine);
-            return report(restore, &config, &from, &what);
-        }
+    if let Some(command) = arguments.command {
+        return offline(command, &config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,6 +113,69 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!(%error, "divmid-server stopped");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration file's settings, with the flags over them.
+fn configuration(arguments: &Arguments) -> Result<Config, String> {
+    let mut config = match &arguments.config {
+        None => Config::default(),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|error| error.to_string())
+            .and_then(|text| Config::from_toml(&text).map_err(|error| error.to_string()))
+            .map_err(|error| format!("{}: {error}", path.display()))?,
+    };
+    if let Some(listen) = arguments.listen {
+        config.server.listen = listen;
+    }
+    if let Some(data_dir) = &arguments.data_dir {
+        config.server.data_dir = data_dir.clone();
+    }
+    config.server.log_json |= arguments.log_json;
+    Ok(config)
+}
+
+/// The work done without serving: checks and restores.
+fn offline(command: Subcommand, config: &Config) -> ExitCode {
+    let directory_or_default =
+        |data_dir: Option<PathBuf>| data_dir.unwrap_or_else(|| config.server.data_dir.clone());
+    match command {
+        Subcommand::Check {
+            data_dir,
+            at_seq: Some(seq),
+            backup: None,
+        } => {
+            let directory = directory_or_default(data_dir);
+            let what = format!("{} holds a sound state at seq {seq}", directory.display());
+            let checked = || divmid::store::check_at(&directory, &config.engine, seq);
+            report(checked, config, &directory, &what)
+        }
+        Subcommand::Check {
+            data_dir,
+            at_seq: None,
+            backup: None,
+        } => {
+            let directory = directory_or_default(data_dir);
+            let what = format!("{} is sound", directory.display());
+            let checked = || divmid::store::check(&directory, &config.engine);
+            report(checked, config, &directory, &what)
+        }
+        Subcommand::Check {
+            backup: Some(file), ..
+        } => {
+            let what = format!("{} is a sound backup", file.display());
+            let checked = || divmid::store::check_backup(&file, &config.engine);
+            report(checked, config, &file, &what)
+        }
+        Subcommand::Restore { from, data_dir } => {
+            let what = format!(
+                "{} restored into {}, which checks out",
+                from.display(),
+                data_dir.display()
+            );
+            let restore = || divmid::store::restore(&from, &data_dir, &config.engine);
+            report(restore, config, &from, &what)
         }
     }
 }

@@ -220,7 +220,19 @@ impl Publisher<'_> {
                 history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, mark, is_fill)
             })
             .await??;
-            for (market, pieces) in encode(self.context, &page.events, PIECE_BYTES) {
+            // Each market resumes after its own last message: a trade JetStream holds is
+            // never encoded again, so no message straddles what it holds.
+            let unpublished: Vec<_> = page
+                .events
+                .into_iter()
+                .filter(|event| match &event.kind {
+                    crate::event::EventKind::Fill(fill) => {
+                        event.seq > self.published[usize::from(fill.market.0)]
+                    }
+                    _ => false,
+                })
+                .collect();
+            for (market, pieces) in encode(self.context, &unpublished, PIECE_BYTES) {
                 self.trades(market, &pieces).await?;
             }
             after = page.next.unwrap_or(mark);

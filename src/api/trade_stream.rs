@@ -40,6 +40,8 @@ pub struct EncodedTrades {
 /// Trades of one market encoded as a `TradeBatch`, and the last one's sequence number.
 #[derive(Clone, Debug)]
 pub struct Piece {
+    /// The sequence number of the first trade in it.
+    pub first_seq: u64,
     /// The sequence number of the last trade in it.
     pub last_seq: u64,
     /// The encoding.
@@ -89,6 +91,7 @@ pub fn piece_bytes(message_bytes_max: usize) -> usize {
 /// that, which the market's limits never allow, makes a piece of its own).
 fn encode_pieces(trades: &[proto::Trade], piece_max: usize) -> Vec<Piece> {
     let piece = |trades: &[proto::Trade]| Piece {
+        first_seq: trades.first().map_or(0, |trade| trade.seq),
         last_seq: trades.last().map_or(0, |trade| trade.seq),
         bytes: TradeBatch::encode_trades(trades),
     };
@@ -133,6 +136,20 @@ pub fn encode(
         .into_iter()
         .map(|(market, trades)| (market, encode_pieces(&trades, piece_max)))
         .collect()
+}
+
+/// The trades of `piece` after `seq`, as a piece of their own.
+fn after_seq(piece: &Piece, seq: u64) -> Piece {
+    let mut batch = <TradeBatch as prost::Message>::decode(piece.bytes.clone()).unwrap_or_default();
+    batch.trades.retain(|trade| trade.seq > seq);
+    Piece {
+        first_seq: batch
+            .trades
+            .first()
+            .map_or(piece.last_seq, |trade| trade.seq),
+        last_seq: piece.last_seq,
+        bytes: TradeBatch::encode_trades(&batch.trades),
+    }
 }
 
 /// Publishes a batch: the mark first, then the batch.
@@ -371,7 +388,9 @@ impl Subscriber {
         ))
     }
 
-    /// Takes the subscriber's market's pieces of a batch from the feed.
+    /// Takes the subscriber's market's pieces of a batch from the feed: those after what
+    /// it has taken (a `from_seq` inside a batch, met before the feed's mark passed it,
+    /// cuts a piece, decoded and encoded again for this subscriber alone).
     fn queue(&self, batch: &EncodedTrades, queued: &mut Queued) {
         if batch.last_seq <= queued.seq {
             return;
@@ -380,9 +399,16 @@ impl Subscriber {
             .markets
             .iter()
             .find(|(market, _)| *market == self.market);
-        let pieces = mine
+        let pieces: Vec<Piece> = mine
             .map(|(_, pieces)| pieces.as_slice())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .iter()
+            .filter(|piece| piece.last_seq > queued.seq)
+            .map(|piece| match piece.first_seq > queued.seq {
+                true => piece.clone(),
+                false => after_seq(piece, queued.seq),
+            })
+            .collect();
         match pieces.split_last() {
             None => queued.entries.push_back((batch.last_seq, None)),
             Some((last, before)) => {
@@ -453,5 +479,35 @@ impl Subscriber {
             self.last_sent = page.next.unwrap_or(until);
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trade(seq: u64) -> proto::Trade {
+        proto::Trade {
+            trade_id: seq.to_string(),
+            market: "DVM-USD".into(),
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pieces_stay_under_their_size_and_a_resume_inside_one_cuts_it() {
+        // Three-digit ids, two-byte varints: every trade encodes to the same length.
+        let trades: Vec<proto::Trade> = (201..=240).map(trade).collect();
+        let one = prost::encoding::message::encoded_len(1, &trades[0]);
+        let pieces = encode_pieces(&trades, one * 10);
+        assert_eq!(pieces.len(), 4);
+        assert!(pieces.iter().all(|piece| piece.bytes.len() <= one * 10));
+        assert_eq!((pieces[1].first_seq, pieces[1].last_seq), (211, 220));
+        let cut = after_seq(&pieces[1], 216);
+        let decoded = <TradeBatch as prost::Message>::decode(cut.bytes).expect("decodes");
+        let seqs: Vec<u64> = decoded.trades.iter().map(|trade| trade.seq).collect();
+        assert_eq!(seqs, [217, 218, 219, 220]);
+        assert_eq!((cut.first_seq, cut.last_seq), (217, 220));
     }
 }

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -514,9 +513,4 @@ fn scrape(registry: &Registry) -> axum::response::Response {
         )
             .into_response(),
     }
-}
-
-/// Binds the metrics address, so that a wrong one stops the start with its reason.
-pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address).await
 }

@@ -253,7 +253,8 @@ fn timeouts(limits: &crate::config::ServerConfig) -> super::listener::Timeouts {
 async fn start_metrics(context: &Arc<Context>) -> Result<Arc<GrpcMetrics>, ServeError> {
     let grpc_metrics = Arc::new(GrpcMetrics::default());
     if let Some(address) = context.config.server.metrics_listen {
-        let listener = super::metrics::bind(address).await?;
+        // A wrong address stops the start with its reason.
+        let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "serving metrics at /metrics");
         let serving =

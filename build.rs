@@ -2,7 +2,8 @@
 //! system `protoc` is needed), generates the tonic services and prost messages, and keeps
 //! the encoded file descriptor set for gRPC server reflection. pbjson-build adds serde
 //! implementations of every message following protobuf's JSON mapping (with the proto's
-//! own field names), for the command-line client's `--output json`.
+//! own field names, every field written), for the command-line client's `--output json`
+//! and the web gateway.
 
 use std::path::PathBuf;
 
@@ -37,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
+        // Empty lists and zeros are written too: a JSON reader finds every field.
+        .emit_fields()
         .exclude([trade_batch.0, book_update.0])
         .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()

@@ -322,6 +322,13 @@ pub struct ServerConfig {
     /// Serves Prometheus metrics at `/metrics` on this address when set (off by default).
     /// No authentication: bind it to loopback or a network only the monitoring reaches.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serves the web page and the HTTP/JSON market data (`/`, `/api/v1/...`) on this
+    /// address when set (off by default). Plain HTTP always: on a loopback address, or
+    /// behind a proxy that terminates TLS (`allow_plaintext`).
+    pub http_listen: Option<SocketAddr>,
+    /// The origin allowed to read the HTTP API from another site's pages
+    /// (`Access-Control-Allow-Origin`); unset, no cross-origin reads (CORS off).
+    pub http_allow_origin: Option<String>,
     /// TLS: with it the server speaks only TLS.
     pub tls: Option<TlsConfig>,
     /// Without TLS the server listens only on a loopback address, unless this is set:
@@ -411,6 +418,8 @@ impl Default for ServerConfig {
             issuer_token: None,
             log_json: false,
             metrics_listen: None,
+            http_listen: None,
+            http_allow_origin: None,
             tls: None,
             allow_plaintext: false,
             message_bytes_max: 64 * 1024,
@@ -529,6 +538,23 @@ impl Config {
         if server.tls.is_none() && !server.allow_plaintext && !server.listen.ip().is_loopback() {
             return Err(ConfigError::Plaintext(server.listen));
         }
+        if let Some(http) = server.http_listen {
+            // The gateway has no TLS of its own: only a proxy in front may expose it.
+            if !server.allow_plaintext && !http.ip().is_loopback() {
+                return Err(ConfigError::PlaintextHttp(http));
+            }
+        }
+        if let Some(origin) = &server.http_allow_origin {
+            let valid = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && origin.bytes().all(|byte| byte.is_ascii_graphic())
+                    && !origin.ends_with('/'));
+            if !valid {
+                return Err(ConfigError::Limit(
+                    "server.http_allow_origin must be \"*\" or an origin such as \"https://example.com\"",
+                ));
+            }
+        }
         if let Some(token) = &server.issuer_token {
             if token.chars().count() < 32 {
                 return Err(ConfigError::Limit(
@@ -607,11 +633,46 @@ mod tests {
     }
 
     #[test]
-    fn the_example_configuration_parses_to_the_defaults() {
+    fn the_example_configuration_parses_to_the_defaults_with_the_web_gateway_on() {
         let text = include_str!("../deploy/divmid.toml");
-        let config = Config::from_toml(text).expect("the example parses");
-        assert_eq!(config, Config::default());
+        let mut config = Config::from_toml(text).expect("the example parses");
         assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            config.server.http_listen.take(),
+            Some("127.0.0.1:8080".parse().expect("an address"))
+        );
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_web_gateway_stays_on_loopback_without_a_proxy_and_cors_names_an_origin() {
+        let refused = |text: &str, field: &str| {
+            let error = Config::from_toml(text)
+                .expect("parses")
+                .validate()
+                .expect_err(text);
+            assert!(error.to_string().contains(field), "{text}: {error}");
+        };
+        refused(
+            "[server]\nhttp_listen = \"0.0.0.0:8080\"\n",
+            "server.http_listen",
+        );
+        refused(
+            "[server]\nhttp_allow_origin = \"example.com\"\n",
+            "server.http_allow_origin",
+        );
+        refused(
+            "[server]\nhttp_allow_origin = \"https://example.com/\"\n",
+            "server.http_allow_origin",
+        );
+        for fine in [
+            "[server]\nhttp_listen = \"0.0.0.0:8080\"\nallow_plaintext = true\n",
+            "[server]\nhttp_allow_origin = \"https://example.com\"\n",
+            "[server]\nhttp_allow_origin = \"*\"\n",
+        ] {
+            let config = Config::from_toml(fine).expect("parses");
+            assert_eq!(config.validate(), Ok(()), "{fine}");
+        }
     }
 
     #[test]

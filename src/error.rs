@@ -162,6 +162,13 @@ pub enum ConfigError {
          terminates TLS in front of the server"
     )]
     Plaintext(std::net::SocketAddr),
+    /// The web gateway on an address other hosts can reach, without a proxy in front.
+    #[error(
+        "server.http_listen = {0} is not a loopback address: the web gateway speaks plain \
+         HTTP, so put it on loopback, or set server.allow_plaintext = true if a proxy \
+         terminates TLS in front of it"
+    )]
+    PlaintextHttp(std::net::SocketAddr),
     /// The configuration file cannot be read or parsed.
     #[error("configuration file: {0}")]
     File(String),

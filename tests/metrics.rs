@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::process::start_server_with_metrics;
+use common::process::{start_server_with_metrics, Stopped};
 use common::{clients, connect_serving, funded_traders, limit, place_all, ISSUER_TOKEN};
 use divmid::api::proto;
 
@@ -168,16 +168,6 @@ async fn metrics_follow_a_user_story() {
         1.0
     );
     assert_monitoring_names_served(&after);
-}
-
-/// A server process killed when the test ends, whether it passes or not.
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Every `divmid_…` metric the dashboard and the alert rules use is one the server serves.

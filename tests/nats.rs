@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::process::start_server;
 use common::{clients, connect_serving, funded_traders, trade, Clients, ISSUER_TOKEN};
-use divmid::api::proto::{self, market_data_client::MarketDataClient};
+use divmid::api::proto;
 use prost::Message;
 use tonic::transport::Channel;
 
@@ -92,29 +92,11 @@ impl Drop for Nats {
 
 /// Every trade in history, as `StreamTrades` from 0 gives it: (seq, trade id).
 async fn streamed_trades(channel: &Channel, count: usize) -> Vec<(u64, String)> {
-    let mut stream = MarketDataClient::new(channel.clone())
-        .stream_trades(proto::StreamTradesRequest {
-            market: "DVM-USD".into(),
-            from_seq: Some(0),
-        })
+    common::streamed_trades(channel, count)
         .await
-        .expect("a trade stream")
-        .into_inner();
-    let mut trades = Vec::new();
-    while trades.len() < count {
-        let batch = tokio::time::timeout(Duration::from_secs(30), stream.message())
-            .await
-            .expect("trades arrive")
-            .expect("the stream works")
-            .expect("the stream stays open");
-        trades.extend(
-            batch
-                .trades
-                .into_iter()
-                .map(|trade| (trade.seq, trade.trade_id)),
-        );
-    }
-    trades
+        .into_iter()
+        .map(|trade| (trade.seq, trade.trade_id))
+        .collect()
 }
 
 /// What JetStream holds on the trade subjects, in order: (seq, trade id) of each trade,

@@ -68,7 +68,7 @@ pub struct SharedView {
 }
 
 /// One market's bids and asks, best first.
-type Sides = (Vec<Level>, Vec<Level>);
+pub type Sides = (Vec<Level>, Vec<Level>);
 
 /// The views of the book feed, as subscribers and the NATS publisher read them.
 pub type Views = watch::Sender<Option<Arc<SharedView>>>;
@@ -89,7 +89,7 @@ fn publish(views: &Views, view: BookView) {
 
 impl SharedView {
     /// A market's top-of-book checksum in this view.
-    fn checksum(&self, market: MarketView<'_>) -> u32 {
+    pub fn checksum(&self, market: MarketView<'_>) -> u32 {
         *self.checksums[usize::from(market.id.0)].get_or_init(|| {
             let (bids, asks) = &self.view.markets[usize::from(market.id.0)];
             checksum(
@@ -125,7 +125,7 @@ impl SharedView {
 
 impl SharedView {
     /// A market's top `depth` levels a side in this view.
-    fn sides(&self, market: MarketId, depth: usize) -> Sides {
+    pub fn sides(&self, market: MarketId, depth: usize) -> Sides {
         let (bids, asks) = &self.view.markets[usize::from(market.0)];
         (
             bids.iter().take(depth).copied().collect(),

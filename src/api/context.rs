@@ -163,6 +163,18 @@ impl Context {
             .ok_or_else(|| from_reject(&Reject::NotFound { field }))
     }
 
+    /// `INVALID_ARGUMENT` naming `field` when `from_seq` is beyond the last committed
+    /// sequence number, which is returned otherwise.
+    pub fn check_from_seq(&self, field: &str, from_seq: u64) -> Result<u64, Status> {
+        let committed = self.pipeline.committed_seq();
+        if from_seq > committed {
+            return Err(Status::invalid_argument(format!(
+                "{field}: {from_seq} is beyond the last committed sequence number, {committed}"
+            )));
+        }
+        Ok(committed)
+    }
+
     /// The market with that id, which exists.
     pub fn market_at(&self, id: MarketId) -> MarketView<'_> {
         MarketView {

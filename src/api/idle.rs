@@ -44,11 +44,11 @@ pub struct Activity {
 }
 
 /// A request of a connection, counted open until dropped.
-struct Open(Arc<Activity>);
+pub struct Open(Arc<Activity>);
 
 impl Activity {
     /// Counts a request open until the returned guard is dropped.
-    fn begin(self: &Arc<Self>) -> Open {
+    pub fn begin(self: &Arc<Self>) -> Open {
         self.begun.fetch_add(1, Ordering::SeqCst);
         self.open.fetch_add(1, Ordering::SeqCst);
         Open(Arc::clone(self))
@@ -218,10 +218,17 @@ where
 
 pin_project_lite::pin_project! {
     /// A response body that keeps its request counted open until it is dropped.
-    struct CountedBody<B> {
+    pub struct CountedBody<B> {
         #[pin]
         inner: B,
         _open: Open,
+    }
+}
+
+impl<B> CountedBody<B> {
+    /// `inner`, keeping `open` until it is dropped (for the web gateway's responses).
+    pub fn new(inner: B, open: Open) -> CountedBody<B> {
+        CountedBody { inner, _open: open }
     }
 }
 

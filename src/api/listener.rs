@@ -145,6 +145,11 @@ impl Connected for Connection {
 }
 
 impl Connection {
+    /// The peer's address and the requests open on the connection.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
     /// Whether the connection has done nothing for too long: no request begun since the
     /// accept within the handshake timeout, or none open for the idle timeout. Called
     /// when the socket has nothing to read; wakes `context` when that changes.

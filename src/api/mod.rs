@@ -1,4 +1,5 @@
-//! The gRPC API: the only module that knows tonic and the proto.
+//! The gRPC API and the web gateway beside it: the only module that knows tonic, axum and
+//! the proto.
 //!
 //! Handlers authenticate the caller, turn wire values into domain values (decimal strings
 //! into integer units, `INVALID_ARGUMENT` naming the field for anything malformed), submit
@@ -32,3 +33,4 @@ pub mod trade_batch;
 pub mod trade_stream;
 pub mod updates;
 pub mod usage;
+pub mod web;

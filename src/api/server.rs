@@ -188,6 +188,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, "serving gRPC");
     let grpc_metrics = start_metrics(&context).await?;
+    start_web(&context).await?;
     let drained = drain_deadline(&context, limits.shutdown_grace_ms);
     let size = limits.message_bytes_max;
     // Health and reflection too: tonic's default of 4 MB would let a client that sends
@@ -266,6 +267,28 @@ async fn start_metrics(context: &Arc<Context>) -> Result<Arc<GrpcMetrics>, Serve
         });
     }
     Ok(grpc_metrics)
+}
+
+/// Serves the web page and the HTTP/JSON market data when `http_listen` is set (a wrong
+/// address stops the start).
+async fn start_web(context: &Arc<Context>) -> Result<(), ServeError> {
+    let Some(address) = context.config.server.http_listen else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    tracing::info!("serving HTTP at http://{address}/");
+    let serving = super::web::serve(
+        listener,
+        Arc::clone(context),
+        timeouts(&context.config.server),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the web gateway stopped");
+        }
+    });
+    Ok(())
 }
 
 /// The tasks that keep market data (candles and the ticker, the books' views) current

@@ -39,11 +39,8 @@ where
     Keep: Fn(&Event) -> bool + Send + Sync + Clone + 'static,
     Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
 {
-    let committed = context.pipeline.committed_seq();
-    if let Some(from_seq) = from_seq.filter(|from_seq| *from_seq > committed) {
-        return Err(Status::invalid_argument(format!(
-            "from_seq: {from_seq} is beyond the last committed sequence number, {committed}"
-        )));
+    if let Some(from_seq) = from_seq {
+        context.check_from_seq("from_seq", from_seq)?;
     }
     let permit = context.stream_permit(kind)?;
     let buffered = context.config.server.stream_buffer_messages;

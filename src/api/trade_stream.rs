@@ -55,6 +55,10 @@ pub struct TradeFeed {
     /// The last sequence number published (or passed: batches without trades move it
     /// too), set before the batch is sent.
     pub seq: watch::Sender<u64>,
+    /// The same mark, set after the batch is sent: a subscriber that has read it and then
+    /// drained its receiver holds every batch up to it (the web gateway orders trades and
+    /// book changes by it).
+    pub sent: watch::Sender<u64>,
 }
 
 impl TradeFeed {
@@ -64,6 +68,7 @@ impl TradeFeed {
         TradeFeed {
             batches: broadcast::channel(capacity.max(1)).0,
             seq: watch::Sender::new(seq),
+            sent: watch::Sender::new(seq),
         }
     }
 }
@@ -152,7 +157,7 @@ fn after_seq(piece: &Piece, seq: u64) -> Piece {
     }
 }
 
-/// Publishes a batch: the mark first, then the batch.
+/// Publishes a batch: the mark first, then the batch, then the mark of what is sent.
 fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Piece>)>) {
     feed.seq.send_replace(last_seq);
     if !markets.is_empty() {
@@ -161,6 +166,7 @@ fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Piece>)>
             .batches
             .send(Arc::new(EncodedTrades { last_seq, markets }));
     }
+    feed.sent.send_replace(last_seq);
 }
 
 /// Events read from the journal per step of a catch-up or a replay.
@@ -248,11 +254,8 @@ pub fn start(
     market: MarketId,
     from_seq: Option<u64>,
 ) -> Result<BoxStream<TradeBatch>, Status> {
-    let committed = context.pipeline.committed_seq();
-    if let Some(from_seq) = from_seq.filter(|from_seq| *from_seq > committed) {
-        return Err(Status::invalid_argument(format!(
-            "from_seq: {from_seq} is beyond the last committed sequence number, {committed}"
-        )));
+    if let Some(from_seq) = from_seq {
+        context.check_from_seq("from_seq", from_seq)?;
     }
     let permit = context.stream_permit(StreamKind::Anonymous)?;
     let buffered = context.config.server.stream_buffer_messages.max(1);
@@ -444,30 +447,11 @@ impl Subscriber {
         if self.last_sent >= until {
             return Ok(true);
         }
-        // The journal must still hold every event after `from_seq`.
-        let history = context.history.clone();
-        let first = tokio::task::spawn_blocking(move || history.first_seq())
-            .await
-            .map_err(|_| Status::internal("the history reader stopped"))?
-            .map_err(|error| Status::internal(format!("history: {error}")))?;
-        if let Some(first) = first.filter(|first| *first > self.last_sent + 1) {
-            return Err(Status::out_of_range(format!(
-                "from_seq: the journal keeps events from sequence number {first} on; \
-                 resubscribe with from_seq = {} or later",
-                first - 1
-            )));
-        }
-        let market = self.market;
-        let keep = move |event: &Event| matches!(&event.kind, EventKind::Fill(fill) if fill.market == market);
+        check_retained(context, self.last_sent).await?;
         let piece_max = piece_bytes(self.message_max);
         while self.last_sent < until {
-            let (history, after) = (context.history.clone(), self.last_sent);
-            let page = tokio::task::spawn_blocking(move || {
-                history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, until, keep)
-            })
-            .await
-            .map_err(|_| Status::internal("the history reader stopped"))?
-            .map_err(|error| Status::internal(format!("history: {error}")))?;
+            let page = journal_trades(context, self.market, self.last_sent, until, EVENTS_PER_READ)
+                .await?;
             for (_, pieces) in encode(context, &page.events, piece_max) {
                 for piece in pieces {
                     if !self.send(TradeBatch::from_encoded(vec![piece.bytes])).await {
@@ -480,6 +464,45 @@ impl Subscriber {
         }
         Ok(true)
     }
+}
+
+/// `OUT_OF_RANGE` (naming `from_seq`) unless the journal still holds every event after
+/// `after`.
+pub async fn check_retained(context: &Context, after: u64) -> Result<(), Status> {
+    let history = context.history.clone();
+    let first = tokio::task::spawn_blocking(move || history.first_seq())
+        .await
+        .map_err(|_| Status::internal("the history reader stopped"))?
+        .map_err(|error| Status::internal(format!("history: {error}")))?;
+    match first.filter(|first| *first > after + 1) {
+        Some(first) => Err(Status::out_of_range(format!(
+            "from_seq: the journal keeps events from sequence number {first} on; \
+             resubscribe with from_seq = {} or later",
+            first - 1
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `market`'s trades (fill events) after `after` up to `until`, out of the journal, off
+/// the async threads: at most `limit`, looking at no more than 64 pages' worth of events;
+/// the page's `next` is where the read stopped (`None`: it reached `until`).
+pub async fn journal_trades(
+    context: &Context,
+    market: MarketId,
+    after: u64,
+    until: u64,
+    limit: usize,
+) -> Result<crate::store::Page, Status> {
+    let keep =
+        move |event: &Event| matches!(&event.kind, EventKind::Fill(fill) if fill.market == market);
+    let history = context.history.clone();
+    tokio::task::spawn_blocking(move || {
+        history.events_after(after, limit, EVENTS_PER_READ * 64, until, keep)
+    })
+    .await
+    .map_err(|_| Status::internal("the history reader stopped"))?
+    .map_err(|error| Status::internal(format!("history: {error}")))
 }
 
 #[cfg(test)]

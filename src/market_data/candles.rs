@@ -1,7 +1,9 @@
 //! One-minute candles per market, from which every interval and the rolling 24-hour
-//! ticker are aggregated. Memory is bounded: minutes older than the retention are dropped.
+//! ticker are aggregated, and each market's latest trades. Memory is bounded: minutes
+//! older than the retention are dropped, and trades beyond the last
+//! [`RECENT_TRADES_MAX`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::event::{Event, EventKind};
 use crate::types::{MarketId, Price};
@@ -12,6 +14,8 @@ pub const MINUTE_MS: u64 = 60_000;
 const DAY_MS: u64 = 24 * 60 * MINUTE_MS;
 /// Candles one query returns, at most.
 pub const CANDLES_PER_QUERY_MAX: usize = 1_000;
+/// Trades kept per market for the latest trades.
+pub const RECENT_TRADES_MAX: usize = 1_000;
 
 /// Open, high, low, close and volume (in lots) over an interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub struct Ticker {
 struct MarketTrades {
     minutes: BTreeMap<u64, Candle>,
     last_price: Option<Price>,
+    /// The latest fills, oldest first, at most [`RECENT_TRADES_MAX`].
+    recent: VecDeque<Event>,
 }
 
 /// Trade statistics of every market.
@@ -116,6 +122,10 @@ impl TradeStats {
             .and_modify(|candle| candle.merge(&trade))
             .or_insert(trade);
         market.last_price = Some(fill.price);
+        if market.recent.len() == RECENT_TRADES_MAX {
+            market.recent.pop_front();
+        }
+        market.recent.push_back(event.clone());
         let oldest_kept = minute.saturating_sub(self.retention_ms);
         while market
             .minutes
@@ -124,6 +134,16 @@ impl TradeStats {
         {
             market.minutes.pop_first();
         }
+    }
+
+    /// The market's last `limit` trades (fill events), oldest first; at most
+    /// [`RECENT_TRADES_MAX`].
+    pub fn recent_trades(&self, market: MarketId, limit: usize) -> Vec<Event> {
+        let Some(market) = self.markets.get(usize::from(market.0)) else {
+            return Vec::new();
+        };
+        let skipped = market.recent.len().saturating_sub(limit);
+        market.recent.iter().skip(skipped).cloned().collect()
     }
 
     /// Candles of `interval_ms` (a multiple of a minute) starting in `[from_ms, to_ms)`,
@@ -213,6 +233,25 @@ mod tests {
                 taker_after: Default::default(),
             }),
         }
+    }
+
+    #[test]
+    fn the_latest_trades_are_the_last_applied_and_bounded() {
+        let mut stats = TradeStats::new(1, 7);
+        let total = RECENT_TRADES_MAX as u64 + 5;
+        for seq in 1..=total {
+            stats.apply(&trade(seq, 1_000 * seq, 100, 1));
+        }
+        stats.apply(&trade(3, 3_000, 100, 1)); // replayed: ignored
+        let seqs = |events: Vec<Event>| events.iter().map(|event| event.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(stats.recent_trades(MarketId(0), 3)),
+            [total - 2, total - 1, total]
+        );
+        let all = stats.recent_trades(MarketId(0), usize::MAX);
+        assert_eq!(all.len(), RECENT_TRADES_MAX);
+        assert_eq!(all[0].seq, 6);
+        assert!(stats.recent_trades(MarketId(7), 10).is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -387,4 +388,26 @@ pub async fn balances(client: &mut Clients) -> (String, String, String, String) 
     };
     let (usd, dvm) = (find("USD"), find("DVM"));
     (usd.0, usd.1, dvm.0, dvm.1)
+}
+
+/// The first `count` DVM-USD trades (at least), from `StreamTrades` from 0.
+pub async fn streamed_trades(channel: &Channel, count: usize) -> Vec<proto::Trade> {
+    let mut stream = proto::market_data_client::MarketDataClient::new(channel.clone())
+        .stream_trades(proto::StreamTradesRequest {
+            market: "DVM-USD".into(),
+            from_seq: Some(0),
+        })
+        .await
+        .expect("a trade stream")
+        .into_inner();
+    let mut trades = Vec::new();
+    while trades.len() < count {
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+            .await
+            .expect("trades within 30 s")
+            .expect("the stream stays open")
+            .expect("a batch");
+        trades.extend(batch.trades);
+    }
+    trades
 }

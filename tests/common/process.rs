@@ -37,14 +37,47 @@ pub fn start_server_with_metrics(
     issuer_token: &str,
     args: &[&str],
 ) -> (Child, String, String) {
+    start_server_also(data_dir, issuer_token, args, "serving metrics")
+}
+
+/// As [`start_server`], serving the web gateway too (`http_listen` set in the
+/// configuration `args` give); returns the gateway's address (`host:port`) as well.
+#[allow(dead_code)] // Not every test that includes this module serves the web gateway.
+pub fn start_server_with_http(
+    data_dir: &Path,
+    issuer_token: &str,
+    args: &[&str],
+) -> (Child, String, String) {
+    start_server_also(data_dir, issuer_token, args, "serving HTTP")
+}
+
+/// Starts the server; returns it, its gRPC address and the `host:port` of the other
+/// endpoint its log announces with `what`.
+fn start_server_also(
+    data_dir: &Path,
+    issuer_token: &str,
+    args: &[&str],
+    what: &str,
+) -> (Child, String, String) {
     let (child, lines) = spawn(data_dir, issuer_token, args, |_| {});
     let address = address_in(&lines, "serving gRPC");
-    let metrics = address_in(&lines, "serving metrics");
+    let other = address_in(&lines, what);
     (
         child,
         address,
-        metrics.trim_start_matches("http://").to_string(),
+        other.trim_start_matches("http://").to_string(),
     )
+}
+
+/// A server process killed when the test ends, whether it passes or not.
+#[allow(dead_code)]
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Starts the server and returns it with its log's lines.

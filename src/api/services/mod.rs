@@ -38,7 +38,9 @@ impl Api {
         &self.context
     }
 
-    fn market_data_ready(&self) -> Result<(), Status> {
+    /// `UNAVAILABLE` until the candles and the latest trades have caught up with the
+    /// journal since the start.
+    pub fn market_data_ready(&self) -> Result<(), Status> {
         if self
             .context
             .market_data

@@ -77,18 +77,21 @@ impl Histogram {
     /// nanoseconds shown as seconds, 1 for counts). These figures are measurements for
     /// people and alerts, never money.
     pub fn encode(&self, scale: f64, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
-        let mut cumulative = 0;
+        // Each bucket's own count: the encoder writes them cumulated, as Prometheus reads
+        // them, and the count is their total, so the `+Inf` bucket always equals it.
+        let mut count = 0;
         let mut buckets = Vec::with_capacity(self.buckets.len());
         for (index, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Ordering::Relaxed);
+            let observed = bucket.load(Ordering::Relaxed);
+            count += observed;
             let bound = self
                 .bounds
                 .get(index)
                 .map_or(f64::INFINITY, |bound| *bound as f64 / scale);
-            buckets.push((bound, cumulative));
+            buckets.push((bound, observed));
         }
         let sum = self.sum.load(Ordering::Relaxed) as f64 / scale;
-        encoder.encode_histogram::<NoLabelSet>(sum, cumulative, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
     /// As [`Histogram::encode`], as one member of a labelled family.

@@ -35,6 +35,31 @@ fn sample(body: &str, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// A histogram's buckets, as Prometheus reads them: cumulative, never going down, the
+/// `+Inf` one equal to the count of observations.
+fn assert_histogram_counts_once(body: &str, histogram: &str) {
+    let prefix = format!("{histogram}_bucket{{le=");
+    let buckets: Vec<f64> = body
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .map(|line| {
+            let (_, count) = line.rsplit_once(' ').expect("a sample");
+            count.parse().expect("a number")
+        })
+        .collect();
+    assert!(buckets.len() > 5, "{histogram}: {buckets:?}");
+    assert!(
+        buckets.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{histogram}: {buckets:?}"
+    );
+    let count = value(body, &format!("{histogram}_count"));
+    assert_eq!(
+        buckets.last().copied(),
+        Some(count),
+        "{histogram}: {buckets:?}"
+    );
+}
+
 fn value(body: &str, name: &str) -> f64 {
     sample(body, name).unwrap_or_else(|| panic!("no {name} in\n{body}"))
 }
@@ -130,6 +155,13 @@ async fn metrics_follow_a_user_story() {
             > value(&before, "divmid_commit_seconds_count")
     );
     assert!(value(&after, "divmid_commit_seconds_sum") > 0.0);
+    for histogram in [
+        "divmid_commit_seconds",
+        "divmid_batch_commands",
+        "divmid_snapshot_seconds",
+    ] {
+        assert_histogram_counts_once(&after, histogram);
+    }
     assert!(value(&after, "divmid_batch_commands_count") > 0.0);
     assert!(
         value(&after, "divmid_snapshot_seconds_count") > 0.0,

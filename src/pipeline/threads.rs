@@ -381,36 +381,16 @@ fn fail(shared: &Shared, message: String) {
     shared.failed_signal.send_replace(true);
 }
 
-/// Makes the calling thread run only when the processor has nothing else to do
-/// (`SCHED_IDLE`), so that the index, which is not on the commit path, never takes the
-/// sequencer's, the store's or the handlers' time. Under a load that keeps every core
-/// busy the index falls behind, and history queries read the journal's tail beyond it;
-/// it catches up when the load eases. Elsewhere than Linux the thread keeps its priority.
-fn yield_to_the_commit_path() {
-    #[cfg(target_os = "linux")]
-    {
-        let parameters = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sets the policy of the calling thread only (pid 0), with the one
-        // priority SCHED_IDLE takes; the parameters outlive the call.
-        let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters) };
-        if result != 0 {
-            tracing::warn!(
-                error = %std::io::Error::last_os_error(),
-                "the account index keeps its priority and competes with the commit path"
-            );
-        }
-    }
-}
-
 /// While the exchange commits, the indexer pauses this many times as long as each pass
 /// took.
 const INDEX_BUSY_PAUSE_FACTOR: u32 = 4;
 
-/// Journal records the indexer reads in one pass, at most.
-const INDEX_RECORDS_MAX: usize = 1_000;
+/// Journal records the indexer reads in one pass, at most. Each pass ends in one sled
+/// transaction, which holds sled's process-wide write lock while it applies: commits wait
+/// for it, so a pass stays small (a few milliseconds).
+const INDEX_RECORDS_MAX: usize = 64;
 
 pub(super) fn run_indexer(history: History, shared: &Shared) {
-    yield_to_the_commit_path();
     let mut last_error: Option<String> = None;
     while !shared.stopping.load(Ordering::Acquire) {
         let committed = shared.committed_seq.load(Ordering::Acquire);

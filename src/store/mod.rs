@@ -45,6 +45,10 @@ use crate::engine::SequencerSnapshot;
 /// separate blob file, which it does not fsync (`pagecache/blob_io.rs`), so nothing the
 /// store writes may ever make such a page.
 const SEGMENT_BYTES: usize = 4 << 20;
+/// Journal records deleted by one sled batch when pruning.
+const PRUNE_RECORDS_PER_BATCH: usize = 1_000;
+/// A commit that takes this long is logged with where its time went.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The largest value the store writes to sled, in bytes. A sled page is a whole tree node
 /// with every value in it; a leaf splits above 16 entries and merges below 4, so a page
@@ -218,6 +222,11 @@ impl Snapshots {
                 if removed == records_max {
                     break;
                 }
+                if removed > 0 && removed % PRUNE_RECORDS_PER_BATCH == 0 {
+                    // A sled batch holds sled's process-wide write lock while it applies,
+                    // and commits wait for it: deletions go in short batches.
+                    self.journal.apply_batch(std::mem::take(&mut batch))?;
+                }
                 removed += 1;
                 last_removed = Some(seq);
             }
@@ -361,9 +370,13 @@ impl Journal for Store {
                 batch.insert(key, bounded(value));
             }
         }
+        let started = std::time::Instant::now();
         self.journal.apply_batch(batch)?;
+        let applied = started.elapsed();
         self.db.flush()?;
+        let flushed = started.elapsed();
         self.db_file.sync_data()?;
+        let synced = started.elapsed();
         if let Some(last) = records.last() {
             let seq = last
                 .last_seq()
@@ -372,6 +385,18 @@ impl Journal for Store {
                 seq,
                 record_hash: record_hash(last)?,
             })?;
+        }
+        let total = started.elapsed();
+        if total >= SLOW_COMMIT {
+            tracing::warn!(
+                total_ms = total.as_millis() as u64,
+                apply_ms = applied.as_millis() as u64,
+                flush_ms = (flushed - applied).as_millis() as u64,
+                sync_ms = (synced - flushed).as_millis() as u64,
+                mark_ms = (total - synced).as_millis() as u64,
+                records = records.len(),
+                "a slow commit"
+            );
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .exclude([trade_batch.0, book_update.0])
         .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()
+        .codec_path("crate::api::codec::Codec")
         .build_client(true)
         .build_server(true)
         .extern_path(trade_batch.0, trade_batch.1)

@@ -6,10 +6,15 @@
 //!    `seconds`. Reported: the trades made, how many subscribers received every one, and
 //!    the lag from each trade's timestamp (taken when its command entered the exchange,
 //!    so it includes the commit) to its receipt: p50, p99 and max, over every message.
-//! 2. The same number of subscribers that never read, through the same trading: how many
-//!    are ended `ABORTED` with a sequence number to resume from.
+//! 2. The same trading with no subscriber, for what the server grows by anyway (the
+//!    store's cache, the account index); then the same number of subscribers that never
+//!    read, through the same trading: how many are ended `ABORTED` with a sequence number
+//!    to resume from, and how much more the server grew than without them.
 //!
 //! The server's resident memory (VmRSS) is reported at each step, and its peak (VmHWM).
+//! Subscribers decode only each trade's timestamp (the other fields are skipped without
+//! allocating), so that the clients, on the same two cores, take as little of them as
+//! they can from the servers being measured.
 //!
 //! ```text
 //! cargo bench --bench fanout -- --subscribers 1000 --rate 20000 --seconds 10
@@ -28,8 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use divmid::api::proto::{
-    self, issuer_client::IssuerClient, market_data_client::MarketDataClient,
-    trading_client::TradingClient, wallet_client::WalletClient,
+    self, issuer_client::IssuerClient, trading_client::TradingClient, wallet_client::WalletClient,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -231,13 +235,40 @@ async fn make_trades(
     (made, elapsed)
 }
 
+/// A trade as the subscribers read it: only its timestamp. Decoding skips the other
+/// fields without allocating their strings, so that the subscribers, which share the two
+/// cores with the server, cost as little as a client can: what is measured is the
+/// servers' fan-out, not protobuf decoding in the clients. Both servers are read the same
+/// way.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TradeTime {
+    #[prost(uint64, tag = "7")]
+    time_ms: u64,
+}
+
+/// `TradeBatch` as the subscribers read it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TradeTimes {
+    #[prost(message, repeated, tag = "1")]
+    trades: Vec<TradeTime>,
+}
+
 /// A live trade stream.
-async fn live_trades(channel: Channel) -> tonic::Streaming<proto::TradeBatch> {
-    MarketDataClient::new(channel)
-        .stream_trades(proto::StreamTradesRequest {
-            market: "DVM-USD".into(),
-            from_seq: None,
-        })
+async fn live_trades(channel: Channel) -> tonic::Streaming<TradeTimes> {
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.expect("the connection is ready");
+    let request = proto::StreamTradesRequest {
+        market: "DVM-USD".into(),
+        from_seq: None,
+    };
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/divmid.v1.MarketData/StreamTrades");
+    client
+        .server_streaming(
+            tonic::Request::new(request),
+            path,
+            tonic_prost::ProstCodec::<proto::StreamTradesRequest, TradeTimes>::default(),
+        )
         .await
         .expect("a trade stream")
         .into_inner()
@@ -500,8 +531,8 @@ async fn run(options: Options) {
     let trades_per_run = options.rate * options.seconds;
     let dvm = trades_per_run / 100 + 1;
     process::mint_at_one_dollar(&channel, ISSUER_TOKEN, &(4 * dvm).to_string()).await;
-    let maker = trader(&channel, "maker", 0, 2 * dvm).await;
-    let taker = trader(&channel, "taker", 2 * dvm, 0).await;
+    let maker = trader(&channel, "maker", 0, 3 * dvm).await;
+    let taker = trader(&channel, "taker", 3 * dvm, 0).await;
     let (rss, _) = memory(pid);
     println!("divmid-server");
     println!("  server memory at start: {rss} MiB");
@@ -515,7 +546,16 @@ async fn run(options: Options) {
     );
     let complete = divmid.complete;
 
-    // 2. Subscribers that never read.
+    // 2. The same trading with no subscriber, what the server grows by without them (the
+    // store's cache, the index), then subscribers that never read.
+    let (alone_before, _) = memory(pid);
+    make_trades(&channel, &maker, &taker, options.rate, options.seconds).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (alone_after, _) = memory(pid);
+    println!(
+        "no subscriber, same trading: server memory {alone_before} -> {alone_after} MiB (+{})",
+        alone_after.saturating_sub(alone_before)
+    );
     let channels = connections(&address, options.subscribers).await;
     let (wake, wake_watch) = watch::channel(0);
     let ready = Arc::new(AtomicU64::new(0));
@@ -535,9 +575,15 @@ async fn run(options: Options) {
         options.subscribers
     );
     println!("  server memory with them idle: {rss} MiB");
+    let idle = rss;
     let (made, _) = make_trades(&channel, &maker, &taker, options.rate, options.seconds).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (rss, peak) = memory(pid);
+    println!(
+        "  server memory after: {rss} MiB (peak {peak} MiB): +{} over the idle figure, +{} more than without them",
+        rss.saturating_sub(idle),
+        rss.saturating_sub(idle).saturating_sub(alone_after.saturating_sub(alone_before))
+    );
     let _ = wake.send(made);
     let (mut aborted, mut whole, mut buffered) = (0, 0, 0u64);
     for task in sleepers {
@@ -563,7 +609,6 @@ async fn run(options: Options) {
             "a slow subscriber gets every trade or is told where to resume"
         );
     }
-    println!("  server memory after: {rss} MiB (peak {peak} MiB)");
     let _ = server.kill();
     let _ = server.wait();
 }

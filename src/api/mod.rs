@@ -11,6 +11,7 @@ pub mod backup;
 pub mod book_copy;
 pub mod book_stream;
 pub mod book_update;
+pub mod codec;
 pub mod context;
 pub mod convert;
 pub mod decimal;

@@ -482,6 +482,28 @@ impl Subscriber {
     }
 }
 
+/// Checks that a stream or a page can start after `from_seq` (`field` names where the
+/// client said it): `INVALID_ARGUMENT` beyond the last committed sequence number, which is
+/// returned otherwise, and `OUT_OF_RANGE` once the journal no longer holds what follows.
+pub async fn check_resumable(context: &Context, field: &str, from_seq: u64) -> Result<u64, Status> {
+    let committed = context.check_from_seq(field, from_seq)?;
+    check_retained(context, from_seq).await?;
+    Ok(committed)
+}
+
+/// `market`'s trades among `events`, as the wire writes them.
+pub fn wire_trades(market: MarketView<'_>, events: &[Event]) -> Vec<proto::Trade> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::Fill(fill) if fill.market == market.id => {
+                Some(trade_of(market, event, fill))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// `OUT_OF_RANGE` (naming `from_seq`) unless the journal still holds every event after
 /// `after`.
 pub async fn check_retained(context: &Context, after: u64) -> Result<(), Status> {

@@ -32,9 +32,8 @@ use crate::api::context::{Context, StreamKind};
 use crate::api::proto;
 use crate::api::trade_batch::TradeBatch;
 use crate::api::trade_stream::{
-    check_retained, journal_trades, trade_of, EncodedTrades, EVENTS_PER_READ,
+    check_resumable, journal_trades, wire_trades, EncodedTrades, EVENTS_PER_READ,
 };
-use crate::event::EventKind;
 use crate::types::MarketId;
 
 /// Levels a side when the request names no `depth`.
@@ -72,8 +71,7 @@ pub async fn stream(
     let context = web.context()?;
     let market = context.market("market", &market)?.id;
     if let Some(from_seq) = from_seq {
-        context.check_from_seq(named, from_seq)?;
-        check_retained(&context, from_seq).await?;
+        check_resumable(&context, named, from_seq).await?;
     }
     let permit = context.stream_permit(StreamKind::Anonymous)?;
     let (sender, receiver) = mpsc::channel(context.config.server.stream_buffer_messages.max(2));
@@ -187,11 +185,8 @@ impl Subscriber {
             let page = journal_trades(&self.context, self.market, after, until, EVENTS_PER_READ)
                 .await
                 .map_err(|_| Ended)?;
-            for event in &page.events {
-                let EventKind::Fill(fill) = &event.kind else {
-                    continue;
-                };
-                let trade = trade_of(self.context.market_at(self.market), event, fill);
+            let market = self.context.market_at(self.market);
+            for trade in wire_trades(market, &page.events) {
                 let event = self.trade_event(&trade)?;
                 self.sender.send(event).await.map_err(|_| Ended)?;
             }

@@ -17,8 +17,7 @@ use crate::api::context::now_ms;
 use crate::api::proto;
 use crate::api::proto::market_data_server::MarketData;
 use crate::api::services::Api;
-use crate::api::trade_stream::{check_retained, journal_trades, trade_of};
-use crate::event::EventKind;
+use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades};
 use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS, RECENT_TRADES_MAX};
 
 /// Trades a `/trades` answer gives when the request names no `limit`.
@@ -197,8 +196,7 @@ pub async fn trades(
     let market = context.market("market", &market)?;
     let (events, next_from_seq) = match from_seq {
         Some(from_seq) => {
-            let committed = context.check_from_seq("from_seq", from_seq)?;
-            check_retained(&context, from_seq).await?;
+            let committed = check_resumable(&context, "from_seq", from_seq).await?;
             let page = journal_trades(&context, market.id, from_seq, committed, limit).await?;
             (page.events, page.next.unwrap_or(committed))
         }
@@ -212,13 +210,7 @@ pub async fn trades(
             (stats.recent_trades(market.id, limit), stats.applied_seq())
         }
     };
-    let trades: Vec<proto::Trade> = events
-        .iter()
-        .filter_map(|event| match &event.kind {
-            EventKind::Fill(fill) => Some(trade_of(market, event, fill)),
-            _ => None,
-        })
-        .collect();
+    let trades = wire_trades(market, &events);
     json(&serde_json::json!({
         "market": market.spec.name,
         "trades": trades,

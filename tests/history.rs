@@ -5,12 +5,12 @@
 use divmid::command::{Command, NewOrder};
 use divmid::config::EngineConfig;
 use divmid::engine::LevelBook;
-use divmid::event::{Event, EventKind};
+use divmid::event::{Event, EventKind, OrderView};
 use divmid::pipeline::{Pipeline, PipelineConfig};
 use divmid::store::{accounts_of, recover, History, Store};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
-    SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 fn commands() -> Vec<Command> {
@@ -225,4 +225,79 @@ fn the_indexer_thread_catches_up_behind_the_commits() {
     }
     assert_eq!(pipeline.index_failure(), None);
     pipeline.shutdown();
+}
+
+/// Every order's state as the events up to `bound` leave it, by id.
+fn orders_as_of(events: &[Event], bound: u64) -> std::collections::BTreeMap<u64, OrderView> {
+    let mut orders = std::collections::BTreeMap::new();
+    for event in events.iter().filter(|event| event.seq <= bound) {
+        if let EventKind::OrderAccepted(accepted) = &event.kind {
+            orders.insert(accepted.order_id.0, accepted.view(event.seq));
+        }
+        for order_id in event.kind.changed_orders() {
+            if let Some(view) = orders.get_mut(&order_id.0) {
+                view.apply(&event.kind);
+            }
+        }
+    }
+    orders
+}
+
+/// Every page of the account's orders, concatenated.
+fn all_order_pages(history: &History, account: AccountId, page: usize) -> Vec<OrderView> {
+    let mut orders: Vec<OrderView> = Vec::new();
+    loop {
+        let before = orders.last().map(|order| order.order_id.0);
+        let found = history
+            .account_orders(account, before, page)
+            .expect("readable");
+        let full = found.len() == page;
+        orders.extend(found);
+        if !full {
+            return orders;
+        }
+    }
+}
+
+#[test]
+fn orders_are_looked_up_and_listed_as_their_events_leave_them_pass_after_pass() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (store, events) = journaled(directory.path());
+    let history = store.history().expect("history");
+    let committed = events.last().expect("events").seq;
+    let mut passes = 0;
+    while history.index_pending(committed, 7).expect("indexes") > 0 {
+        passes += 1;
+        let indexed = history.indexed_seq().expect("readable");
+        let expected = orders_as_of(&events, indexed);
+        for (order_id, view) in &expected {
+            let found = history.order(OrderId(*order_id)).expect("readable");
+            assert_eq!(
+                found.as_ref(),
+                Some(view),
+                "order {order_id} at seq {indexed}"
+            );
+        }
+        let beyond = expected.keys().last().copied().unwrap_or(0) + 1;
+        assert_eq!(history.order(OrderId(beyond)).expect("readable"), None);
+    }
+    assert!(passes > 10, "orders change across many passes: {passes}");
+    let expected = orders_as_of(&events, committed);
+    assert!(
+        expected.values().any(|view| view.filled.0 > 0),
+        "some orders filled"
+    );
+    for account in 3..6 {
+        let account = AccountId(account);
+        let newest_first: Vec<OrderView> = expected
+            .values()
+            .rev()
+            .filter(|view| view.account == account)
+            .cloned()
+            .collect();
+        assert_eq!(newest_first.len(), 200);
+        assert_eq!(all_order_pages(&history, account, 1_000), newest_first);
+        assert_eq!(all_order_pages(&history, account, 13), newest_first);
+    }
+    assert!(all_order_pages(&history, AccountId(99), 10).is_empty());
 }

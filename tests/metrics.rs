@@ -125,6 +125,7 @@ async fn metrics_follow_a_user_story() {
     }
     for name in [
         "divmid_seq",
+        "divmid_indexed_seq",
         "divmid_commands_total",
         "divmid_commit_seconds",
         "divmid_batch_commands",
@@ -142,6 +143,7 @@ async fn metrics_follow_a_user_story() {
         );
     }
     assert!(value(&after, "divmid_seq") >= supply.seq as f64);
+    assert!(value(&after, "divmid_indexed_seq") <= value(&after, "divmid_seq"));
     let placed = "divmid_commands_total{kind=\"place_order\",outcome=\"accepted\"}";
     assert_eq!(value(&before, placed), 0.0);
     assert_eq!(value(&after, placed), 60.0);

@@ -10,8 +10,8 @@ use divmid::engine::{LevelBook, Sequencer};
 use divmid::error::Reject;
 use divmid::event::Reply;
 use divmid::types::{
-    AccountId, Amount, Asset, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity,
-    Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, Asset, FundingSourceKind, IssuePrice, MarketId, OrderStatus, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 const TRADER: AccountId = AccountId(3);
@@ -172,7 +172,13 @@ fn ended_orders_client_ids_are_kept_for_the_window_and_live_ones_always() {
             &mut events,
         )
         .expect("canceled");
-    // Within the window a retry returns the canceled order and places nothing.
+    // Within the window a lookup finds the order as it ended, and a retry returns it and
+    // places nothing.
+    let looked_up = sequencer.order_by_client_id(TRADER, "ended");
+    assert!(
+        matches!(&looked_up, Some(view) if view.order_id == ended_id && view.status == OrderStatus::Canceled),
+        "{looked_up:?}"
+    );
     let retry = placed(&mut sequencer, 2 + RETENTION_MS - 1, "ended", 101).expect("a retry");
     assert!(matches!(retry, Reply::Order(view) if view.order_id == ended_id));
     // After it, the same id places a new order; the live order's id is still held.
@@ -185,6 +191,8 @@ fn ended_orders_client_ids_are_kept_for_the_window_and_live_ones_always() {
         1,
         "only the live order's id"
     );
+    assert_eq!(sequencer.order_by_client_id(TRADER, "ended"), None);
+    assert!(sequencer.order_by_client_id(TRADER, "live").is_some());
     let again = placed(&mut sequencer, 3 + RETENTION_MS, "ended", 101).expect("placed");
     assert!(matches!(again, Reply::Placed(id) if id != ended_id));
     let retry_live = placed(&mut sequencer, 10 * RETENTION_MS, "live", 100).expect("a retry");

@@ -323,6 +323,11 @@ impl Collector for Exchange {
             "The last committed sequence number.",
             seq,
         )?;
+        if let Some(indexed) = context.pipeline.indexed_seq() {
+            let help = "The last sequence number the history index reaches (history queries \
+                        wait up to 5 s for it to reach the committed one).";
+            gauge(&mut encoder, "divmid_indexed_seq", help, indexed)?;
+        }
         let failed = u64::from(context.pipeline.is_failed());
         let help = "1 once the store failed (the exchange stops; restart it to recover).";
         gauge(&mut encoder, "divmid_store_failed", help, failed)?;

@@ -593,17 +593,21 @@ impl<B: OrderBook> Sequencer<B> {
         self.next_seq - 1
     }
 
-    /// The account's open order with this client order id, if it has one.
-    pub fn open_order_by_client_id(
+    /// The account's order with this client order id while the id is kept: open, or ended
+    /// within the retention window (then as it ended).
+    pub fn order_by_client_id(
         &self,
         account: AccountId,
         client_order_id: &str,
     ) -> Option<OrderView> {
         let entry = self
             .client_orders
-            .get(&(account, Box::from(client_order_id)))
-            .filter(|entry| entry.ended.is_none())?;
-        self.open_order_in(entry.placed.market, entry.order_id)
+            .get(&(account, Box::from(client_order_id)))?;
+        match (&entry.ended, entry.expires_ms) {
+            (None, _) => self.open_order_in(entry.placed.market, entry.order_id),
+            (Some(ended), Some(expires_ms)) if expires_ms > self.clock_ms => Some(ended.clone()),
+            (Some(_), _) => None,
+        }
     }
 
     /// An open order's current state.

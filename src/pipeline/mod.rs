@@ -130,8 +130,9 @@ pub enum Query {
     /// The reply a keyed command already got, if its key was applied (within retention)
     /// to the same command; `Rejected(AlreadyExists)` if to another.
     AppliedReply(Box<Command>),
-    /// The account's open order with this client order id, if any.
-    OpenOrderByClientId {
+    /// The account's order with this client order id while the id is kept: open, or ended
+    /// within the retention window.
+    OrderByClientId {
         /// The owner.
         account: AccountId,
         /// The owner's id for the order.
@@ -476,6 +477,12 @@ impl Pipeline {
             .spawn(move || threads::run_indexer(history, &shared))
             .expect("the indexer thread starts");
         self.threads.push(thread);
+    }
+
+    /// The last sequence number the account index reaches, once an indexer runs.
+    pub fn indexed_seq(&self) -> Option<u64> {
+        let indexed = self.shared.indexed_seq.load(Ordering::Acquire);
+        (indexed != u64::MAX).then_some(indexed)
     }
 
     /// The error of the last account-index pass, if it failed (history queries then scan

@@ -261,10 +261,10 @@ fn answer<B: OrderBook>(sequencer: &Sequencer<B>, query: Query) -> Result<Answer
                 .applied_reply(&command)
                 .map_err(Failure::Rejected)?,
         ),
-        Query::OpenOrderByClientId {
+        Query::OrderByClientId {
             account,
             client_order_id,
-        } => Answer::Order(sequencer.open_order_by_client_id(account, &client_order_id)),
+        } => Answer::Order(sequencer.order_by_client_id(account, &client_order_id)),
         Query::RestingOrders => Answer::RestingOrders {
             orders: sequencer.resting_orders(),
             seq: sequencer.last_seq(),

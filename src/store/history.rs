@@ -2,8 +2,10 @@
 //! sequence number, paginated, without loading more than a page (and the records it
 //! touches) into memory.
 //!
-//! The same indexer keeps every order's state by id, an account's orders, and client order
-//! ids, so ended orders can be looked up and listed.
+//! The same indexer keeps every order's state by id and each account's orders, so ended
+//! orders can be looked up and listed. Both are written per pass, not per order: sled's
+//! cost follows the keys written (about 8 µs each), and at an order session's rate a key
+//! per order would take more than a core.
 //!
 //! An index, kept off the commit path, lists for each account the sequence numbers of the
 //! events that concern it: one sled key per account per indexing pass
@@ -25,9 +27,30 @@ use crate::types::{AccountId, OrderId};
 
 const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
 
-/// Sequence numbers in one value of the account index, at most: at most 10 bytes each
-/// in postcard's varints, so a value stays under [`super::VALUE_BYTES_MAX`].
-const INDEX_SEQS_PER_VALUE: usize = 3_000;
+/// Sequence numbers (or order ids) in one value of an account's list, at most: at most 10
+/// bytes each in postcard's varints, so a value stays under [`super::VALUE_BYTES_MAX`].
+const IDS_PER_VALUE: usize = 3_000;
+
+/// Orders whose views share one value of the order index: consecutive order ids, so a
+/// pass writes one key per 16 orders it touched. Sixteen of the largest views (a client
+/// order id of `engine.limits.key_length_max`'s 1,024 bytes: about 1.1 KB each) stay under
+/// [`super::VALUE_BYTES_MAX`].
+const ORDERS_PER_BUCKET: u64 = 16;
+
+/// The order index: `order id / ORDERS_PER_BUCKET` to the views of those orders, by id.
+const ORDER_BUCKETS_TREE: &str = "order_buckets";
+
+/// Each account's orders: `account ++ last order id listed` to order ids, ascending.
+const ORDER_LISTS_TREE: &str = "order_lists";
+
+/// Trees of the order index as it was once written, a key per order in each: moved into
+/// the two above when a store opens ([`migrate_order_index`]).
+const FORMER_ORDER_VIEWS_TREE: &str = "orders";
+const FORMER_ACCOUNT_ORDERS_TREE: &str = "account_orders";
+const FORMER_CLIENT_ORDERS_TREE: &str = "client_orders";
+
+/// Keys written in one sled batch while migrating, at most.
+const MIGRATION_BATCH_KEYS: usize = 1_000;
 
 /// Read access to the journal and the indexes; cheap to clone and to share.
 #[derive(Clone)]
@@ -36,12 +59,21 @@ pub struct History {
     /// Per account and indexing pass: the sequence numbers of its events.
     index: sled::Tree,
     meta: sled::Tree,
-    /// Every order's state as of the indexed sequence number, by order id.
-    orders: sled::Tree,
-    /// `account ++ order id`, for listing an account's orders.
-    account_orders: sled::Tree,
-    /// `account ++ client order id` to the latest order placed with it.
-    client_orders: sled::Tree,
+    /// Every order's state as of the indexed sequence number, sixteen orders to a value.
+    order_buckets: sled::Tree,
+    /// Per account: the ids of its orders.
+    order_lists: sled::Tree,
+}
+
+/// What one indexing pass gathers before writing it in one transaction.
+#[derive(Default)]
+struct Pass {
+    /// Per account: the sequence numbers of the events that concern it.
+    events: BTreeMap<AccountId, Vec<u64>>,
+    /// Orders accepted or changed, as they stand after the pass.
+    orders: BTreeMap<OrderId, OrderView>,
+    /// Per account: the orders it placed.
+    placed: BTreeMap<AccountId, Vec<u64>>,
 }
 
 /// One page of events and where the next page starts, if there is one.
@@ -83,9 +115,8 @@ impl History {
             journal,
             index: db.open_tree("account_index")?,
             meta: db.open_tree("meta")?,
-            orders: db.open_tree("orders")?,
-            account_orders: db.open_tree("account_orders")?,
-            client_orders: db.open_tree("client_orders")?,
+            order_buckets: db.open_tree(ORDER_BUCKETS_TREE)?,
+            order_lists: db.open_tree(ORDER_LISTS_TREE)?,
         })
     }
 
@@ -105,9 +136,7 @@ impl History {
         records_max: usize,
     ) -> Result<usize, StoreError> {
         let from = self.indexed_seq()?;
-        let mut groups: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
-        let mut orders: BTreeMap<OrderId, OrderView> = BTreeMap::new();
-        let mut placed: Vec<(AccountId, OrderId, Option<Box<str>>)> = Vec::new();
+        let mut pass = Pass::default();
         let mut reached = from;
         let mut records = 0;
         for record in self.records_after(from).take(records_max) {
@@ -117,12 +146,12 @@ impl History {
             }
             for event in &record.events {
                 for account in accounts_of(event) {
-                    let seqs = groups.entry(account).or_default();
+                    let seqs = pass.events.entry(account).or_default();
                     if seqs.last() != Some(&event.seq) {
                         seqs.push(event.seq);
                     }
                 }
-                self.index_order_event(event, &mut orders, &mut placed)?;
+                self.index_order_event(event, &mut pass)?;
             }
             reached = record.last_seq().unwrap_or(reached);
             records += 1;
@@ -130,54 +159,42 @@ impl History {
         if records == 0 {
             return Ok(0);
         }
-        let mut index_batch = sled::Batch::default();
-        for (account, seqs) in groups {
-            let pieces = seqs.chunks(INDEX_SEQS_PER_VALUE);
-            let last_piece = pieces.len() - 1;
-            for (piece, seqs) in pieces.enumerate() {
-                let value = postcard::to_allocvec(seqs).map_err(StoreError::Encoding)?;
-                // Keyed by the last sequence number it lists (the pass's, for the last
-                // piece): every listed number is at most its key and above the key before.
-                let key_seq = match piece == last_piece {
-                    true => reached,
-                    false => seqs[seqs.len() - 1],
-                };
-                index_batch.insert(&index_key(account, key_seq), bounded(value));
-            }
-        }
+        self.write_pass(pass, reached)?;
+        Ok(records)
+    }
+
+    /// Writes a pass and how far it reaches in one transaction: the indexes and their
+    /// reach never disagree.
+    fn write_pass(&self, pass: Pass, reached: u64) -> Result<(), StoreError> {
+        // The last piece of each account's events is keyed by the pass's last sequence
+        // number: every listed number is at most its key and above the key before.
+        let index_batch = lists_batch(pass.events, Some(reached))?;
+        let order_lists_batch = lists_batch(pass.placed, None)?;
         let mut meta_batch = sled::Batch::default();
         meta_batch.insert(INDEXED_SEQ_KEY, &reached.to_be_bytes());
-        let mut orders_batch = sled::Batch::default();
-        for (order_id, view) in &orders {
-            let value = postcard::to_allocvec(view).map_err(StoreError::Encoding)?;
-            orders_batch.insert(&order_id.0.to_be_bytes(), bounded(value));
-        }
-        let mut account_orders_batch = sled::Batch::default();
-        let mut client_orders_batch = sled::Batch::default();
-        for (account, order_id, client_order_id) in &placed {
-            account_orders_batch.insert(&index_key(*account, order_id.0), &[]);
-            if let Some(client_order_id) = client_order_id {
-                client_orders_batch.insert(
-                    bounded(client_key(*account, client_order_id)),
-                    &order_id.0.to_be_bytes(),
-                );
+        let mut buckets_batch = sled::Batch::default();
+        let mut views = pass.orders.into_values().peekable();
+        while let Some(first) = views.next() {
+            let bucket = bucket_of(first.order_id);
+            let mut stored = self.bucket(bucket)?;
+            put_view(&mut stored, first);
+            while let Some(view) = views.next_if(|view| bucket_of(view.order_id) == bucket) {
+                put_view(&mut stored, view);
             }
+            insert_bucket(&mut buckets_batch, bucket, &stored)?;
         }
-        // One transaction: the indexes and how far they reach never disagree.
         use sled::Transactional;
         (
             &self.index,
             &self.meta,
-            &self.orders,
-            &self.account_orders,
-            &self.client_orders,
+            &self.order_buckets,
+            &self.order_lists,
         )
-            .transaction(|(index, meta, orders, account_orders, client_orders)| {
+            .transaction(|(index, meta, order_buckets, order_lists)| {
                 index.apply_batch(&index_batch)?;
                 meta.apply_batch(&meta_batch)?;
-                orders.apply_batch(&orders_batch)?;
-                account_orders.apply_batch(&account_orders_batch)?;
-                client_orders.apply_batch(&client_orders_batch)?;
+                order_buckets.apply_batch(&buckets_batch)?;
+                order_lists.apply_batch(&order_lists_batch)?;
                 Ok(())
             })
             .map_err(
@@ -187,8 +204,7 @@ impl History {
                         StoreError::Corrupt("the index transaction aborted".to_string())
                     }
                 },
-            )?;
-        Ok(records)
+            )
     }
 
     /// The account's events, newest first, older than `before` (all when `None`), at most
@@ -223,21 +239,11 @@ impl History {
             events.extend(tail.into_iter().rev().take(limit));
         }
         // Then the index, newest group first. A group is keyed by the last sequence number
-        // of its pass, so the first group to read is the first keyed at or after `before`.
+        // of its pass, so the first group to read is the first keyed at or after `bound`.
         let bound = before.min(indexed.saturating_add(1));
-        let first_group = self
-            .index
-            .range(index_key(account, bound)..=index_key(account, u64::MAX))
-            .next();
-        let older_groups = self
-            .index
-            .range(index_key(account, 0)..index_key(account, bound))
-            .rev();
         let mut cache: Option<JournalRecord> = None;
-        'groups: for item in first_group.into_iter().chain(older_groups) {
-            let (_, value) = item?;
-            let seqs: Vec<u64> = postcard::from_bytes(&value).map_err(StoreError::Encoding)?;
-            for seq in seqs.into_iter().rev().filter(|seq| *seq < bound) {
+        'groups: for seqs in lists_before(&self.index, account, bound) {
+            for seq in seqs?.into_iter().rev().filter(|seq| *seq < bound) {
                 if events.len() >= limit {
                     break 'groups;
                 }
@@ -370,24 +376,19 @@ impl History {
 
 impl History {
     /// Applies an order's event to its indexed state (read once per pass, then kept in
-    /// `orders` until the pass writes them all).
-    fn index_order_event(
-        &self,
-        event: &Event,
-        orders: &mut BTreeMap<OrderId, OrderView>,
-        placed: &mut Vec<(AccountId, OrderId, Option<Box<str>>)>,
-    ) -> Result<(), StoreError> {
+    /// the pass until it writes them all).
+    fn index_order_event(&self, event: &Event, pass: &mut Pass) -> Result<(), StoreError> {
         if let EventKind::OrderAccepted(accepted) = &event.kind {
-            placed.push((
-                accepted.account,
-                accepted.order_id,
-                accepted.client_order_id.clone(),
-            ));
-            orders.insert(accepted.order_id, accepted.view(event.seq));
+            pass.placed
+                .entry(accepted.account)
+                .or_default()
+                .push(accepted.order_id.0);
+            pass.orders
+                .insert(accepted.order_id, accepted.view(event.seq));
             return Ok(());
         }
         for order_id in event.kind.changed_orders() {
-            let view = match orders.entry(order_id) {
+            let view = match pass.orders.entry(order_id) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => match self.order(order_id)? {
                     Some(view) => entry.insert(view),
@@ -402,26 +403,18 @@ impl History {
 
     /// An order's state as of the indexed sequence number.
     pub fn order(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
-        match self.orders.get(order_id.0.to_be_bytes())? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(
-                postcard::from_bytes(&bytes).map_err(StoreError::Encoding)?,
-            )),
-        }
+        let mut stored = self.bucket(bucket_of(order_id))?;
+        Ok(stored
+            .binary_search_by_key(&order_id, |view| view.order_id)
+            .ok()
+            .map(|index| stored.swap_remove(index)))
     }
 
-    /// The latest order the account placed with this client order id, as indexed.
-    pub fn order_by_client_id(
-        &self,
-        account: AccountId,
-        client_order_id: &str,
-    ) -> Result<Option<OrderView>, StoreError> {
-        match self
-            .client_orders
-            .get(client_key(account, client_order_id))?
-        {
-            None => Ok(None),
-            Some(bytes) => self.order(OrderId(seq_from(&bytes)?)),
+    /// The views of one bucket's orders, by id; none when it holds none yet.
+    fn bucket(&self, bucket: u64) -> Result<Vec<OrderView>, StoreError> {
+        match self.order_buckets.get(bucket.to_be_bytes())? {
+            None => Ok(Vec::new()),
+            Some(bytes) => postcard::from_bytes(&bytes).map_err(StoreError::Encoding),
         }
     }
 
@@ -433,26 +426,155 @@ impl History {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<OrderView>, StoreError> {
-        let end = index_key(account, before.unwrap_or(u64::MAX));
+        let bound = before.unwrap_or(u64::MAX);
         let mut views = Vec::new();
-        for item in self.account_orders.range(index_key(account, 0)..end).rev() {
-            if views.len() >= limit {
-                break;
-            }
-            let (key, _) = item?;
-            let order_id = OrderId(seq_from(&key[8..])?);
-            if let Some(view) = self.order(order_id)? {
-                views.push(view);
+        let mut cache: Option<(u64, Vec<OrderView>)> = None;
+        for ids in lists_before(&self.order_lists, account, bound) {
+            for id in ids?.into_iter().rev().filter(|id| *id < bound) {
+                if views.len() >= limit {
+                    return Ok(views);
+                }
+                let bucket = bucket_of(OrderId(id));
+                if cache.as_ref().is_none_or(|(cached, _)| *cached != bucket) {
+                    cache = Some((bucket, self.bucket(bucket)?));
+                }
+                let stored = cache.as_ref().map_or(&[][..], |(_, views)| views);
+                if let Ok(index) = stored.binary_search_by_key(&OrderId(id), |view| view.order_id) {
+                    views.push(stored[index].clone());
+                }
             }
         }
         Ok(views)
     }
 }
 
-fn client_key(account: AccountId, client_order_id: &str) -> Vec<u8> {
-    let mut key = account.0.to_be_bytes().to_vec();
-    key.extend_from_slice(client_order_id.as_bytes());
-    key
+fn bucket_of(order_id: OrderId) -> u64 {
+    order_id.0 / ORDERS_PER_BUCKET
+}
+
+fn insert_bucket(
+    batch: &mut sled::Batch,
+    bucket: u64,
+    views: &[OrderView],
+) -> Result<(), StoreError> {
+    let value = postcard::to_allocvec(views).map_err(StoreError::Encoding)?;
+    batch.insert(&bucket.to_be_bytes(), bounded(value));
+    Ok(())
+}
+
+/// Puts a view in its bucket's views, kept by id: replacing the order's older view.
+fn put_view(stored: &mut Vec<OrderView>, view: OrderView) {
+    match stored.binary_search_by_key(&view.order_id, |stored| stored.order_id) {
+        Ok(index) => stored[index] = view,
+        Err(index) => stored.insert(index, view),
+    }
+}
+
+/// Each account's numbers (ascending) in pieces of at most [`IDS_PER_VALUE`], each keyed
+/// `account ++` its last number, or the last piece by `last_key` when given.
+fn lists_batch(
+    lists: BTreeMap<AccountId, Vec<u64>>,
+    last_key: Option<u64>,
+) -> Result<sled::Batch, StoreError> {
+    let mut batch = sled::Batch::default();
+    for (account, numbers) in lists {
+        let pieces = numbers.chunks(IDS_PER_VALUE);
+        let last_piece = pieces.len() - 1;
+        for (piece, numbers) in pieces.enumerate() {
+            let value = postcard::to_allocvec(numbers).map_err(StoreError::Encoding)?;
+            let key = match (piece == last_piece, last_key) {
+                (true, Some(key)) => key,
+                _ => numbers[numbers.len() - 1],
+            };
+            batch.insert(&index_key(account, key), bounded(value));
+        }
+    }
+    Ok(batch)
+}
+
+/// An account's lists (of its events or of its orders) that may hold numbers below
+/// `bound`, newest first. A list holds numbers at most its key and above the key before
+/// it, so the first to read is the first keyed at or after `bound`.
+fn lists_before(
+    tree: &sled::Tree,
+    account: AccountId,
+    bound: u64,
+) -> impl Iterator<Item = Result<Vec<u64>, StoreError>> {
+    let first = tree
+        .range(index_key(account, bound)..=index_key(account, u64::MAX))
+        .next();
+    let older = tree
+        .range(index_key(account, 0)..index_key(account, bound))
+        .rev();
+    first.into_iter().chain(older).map(|item| {
+        let (_, value) = item?;
+        postcard::from_bytes(&value).map_err(StoreError::Encoding)
+    })
+}
+
+/// Moves an order index written a key per order (order views by id, `account ++ order id`
+/// keys, client order ids) into buckets and lists, then drops the former trees. Client
+/// order ids are not moved: the sequencer keeps those it answers for (live orders', and
+/// ended orders' within the retention window). Run when a store opens; after a crash half
+/// way it writes the same keys again.
+pub(super) fn migrate_order_index(db: &sled::Db) -> Result<(), StoreError> {
+    let names = db.tree_names();
+    let exists = |name: &str| names.iter().any(|known| known.as_ref() == name.as_bytes());
+    if exists(FORMER_ORDER_VIEWS_TREE) {
+        let former = db.open_tree(FORMER_ORDER_VIEWS_TREE)?;
+        let buckets = db.open_tree(ORDER_BUCKETS_TREE)?;
+        let mut batch = sled::Batch::default();
+        let mut keys = 0;
+        let mut current: Option<(u64, Vec<OrderView>)> = None;
+        // Keys are big-endian order ids: views come in id order, a bucket at a time.
+        for value in former.iter().values() {
+            let view: OrderView = postcard::from_bytes(&value?).map_err(StoreError::Encoding)?;
+            let bucket = bucket_of(view.order_id);
+            match &mut current {
+                Some((held, views)) if *held == bucket => views.push(view),
+                _ => {
+                    if let Some((done, views)) = current.replace((bucket, vec![view])) {
+                        insert_bucket(&mut batch, done, &views)?;
+                        keys += 1;
+                    }
+                    if keys >= MIGRATION_BATCH_KEYS {
+                        buckets.apply_batch(std::mem::take(&mut batch))?;
+                        keys = 0;
+                    }
+                }
+            }
+        }
+        if let Some((done, views)) = current {
+            insert_bucket(&mut batch, done, &views)?;
+        }
+        buckets.apply_batch(batch)?;
+        db.drop_tree(FORMER_ORDER_VIEWS_TREE)?;
+    }
+    if exists(FORMER_ACCOUNT_ORDERS_TREE) {
+        let former = db.open_tree(FORMER_ACCOUNT_ORDERS_TREE)?;
+        let lists = db.open_tree(ORDER_LISTS_TREE)?;
+        // `account ++ order id` keys, ascending: each account's ids in order.
+        let mut held: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
+        for key in former.iter().keys() {
+            let key = key?;
+            let account = AccountId(seq_from(&key[..8.min(key.len())])?);
+            let order_id = seq_from(&key[8.min(key.len())..])?;
+            if !held.contains_key(&account) && held.len() >= MIGRATION_BATCH_KEYS {
+                lists.apply_batch(lists_batch(std::mem::take(&mut held), None)?)?;
+            }
+            let ids = held.entry(account).or_default();
+            ids.push(order_id);
+            if ids.len() == IDS_PER_VALUE {
+                lists.apply_batch(lists_batch(std::mem::take(&mut held), None)?)?;
+            }
+        }
+        lists.apply_batch(lists_batch(held, None)?)?;
+        db.drop_tree(FORMER_ACCOUNT_ORDERS_TREE)?;
+    }
+    if exists(FORMER_CLIENT_ORDERS_TREE) {
+        db.drop_tree(FORMER_CLIENT_ORDERS_TREE)?;
+    }
+    Ok(())
 }
 
 fn index_key(account: AccountId, seq: u64) -> [u8; 16] {
@@ -467,4 +589,115 @@ fn seq_from(bytes: &[u8]) -> Result<u64, StoreError> {
         .try_into()
         .map_err(|_| StoreError::Corrupt("a stored sequence number is not 8 bytes".to_string()))?;
     Ok(u64::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{
+        MarketId, OrderStatus, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+    };
+
+    fn view(order_id: u64, account: u64) -> OrderView {
+        OrderView {
+            order_id: OrderId(order_id),
+            account: AccountId(account),
+            client_order_id: Some(format!("c{order_id}").into()),
+            market: MarketId(0),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            price: Some(Price(100 + order_id)),
+            quantity: Quantity(5),
+            filled: Quantity(order_id % 5),
+            status: OrderStatus::PartiallyFilled,
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+            created_seq: order_id * 3,
+        }
+    }
+
+    /// A store as the key-per-order index left it, holding orders 1..=count of accounts
+    /// 7 and 8 in turn.
+    fn former_index(db: &sled::Db, count: u64) {
+        let orders = db.open_tree(FORMER_ORDER_VIEWS_TREE).expect("a tree");
+        let account_orders = db.open_tree(FORMER_ACCOUNT_ORDERS_TREE).expect("a tree");
+        let client_orders = db.open_tree(FORMER_CLIENT_ORDERS_TREE).expect("a tree");
+        for order_id in 1..=count {
+            let view = view(order_id, 7 + order_id % 2);
+            let value = postcard::to_allocvec(&view).expect("encodes");
+            orders
+                .insert(order_id.to_be_bytes(), value)
+                .expect("written");
+            account_orders
+                .insert(index_key(view.account, order_id), &[])
+                .expect("written");
+            client_orders
+                .insert(
+                    format!("{}c{order_id}", view.account.0),
+                    &order_id.to_be_bytes(),
+                )
+                .expect("written");
+        }
+    }
+
+    #[test]
+    fn a_key_per_order_index_moves_into_buckets_and_lists_and_its_trees_go() {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled opens");
+        let count = 7_000;
+        former_index(&db, count);
+        // Twice: a migration cut short runs again from the start and writes the same.
+        migrate_order_index(&db).expect("migrates");
+        former_index(&db, count);
+        migrate_order_index(&db).expect("migrates again");
+        let names = db.tree_names();
+        for former in [
+            FORMER_ORDER_VIEWS_TREE,
+            FORMER_ACCOUNT_ORDERS_TREE,
+            FORMER_CLIENT_ORDERS_TREE,
+        ] {
+            assert!(
+                !names.iter().any(|name| name.as_ref() == former.as_bytes()),
+                "{former} is dropped"
+            );
+        }
+        let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
+        for order_id in [1, 2, 15, 16, 17, 3_333, count] {
+            let found = history.order(OrderId(order_id)).expect("readable");
+            assert_eq!(found, Some(view(order_id, 7 + order_id % 2)));
+        }
+        assert_eq!(history.order(OrderId(count + 1)).expect("readable"), None);
+        for account in [7, 8] {
+            let expected: Vec<u64> = (1..=count)
+                .rev()
+                .filter(|order_id| 7 + order_id % 2 == account)
+                .collect();
+            let listed = history
+                .account_orders(AccountId(account), None, 10_000)
+                .expect("readable");
+            let listed: Vec<u64> = listed.iter().map(|view| view.order_id.0).collect();
+            assert_eq!(listed, expected);
+            let page = history
+                .account_orders(AccountId(account), Some(3_001), 4)
+                .expect("readable");
+            let page: Vec<u64> = page.iter().map(|view| view.order_id.0).collect();
+            assert_eq!(
+                page,
+                expected
+                    .into_iter()
+                    .filter(|id| *id < 3_001)
+                    .take(4)
+                    .collect::<Vec<_>>()
+            );
+        }
+        // A store with nothing to move is left as it is.
+        migrate_order_index(&db).expect("nothing to do");
+        assert_eq!(
+            history.order(OrderId(1)).expect("readable"),
+            Some(view(1, 8))
+        );
+    }
 }

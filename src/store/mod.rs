@@ -266,6 +266,7 @@ impl Store {
         create_private_directory(directory)?;
         let db = open_sled(&sled_config(directory, cache_bytes), directory, LOCK_WAIT)?;
         let journal = db.open_tree("journal")?;
+        history::migrate_order_index(&db)?;
         db.flush()?;
         let db_file = File::open(directory.join("sled").join("db"))?;
         db_file.sync_all()?;

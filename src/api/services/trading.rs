@@ -121,43 +121,40 @@ impl proto::trading_server::Trading for Api {
                 account: caller.account,
                 order_id: *order_id,
             },
-            OrderRef::Client(client_order_id) => Query::OpenOrderByClientId {
+            OrderRef::Client(client_order_id) => Query::OrderByClientId {
                 account: caller.account,
                 client_order_id: client_order_id.clone(),
             },
         };
-        let Answer::Order(open) = self.context.query(query).await? else {
+        let Answer::Order(kept) = self.context.query(query).await? else {
             return Err(Status::internal("unexpected answer"));
         };
-        if let Some(view) = open {
-            return Ok(Response::new(proto::GetOrderResponse {
-                order: Some(self.order_reply(&view)),
-            }));
-        }
-        // Not open: it ended, or it is not the caller's. Ended orders are in history.
-        self.context.wait_indexed().await?;
-        let history = self.context.history.clone();
-        let account = caller.account;
-        let found = tokio::task::spawn_blocking(move || match &target {
-            OrderRef::Id(id) => history.order(*id),
-            OrderRef::Client(client) => history.order_by_client_id(account, client),
-        })
-        .await
-        .map_err(|_| Status::internal("the history reader stopped"))?
-        .map_err(|error| Status::internal(format!("history: {error}")))?
-        .filter(|view| view.account == caller.account);
-        let field = if message.order_id.is_empty() {
-            "client_order_id"
-        } else {
-            "order_id"
+        let found = match (kept, target) {
+            (Some(view), _) => Some(view),
+            // A client order id is known while the exchange keeps it (the order's life,
+            // then the retention window), as a retry under it is.
+            (None, OrderRef::Client(_)) => {
+                return Err(Status::not_found(
+                    "client_order_id: no order of yours has it (an ended order's id is kept \
+                     for the retention window)",
+                ))
+            }
+            // Not open: it ended, or it is not the caller's. Ended orders are in history.
+            (None, OrderRef::Id(order_id)) => {
+                self.context.wait_indexed().await?;
+                let history = self.context.history.clone();
+                tokio::task::spawn_blocking(move || history.order(order_id))
+                    .await
+                    .map_err(|_| Status::internal("the history reader stopped"))?
+                    .map_err(|error| Status::internal(format!("history: {error}")))?
+                    .filter(|view| view.account == caller.account)
+            }
         };
         match found {
             Some(view) => Ok(Response::new(proto::GetOrderResponse {
                 order: Some(self.order_reply(&view)),
             })),
-            None => Err(Status::not_found(format!(
-                "{field}: no order of yours matches"
-            ))),
+            None => Err(Status::not_found("order_id: no order of yours matches")),
         }
     }
 

@@ -562,6 +562,11 @@ impl<B: OrderBook> Sequencer<B> {
         self.books.get(usize::from(market.0))
     }
 
+    /// The configuration it applies commands under.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
     /// The ledger.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger

@@ -298,6 +298,10 @@ impl Pipeline {
             index_failure: Mutex::new(None),
             failed_signal: tokio::sync::watch::Sender::new(false),
         });
+        // The replica starts from a copy of the recovered state.
+        let replica =
+            Sequencer::<B>::from_snapshot(sequencer.config().clone(), sequencer.snapshot())
+                .expect("a sequencer's own snapshot restores");
         let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
         let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity.max(1));
         let (committed, _) = broadcast::channel(config.broadcast_capacity.max(1));
@@ -311,17 +315,26 @@ impl Pipeline {
                 })
                 .expect("the sequencer thread starts")
         };
+        let (to_replica, replica_receiver) = mpsc::sync_channel(threads::REPLICA_QUEUE_GROUPS);
         // One snapshot waits while another is written, at most.
-        let (to_snapshots, snapshot_receiver) = mpsc::sync_channel(1);
+        let (to_writer, writer_receiver) = mpsc::sync_channel(1);
+        let replica_thread = {
+            let shared = Arc::clone(&shared);
+            let config = config.clone();
+            std::thread::Builder::new()
+                .name("replica".to_string())
+                .spawn(move || {
+                    threads::run_replica(replica, replica_receiver, to_writer, &shared, &config)
+                })
+                .expect("the replica thread starts")
+        };
         let snapshot_thread = {
             let shared = Arc::clone(&shared);
             let config = config.clone();
             let snapshots = journal.snapshots();
             std::thread::Builder::new()
                 .name("snapshots".to_string())
-                .spawn(move || {
-                    threads::run_snapshots(snapshots, snapshot_receiver, &shared, &config)
-                })
+                .spawn(move || threads::run_snapshots(snapshots, writer_receiver, &shared, &config))
                 .expect("the snapshot thread starts")
         };
         let store_thread = {
@@ -330,7 +343,7 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("store".to_string())
                 .spawn(move || {
-                    threads::run_store(journal, store_receiver, committed, to_snapshots, &shared)
+                    threads::run_store(journal, store_receiver, committed, to_replica, &shared)
                 })
                 .expect("the store thread starts")
         };
@@ -338,7 +351,12 @@ impl Pipeline {
             requests: Some(requests),
             shared,
             committed,
-            threads: vec![sequencer_thread, store_thread, snapshot_thread],
+            threads: vec![
+                sequencer_thread,
+                store_thread,
+                replica_thread,
+                snapshot_thread,
+            ],
         }
     }
 

@@ -1,5 +1,7 @@
-//! The two threads of the pipeline: the sequencer, which applies requests in batches, and
-//! the store, which makes batches durable and only then releases their outcomes.
+//! The threads of the pipeline: the sequencer, which applies requests in batches; the
+//! store, which makes batches durable and only then releases their outcomes; the replica,
+//! a second sequencer that applies what was committed and copies its state for a
+//! snapshot, so that the sequencer never stops for one; the snapshot writer; the indexer.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -13,7 +15,7 @@ use super::{
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
-use crate::store::{History, Journal, JournalRecord, Snapshots};
+use crate::store::{History, Journal, JournalEntry, JournalRecord, Snapshots};
 use crate::types::{Side, Tier};
 
 /// An outcome waiting for its batch to be committed.
@@ -59,7 +61,6 @@ impl Pending {
 pub(super) struct Batch {
     records: Vec<JournalRecord>,
     pending: Vec<Pending>,
-    snapshot: Option<SequencerSnapshot>,
     /// Commands and queries applied, for the batch's bound.
     commands: usize,
 }
@@ -77,14 +78,12 @@ pub(super) fn run_sequencer<B: OrderBook>(
     config: &PipelineConfig,
 ) {
     let mut events: Vec<Event> = Vec::with_capacity(256);
-    let mut last_snapshot = sequencer.last_seq();
     // Blocks for the first request of each batch; ends when the handle is dropped and
     // every queued request has been applied.
     while let Ok(first) = requests.recv() {
         let mut batch = Batch {
             records: Vec::new(),
             pending: Vec::new(),
-            snapshot: None,
             commands: 0,
         };
         let mut record = JournalRecord::default();
@@ -111,15 +110,6 @@ pub(super) fn run_sequencer<B: OrderBook>(
         }
         if !record.events.is_empty() {
             batch.records.push(record);
-        }
-        // A snapshot copies the whole state on this thread: taken no more often than
-        // every twice as many events as the state has records, its cost per event stays
-        // bounded however large the state grows.
-        let every = config.snapshot_every_events;
-        let since = sequencer.last_seq() - last_snapshot;
-        if every > 0 && since >= every && since >= 2 * sequencer.state_records() {
-            last_snapshot = sequencer.last_seq();
-            batch.snapshot = Some(sequencer.snapshot());
         }
         shared.metrics.batch.observe(batch.commands as u64);
         if to_store.send(batch).is_err() {
@@ -276,20 +266,19 @@ pub(super) fn run_store<J: Journal>(
     mut journal: J,
     batches: Receiver<Batch>,
     committed: broadcast::Sender<CommittedEvents>,
-    to_snapshots: SyncSender<SequencerSnapshot>,
+    to_replica: SyncSender<CommittedCommands>,
     shared: &Shared,
 ) {
+    let mut replica_gone = false;
     while let Ok(first) = batches.recv() {
         // Everything waiting goes into one durable write: group commit.
         let mut group = vec![first];
         group.extend(batches.try_iter());
         let mut records = Vec::new();
         let mut pending = Vec::new();
-        let mut snapshots = Vec::new();
         for batch in group {
             records.extend(batch.records);
             pending.extend(batch.pending);
-            snapshots.extend(batch.snapshot);
         }
         if shared.failed.load(Ordering::Acquire) {
             pending
@@ -309,33 +298,102 @@ pub(super) fn run_store<J: Journal>(
                 continue;
             }
         }
+        let mut entries = Vec::new();
         let events: Vec<Event> = records
             .into_iter()
-            .flat_map(|record| record.events)
+            .flat_map(|record| {
+                entries.extend(record.entries);
+                record.events
+            })
             .collect();
         if let Some(last) = events.last() {
             shared.committed_seq.store(last.seq, Ordering::Release);
         }
+        let events = std::sync::Arc::new(events);
         if !events.is_empty() {
             // No subscriber is no error: committed events are in the journal regardless.
-            let _ = committed.send(std::sync::Arc::new(events));
+            let _ = committed.send(std::sync::Arc::clone(&events));
         }
         // Released after the broadcast: once a caller has its answer, the events of its
         // command have been published too.
         pending.into_iter().for_each(Pending::release);
-        for snapshot in snapshots {
-            // Written on the snapshot thread; this waits only while the one before is
-            // still being written.
-            if to_snapshots.send(snapshot).is_err() {
-                tracing::warn!("the snapshot thread is gone; no more snapshots are written");
+        if !entries.is_empty() && !replica_gone {
+            // Waits only while the replica is REPLICA_QUEUE_GROUPS commits behind.
+            let work = CommittedCommands { entries, events };
+            if to_replica.send(work).is_err() {
+                replica_gone = true;
+                tracing::warn!("the snapshot replica is gone; no more snapshots are taken");
             }
         }
     }
 }
 
-/// Writes each snapshot the store thread hands it (after the journal covers it), then
-/// prunes the journal behind it, off the store thread: a large state's snapshot takes
-/// seconds to write and would hold up every commit meanwhile.
+/// What one commit made durable, for the replica: the commands and all their events.
+pub(super) struct CommittedCommands {
+    entries: Vec<JournalEntry>,
+    events: CommittedEvents,
+}
+
+/// Commits the replica may be behind before the store thread waits for it: enough to
+/// cover the copy of a large state (up to a second or so) at thousands of commits a second.
+pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
+
+/// Applies every committed command to a second sequencer, checking that it emits exactly
+/// the committed events (as recovery does), and hands a copy of its state to the
+/// snapshot writer every so many events. The copy takes this thread's time, not the
+/// sequencer's; a replica that disagrees with the journal stops taking snapshots rather
+/// than write a state the exchange never had.
+pub(super) fn run_replica<B: OrderBook>(
+    mut replica: Sequencer<B>,
+    committed: Receiver<CommittedCommands>,
+    to_writer: SyncSender<SequencerSnapshot>,
+    shared: &Shared,
+    config: &PipelineConfig,
+) {
+    let mut scratch: Vec<Event> = Vec::with_capacity(256);
+    let mut last_snapshot = replica.last_seq();
+    while let Ok(work) = committed.recv() {
+        let resumes = work.events.first().map(|event| event.seq);
+        let replayed = match resumes == Some(replica.last_seq() + 1) {
+            true => crate::store::replay_entries(
+                &mut replica,
+                &work.entries,
+                &work.events,
+                &mut scratch,
+            )
+            .map_err(|error| error.to_string()),
+            false => Err(format!(
+                "the commit resumes at {resumes:?} after event {}",
+                replica.last_seq()
+            )),
+        };
+        if let Err(error) = replayed {
+            tracing::error!(%error, "the snapshot replica disagrees with the journal; no more snapshots are taken");
+            if let Ok(mut failure) = shared.snapshot_failure.lock() {
+                *failure = Some(format!(
+                    "the snapshot replica disagrees with the journal: {error}"
+                ));
+            }
+            return;
+        }
+        // Taken no more often than every twice as many events as the state has records,
+        // so the copy's cost per event stays bounded however large the state grows.
+        let every = config.snapshot_every_events;
+        let since = replica.last_seq() - last_snapshot;
+        if every > 0 && since >= every && since >= 2 * replica.state_records() {
+            last_snapshot = replica.last_seq();
+            // Waits while the snapshot before is still being written.
+            if to_writer.send(replica.snapshot()).is_err() {
+                tracing::warn!("the snapshot writer is gone; no more snapshots are written");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes each snapshot the replica hands it (of a committed state), then prunes the
+/// journal behind it, off the store thread: a large state's snapshot takes seconds to
+/// write and would hold up every commit meanwhile.
 pub(super) fn run_snapshots(
     mut snapshots: Snapshots,
     written: Receiver<SequencerSnapshot>,

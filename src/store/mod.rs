@@ -36,7 +36,7 @@ pub use check::{check, check_at, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
 pub use journal::{JournalEntry, JournalRecord};
-pub use recovery::{recover, recover_with, Recovered};
+pub use recovery::{recover, recover_with, replay_entries, Recovered};
 pub use watermark::Mark;
 
 use crate::engine::SequencerSnapshot;

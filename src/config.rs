@@ -581,7 +581,7 @@ impl Config {
             range("server.requests_per_connection_max", server.requests_per_connection_max, 1, 100_000),
             range("server.request_timeout_ms", server.request_timeout_ms, 1, hour_ms),
             range("server.page_size_max", server.page_size_max, 1, 100_000),
-            range("server.candle_retention_days", server.candle_retention_days, 0, 3_660),
+            range("server.candle_retention_days", server.candle_retention_days, 1, 3_660),
             range("server.usage_retention_days", server.usage_retention_days, 1, 3_660),
             range("server.usage_rows_max", server.usage_rows_max, 1, 100_000_000),
             range("server.stream_subscribers_max", server.stream_subscribers_max, 1, 1_000_000),
@@ -642,6 +642,31 @@ mod tests {
             Some("127.0.0.1:8080".parse().expect("an address"))
         );
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn a_zero_where_one_at_least_is_needed_is_refused_naming_the_setting() {
+        // Each of these was once raised to 1 where it was used, silently.
+        for (section, field) in [
+            ("server", "candle_retention_days"),
+            ("server", "usage_retention_days"),
+            ("server", "usage_rows_max"),
+            ("pipeline", "queue_capacity"),
+            ("pipeline", "store_queue_capacity"),
+            ("pipeline", "broadcast_capacity"),
+            ("pipeline", "batch_requests_max"),
+            ("pipeline", "record_events_max"),
+        ] {
+            let text = format!("[{section}]\n{field} = 0\n");
+            let error = Config::from_toml(&text)
+                .expect("parses")
+                .validate()
+                .expect_err(&text);
+            assert!(
+                error.to_string().contains(&format!("{section}.{field}")),
+                "{text}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -101,9 +101,10 @@ impl Usage {
     /// Empty usage that keeps `retention_ms` of hours and at most `rows_max` rows (and as
     /// many top-ups).
     pub fn new(retention_ms: u64, rows_max: usize) -> Usage {
+        assert!(rows_max > 0, "usage keeps a row at least");
         Usage {
             retention_ms,
-            rows_max: rows_max.max(1),
+            rows_max,
             by_holder: BTreeMap::new(),
             by_service: BTreeMap::new(),
             hours: BTreeMap::new(),

@@ -66,7 +66,7 @@ impl TradeFeed {
     /// subscribers that are behind.
     pub fn new(seq: u64, capacity: usize) -> TradeFeed {
         TradeFeed {
-            batches: broadcast::channel(capacity.max(1)).0,
+            batches: broadcast::channel(capacity).0,
             seq: watch::Sender::new(seq),
             sent: watch::Sender::new(seq),
         }
@@ -89,7 +89,7 @@ pub fn trade_of(market: MarketView<'_>, event: &Event, fill: &Fill) -> proto::Tr
 /// The largest piece of one market's encoded trades: half a message, so that a piece
 /// always fits one and two make one that still does.
 pub fn piece_bytes(message_bytes_max: usize) -> usize {
-    (message_bytes_max / 2).max(1)
+    message_bytes_max / 2
 }
 
 /// Encodes `trades` into pieces of at most `piece_max` bytes (a single trade larger than

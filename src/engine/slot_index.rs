@@ -41,10 +41,11 @@ impl Default for SlotIndex {
 impl SlotIndex {
     /// An empty index whose window spans at most `window_max` ids.
     pub fn new(window_max: usize) -> SlotIndex {
+        assert!(window_max > 0, "the window spans an id at least");
         SlotIndex {
             base: 0,
             window: VecDeque::new(),
-            window_max: window_max.max(1),
+            window_max,
             old: FxHashMap::default(),
             len: 0,
         }

@@ -77,9 +77,10 @@ pub struct TradeStats {
 impl TradeStats {
     /// Statistics for `markets` markets, keeping candles for `retention_days`.
     pub fn new(markets: usize, retention_days: u64) -> TradeStats {
+        assert!(retention_days > 0, "candles are kept for a day at least");
         TradeStats {
             markets: vec![MarketTrades::default(); markets],
-            retention_ms: retention_days.max(1) * DAY_MS,
+            retention_ms: retention_days * DAY_MS,
             applied_seq: 0,
         }
     }

@@ -302,9 +302,30 @@ impl Pipeline {
         let replica =
             Sequencer::<B>::from_snapshot(sequencer.config().clone(), sequencer.snapshot())
                 .expect("a sequencer's own snapshot restores");
-        let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
-        let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity.max(1));
-        let (committed, _) = broadcast::channel(config.broadcast_capacity.max(1));
+        // Config::validate refuses these; a PipelineConfig built in code must not pass them.
+        assert!(
+            config.queue_capacity > 0,
+            "pipeline.queue_capacity is at least 1"
+        );
+        assert!(
+            config.store_queue_capacity > 0,
+            "pipeline.store_queue_capacity is at least 1"
+        );
+        assert!(
+            config.broadcast_capacity > 0,
+            "pipeline.broadcast_capacity is at least 1"
+        );
+        assert!(
+            config.batch_requests_max > 0,
+            "pipeline.batch_requests_max is at least 1"
+        );
+        assert!(
+            config.record_events_max > 0,
+            "pipeline.record_events_max is at least 1"
+        );
+        let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity);
+        let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity);
+        let (committed, _) = broadcast::channel(config.broadcast_capacity);
         let sequencer_thread = {
             let shared = Arc::clone(&shared);
             let config = config.clone();

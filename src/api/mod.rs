@@ -14,6 +14,7 @@ pub mod book_update;
 pub mod codec;
 pub mod context;
 pub mod convert;
+pub mod deadline;
 pub mod decimal;
 pub mod feed;
 pub mod funding;

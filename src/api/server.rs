@@ -14,6 +14,7 @@ use tower_layer::{Identity, Stack};
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
 use super::context::{Context, MarketDataState};
+use super::deadline::DeadlineLayer;
 use super::funding::FundingSources;
 use super::health::Readiness;
 use super::idle::{IdleLayer, PartialBytes};
@@ -356,7 +357,7 @@ async fn start_health(
 /// The transport with the configured TLS, connection and request limits.
 /// The layers every request goes through: its idleness and partial bytes, then its
 /// figures.
-type Layers = Stack<MetricsLayer, Stack<IdleLayer, Identity>>;
+type Layers = Stack<DeadlineLayer, Stack<MetricsLayer, Stack<IdleLayer, Identity>>>;
 
 fn server_builder(
     limits: &crate::config::ServerConfig,
@@ -377,7 +378,6 @@ fn server_builder(
         .max_concurrent_streams(limits.concurrent_streams_max)
         .initial_connection_window_size(limits.receive_window_bytes)
         .initial_stream_window_size(limits.receive_window_bytes)
-        .timeout(Duration::from_millis(limits.request_timeout_ms))
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_millis(limits.keepalive_timeout_ms)))
         .tcp_keepalive(Some(keepalive))
@@ -385,7 +385,10 @@ fn server_builder(
             stream_idle: Duration::from_millis(limits.stream_idle_timeout_ms),
             partial: Arc::new(PartialBytes::new(limits.partial_messages_bytes_max)),
         })
-        .layer(MetricsLayer { metrics }))
+        .layer(MetricsLayer { metrics })
+        .layer(DeadlineLayer {
+            timeout: Duration::from_millis(limits.request_timeout_ms),
+        }))
 }
 
 /// `routes` with reflection (v1 and v1alpha) and the five services of the API, each

@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::pipeline::PipelineConfig;
 use crate::types::{Asset, MICROS_PER_UNIT};
 
 /// One market: which asset is traded for which, and its price and size grid.
@@ -443,7 +442,7 @@ impl Default for ServerConfig {
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
             stream_buffer_messages: 256,
-            store_cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
+            store_cache_bytes: STORE_CACHE_BYTES_DEFAULT,
             book_heartbeat_ms: 1_000,
             shutdown_grace_ms: 10_000,
         }
@@ -606,6 +605,47 @@ impl Config {
             range("pipeline.broadcast_capacity", pipeline.broadcast_capacity, 1, 1_000_000),
         ];
         ranges.into_iter().collect()
+    }
+}
+
+/// The store's page cache unless configured: a quarter of sled's own default.
+pub const STORE_CACHE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
+/// Sizes of the pipeline's queues and batches.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Requests waiting for the sequencer before more are refused.
+    pub queue_capacity: usize,
+    /// Requests the sequencer applies before it hands a batch to the store.
+    pub batch_requests_max: usize,
+    /// Events in one journal record (one sled value).
+    pub record_events_max: usize,
+    /// Batches waiting for the store before the sequencer waits for it.
+    pub store_queue_capacity: usize,
+    /// Committed event batches a subscriber may fall behind before it misses some.
+    pub broadcast_capacity: usize,
+    /// Events between snapshots, at least; 0 takes none. The interval is also at least
+    /// twice the state's records (accounts, resting orders, kept idempotency keys and
+    /// client order ids), so that snapshots of a large state cost a bounded share of the
+    /// replica's time; a restart then replays at most that many events.
+    pub snapshot_every_events: u64,
+    /// Events of journal history kept before the newest snapshot, for history queries and
+    /// market-data replay; 0 keeps the whole journal.
+    pub journal_retention_events: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 65_536,
+            batch_requests_max: 4_096,
+            record_events_max: 128,
+            store_queue_capacity: 8,
+            broadcast_capacity: 1_024,
+            snapshot_every_events: 1_000_000,
+            journal_retention_events: 0,
+        }
     }
 }
 

@@ -495,19 +495,7 @@ impl OrderView {
     }
 }
 
-/// The issuer's view of the divmid supply. `minted = treasury + circulating + spent` at
-/// every sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Supply {
-    /// Every divmid ever minted.
-    pub minted: Amount,
-    /// Divmids in the treasury, not yet sold.
-    pub treasury: Amount,
-    /// Divmids users hold, available and held by orders.
-    pub circulating: Amount,
-    /// Divmids services charged, in the issuer's revenue account.
-    pub spent: Amount,
-}
+pub use crate::ledger::Supply;
 
 /// What the caller of a command gets back once its events are committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,22 +5,26 @@
 //!
 //! - [`types`]: ids, assets, sides, order options, and the integer money types (micro-unit
 //!   amounts, prices in ticks, quantities in lots).
-//! - [`config`]: markets and limits, validated before anything starts.
 //! - [`error`]: the typed rejects a command can get, each naming its field.
+//! - [`config`]: markets and limits, validated before anything starts.
+//! - [`ledger`]: accounts, balances and double-entry movements; pure.
 //! - [`command`] and [`event`]: the sequencer's language in and out, shared by everything
 //!   around it so that nothing reaches into the engine.
-//! - [`ledger`]: accounts, balances and double-entry movements; pure.
+//! - [`usage`]: metering usage per holder, service and hour, and the top-ups, built from
+//!   committed charges; pure and bounded.
+//! - [`market_data`]: candles and the ticker, built from committed trades.
+//! - [`metrics`]: histograms of atomics for the Prometheus endpoint, which the commit path
+//!   adds to without waiting.
 //! - [`engine`]: order books and the sequencer that applies commands in order; pure and
 //!   deterministic.
 //! - [`store`]: the journal and snapshots in sled and files, and recovery; the only module
 //!   that knows sled.
-//! - [`market_data`]: candles and the ticker, built from committed trades.
-//! - [`usage`]: metering usage per holder, service and hour, and the top-ups, built from
-//!   committed charges; pure and bounded.
-//! - [`metrics`]: histograms of atomics for the Prometheus endpoint, which the commit path
-//!   adds to without waiting.
-//! - [`pipeline`]: the sequencer and store threads and the bounded queues between them:
-//!   outcomes are released and events broadcast only once committed.
+//! - [`pipeline`]: the sequencer, store, replica and snapshot threads and the bounded
+//!   queues between them: outcomes are released and events broadcast only once committed.
+//! - [`api`]: the gRPC services and the web gateway; the only module that knows tonic,
+//!   axum and the proto.
+//!
+//! A module uses only modules listed before it (`tests/tidy.rs` keeps it so).
 
 pub mod api;
 pub mod command;

@@ -307,6 +307,15 @@ impl Balance {
 /// An account's holdings of every asset, indexed by [`Asset::index`].
 pub type Balances = [Balance; 2];
 
+/// One aggregated price level: its price and the lots resting there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Level {
+    /// The level's price.
+    pub price: Price,
+    /// Lots resting at it, summed over its orders.
+    pub quantity: Quantity,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{AccountId, OrderId, Price, Quantity, SelfTradePrevention, Side};
+use crate::types::{AccountId, Level, OrderId, Price, Quantity, SelfTradePrevention, Side};
 
 /// An order resting on the book. Only a GTC limit order rests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,15 +42,6 @@ impl RestingOrder {
     pub fn remaining(&self) -> Quantity {
         Quantity(self.quantity.0 - self.filled.0)
     }
-}
-
-/// One aggregated price level: its price and the lots resting there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Level {
-    /// The level's price.
-    pub price: Price,
-    /// Lots resting at it, summed over its orders.
-    pub quantity: Quantity,
 }
 
 /// An order book of one market, both sides.

@@ -11,8 +11,9 @@
 //! the gap. Both are O(1), so cancel all finds an account's orders without a scan and
 //! ending an order costs no search.
 
-use super::book::{Level, OrderBook, RestingOrder};
+use super::book::{OrderBook, RestingOrder};
 use super::slot_index::SlotIndex;
+use crate::types::Level;
 use crate::types::{AccountId, OrderId, Price, Quantity, Side};
 
 /// No slot: the end of a level's queue.

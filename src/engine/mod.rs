@@ -13,6 +13,7 @@
 //! - `snapshot.rs`: [`SequencerSnapshot`], the whole state as plain data.
 
 mod book;
+mod idempotency;
 mod level_book;
 mod matching;
 mod metering;
@@ -21,7 +22,9 @@ mod sequencer;
 mod slot_index;
 mod snapshot;
 
-pub use book::{Level, OrderBook, RestingOrder};
+pub use crate::types::Level;
+pub use book::{OrderBook, RestingOrder};
+pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;
 pub use sequencer::Sequencer;

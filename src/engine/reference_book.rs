@@ -3,7 +3,8 @@
 //! exists so that tests can require [`LevelBook`](super::LevelBook) to behave exactly
 //! like it.
 
-use super::book::{Level, OrderBook, RestingOrder};
+use super::book::{OrderBook, RestingOrder};
+use crate::types::Level;
 use crate::types::{AccountId, OrderId, Price, Quantity, Side};
 
 /// Both sides as plain vectors in arrival order.

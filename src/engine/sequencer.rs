@@ -18,9 +18,9 @@ use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
 use std::collections::VecDeque;
 
+use super::idempotency::IdempotencyRecords;
 use crate::ledger::{
-    sale_cost, IdempotencyRecords, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH,
-    TREASURY,
+    sale_cost, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH, TREASURY,
 };
 use crate::types::{
     AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, OrderType, Role,

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::{OrderBook, RestingOrder};
+use super::idempotency::{IdempotencyRecord, IdempotencyRecords};
 use super::sequencer::{ClientOrder, Sequencer};
 use crate::command::NewOrder;
 use crate::config::EngineConfig;
 use crate::event::OrderView;
-use crate::ledger::{IdempotencyRecord, IdempotencyRecords, Ledger, PrepaidPool};
+use crate::ledger::{Ledger, PrepaidPool};
 use crate::types::{AccountId, OrderId, Side};
 
 /// Everything a sequencer needs to continue where it was.

@@ -13,11 +13,9 @@
 //! refuses any that would take a balance below zero.
 
 mod account;
-mod idempotency;
 mod prepaid;
 
 pub use account::Account;
-pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use prepaid::{
     month_start_ms, utc_day, utc_month, AutoTopUp, DailySpend, PrepaidPool, TopUpAccount, DAY_MS,
 };
@@ -27,7 +25,6 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Reject;
-use crate::event::Supply;
 use crate::types::{AccountId, Amount, Asset, Balance, Balances, IssuePrice, Role, Tier};
 
 /// The issuer's treasury: minted divmids, and the dollars its sales earn.
@@ -503,6 +500,20 @@ pub fn sale_cost(quantity: Amount, price: IssuePrice) -> Option<Amount> {
     let divisor = u128::from(IssuePrice::UNITS_PER_USD);
     let micros = exact.div_ceil(divisor);
     u64::try_from(micros).ok().map(Amount)
+}
+
+/// The issuer's view of the divmid supply. `minted = treasury + circulating + spent` at
+/// every sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supply {
+    /// Every divmid ever minted.
+    pub minted: Amount,
+    /// Divmids in the treasury, not yet sold.
+    pub treasury: Amount,
+    /// Divmids users hold, available and held by orders.
+    pub circulating: Amount,
+    /// Divmids services charged, in the issuer's revenue account.
+    pub spent: Amount,
 }
 
 #[cfg(test)]

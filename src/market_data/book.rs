@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::engine::Level;
 use crate::event::{Event, EventKind};
+use crate::types::Level;
 use crate::types::{MarketId, OrderId, Price, Quantity, Side};
 
 /// Levels in each checksum, per side.

@@ -39,43 +39,7 @@ use crate::ledger::{DailySpend, IssuePriceChange, TopUpAccount};
 use crate::store::{History, Journal};
 use crate::types::{AccountId, Balances, IssuePrice, MarketId, OrderId};
 
-/// Sizes of the pipeline's queues and batches.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineConfig {
-    /// Requests waiting for the sequencer before more are refused.
-    pub queue_capacity: usize,
-    /// Requests the sequencer applies before it hands a batch to the store.
-    pub batch_requests_max: usize,
-    /// Events in one journal record (one sled value).
-    pub record_events_max: usize,
-    /// Batches waiting for the store before the sequencer waits for it.
-    pub store_queue_capacity: usize,
-    /// Committed event batches a subscriber may fall behind before it misses some.
-    pub broadcast_capacity: usize,
-    /// Events between snapshots, at least; 0 takes none. The interval is also at least
-    /// twice the state's records (accounts, resting orders, kept idempotency keys and
-    /// client order ids), so that snapshots of a large state cost a bounded share of the
-    /// sequencer's time; a restart then replays at most that many events.
-    pub snapshot_every_events: u64,
-    /// Events of journal history kept before the newest snapshot, for history queries and
-    /// market-data replay; 0 keeps the whole journal.
-    pub journal_retention_events: u64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            queue_capacity: 65_536,
-            batch_requests_max: 4_096,
-            record_events_max: 128,
-            store_queue_capacity: 8,
-            broadcast_capacity: 1_024,
-            snapshot_every_events: 1_000_000,
-            journal_retention_events: 0,
-        }
-    }
-}
+pub use crate::config::PipelineConfig;
 
 /// Why a request did not get an answer from the exchange.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -250,8 +250,8 @@ pub struct Store {
     directory: PathBuf,
 }
 
-/// The store's page cache unless configured: a quarter of sled's own default.
-pub const CACHE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+/// The store's page cache unless configured.
+pub use crate::config::STORE_CACHE_BYTES_DEFAULT as CACHE_BYTES_DEFAULT;
 
 impl Store {
     /// Opens (or creates) the store in `directory`, with a page cache of

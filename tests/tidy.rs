@@ -1,0 +1,241 @@
+//! The layering of `src/`, read from the source as rust-analyzer's tidy tests do: the
+//! modules form a DAG in the reading order `src/lib.rs` lists them in, sled is known only
+//! to the store, tonic, prost, axum, hyper and the generated proto only to the API and
+//! the binaries, and the pure modules do no I/O (no runtime, threads, sockets, files,
+//! clock or randomness).
+
+use std::path::{Path, PathBuf};
+
+/// Modules that do no I/O.
+const PURE: &[&str] = &[
+    "types",
+    "error",
+    "ledger",
+    "command",
+    "event",
+    "usage",
+    "market_data",
+    "engine",
+];
+
+/// What a pure module may not name.
+const IO: &[&str] = &[
+    "tokio::",
+    "sled::",
+    "tonic::",
+    "std::fs",
+    "std::thread",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "SystemTime",
+    "Instant::now",
+    "rand::",
+    "getrandom",
+];
+
+/// External crates and the modules (or binaries) allowed to name them.
+const CONFINED: &[(&str, &[&str])] = &[
+    ("sled::", &["store"]),
+    ("tonic::", &["api", "bin"]),
+    ("prost::", &["api", "bin"]),
+    ("axum::", &["api", "bin"]),
+    ("hyper::", &["api", "bin"]),
+];
+
+/// The modules of `src/lib.rs`'s reading order: each `[`name`]` of its `//! - ` list.
+fn reading_order(lib: &str) -> Vec<String> {
+    let mut order = Vec::new();
+    for line in lib.lines().filter(|line| line.starts_with("//! - ")) {
+        for piece in line.split("[`").skip(1) {
+            if let Some((name, _)) = piece.split_once("`]") {
+                order.push(name.to_string());
+            }
+        }
+    }
+    order
+}
+
+/// The module a source file belongs to: `src/engine/book.rs` is `engine`, `src/types.rs`
+/// is `types`, anything under `src/bin` is `bin`.
+fn module_of(relative: &Path) -> String {
+    let first = relative
+        .components()
+        .next()
+        .map(|part| part.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The source without comments (a line's text after `//`), so that a doc link to another
+/// module is no dependency.
+fn code_of(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split_once("//").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The crate modules `code` names: `crate::x` paths and `crate::{x, y}` groups.
+fn crate_modules(code: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for piece in code.split("crate::").skip(1) {
+        let mut group = |text: &str| {
+            let name: String = text
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        };
+        match piece.strip_prefix('{') {
+            Some(inner) => inner
+                .split('}')
+                .next()
+                .unwrap_or_default()
+                .split(',')
+                .for_each(&mut group),
+            None => group(piece),
+        }
+    }
+    names
+}
+
+/// Every breach of the layering among `files` (paths relative to `src/`, and their text).
+fn breaches(order: &[String], files: &[(PathBuf, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, text) in files {
+        let module = module_of(path);
+        let code = code_of(text);
+        let shown = path.display();
+        if module != "bin" && module != "lib" {
+            match order.iter().position(|name| *name == module) {
+                None => found.push(format!(
+                    "src/{shown}: module {module} is missing from lib.rs's reading order"
+                )),
+                Some(place) => {
+                    for used in crate_modules(&code) {
+                        let Some(used_place) = order.iter().position(|name| *name == used) else {
+                            continue;
+                        };
+                        if used_place >= place && used != module {
+                            found.push(format!(
+                                "src/{shown}: {module} uses crate::{used}, which lib.rs lists after it"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (name, allowed) in CONFINED {
+            if code.contains(name) && !allowed.contains(&module.as_str()) {
+                found.push(format!(
+                    "src/{shown}: {module} names {name}, which only {allowed:?} may"
+                ));
+            }
+        }
+        if PURE.contains(&module.as_str()) {
+            for name in IO.iter().filter(|name| code.contains(*name)) {
+                found.push(format!("src/{shown}: {module} is pure but names {name}"));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn source_files(directory: &Path, root: &Path, files: &mut Vec<(PathBuf, String)>) {
+    let entries = std::fs::read_dir(directory).expect("src/ is readable");
+    for entry in entries {
+        let path = entry.expect("an entry").path();
+        if path.is_dir() {
+            source_files(&path, root, files);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            let text = std::fs::read_to_string(&path).expect("a source file");
+            let relative = path.strip_prefix(root).expect("under src/").to_path_buf();
+            files.push((relative, text));
+        }
+    }
+}
+
+#[test]
+fn the_modules_keep_their_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("src/lib.rs");
+    let order = reading_order(&lib);
+    let declared: Vec<&str> = lib
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub mod "))
+        .map(|line| line.trim_end_matches(';'))
+        .collect();
+    let mut listed: Vec<&str> = order.iter().map(String::as_str).collect();
+    listed.sort_unstable();
+    let mut declared_sorted = declared.clone();
+    declared_sorted.sort_unstable();
+    assert_eq!(
+        listed, declared_sorted,
+        "lib.rs lists every module it declares, once"
+    );
+    let mut files = Vec::new();
+    source_files(&src, &src, &mut files);
+    assert!(
+        files.len() > 50,
+        "the source was read: {} files",
+        files.len()
+    );
+    let found = breaches(&order, &files);
+    assert!(
+        found.is_empty(),
+        "the layering is broken:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn a_planted_breach_of_each_rule_is_found() {
+    let order: Vec<String> = ["types", "config", "engine", "store", "pipeline", "api"]
+        .map(String::from)
+        .to_vec();
+    let file = |path: &str, text: &str| (PathBuf::from(path), text.to_string());
+    let files = [
+        // Fine: earlier modules, a doc link, a grouped use of earlier ones.
+        file(
+            "engine/book.rs",
+            "//! See [`crate::pipeline`].\nuse crate::types::Side;\n",
+        ),
+        file(
+            "pipeline/mod.rs",
+            "use crate::{engine::Sequencer, store::Store};\n",
+        ),
+        file("bin/tool.rs", "use tonic::Status;\n"),
+        // Each breaks one rule.
+        file("config.rs", "use crate::pipeline::PipelineConfig;\n"),
+        file(
+            "engine/matching.rs",
+            "use crate::{types::Side, store::Store};\n",
+        ),
+        file(
+            "pipeline/threads.rs",
+            "fn f() { let _ = sled::open(\"x\"); }\n",
+        ),
+        file("store/mod.rs", "fn g() -> tonic::Status { todo() }\n"),
+        file(
+            "engine/sequencer.rs",
+            "fn now() { std::time::Instant::now(); }\n",
+        ),
+        file("ledger/mod.rs", "use crate::types::Amount;\n"),
+    ];
+    let found = breaches(&order, &files);
+    let expected = [
+        "src/config.rs: config uses crate::pipeline, which lib.rs lists after it",
+        "src/engine/matching.rs: engine uses crate::store, which lib.rs lists after it",
+        "src/engine/sequencer.rs: engine is pure but names Instant::now",
+        "src/ledger/mod.rs: module ledger is missing from lib.rs's reading order",
+        "src/pipeline/threads.rs: pipeline names sled::, which only [\"store\"] may",
+        "src/store/mod.rs: store names tonic::, which only [\"api\", \"bin\"] may",
+    ];
+    assert_eq!(found, expected);
+}

@@ -61,3 +61,59 @@ async fn a_thousand_orders_come_in_pages_that_fit_the_message_limit() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn fills_far_back_in_a_long_history_come_after_pages_that_stop_scanning() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "100000", &["bea", "cal"], "1000", "100").await;
+    // Three trades first: bea's only fills.
+    let asks = (0..3)
+        .map(|_| limit(proto::Side::Sell, "0.5000", "1"))
+        .collect();
+    place_all(&mut traders[1], asks).await;
+    let bids = (0..3)
+        .map(|_| limit(proto::Side::Buy, "0.5000", "1"))
+        .collect();
+    place_all(&mut traders[0], bids).await;
+    // Then more events than one page looks at, none a fill of bea's: immediate-or-cancel
+    // bids below every ask, each accepted and canceled (two events).
+    let orders = divmid::api::services::HISTORY_EVENTS_SCANNED_MAX / 2 + 1_000;
+    let misses = (0..orders)
+        .map(|_| proto::PlaceOrderRequest {
+            time_in_force: proto::TimeInForce::Ioc as i32,
+            ..limit(proto::Side::Buy, "0.1000", "1")
+        })
+        .collect();
+    place_all(&mut traders[0], misses).await;
+    let bea = &mut traders[0];
+    let mut fills = Vec::new();
+    let mut page_token = String::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = bea
+            .trading
+            .list_fills(proto::ListFillsRequest {
+                page_size: 1,
+                page_token,
+            })
+            .await
+            .expect("a page")
+            .into_inner();
+        pages.push(page.fills.len());
+        fills.extend(page.fills);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(
+        pages[0], 0,
+        "the first page stops scanning before the fills: {pages:?}"
+    );
+    assert_eq!(fills.len(), 3, "every fill once, newest first: {pages:?}");
+    let seqs: Vec<u64> = fills.iter().map(|fill| fill.seq).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] > pair[1]), "{seqs:?}");
+    server.stop().await;
+}

@@ -21,6 +21,11 @@ use crate::types::{AccountId, Role};
 /// Events read from the store per step of a history page.
 const HISTORY_EVENTS_PER_READ: usize = 256;
 
+/// Events one history page looks at, at most: an account whose history holds few of what
+/// is asked for (fills among 140,000 events) answers a shorter page, even an empty one,
+/// with the token to go on from, rather than scan its whole history in one call.
+pub const HISTORY_EVENTS_SCANNED_MAX: usize = 20_000;
+
 /// The services, sharing one context.
 #[derive(Clone)]
 pub struct Api {
@@ -88,9 +93,10 @@ pub(super) fn unexpected(reply: &Reply) -> Status {
 impl Api {
     /// A page of items derived from the account's events, newest first: events are read
     /// from the store (off the async threads) until the page is full, or one more event's
-    /// items would take the answer past the message limit, or history ends. An event's
+    /// items would take the answer past the message limit, or
+    /// [`HISTORY_EVENTS_SCANNED_MAX`] events were looked at, or history ends. An event's
     /// items are never split between pages. The page token is the sequence number of the
-    /// last event in the page.
+    /// last event looked at; it is empty only when history ends.
     async fn page_from_history<T: prost::Message + 'static>(
         &self,
         account: AccountId,
@@ -116,11 +122,16 @@ impl Api {
         tokio::task::spawn_blocking(move || {
             let mut items = Vec::new();
             let mut bytes = 0;
+            let mut scanned = 0;
             let token = |before: Option<u64>| before.map(|seq| seq.to_string()).unwrap_or_default();
             loop {
+                if scanned >= HISTORY_EVENTS_SCANNED_MAX {
+                    return Ok((items, token(before)));
+                }
                 let page = history
                     .account_events(account, before, HISTORY_EVENTS_PER_READ, committed)
                     .map_err(|error| Status::internal(format!("history: {error}")))?;
+                scanned += page.events.len();
                 for event in &page.events {
                     let derived = derive(event);
                     // Each item of a repeated field: its bytes, a tag and a length prefix.

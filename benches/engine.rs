@@ -267,7 +267,7 @@ fn bytes_after_distinct_keys(keys: u64, retention_ms: u64, charges: bool) -> (us
     let mut config = divmid::config::EngineConfig::default();
     config.limits.idempotency_retention_ms = retention_ms;
     config.limits.charge_key_retention_ms = retention_ms;
-    config.limits.idempotency_keys_per_account_max = u32::MAX;
+    config.limits.idempotency_keys_per_account_max = 100_000_000;
     let mut sequencer = Sequencer::<LevelBook>::new(config);
     let mut events: Vec<Event> = Vec::with_capacity(64);
     let holder = AccountId(3);

@@ -76,8 +76,14 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
 }
 
 impl<B: OrderBook> Sequencer<B> {
-    /// A sequencer at genesis. The configuration must have been validated.
+    /// A sequencer at genesis. The configuration must be valid: every notional exact and
+    /// within 64 bits, every limit in range (`EngineConfig::validate`).
     pub fn new(config: EngineConfig) -> Sequencer<B> {
+        assert_eq!(
+            config.validate(),
+            Ok(()),
+            "the engine's configuration is valid"
+        );
         let books = config.markets.iter().map(|_| B::default()).collect();
         let grids = config.markets.iter().map(MarketSpec::grid).collect();
         Sequencer {

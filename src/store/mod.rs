@@ -248,6 +248,41 @@ pub struct Store {
     /// The acknowledged high-water mark, written after every append.
     watermark: watermark::Watermark,
     directory: PathBuf,
+    /// The last sequence number journaled, once known (an empty journal, pruned behind a
+    /// snapshot, says nothing of it): each append must continue it.
+    appended_seq: Option<u64>,
+}
+
+/// Asserts that `records` continue the journal after `appended` (any first sequence
+/// number when it is unknown): no record empty, each command's events counted, every
+/// event numbered one more than the one before. A breach would journal what recovery
+/// refuses, after the callers were answered: it is a bug, stopped before anything is
+/// written, as the reader stops at one. Returns the last sequence number.
+fn assert_continues(appended: Option<u64>, records: &[JournalRecord]) -> u64 {
+    let first = records.first().and_then(JournalRecord::first_seq);
+    let mut last = appended.or(first.map(|seq| seq - 1)).unwrap_or(0);
+    for record in records {
+        assert!(!record.events.is_empty(), "a journal record holds events");
+        let counted: u64 = record
+            .entries
+            .iter()
+            .map(|entry| u64::from(entry.event_count))
+            .sum();
+        assert_eq!(
+            counted,
+            record.events.len() as u64,
+            "a journal record's commands account for its events"
+        );
+        for event in &record.events {
+            assert_eq!(
+                event.seq,
+                last + 1,
+                "the journal continues after seq {last}"
+            );
+            last = event.seq;
+        }
+    }
+    last
 }
 
 /// The store's page cache unless configured.
@@ -273,12 +308,17 @@ impl Store {
         snapshot_file::sync_directory(&directory.join("sled"))?;
         snapshot_file::sync_directory(directory)?;
         let watermark = watermark::Watermark::open(directory)?;
+        let appended_seq = match journal.last()? {
+            None => None,
+            Some((key, _)) => Some(seq_of_key(&key)?),
+        };
         Ok(Store {
             db,
             journal,
             db_file,
             watermark,
             directory: directory.to_path_buf(),
+            appended_seq,
         })
     }
 
@@ -365,6 +405,7 @@ impl Store {
 
 impl Journal for Store {
     fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+        self.appended_seq = Some(assert_continues(self.appended_seq, records));
         let mut batch = sled::Batch::default();
         for record in records {
             for (key, value) in record.stored()? {
@@ -452,6 +493,48 @@ impl<J: Journal> Journal for FaultyJournal<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Command;
+    use crate::event::{Event, EventKind};
+    use crate::types::{IssuePrice, Tier};
+
+    /// A record of one price change per sequence number in `seqs`.
+    fn record(seqs: std::ops::RangeInclusive<u64>) -> JournalRecord {
+        let mut record = JournalRecord::default();
+        for seq in seqs {
+            let command = Command::SetIssuePrice {
+                tier: Tier::Public,
+                price: IssuePrice(IssuePrice::UNITS_PER_USD),
+            };
+            let event = Event {
+                seq,
+                timestamp_ms: 0,
+                kind: EventKind::IssuePriceSet {
+                    tier: Tier::Public,
+                    price: IssuePrice(IssuePrice::UNITS_PER_USD),
+                },
+            };
+            record.push(0, command, &[event]);
+        }
+        record
+    }
+
+    #[test]
+    fn appends_that_continue_the_journal_pass_the_write_path_check() {
+        assert_eq!(assert_continues(None, &[record(5..=7), record(8..=8)]), 8);
+        assert_eq!(assert_continues(Some(8), &[record(9..=10)]), 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "the journal continues after seq 8")]
+    fn an_append_that_skips_a_sequence_number_is_stopped_before_it_is_written() {
+        assert_continues(Some(8), &[record(10..=11)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the journal continues after seq 2")]
+    fn records_that_overlap_are_stopped_before_they_are_written() {
+        assert_continues(None, &[record(1..=2), record(2..=3)]);
+    }
 
     #[test]
     fn a_directory_in_use_is_refused_with_its_name_and_free_again_once_closed() {

@@ -215,6 +215,23 @@ struct Shared {
     metrics: PipelineMetrics,
 }
 
+impl Shared {
+    fn new(committed_seq: u64) -> Shared {
+        Shared {
+            failed: AtomicBool::new(false),
+            committed_seq: AtomicU64::new(committed_seq),
+            failure: Mutex::new(None),
+            snapshot_failure: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            indexed_seq: AtomicU64::new(u64::MAX),
+            held_after_seq: AtomicU64::new(u64::MAX),
+            metrics: PipelineMetrics::default(),
+            index_failure: Mutex::new(None),
+            failed_signal: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
 /// Reads the pipeline's last committed sequence number.
 #[derive(Clone)]
 pub struct CommittedSeq(Arc<Shared>);
@@ -243,105 +260,77 @@ pub struct Pipeline {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// Config::validate refuses these; a PipelineConfig built in code must not pass them.
+fn assert_sizes(config: &PipelineConfig) {
+    for (name, size) in [
+        ("queue_capacity", config.queue_capacity),
+        ("store_queue_capacity", config.store_queue_capacity),
+        ("broadcast_capacity", config.broadcast_capacity),
+        ("batch_requests_max", config.batch_requests_max),
+        ("record_events_max", config.record_events_max),
+    ] {
+        assert!(size > 0, "pipeline.{name} is at least 1");
+    }
+}
+
+/// Starts one of the pipeline's threads, named, with the shared state and configuration.
+fn spawn(
+    name: &str,
+    shared: &Arc<Shared>,
+    config: &PipelineConfig,
+    run: impl FnOnce(&Shared, &PipelineConfig) + Send + 'static,
+) -> JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    let config = config.clone();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || run(&shared, &config))
+        .unwrap_or_else(|error| panic!("the {name} thread starts: {error}"))
+}
+
 impl Pipeline {
-    /// Starts the sequencer and store threads on a recovered sequencer and its journal.
+    /// Starts the sequencer, store, replica and snapshot threads on a recovered sequencer
+    /// and its journal.
     pub fn start<B, J>(sequencer: Sequencer<B>, journal: J, config: PipelineConfig) -> Pipeline
     where
         B: OrderBook + Send + 'static,
         J: Journal,
     {
-        let shared = Arc::new(Shared {
-            failed: AtomicBool::new(false),
-            committed_seq: AtomicU64::new(sequencer.last_seq()),
-            failure: Mutex::new(None),
-            snapshot_failure: Mutex::new(None),
-            stopping: AtomicBool::new(false),
-            indexed_seq: AtomicU64::new(u64::MAX),
-            held_after_seq: AtomicU64::new(u64::MAX),
-            metrics: PipelineMetrics::default(),
-            index_failure: Mutex::new(None),
-            failed_signal: tokio::sync::watch::Sender::new(false),
-        });
+        assert_sizes(&config);
+        let shared = Arc::new(Shared::new(sequencer.last_seq()));
         // The replica starts from a copy of the recovered state.
         let replica =
             Sequencer::<B>::from_snapshot(sequencer.config().clone(), sequencer.snapshot())
                 .expect("a sequencer's own snapshot restores");
-        // Config::validate refuses these; a PipelineConfig built in code must not pass them.
-        assert!(
-            config.queue_capacity > 0,
-            "pipeline.queue_capacity is at least 1"
-        );
-        assert!(
-            config.store_queue_capacity > 0,
-            "pipeline.store_queue_capacity is at least 1"
-        );
-        assert!(
-            config.broadcast_capacity > 0,
-            "pipeline.broadcast_capacity is at least 1"
-        );
-        assert!(
-            config.batch_requests_max > 0,
-            "pipeline.batch_requests_max is at least 1"
-        );
-        assert!(
-            config.record_events_max > 0,
-            "pipeline.record_events_max is at least 1"
-        );
         let (requests, request_receiver) = mpsc::sync_channel(config.queue_capacity);
         let (to_store, store_receiver) = mpsc::sync_channel(config.store_queue_capacity);
         let (committed, _) = broadcast::channel(config.broadcast_capacity);
-        let sequencer_thread = {
-            let shared = Arc::clone(&shared);
-            let config = config.clone();
-            std::thread::Builder::new()
-                .name("sequencer".to_string())
-                .spawn(move || {
-                    threads::run_sequencer(sequencer, request_receiver, to_store, &shared, &config)
-                })
-                .expect("the sequencer thread starts")
-        };
         let (to_replica, replica_receiver) = mpsc::sync_channel(threads::REPLICA_QUEUE_GROUPS);
         // One snapshot waits while another is written, at most.
         let (to_writer, writer_receiver) = mpsc::sync_channel(1);
-        let replica_thread = {
-            let shared = Arc::clone(&shared);
-            let config = config.clone();
-            std::thread::Builder::new()
-                .name("replica".to_string())
-                .spawn(move || {
-                    threads::run_replica(replica, replica_receiver, to_writer, &shared, &config)
-                })
-                .expect("the replica thread starts")
-        };
-        let snapshot_thread = {
-            let shared = Arc::clone(&shared);
-            let config = config.clone();
-            let snapshots = journal.snapshots();
-            std::thread::Builder::new()
-                .name("snapshots".to_string())
-                .spawn(move || threads::run_snapshots(snapshots, writer_receiver, &shared, &config))
-                .expect("the snapshot thread starts")
-        };
-        let store_thread = {
-            let shared = Arc::clone(&shared);
-            let committed = committed.clone();
-            std::thread::Builder::new()
-                .name("store".to_string())
-                .spawn(move || {
-                    threads::run_store(journal, store_receiver, committed, to_replica, &shared)
-                })
-                .expect("the store thread starts")
-        };
+        let snapshots = journal.snapshots();
+        let threads = vec![
+            spawn("sequencer", &shared, &config, move |shared, config| {
+                threads::run_sequencer(sequencer, request_receiver, to_store, shared, config)
+            }),
+            spawn("store", &shared, &config, {
+                let committed = committed.clone();
+                move |shared, _| {
+                    threads::run_store(journal, store_receiver, committed, to_replica, shared)
+                }
+            }),
+            spawn("replica", &shared, &config, move |shared, config| {
+                threads::run_replica(replica, replica_receiver, to_writer, shared, config)
+            }),
+            spawn("snapshots", &shared, &config, move |shared, config| {
+                threads::run_snapshots(snapshots, writer_receiver, shared, config)
+            }),
+        ];
         Pipeline {
             requests: Some(requests),
             shared,
             committed,
-            threads: vec![
-                sequencer_thread,
-                store_thread,
-                replica_thread,
-                snapshot_thread,
-            ],
+            threads,
         }
     }
 

@@ -747,29 +747,46 @@ impl<B: OrderBook> Sequencer<B> {
         let accounts = self.ledger.account_count() as usize + 1;
         let mut held = vec![[0u64; 2]; accounts];
         let mut resting_per_account: Vec<Vec<(OrderId, MarketId)>> = vec![Vec::new(); accounts];
+        let mut with_client_order_id = 0;
         for (index, book) in self.books.iter().enumerate() {
-            let spec = &self.config.markets[index];
+            self.check_uncrossed(index)?;
             let grid = &self.grids[index];
-            if let (Some(bid), Some(ask)) =
-                (book.best_price(Side::Buy), book.best_price(Side::Sell))
-            {
-                if bid >= ask {
-                    return Err(format!(
-                        "{} is crossed: bid {} >= ask {}",
-                        spec.name, bid.0, ask.0
-                    ));
-                }
-            }
             for side in [Side::Buy, Side::Sell] {
                 book.visit_in_priority(side, &mut |order| {
                     let (asset, amount) = resting_hold(grid, order);
                     held[order.account.0 as usize][asset.index()] += amount.0;
                     resting_per_account[order.account.0 as usize]
                         .push((order.id, MarketId(index as u16)));
+                    with_client_order_id += usize::from(order.has_client_order_id);
                     true
                 });
             }
         }
+        self.check_holds(&held)?;
+        if with_client_order_id != self.live_client_order_ids.len() {
+            return Err(format!(
+                "{with_client_order_id} resting orders have a client order id but {} are kept",
+                self.live_client_order_ids.len()
+            ));
+        }
+        self.check_open_orders(resting_per_account)
+    }
+
+    /// The market's best bid is below its best ask.
+    fn check_uncrossed(&self, market: usize) -> Result<(), String> {
+        let book = &self.books[market];
+        if let (Some(bid), Some(ask)) = (book.best_price(Side::Buy), book.best_price(Side::Sell)) {
+            if bid >= ask {
+                let name = &self.config.markets[market].name;
+                return Err(format!("{name} is crossed: bid {} >= ask {}", bid.0, ask.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each account holds exactly what its resting orders need (`held`, by account and
+    /// asset).
+    fn check_holds(&self, held: &[[u64; 2]]) -> Result<(), String> {
         for account in self.ledger.accounts() {
             for asset in Asset::ALL {
                 let expected = held[account.id.0 as usize][asset.index()];
@@ -784,22 +801,13 @@ impl<B: OrderBook> Sequencer<B> {
                 }
             }
         }
-        let mut with_client_order_id = 0;
-        for book in &self.books {
-            for side in [Side::Buy, Side::Sell] {
-                book.visit_in_priority(side, &mut |order| {
-                    with_client_order_id += usize::from(order.has_client_order_id);
-                    true
-                });
-            }
-        }
-        if with_client_order_id != self.live_client_order_ids.len() {
-            return Err(format!(
-                "{with_client_order_id} resting orders have a client order id but {} are kept",
-                self.live_client_order_ids.len()
-            ));
-        }
-        for (index, resting) in resting_per_account.iter_mut().enumerate() {
+        Ok(())
+    }
+
+    /// Each account's count and list of open orders agree with the books (`resting`, by
+    /// account).
+    fn check_open_orders(&self, mut resting: Vec<Vec<(OrderId, MarketId)>>) -> Result<(), String> {
+        for (index, resting) in resting.iter_mut().enumerate() {
             let account = AccountId(index as u64);
             resting.sort();
             let tracked = self.open_count(account) as usize;

@@ -135,25 +135,33 @@ where
     Keep: Fn(&Event) -> bool + Send + Sync + Clone + 'static,
     Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
 {
-    let mut live = context.pipeline.subscribe();
+    let live = context.pipeline.subscribe();
     let start = context.pipeline.committed_seq();
-    let mut last_sent = from_seq.unwrap_or(start);
-    if last_sent < start {
-        // The journal must still hold every event after `from_seq`.
-        let history = context.history.clone();
-        let first = tokio::task::spawn_blocking(move || history.first_seq())
-            .await
-            .map_err(|_| Status::internal("the history reader stopped"))?
-            .map_err(|error| Status::internal(format!("history: {error}")))?;
-        if let Some(first) = first.filter(|first| *first > last_sent + 1) {
-            return Err(Status::out_of_range(format!(
-                "from_seq: the journal keeps events from sequence number {first} on; \
-                 resubscribe with from_seq = {} or later",
-                first - 1
-            )));
-        }
+    let from = from_seq.unwrap_or(start);
+    if from < start {
+        crate::api::trade_stream::check_retained(context, from).await?;
     }
-    // The journal from `from_seq` up to where the live feed starts.
+    let Some(last_sent) = replay(context, (from, start), &keep, &mut convert, sender).await? else {
+        return Ok(());
+    };
+    follow(context, live, last_sent, &keep, &mut convert, sender).await
+}
+
+/// Sends what the journal holds after `from` up to `start`, where the live feed begins;
+/// the last sequence number sent, or `None` once the client is gone.
+async fn replay<T, Keep, Convert>(
+    context: &Arc<Context>,
+    (from, start): (u64, u64),
+    keep: &Keep,
+    convert: &mut Convert,
+    sender: &mut Chunks<T>,
+) -> Result<Option<u64>, Status>
+where
+    T: Send + 'static,
+    Keep: Fn(&Event) -> bool + Send + Sync + Clone + 'static,
+    Convert: FnMut(&Event) -> Vec<T> + Send + 'static,
+{
+    let mut last_sent = from;
     while last_sent < start {
         let history = context.history.clone();
         let (after, filter) = (last_sent, keep.clone());
@@ -166,16 +174,34 @@ where
         for event in &page.events {
             for message in convert(event) {
                 if !sender.push(message).await {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
         if !sender.flush().await {
-            return Ok(());
+            return Ok(None);
         }
         // Where the page stopped looking; the end of the replay when nothing is left.
         last_sent = page.next.unwrap_or(start);
     }
+    Ok(Some(last_sent))
+}
+
+/// Sends committed events after `last_sent` as they are broadcast, until the client goes,
+/// the stream falls behind or the server stops.
+async fn follow<T, Keep, Convert>(
+    context: &Arc<Context>,
+    mut live: tokio::sync::broadcast::Receiver<crate::pipeline::CommittedEvents>,
+    mut last_sent: u64,
+    keep: &Keep,
+    convert: &mut Convert,
+    sender: &mut Chunks<T>,
+) -> Result<(), Status>
+where
+    T: Send + 'static,
+    Keep: Fn(&Event) -> bool,
+    Convert: FnMut(&Event) -> Vec<T>,
+{
     let mut stopping = context.stopping.subscribe();
     loop {
         let received = tokio::select! {
@@ -186,31 +212,30 @@ where
                 )));
             }
         };
-        match received {
-            Ok(events) => {
-                for event in events.iter() {
-                    if event.seq <= last_sent {
-                        continue;
-                    }
-                    if keep(event) {
-                        for message in convert(event) {
-                            if !sender.push(message).await {
-                                return Ok(());
-                            }
-                        }
-                    }
-                    last_sent = event.seq;
-                }
-                if !sender.flush().await {
-                    return Ok(());
-                }
-            }
+        let events = match received {
+            Ok(events) => events,
             Err(RecvError::Lagged(_)) => {
                 return Err(Status::aborted(format!(
                     "the stream fell behind; resubscribe with from_seq = {last_sent}"
                 )));
             }
             Err(RecvError::Closed) => return Err(Status::unavailable("the exchange is stopping")),
+        };
+        for event in events.iter() {
+            if event.seq <= last_sent {
+                continue;
+            }
+            if keep(event) {
+                for message in convert(event) {
+                    if !sender.push(message).await {
+                        return Ok(());
+                    }
+                }
+            }
+            last_sent = event.seq;
+        }
+        if !sender.flush().await {
+            return Ok(());
         }
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::types::{Asset, MICROS_PER_UNIT};
+use crate::types::{Amount, Asset, Price, MICROS_PER_UNIT};
 
 /// One market: which asset is traded for which, and its price and size grid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +142,19 @@ pub struct MarketGrid {
     pub price_max_ticks: u64,
     /// The largest notional of one order, in quote micro-units.
     pub notional_max_micros: u64,
+}
+
+impl MarketGrid {
+    /// What `lots` at `price` come to in quote micro-units. Exact: validation keeps the
+    /// largest price times the largest order within 64 bits.
+    pub fn notional(&self, price: Price, lots: u64) -> Amount {
+        Amount(price.0 * lots * self.quote_micros_per_tick_lot)
+    }
+
+    /// `lots` in base micro-units.
+    pub fn base_amount(&self, lots: u64) -> Amount {
+        Amount(lots * self.lot_micros)
+    }
 }
 
 /// Decimal places of a power-of-ten micro-unit step (1 for 100,000; 6 for 1).

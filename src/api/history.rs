@@ -280,8 +280,8 @@ fn fill_entries(
 ) -> Vec<proto::LedgerEntry> {
     let spec = &context.config.engine.markets[usize::from(fill.market.0)];
     let grid = spec.grid();
-    let notional = i128::from(fill.price.0 * fill.quantity.0 * grid.quote_micros_per_tick_lot);
-    let delivered = i128::from(fill.quantity.0 * grid.lot_micros);
+    let notional = i128::from(grid.notional(fill.price, fill.quantity.0).0);
+    let delivered = i128::from(grid.base_amount(fill.quantity.0).0);
     let is_taker = fill.taker_account == account;
     let after = if is_taker {
         fill.taker_after

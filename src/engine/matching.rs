@@ -314,8 +314,8 @@ impl<B: OrderBook> Sequencer<B> {
         let quantity = order.quantity.0;
         match (order.side, order.order_type) {
             (Side::Buy, OrderType::Limit) => {
-                let price = order.price.expect("a limit order has a price").0;
-                let hold = Amount(price * quantity * spec.quote_micros_per_tick_lot);
+                let price = order.price.expect("a limit order has a price");
+                let hold = spec.notional(price, quantity);
                 self.require_available(order.account, spec.quote, hold)?;
                 Ok((spec.quote, hold, quantity))
             }
@@ -326,7 +326,7 @@ impl<B: OrderBook> Sequencer<B> {
                 // least a market buy must be able to pay.
                 let lot_price = book
                     .best_price(Side::Sell)
-                    .map_or(1, |price| price.0 * spec.quote_micros_per_tick_lot);
+                    .map_or(1, |price| spec.notional(price, 1).0);
                 if available.0 < lot_price {
                     return Err(Reject::InsufficientFunds {
                         field: "quantity",
@@ -344,7 +344,7 @@ impl<B: OrderBook> Sequencer<B> {
                     OrderType::Market if affordable > 0 => quantity.min(affordable),
                     _ => quantity,
                 };
-                let hold = Amount(tradable * spec.lot_micros);
+                let hold = spec.base_amount(tradable);
                 self.require_available(order.account, spec.base, hold)?;
                 Ok((spec.base, hold, tradable))
             }
@@ -530,8 +530,8 @@ impl<B: OrderBook> Sequencer<B> {
             filled: maker_filled,
         } = maker;
         let spec = self.grid(taker.market);
-        let notional = Amount(price.0 * lots * spec.quote_micros_per_tick_lot);
-        let delivered = Amount(lots * spec.lot_micros);
+        let notional = spec.notional(price, lots);
+        let delivered = spec.base_amount(lots);
         let (buyer, seller) = match taker.side {
             Side::Buy => (taker.account, maker_account),
             Side::Sell => (maker_account, taker.account),
@@ -541,10 +541,7 @@ impl<B: OrderBook> Sequencer<B> {
         let buyer_held = match (taker.side, taker.price) {
             (Side::Sell, _) => notional,
             (Side::Buy, _) if taker.pays_from_available() => Amount::ZERO,
-            (Side::Buy, limit) => {
-                let limit = limit.expect("a limit buy has a price").0;
-                Amount(limit * lots * spec.quote_micros_per_tick_lot)
-            }
+            (Side::Buy, limit) => spec.notional(limit.expect("a limit buy has a price"), lots),
         };
         let (buyer_after, seller_after) = self.ledger.settle_trade(&Settlement {
             buyer,
@@ -617,11 +614,8 @@ impl<B: OrderBook> Sequencer<B> {
             .get(maker_id)
             .expect("the maker rests");
         let (maker_asset, maker_released) = match maker.side {
-            Side::Buy => (
-                spec.quote,
-                Amount(maker.price.0 * lots * spec.quote_micros_per_tick_lot),
-            ),
-            Side::Sell => (spec.base, Amount(lots * spec.lot_micros)),
+            Side::Buy => (spec.quote, spec.notional(maker.price, lots)),
+            Side::Sell => (spec.base, spec.base_amount(lots)),
         };
         let maker_account = maker.account;
         let maker_quantity_after = Quantity(maker.quantity.0 - lots);
@@ -652,13 +646,10 @@ impl<B: OrderBook> Sequencer<B> {
         let (taker_asset, taker_released) = match taker.side {
             Side::Buy if taker.pays_from_available() => (spec.quote, Amount::ZERO),
             Side::Buy => {
-                let limit = taker.price.expect("a limit buy has a price").0;
-                (
-                    spec.quote,
-                    Amount(limit * lots * spec.quote_micros_per_tick_lot),
-                )
+                let limit = taker.price.expect("a limit buy has a price");
+                (spec.quote, spec.notional(limit, lots))
             }
-            Side::Sell => (spec.base, Amount(lots * spec.lot_micros)),
+            Side::Sell => (spec.base, spec.base_amount(lots)),
         };
         taker.quantity -= lots;
         taker.tradable -= lots;
@@ -1146,8 +1137,8 @@ fn check_price(spec: &MarketGrid, price: Price, quantity: Quantity) -> Result<()
         return Err(Reject::invalid("price", "above the market's maximum price"));
     }
     // Validation of the market keeps price_max_ticks * quantity_max_lots within 64 bits.
-    let notional = price.0 * quantity.0 * spec.quote_micros_per_tick_lot;
-    if notional > spec.notional_max_micros {
+    let notional = spec.notional(price, quantity.0);
+    if notional.0 > spec.notional_max_micros {
         return Err(Reject::invalid(
             "quantity",
             "notional above the market's maximum",

@@ -833,10 +833,7 @@ impl<B: OrderBook> Sequencer<B> {
 /// bid, the remaining quantity of the base asset for an ask.
 pub(super) fn resting_hold(spec: &MarketGrid, order: &RestingOrder) -> (Asset, Amount) {
     match order.side {
-        Side::Buy => (
-            spec.quote,
-            Amount(order.price.0 * order.remaining().0 * spec.quote_micros_per_tick_lot),
-        ),
-        Side::Sell => (spec.base, Amount(order.remaining().0 * spec.lot_micros)),
+        Side::Buy => (spec.quote, spec.notional(order.price, order.remaining().0)),
+        Side::Sell => (spec.base, spec.base_amount(order.remaining().0)),
     }
 }

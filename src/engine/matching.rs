@@ -15,8 +15,8 @@ use crate::error::Reject;
 use crate::event::{AcceptedOrder, DoneReason, Event, EventKind, Fill, OrderView, Reply};
 use crate::ledger::Settlement;
 use crate::types::{
-    AccountId, Amount, Asset, MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role,
-    SelfTradePrevention, Side, TimeInForce, TradeId,
+    AccountId, Amount, Asset, Balances, MarketId, OrderId, OrderStatus, OrderType, Price, Quantity,
+    Role, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
 /// An order while it takes liquidity.
@@ -529,40 +529,8 @@ impl<B: OrderBook> Sequencer<B> {
             price,
             filled: maker_filled,
         } = maker;
-        let spec = self.grid(taker.market);
-        let notional = spec.notional(price, lots);
-        let delivered = spec.base_amount(lots);
-        let (buyer, seller) = match taker.side {
-            Side::Buy => (taker.account, maker_account),
-            Side::Sell => (maker_account, taker.account),
-        };
-        // What the buyer's hold set aside for these lots: the maker's price for a resting
-        // bid, the taker's limit for an incoming one, nothing for a market buy.
-        let buyer_held = match (taker.side, taker.price) {
-            (Side::Sell, _) => notional,
-            (Side::Buy, _) if taker.pays_from_available() => Amount::ZERO,
-            (Side::Buy, limit) => spec.notional(limit.expect("a limit buy has a price"), lots),
-        };
-        let (buyer_after, seller_after) = self.ledger.settle_trade(&Settlement {
-            buyer,
-            seller,
-            base: spec.base,
-            quote: spec.quote,
-            delivered,
-            paid: notional,
-            buyer_held,
-        });
-        let (taker_after, maker_after, taker_released) = match taker.side {
-            Side::Buy => {
-                taker.hold = Amount(taker.hold.0 - buyer_held.0);
-                let released = Amount(buyer_held.0.saturating_sub(notional.0));
-                (buyer_after, seller_after, released)
-            }
-            Side::Sell => {
-                taker.hold = Amount(taker.hold.0 - delivered.0);
-                (seller_after, buyer_after, Amount::ZERO)
-            }
-        };
+        let (taker_after, maker_after, taker_released) =
+            self.settle_fill(taker, maker_account, price, lots);
         taker.filled += lots;
         let maker_side = taker.side.opposite();
         let maker_done = self.books[usize::from(taker.market.0)]
@@ -595,6 +563,46 @@ impl<B: OrderBook> Sequencer<B> {
                 DoneReason::Filled,
                 events,
             );
+        }
+    }
+
+    /// Moves the money and the divmids of `lots` traded at `price` between the taker and
+    /// the maker's account, and takes what the taker's hold set aside for them; returns
+    /// the taker's and the maker's balances after, and what the taker's hold released.
+    fn settle_fill(
+        &mut self,
+        taker: &mut Taker,
+        maker_account: AccountId,
+        price: Price,
+        lots: u64,
+    ) -> (Balances, Balances, Amount) {
+        let spec = self.grid(taker.market);
+        let notional = spec.notional(price, lots);
+        let delivered = spec.base_amount(lots);
+        let (buyer, seller) = match taker.side {
+            Side::Buy => (taker.account, maker_account),
+            Side::Sell => (maker_account, taker.account),
+        };
+        let buyer_held = taker.buyer_held(&spec, lots, notional);
+        let (buyer_after, seller_after) = self.ledger.settle_trade(&Settlement {
+            buyer,
+            seller,
+            base: spec.base,
+            quote: spec.quote,
+            delivered,
+            paid: notional,
+            buyer_held,
+        });
+        match taker.side {
+            Side::Buy => {
+                taker.hold = Amount(taker.hold.0 - buyer_held.0);
+                let released = Amount(buyer_held.0.saturating_sub(notional.0));
+                (buyer_after, seller_after, released)
+            }
+            Side::Sell => {
+                taker.hold = Amount(taker.hold.0 - delivered.0);
+                (seller_after, buyer_after, Amount::ZERO)
+            }
         }
     }
 
@@ -1046,24 +1054,7 @@ impl<B: OrderBook> Sequencer<B> {
         if held_after > held_before {
             self.require_available(order.account, asset, Amount(held_after.0 - held_before.0))?;
         }
-        let mut taker = Taker {
-            id: order.id,
-            account: order.account,
-            market,
-            side: order.side,
-            order_type: OrderType::Limit,
-            time_in_force: TimeInForce::GoodTillCanceled,
-            price: Some(new_price),
-            quantity: new_quantity.0,
-            filled: order.filled.0,
-            tradable: new_quantity.0,
-            hold: held_after,
-            post_only: order.post_only,
-            self_trade_prevention: order.self_trade_prevention,
-            has_client_order_id: order.has_client_order_id,
-            created_seq: order.created_seq,
-            tracked: true,
-        };
+        let mut taker = Taker::amending(market, &order, new_price, new_quantity, held_after);
         if order.post_only && self.would_take(&taker) {
             return Err(Reject::FailedPrecondition {
                 field: "price",
@@ -1110,6 +1101,48 @@ impl<B: OrderBook> Sequencer<B> {
         taker.hold = held_after;
         let status = self.take_liquidity(&mut taker, events);
         Ok(Reply::Order(self.final_taker_view(&taker, status)))
+    }
+}
+
+impl Taker {
+    /// A resting order amended to `price` and `quantity`, holding `hold`, about to be
+    /// matched again as a new GTC limit order would be.
+    fn amending(
+        market: MarketId,
+        order: &RestingOrder,
+        price: Price,
+        quantity: Quantity,
+        hold: Amount,
+    ) -> Taker {
+        Taker {
+            id: order.id,
+            account: order.account,
+            market,
+            side: order.side,
+            order_type: OrderType::Limit,
+            time_in_force: TimeInForce::GoodTillCanceled,
+            price: Some(price),
+            quantity: quantity.0,
+            filled: order.filled.0,
+            tradable: quantity.0,
+            hold,
+            post_only: order.post_only,
+            self_trade_prevention: order.self_trade_prevention,
+            has_client_order_id: order.has_client_order_id,
+            created_seq: order.created_seq,
+            tracked: true,
+        }
+    }
+
+    /// What the buyer's hold set aside for `lots` traded at `notional`: the maker's price
+    /// (the notional) when the taker sells to a resting bid, the taker's limit for an
+    /// incoming bid, nothing for a market buy, which pays from what is available.
+    fn buyer_held(&self, spec: &MarketGrid, lots: u64, notional: Amount) -> Amount {
+        match (self.side, self.price) {
+            (Side::Sell, _) => notional,
+            (Side::Buy, _) if self.pays_from_available() => Amount::ZERO,
+            (Side::Buy, limit) => spec.notional(limit.expect("a limit buy has a price"), lots),
+        }
     }
 }
 

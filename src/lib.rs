@@ -23,10 +23,13 @@
 //!   queues between them: outcomes are released and events broadcast only once committed.
 //! - [`api`]: the gRPC services and the web gateway; the only module that knows tonic,
 //!   axum and the proto.
+//! - [`client`]: what a client keeps (a market's book from its stream, checked as the
+//!   contract says), for the command-line client and the tests.
 //!
 //! A module uses only modules listed before it (`tests/tidy.rs` keeps it so).
 
 pub mod api;
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod engine;

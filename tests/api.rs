@@ -8,7 +8,7 @@ use common::{
     balances, book_stream, clients, create, funded_traders, limit, top_of_book, Clients, Server,
     ISSUER_TOKEN,
 };
-use divmid::api::book_copy::BookCopy;
+use divmid::client::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::Channel;
 use tonic::{Code, Status};

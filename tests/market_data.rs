@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{book_stream, funded_traders, limit, place_all, top_of_book, trade, Server};
-use divmid::api::book_copy::BookCopy;
+use divmid::client::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};

@@ -8,7 +8,6 @@
 
 pub mod auth;
 pub mod backup;
-pub mod book_copy;
 pub mod book_stream;
 pub mod book_update;
 pub mod codec;

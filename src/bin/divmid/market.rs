@@ -1,9 +1,9 @@
 //! `divmid market`: markets, books, tickers, candles, trades, and a watched book checked
 //! message by message.
 
-use divmid::api::book_copy::BookCopy;
 use divmid::api::proto;
 use divmid::api::proto::market_data_client::MarketDataClient;
+use divmid::client::book_copy::BookCopy;
 use divmid::market_data::CHECKSUM_LEVELS;
 use tonic::transport::Channel;
 

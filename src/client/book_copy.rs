@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use rust_decimal::Decimal;
 
-use super::proto;
+use crate::api::proto;
 use crate::market_data::checksum_of_written;
 
 /// Why a message could not be applied: the copy can no longer be trusted and the client

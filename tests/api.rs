@@ -8,8 +8,8 @@ use common::{
     balances, book_stream, clients, create, funded_traders, limit, top_of_book, Clients, Server,
     ISSUER_TOKEN,
 };
-use divmid::client::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
+use divmid::client::book_copy::BookCopy;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 

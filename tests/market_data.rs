@@ -10,8 +10,8 @@ mod common;
 use std::time::Duration;
 
 use common::{book_stream, funded_traders, limit, place_all, top_of_book, trade, Server};
-use divmid::client::book_copy::BookCopy;
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
+use divmid::client::book_copy::BookCopy;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 

@@ -23,6 +23,7 @@ use tonic::codegen::BoxStream;
 use tonic::Status;
 
 use super::context::{Context, MarketView};
+use super::journal_pages::PAGE_EVENTS;
 use super::proto;
 use crate::engine::Level;
 use crate::market_data::{checksum, BookReplica, BookView};
@@ -30,8 +31,6 @@ use crate::pipeline::{Answer, CommittedEvents, Query};
 use crate::store::{History, StoreError};
 use crate::types::{MarketId, Side};
 
-/// Events read from the journal per step of a catch-up.
-const EVENTS_PER_READ: usize = 4_096;
 /// Levels per side a book stream may ask for, and that the views keep.
 pub const STREAM_DEPTH_MAX: usize = 100;
 
@@ -259,8 +258,7 @@ pub fn replay_journal(
 ) -> Result<bool, StoreError> {
     while replica.applied_seq() < committed {
         let after = replica.applied_seq();
-        let page =
-            history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ, committed, |_| true)?;
+        let page = history.events_after(after, PAGE_EVENTS, PAGE_EVENTS, committed, |_| true)?;
         // Every event is journaled, so the page must start right after the replica.
         if page.events.first().map(|event| event.seq) != Some(after + 1) {
             return Ok(false);

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::context::{now_ms, MarketDataState};
+use super::journal_pages::{self, PAGE_EVENTS};
 use crate::event::{Event, EventKind};
 use crate::pipeline::{CommittedEvents, CommittedSeq};
 use crate::store::History;
-
-/// Events read from the journal per step of a catch-up.
-const EVENTS_PER_READ: usize = 4_096;
 
 /// Runs until the pipeline stops broadcasting.
 pub async fn run(
@@ -97,36 +95,27 @@ async fn catch_up(
         if applied >= target {
             return true;
         }
-        let reader = history.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            reader.events_after(
-                applied,
-                EVENTS_PER_READ,
-                EVENTS_PER_READ * 16,
-                target,
-                |event| {
-                    matches!(
-                        event.kind,
-                        EventKind::Fill(_)
-                            | EventKind::Charged { .. }
-                            | EventKind::AutoToppedUp { .. }
-                    )
-                },
+        let committed_kinds = |event: &Event| {
+            matches!(
+                event.kind,
+                EventKind::Fill(_) | EventKind::Charged { .. } | EventKind::AutoToppedUp { .. }
             )
-        })
-        .await;
-        match page {
-            Ok(Ok(page)) => {
+        };
+        let bounds = (applied, target);
+        match journal_pages::page(history, bounds, PAGE_EVENTS, committed_kinds).await {
+            Ok(page) => {
                 apply(state, &page.events);
                 // Nothing but trades and charges were kept: move past what the page looked at.
                 let reached = page.next.unwrap_or(target);
                 apply_from(state, reached);
             }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "market data: cannot read the journal");
+            Err(status) => {
+                tracing::warn!(
+                    error = status.message(),
+                    "market data: cannot read the journal"
+                );
                 return false;
             }
-            Err(_) => return false,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod funding;
 pub mod health;
 pub mod history;
 pub mod idle;
+pub mod journal_pages;
 pub mod listener;
 pub mod metrics;
 pub mod nats;

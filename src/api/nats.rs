@@ -22,8 +22,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::book_stream::{diff, wire, STREAM_DEPTH_MAX};
 use super::context::Context;
+use super::journal_pages::{self, PAGE_EVENTS};
 use super::proto;
-use super::trade_stream::{encode, is_fill, Piece, EVENTS_PER_READ};
+use super::trade_stream::{encode, is_fill, Piece};
 use crate::config::NatsConfig;
 use crate::engine::Level;
 use crate::market_data::checksum;
@@ -215,11 +216,9 @@ impl Publisher<'_> {
             );
         }
         while after < mark {
-            let history = self.context.history.clone();
-            let page = tokio::task::spawn_blocking(move || {
-                history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, mark, is_fill)
-            })
-            .await??;
+            let page =
+                journal_pages::page(&self.context.history, (after, mark), PAGE_EVENTS, is_fill)
+                    .await?;
             // Each market resumes after its own last message: a trade JetStream holds is
             // never encoded again, so no message straddles what it holds.
             let unpublished: Vec<_> = page

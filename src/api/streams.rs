@@ -20,10 +20,8 @@ use tonic::codegen::BoxStream;
 use tonic::Status;
 
 use super::context::{Context, StreamKind};
+use super::journal_pages::{self, PAGE_EVENTS};
 use crate::event::Event;
-
-/// Events read from the journal per step of a replay.
-const EVENTS_PER_READ: usize = 1_024;
 
 /// Starts a stream of what `convert` makes of the events `keep` accepts: those after
 /// `from_seq` out of the journal, then live ones; live ones only without `from_seq`.
@@ -163,14 +161,8 @@ where
 {
     let mut last_sent = from;
     while last_sent < start {
-        let history = context.history.clone();
-        let (after, filter) = (last_sent, keep.clone());
-        let page = tokio::task::spawn_blocking(move || {
-            history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, start, filter)
-        })
-        .await
-        .map_err(|_| Status::internal("the history reader stopped"))?
-        .map_err(|error| Status::internal(format!("history: {error}")))?;
+        let bounds = (last_sent, start);
+        let page = journal_pages::page(&context.history, bounds, PAGE_EVENTS, keep.clone()).await?;
         for event in &page.events {
             for message in convert(event) {
                 if !sender.push(message).await {

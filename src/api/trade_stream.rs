@@ -23,6 +23,7 @@ use tonic::codegen::BoxStream;
 use tonic::Status;
 
 use super::context::{side_to_wire, Context, MarketView, StreamKind};
+use super::journal_pages::{self, PAGE_EVENTS};
 use super::proto::{self, TradeBatch};
 use crate::event::{Event, EventKind, Fill};
 use crate::types::MarketId;
@@ -176,9 +177,6 @@ fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Piece>)>
 /// 83 MiB; 16 made them cost 40).
 const HANDOFF_MESSAGES_MAX: usize = 16;
 
-/// Events read from the journal per step of a catch-up or a replay.
-pub const EVENTS_PER_READ: usize = 1_024;
-
 /// Runs the feed until the pipeline stops: encodes each committed batch once. Holds the
 /// exchange only while it handles a batch, so that a stopping server is not kept.
 pub async fn run_feed(
@@ -234,13 +232,9 @@ async fn catch_up(context: &Context, piece_max: usize) -> Result<(), String> {
         if after >= until {
             return Ok(());
         }
-        let history = context.history.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            history.events_after(after, EVENTS_PER_READ, EVENTS_PER_READ * 64, until, is_fill)
-        })
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())?;
+        let page = journal_pages::page(&context.history, (after, until), PAGE_EVENTS, is_fill)
+            .await
+            .map_err(|status| status.message().to_string())?;
         let reached = page.next.unwrap_or(until);
         publish(
             &context.trades,
@@ -466,8 +460,8 @@ impl Subscriber {
         check_retained(context, self.last_sent).await?;
         let piece_max = piece_bytes(self.message_max);
         while self.last_sent < until {
-            let page = journal_trades(context, self.market, self.last_sent, until, EVENTS_PER_READ)
-                .await?;
+            let page =
+                journal_trades(context, self.market, self.last_sent, until, PAGE_EVENTS).await?;
             for (_, pieces) in encode(context, &page.events, piece_max) {
                 for piece in pieces {
                     if !self.send(TradeBatch::from_encoded(vec![piece.bytes])).await {
@@ -534,13 +528,7 @@ pub async fn journal_trades(
 ) -> Result<crate::store::Page, Status> {
     let keep =
         move |event: &Event| matches!(&event.kind, EventKind::Fill(fill) if fill.market == market);
-    let history = context.history.clone();
-    tokio::task::spawn_blocking(move || {
-        history.events_after(after, limit, EVENTS_PER_READ * 64, until, keep)
-    })
-    .await
-    .map_err(|_| Status::internal("the history reader stopped"))?
-    .map_err(|error| Status::internal(format!("history: {error}")))
+    journal_pages::page(&context.history, (after, until), limit, keep).await
 }
 
 #[cfg(test)]

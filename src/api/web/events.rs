@@ -29,11 +29,10 @@ use super::json::{Query, Refusal};
 use super::Web;
 use crate::api::book_stream::{diff, wire, SharedView, Sides, STREAM_DEPTH_MAX};
 use crate::api::context::{Context, StreamKind};
+use crate::api::journal_pages::PAGE_EVENTS;
 use crate::api::proto;
 use crate::api::trade_batch::TradeBatch;
-use crate::api::trade_stream::{
-    check_resumable, journal_trades, wire_trades, EncodedTrades, EVENTS_PER_READ,
-};
+use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades, EncodedTrades};
 use crate::types::MarketId;
 
 /// Levels a side when the request names no `depth`.
@@ -182,7 +181,7 @@ impl Subscriber {
     /// for the client to take them.
     async fn replay(&mut self, mut after: u64, until: u64) -> Result<(), Ended> {
         while after < until {
-            let page = journal_trades(&self.context, self.market, after, until, EVENTS_PER_READ)
+            let page = journal_trades(&self.context, self.market, after, until, PAGE_EVENTS)
                 .await
                 .map_err(|_| Ended)?;
             let market = self.context.market_at(self.market);

@@ -411,3 +411,13 @@ pub async fn streamed_trades(channel: &Channel, count: usize) -> Vec<proto::Trad
     }
     trades
 }
+
+/// Four balance figures as owned strings, to compare with `balances`.
+pub fn owned(values: (&str, &str, &str, &str)) -> (String, String, String, String) {
+    (
+        values.0.into(),
+        values.1.into(),
+        values.2.into(),
+        values.3.into(),
+    )
+}

@@ -2,7 +2,7 @@
 //! modules form a DAG in the reading order `src/lib.rs` lists them in, sled is known only
 //! to the store, tonic, prost, axum, hyper and the generated proto only to the API and
 //! the binaries, and the pure modules do no I/O (no runtime, threads, sockets, files,
-//! clock or randomness).
+//! clock or randomness) and no floating point (money is integers).
 
 use std::path::{Path, PathBuf};
 
@@ -140,6 +140,12 @@ fn breaches(order: &[String], files: &[(PathBuf, String)]) -> Vec<String> {
             for name in IO.iter().filter(|name| code.contains(*name)) {
                 found.push(format!("src/{shown}: {module} is pure but names {name}"));
             }
+            let mut words = code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+            if let Some(float) = words.find(|word| *word == "f64" || *word == "f32") {
+                found.push(format!(
+                    "src/{shown}: {module} keeps money but names {float}"
+                ));
+            }
         }
     }
     found.sort();
@@ -227,10 +233,15 @@ fn a_planted_breach_of_each_rule_is_found() {
             "fn now() { std::time::Instant::now(); }\n",
         ),
         file("ledger/mod.rs", "use crate::types::Amount;\n"),
+        file(
+            "engine/fees.rs",
+            "fn fee(price: u64) -> f64 { price as f64 / 1e3 }\n",
+        ),
     ];
     let found = breaches(&order, &files);
     let expected = [
         "src/config.rs: config uses crate::pipeline, which lib.rs lists after it",
+        "src/engine/fees.rs: engine keeps money but names f64",
         "src/engine/matching.rs: engine uses crate::store, which lib.rs lists after it",
         "src/engine/sequencer.rs: engine is pure but names Instant::now",
         "src/ledger/mod.rs: module ledger is missing from lib.rs's reading order",

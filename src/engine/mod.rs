@@ -13,6 +13,7 @@
 //! - `snapshot.rs`: [`SequencerSnapshot`], the whole state as plain data.
 
 mod book;
+mod client_orders;
 mod idempotency;
 mod level_book;
 mod matching;

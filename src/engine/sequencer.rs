@@ -8,16 +8,14 @@
 //!
 //! The ledger commands are here; the order commands are in `matching.rs`.
 
-use rustc_hash::FxHashMap;
-
 use super::book::{OrderBook, RestingOrder};
 use super::level_book::LevelBook;
-use crate::command::{Command, NewOrder};
+use crate::command::Command;
 use crate::config::{EngineConfig, MarketGrid, MarketSpec};
 use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView, Reply, Supply};
-use std::collections::VecDeque;
 
+use super::client_orders::ClientOrders;
 use super::idempotency::IdempotencyRecords;
 use crate::ledger::{
     sale_cost, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH, TREASURY,
@@ -26,18 +24,6 @@ use crate::types::{
     AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, OrderType, Role,
     Side, TimeInForce,
 };
-
-/// An order placed with a client order id: what it was placed with, so a retry can be
-/// told from a reuse, and how it ended once it has.
-#[derive(Clone, Debug)]
-pub(super) struct ClientOrder {
-    pub(super) placed: NewOrder,
-    pub(super) order_id: OrderId,
-    pub(super) ended: Option<OrderView>,
-    /// Once ended: the clock time from which the id is forgotten (a retry then places a
-    /// new order).
-    pub(super) expires_ms: Option<u64>,
-}
 
 /// The ledger, the books of every market, and the counters that number what they emit.
 #[derive(Debug)]
@@ -55,15 +41,8 @@ pub struct Sequencer<B: OrderBook = LevelBook> {
     /// Open orders per account over all markets, indexed by account id: the limit on
     /// open orders reads it. Each book lists the orders themselves.
     pub(super) open_orders: Vec<u32>,
-    /// Orders by `(account, client_order_id)`, live or ended.
-    pub(super) client_orders: FxHashMap<(AccountId, Box<str>), ClientOrder>,
-    /// The client order ids of live orders that have one, by order id.
-    pub(super) live_client_order_ids: FxHashMap<OrderId, Box<str>>,
-    /// Ended orders' client order ids in the order they expire: `(expires_ms, account,
-    /// client order id)`.
-    pub(super) client_order_expiry: VecDeque<(u64, AccountId, Box<str>)>,
-    /// Entries of `client_orders` per account, for `client_order_ids_per_account_max`.
-    pub(super) client_order_counts: FxHashMap<AccountId, u32>,
+    /// Client order ids kept: live orders', and ended orders' within the retention window.
+    pub(super) client_orders: ClientOrders,
     /// The clock: the largest timestamp of the commands that changed state. Retention is
     /// judged by it, so a replay of the journal expires exactly what was expired live.
     pub(super) clock_ms: u64,
@@ -94,10 +73,7 @@ impl<B: OrderBook> Sequencer<B> {
             idempotency: IdempotencyRecords::default(),
             books,
             open_orders: Vec::new(),
-            client_orders: FxHashMap::default(),
-            live_client_order_ids: FxHashMap::default(),
-            client_order_expiry: VecDeque::new(),
-            client_order_counts: FxHashMap::default(),
+            client_orders: ClientOrders::default(),
             clock_ms: 0,
             next_seq: 1,
             next_order_id: 1,
@@ -145,38 +121,7 @@ impl<B: OrderBook> Sequencer<B> {
     fn expire(&mut self) {
         let now_ms = self.clock_ms;
         self.idempotency.expire(now_ms);
-        while self
-            .client_order_expiry
-            .front()
-            .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
-        {
-            let (expires_ms, account, id) = self.client_order_expiry.pop_front().expect("seen");
-            let entry = (account, id);
-            // An id placed again since is live, or ended later: this entry is stale.
-            if self
-                .client_orders
-                .get(&entry)
-                .and_then(|order| order.expires_ms)
-                == Some(expires_ms)
-            {
-                self.client_orders.remove(&entry);
-                self.count_client_order(entry.0, false);
-            }
-        }
-    }
-
-    /// Counts an account's client order id in (`true`) or out.
-    pub(super) fn count_client_order(&mut self, account: AccountId, added: bool) {
-        let count = self.client_order_counts.entry(account).or_default();
-        if added {
-            *count += 1;
-        } else {
-            assert!(*count > 0, "an account's client order ids are counted");
-            *count -= 1;
-            if *count == 0 {
-                self.client_order_counts.remove(&account);
-            }
-        }
+        self.client_orders.expire(now_ms);
     }
 
     fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Reply, Reject> {
@@ -611,9 +556,7 @@ impl<B: OrderBook> Sequencer<B> {
         account: AccountId,
         client_order_id: &str,
     ) -> Option<OrderView> {
-        let entry = self
-            .client_orders
-            .get(&(account, Box::from(client_order_id)))?;
+        let entry = self.client_orders.get(account, client_order_id)?;
         match (&entry.ended, entry.expires_ms) {
             (None, _) => self.open_order_in(entry.placed.market, entry.order_id),
             (Some(ended), Some(expires_ms)) if expires_ms > self.clock_ms => Some(ended.clone()),
@@ -708,10 +651,10 @@ impl<B: OrderBook> Sequencer<B> {
             return None;
         }
         let id = self
-            .live_client_order_ids
-            .get(&order_id)
+            .client_orders
+            .live_id(order_id)
             .expect("a live order's client order id is kept");
-        Some(id.clone())
+        Some(Box::from(id))
     }
 
     /// The state of a resting order as the caller sees it.
@@ -763,10 +706,10 @@ impl<B: OrderBook> Sequencer<B> {
             }
         }
         self.check_holds(&held)?;
-        if with_client_order_id != self.live_client_order_ids.len() {
+        if with_client_order_id != self.client_orders.live_len() {
             return Err(format!(
                 "{with_client_order_id} resting orders have a client order id but {} are kept",
-                self.live_client_order_ids.len()
+                self.client_orders.live_len()
             ));
         }
         self.check_open_orders(resting_per_account)

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::{OrderBook, RestingOrder};
+use super::client_orders::ClientOrders;
 use super::idempotency::{IdempotencyRecord, IdempotencyRecords};
-use super::sequencer::{ClientOrder, Sequencer};
+use super::sequencer::Sequencer;
 use crate::command::NewOrder;
 use crate::config::EngineConfig;
 use crate::event::OrderView;
@@ -80,25 +81,7 @@ impl<B: OrderBook> Sequencer<B> {
     /// The whole state, canonically ordered.
     pub fn snapshot(&self) -> SequencerSnapshot {
         let books = self.resting_orders();
-        // Sorted as references (keys are unique, so an unstable sort is canonical), then
-        // copied once in order: moving whole records while sorting costs far more.
-        let mut live: Vec<_> = self
-            .client_orders
-            .iter()
-            .filter(|(_, entry)| entry.expires_ms.is_none_or(|at| at > self.clock_ms))
-            .collect();
-        live.sort_unstable_by_key(|(key, _)| *key);
-        let client_orders: Vec<ClientOrderRecord> = live
-            .into_iter()
-            .map(|((account, client_order_id), entry)| ClientOrderRecord {
-                account: *account,
-                client_order_id: client_order_id.clone(),
-                placed: entry.placed.clone(),
-                order_id: entry.order_id,
-                ended: entry.ended.clone(),
-                expires_ms: entry.expires_ms,
-            })
-            .collect();
+        let client_orders = self.client_orders.records(self.clock_ms);
         SequencerSnapshot {
             last_seq: self.last_seq(),
             next_order_id: self.next_order_id,
@@ -165,29 +148,7 @@ impl<B: OrderBook> Sequencer<B> {
                 sequencer.books[index].insert(order);
             }
         }
-        let mut expiry = Vec::new();
-        for record in snapshot.client_orders {
-            if record.ended.is_none() {
-                sequencer
-                    .live_client_order_ids
-                    .insert(record.order_id, record.client_order_id.clone());
-            }
-            if let Some(expires_ms) = record.expires_ms {
-                expiry.push((expires_ms, record.account, record.client_order_id.clone()));
-            }
-            sequencer.count_client_order(record.account, true);
-            sequencer.client_orders.insert(
-                (record.account, record.client_order_id),
-                ClientOrder {
-                    placed: record.placed,
-                    order_id: record.order_id,
-                    ended: record.ended,
-                    expires_ms: record.expires_ms,
-                },
-            );
-        }
-        expiry.sort();
-        sequencer.client_order_expiry = expiry.into();
+        sequencer.client_orders = ClientOrders::from_records(snapshot.client_orders);
         for (index, account) in sequencer.ledger.accounts().iter().enumerate() {
             if account.id.0 != index as u64 + 1 {
                 return Err(format!(

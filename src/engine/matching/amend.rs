@@ -44,7 +44,7 @@ impl<B: OrderBook> Sequencer<B> {
             OrderRef::Client(client_order_id) => {
                 let entry = self
                     .client_orders
-                    .get(&(account, client_order_id.clone()))
+                    .get(account, client_order_id)
                     .filter(|entry| entry.ended.is_none())
                     .ok_or(Reject::NotFound {
                         field: "client_order_id",

@@ -438,7 +438,7 @@ impl<B: OrderBook> Sequencer<B> {
         if order.has_client_order_id {
             let view = self.ended_view(market, order, status);
             self.record_ended(&view);
-            self.live_client_order_ids.remove(&order.id);
+            self.client_orders.forget_live(order.id);
         }
     }
 
@@ -454,32 +454,17 @@ impl<B: OrderBook> Sequencer<B> {
     /// state is recorded for retries).
     pub(super) fn placement_done(&mut self, taker: &Taker, status: OrderStatus) {
         if status.is_final() && taker.has_client_order_id {
-            self.live_client_order_ids.remove(&taker.id);
+            self.client_orders.forget_live(taker.id);
         }
     }
 
     /// Remembers how an order with a client order id ended, so a retry returns it.
     pub(super) fn record_ended(&mut self, view: &OrderView) {
-        let Some(client_order_id) = &view.client_order_id else {
-            return;
-        };
-        // Kept for the retention window from now; the queue stays in expiry order.
-        let last = self.client_order_expiry.back().map_or(0, |(at, ..)| *at);
+        // Kept for the retention window from now.
         let expires_ms = self
             .now_ms()
-            .saturating_add(self.config.limits.idempotency_retention_ms)
-            .max(last);
-        let key = (view.account, client_order_id.clone());
-        let Some(entry) = self.client_orders.get_mut(&key) else {
-            return;
-        };
-        if entry.order_id != view.order_id {
-            return;
-        }
-        entry.ended = Some(view.clone());
-        entry.expires_ms = Some(expires_ms);
-        self.client_order_expiry
-            .push_back((expires_ms, key.0, key.1));
+            .saturating_add(self.config.limits.idempotency_retention_ms);
+        self.client_orders.ended(view, expires_ms);
     }
 
     /// A resting order's state once it has ended with `status`.

@@ -12,7 +12,7 @@ mod fill;
 mod place;
 
 use super::book::{OrderBook, RestingOrder};
-use super::sequencer::{resting_hold, ClientOrder, Sequencer};
+use super::sequencer::{resting_hold, Sequencer};
 use crate::command::{NewOrder, OrderRef};
 use crate::config::MarketGrid;
 use crate::error::Reject;

@@ -70,23 +70,7 @@ impl<B: OrderBook> Sequencer<B> {
     /// Keeps the order's client order id (if it has one) while it lives and, once it has
     /// ended, for the retention window; a new id is counted against the account's limit.
     pub(super) fn record_client_order(&mut self, order: &NewOrder, order_id: OrderId) {
-        let Some(client_order_id) = &order.client_order_id else {
-            return;
-        };
-        let entry = ClientOrder {
-            placed: order.clone(),
-            order_id,
-            ended: None,
-            expires_ms: None,
-        };
-        let replaced = self
-            .client_orders
-            .insert((order.account, client_order_id.clone()), entry);
-        if replaced.is_none() {
-            self.count_client_order(order.account, true);
-        }
-        self.live_client_order_ids
-            .insert(order_id, client_order_id.clone());
+        self.client_orders.placed(order, order_id);
     }
 
     /// A retry of an order placed with the same client order id returns that order and
@@ -101,17 +85,15 @@ impl<B: OrderBook> Sequencer<B> {
             self.config.limits.key_length_max,
             true,
         )?;
-        let known = self
-            .client_orders
-            .get(&(order.account, client_order_id.clone()));
+        let known = self.client_orders.get(order.account, client_order_id);
         let Some(existing) =
             known.filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
         else {
             // New (counted against the limit), or ended longer ago than retention keeps
             // (its entry is then replaced, and counted already).
-            let held = self.client_order_counts.get(&order.account).copied();
+            let held = self.client_orders.count(order.account);
             let limit = self.config.limits.client_order_ids_per_account_max;
-            if known.is_none() && held.unwrap_or(0) >= limit {
+            if known.is_none() && held >= limit {
                 return Err(Reject::LimitExceeded {
                     field: "client_order_ids_per_account_max",
                     limit: u64::from(limit),

@@ -1,0 +1,293 @@
+//! Client order ids: each account's orders by the id it gave them, kept while the order
+//! lives and, once it has ended, for the retention window, so that a retry is answered
+//! with the order rather than placing another.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use super::snapshot::ClientOrderRecord;
+use crate::command::NewOrder;
+use crate::event::OrderView;
+use crate::types::{AccountId, OrderId};
+
+/// An order placed with a client order id: what it was placed with, so a retry can be
+/// told from a reuse, and how it ended once it has.
+#[derive(Clone, Debug)]
+pub(super) struct ClientOrder {
+    pub(super) placed: NewOrder,
+    pub(super) order_id: OrderId,
+    pub(super) ended: Option<OrderView>,
+    /// Once ended: the clock time from which the id is forgotten (a retry then places a
+    /// new order).
+    pub(super) expires_ms: Option<u64>,
+}
+
+/// Every client order id kept, and what it owns:
+/// - each account's count is the number of its entries (for
+///   `client_order_ids_per_account_max`);
+/// - the live ids are exactly those of the entries not ended, by order id;
+/// - the expiry queue is in expiry order and holds every ended entry's expiry (and stale
+///   ones, of ids placed again since, passed over when popped).
+#[derive(Debug, Default)]
+pub(super) struct ClientOrders {
+    by_id: FxHashMap<(AccountId, Box<str>), ClientOrder>,
+    live: FxHashMap<OrderId, Box<str>>,
+    expiry: VecDeque<(u64, AccountId, Box<str>)>,
+    counts: FxHashMap<AccountId, u32>,
+}
+
+impl ClientOrders {
+    /// The account's order under this id, live or ended (ended ones until they are
+    /// expired, which the caller judges by `expires_ms` between expiries).
+    pub(super) fn get(&self, account: AccountId, client_order_id: &str) -> Option<&ClientOrder> {
+        self.by_id.get(&(account, Box::from(client_order_id)))
+    }
+
+    /// Ids the account holds, live and ended.
+    pub(super) fn count(&self, account: AccountId) -> u32 {
+        self.counts.get(&account).copied().unwrap_or(0)
+    }
+
+    /// Ids held, over every account.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Live orders with a client order id.
+    pub(super) fn live_len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// A live order's client order id.
+    pub(super) fn live_id(&self, order_id: OrderId) -> Option<&str> {
+        self.live.get(&order_id).map(|id| &**id)
+    }
+
+    /// Keeps a new order's client order id while it lives; an id whose order ended before
+    /// is taken over (and stays counted once).
+    pub(super) fn placed(&mut self, order: &NewOrder, order_id: OrderId) {
+        let Some(client_order_id) = &order.client_order_id else {
+            return;
+        };
+        let entry = ClientOrder {
+            placed: order.clone(),
+            order_id,
+            ended: None,
+            expires_ms: None,
+        };
+        let replaced = self
+            .by_id
+            .insert((order.account, client_order_id.clone()), entry);
+        if replaced.is_none() {
+            self.tally(order.account, true);
+        }
+        self.live.insert(order_id, client_order_id.clone());
+    }
+
+    /// A live order's id, once the order has ended.
+    pub(super) fn forget_live(&mut self, order_id: OrderId) {
+        self.live.remove(&order_id);
+    }
+
+    /// Remembers how an order with a client order id ended, so a retry returns it, until
+    /// `expires_ms` (or the last expiry queued, if later: the queue stays in order).
+    pub(super) fn ended(&mut self, view: &OrderView, expires_ms: u64) {
+        let Some(client_order_id) = &view.client_order_id else {
+            return;
+        };
+        let last = self.expiry.back().map_or(0, |(at, ..)| *at);
+        let expires_ms = expires_ms.max(last);
+        let key = (view.account, client_order_id.clone());
+        let Some(entry) = self.by_id.get_mut(&key) else {
+            return;
+        };
+        if entry.order_id != view.order_id {
+            return;
+        }
+        entry.ended = Some(view.clone());
+        entry.expires_ms = Some(expires_ms);
+        self.expiry.push_back((expires_ms, key.0, key.1));
+    }
+
+    /// Forgets the ids of orders that ended long enough before `now_ms`.
+    pub(super) fn expire(&mut self, now_ms: u64) {
+        while self
+            .expiry
+            .front()
+            .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
+        {
+            let (expires_ms, account, id) = self.expiry.pop_front().expect("seen");
+            let key = (account, id);
+            // An id placed again since is live, or ended later: this entry is stale.
+            if self.by_id.get(&key).and_then(|order| order.expires_ms) == Some(expires_ms) {
+                self.by_id.remove(&key);
+                self.tally(account, false);
+            }
+        }
+    }
+
+    /// The entries not expired at `now_ms`, sorted by account and id: a snapshot's.
+    pub(super) fn records(&self, now_ms: u64) -> Vec<ClientOrderRecord> {
+        // Sorted as references (keys are unique, so an unstable sort is canonical), then
+        // copied once in order: moving whole records while sorting costs far more.
+        let mut kept: Vec<_> = self
+            .by_id
+            .iter()
+            .filter(|(_, entry)| entry.expires_ms.is_none_or(|at| at > now_ms))
+            .collect();
+        kept.sort_unstable_by_key(|(key, _)| *key);
+        kept.into_iter()
+            .map(|((account, client_order_id), entry)| ClientOrderRecord {
+                account: *account,
+                client_order_id: client_order_id.clone(),
+                placed: entry.placed.clone(),
+                order_id: entry.order_id,
+                ended: entry.ended.clone(),
+                expires_ms: entry.expires_ms,
+            })
+            .collect()
+    }
+
+    /// The ids a snapshot kept.
+    pub(super) fn from_records(records: Vec<ClientOrderRecord>) -> ClientOrders {
+        let mut orders = ClientOrders::default();
+        let mut expiry = Vec::new();
+        for record in records {
+            if record.ended.is_none() {
+                orders
+                    .live
+                    .insert(record.order_id, record.client_order_id.clone());
+            }
+            if let Some(expires_ms) = record.expires_ms {
+                expiry.push((expires_ms, record.account, record.client_order_id.clone()));
+            }
+            orders.tally(record.account, true);
+            orders.by_id.insert(
+                (record.account, record.client_order_id),
+                ClientOrder {
+                    placed: record.placed,
+                    order_id: record.order_id,
+                    ended: record.ended,
+                    expires_ms: record.expires_ms,
+                },
+            );
+        }
+        expiry.sort();
+        orders.expiry = expiry.into();
+        orders
+    }
+
+    /// Counts an account's client order id in (`true`) or out.
+    fn tally(&mut self, account: AccountId, added: bool) {
+        let count = self.counts.entry(account).or_default();
+        if added {
+            *count += 1;
+        } else {
+            assert!(*count > 0, "an account's client order ids are counted");
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(&account);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{
+        MarketId, OrderStatus, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+    };
+
+    const ALICE: AccountId = AccountId(3);
+
+    fn order(id: &str) -> NewOrder {
+        NewOrder {
+            account: ALICE,
+            market: MarketId(0),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            price: Some(Price(5_000)),
+            quantity: Quantity(1),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            client_order_id: Some(id.into()),
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        }
+    }
+
+    fn ended(id: &str, order_id: OrderId) -> OrderView {
+        let placed = order(id);
+        OrderView {
+            order_id,
+            account: placed.account,
+            client_order_id: placed.client_order_id,
+            market: placed.market,
+            side: placed.side,
+            order_type: placed.order_type,
+            price: placed.price,
+            quantity: placed.quantity,
+            filled: Quantity(0),
+            status: OrderStatus::Canceled,
+            time_in_force: placed.time_in_force,
+            post_only: placed.post_only,
+            self_trade_prevention: placed.self_trade_prevention,
+            created_seq: 1,
+        }
+    }
+
+    #[test]
+    fn an_id_is_counted_once_live_then_ended_until_it_expires() {
+        let mut orders = ClientOrders::default();
+        orders.placed(&order("a"), OrderId(1));
+        orders.placed(&order("b"), OrderId(2));
+        assert_eq!(
+            (orders.count(ALICE), orders.len(), orders.live_len()),
+            (2, 2, 2)
+        );
+        assert_eq!(orders.live_id(OrderId(1)), Some("a"));
+        orders.forget_live(OrderId(1));
+        orders.ended(&ended("a", OrderId(1)), 100);
+        assert_eq!((orders.count(ALICE), orders.live_len()), (2, 1));
+        assert_eq!(orders.live_id(OrderId(1)), None);
+        let kept = orders.get(ALICE, "a").expect("kept while retention lasts");
+        assert_eq!(kept.expires_ms, Some(100));
+        orders.expire(99);
+        assert_eq!(orders.count(ALICE), 2);
+        orders.expire(100);
+        assert_eq!((orders.count(ALICE), orders.len()), (1, 1));
+        assert!(orders.get(ALICE, "a").is_none());
+    }
+
+    #[test]
+    fn an_id_placed_again_after_its_order_ended_outlives_the_old_expiry() {
+        let mut orders = ClientOrders::default();
+        orders.placed(&order("a"), OrderId(1));
+        orders.forget_live(OrderId(1));
+        orders.ended(&ended("a", OrderId(1)), 100);
+        // Placed again under the same id: counted once, and the old expiry is stale.
+        orders.placed(&order("a"), OrderId(2));
+        assert_eq!((orders.count(ALICE), orders.live_len()), (1, 1));
+        orders.expire(500);
+        assert_eq!(
+            orders.get(ALICE, "a").map(|kept| kept.order_id),
+            Some(OrderId(2))
+        );
+        // An expiry earlier than the last queued one is queued at the last one.
+        orders.forget_live(OrderId(2));
+        orders.ended(&ended("a", OrderId(2)), 1_000);
+        orders.placed(&order("b"), OrderId(3));
+        orders.forget_live(OrderId(3));
+        orders.ended(&ended("b", OrderId(3)), 600);
+        assert_eq!(
+            orders.get(ALICE, "b").and_then(|kept| kept.expires_ms),
+            Some(1_000)
+        );
+        let records = orders.records(0);
+        assert_eq!(records.len(), 2);
+        let restored = ClientOrders::from_records(records.clone());
+        assert_eq!(restored.records(0), records);
+        assert_eq!((restored.count(ALICE), restored.live_len()), (2, 0));
+    }
+}

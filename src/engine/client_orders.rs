@@ -118,10 +118,15 @@ impl ClientOrders {
             .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
         {
             let (expires_ms, account, id) = self.expiry.pop_front().expect("seen");
-            let key = (account, id);
+            // One look-up in a map of every kept id: most of what expiry costs.
+            let std::collections::hash_map::Entry::Occupied(entry) =
+                self.by_id.entry((account, id))
+            else {
+                continue;
+            };
             // An id placed again since is live, or ended later: this entry is stale.
-            if self.by_id.get(&key).and_then(|order| order.expires_ms) == Some(expires_ms) {
-                self.by_id.remove(&key);
+            if entry.get().expires_ms == Some(expires_ms) {
+                entry.remove();
                 self.tally(account, false);
             }
         }

@@ -237,9 +237,13 @@ impl IdempotencyRecords {
                     .records
                     .get_mut(&account)
                     .expect("a queued key's account is kept");
-                // A key recorded again since has a later expiry: this entry is stale.
-                if keys.get(&key).map(|record| record.expires_ms) == Some(expires_ms) {
-                    keys.remove(&key);
+                // One look-up: a key recorded again since has a later expiry, and this entry
+                // is stale.
+                let std::collections::hash_map::Entry::Occupied(entry) = keys.entry(key) else {
+                    continue;
+                };
+                if entry.get().expires_ms == expires_ms {
+                    entry.remove();
                     self.held -= 1;
                     if keys.is_empty() {
                         self.records.remove(&account);

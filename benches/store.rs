@@ -17,7 +17,7 @@ use divmid::config::EngineConfig;
 use divmid::engine::LevelBook;
 use divmid::event::Event;
 use divmid::pipeline::{Pipeline, PipelineConfig};
-use divmid::store::{recover, Journal, JournalRecord, Store};
+use divmid::store::{recover, JournalRecord, Store};
 
 const SEED: u64 = 20_261_126;
 

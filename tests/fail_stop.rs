@@ -17,7 +17,7 @@ use divmid::api::proto;
 use divmid::api::proto::issuer_client::IssuerClient;
 use divmid::api::server::{open_with_journal, ServeError};
 use divmid::config::Config;
-use divmid::store::FaultyJournal;
+use divmid::pipeline::FaultyJournal;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

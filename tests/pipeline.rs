@@ -11,7 +11,8 @@ use divmid::engine::{LevelBook, OrderBook, Sequencer};
 use divmid::event::Reply;
 use divmid::market_data::BookReplica;
 use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query};
-use divmid::store::{recover, FaultyJournal, Journal, JournalRecord, Snapshots, Store, StoreError};
+use divmid::pipeline::{FaultyJournal, Journal};
+use divmid::store::{recover, JournalRecord, Snapshots, Store, StoreError};
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, Tier, TimeInForce,

@@ -24,8 +24,9 @@ use super::services::Api;
 use crate::config::Config;
 use crate::engine::LevelBook;
 use crate::market_data::TradeStats;
+use crate::pipeline::Journal;
 use crate::pipeline::Pipeline;
-use crate::store::{recover, Journal, Store};
+use crate::store::{recover, Store};
 use crate::usage::Usage;
 
 /// Why the exchange could not start or stopped badly.

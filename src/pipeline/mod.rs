@@ -18,6 +18,7 @@
 //! Snapshots are taken by the sequencer thread every so many events and written by the
 //! store thread after the journal covers them.
 
+mod journal;
 mod metrics;
 mod threads;
 
@@ -36,10 +37,11 @@ use crate::engine::{OrderBook, Sequencer};
 use crate::error::Reject;
 use crate::event::{Event, OrderView, Reply, Supply};
 use crate::ledger::{DailySpend, IssuePriceChange, TopUpAccount};
-use crate::store::{History, Journal};
+use crate::store::History;
 use crate::types::{AccountId, Balances, IssuePrice, MarketId, OrderId};
 
 pub use crate::config::PipelineConfig;
+pub use journal::{FaultyJournal, Journal};
 
 /// Why a request did not get an answer from the exchange.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

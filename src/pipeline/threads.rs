@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::{broadcast, oneshot};
 
+use super::Journal;
 use super::{
     Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, PipelineMetrics,
     Query, Request, Shared,
@@ -15,7 +16,7 @@ use super::{
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
-use crate::store::{History, Journal, JournalEntry, JournalRecord, Snapshots};
+use crate::store::{History, JournalEntry, JournalRecord, Snapshots};
 use crate::types::{Side, Tier};
 
 /// An outcome waiting for its batch to be committed.

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::check::Report;
 use super::journal::{key_of, Records};
 use super::recovery::{replay, restore_snapshot};
-use super::{check, snapshot_file, Journal, JournalRecord, Store, StoreError};
+use super::{check, snapshot_file, JournalRecord, Store, StoreError};
 use crate::config::EngineConfig;
 use crate::engine::LevelBook;
 

@@ -163,19 +163,6 @@ pub enum StoreError {
     },
 }
 
-/// Where the pipeline's store stage writes: the real store, or a test double that fails
-/// on purpose.
-pub trait Journal: Send + 'static {
-    /// Writes the records in one atomic, durable write: after `Ok`, all of them survive a
-    /// crash or a power cut; after `Err`, none or all of them may have been written, and
-    /// the caller must stop.
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError>;
-
-    /// What writes snapshots and prunes the journal behind them, from a thread of its own
-    /// so that neither holds up appends.
-    fn snapshots(&self) -> Snapshots;
-}
-
 /// Writes snapshots and deletes the journal records behind them. It shares the store's
 /// sled tree (sled takes writers from several threads), so the pipeline runs it on a
 /// thread of its own: a large snapshot no longer stalls the appends.
@@ -403,8 +390,12 @@ impl Store {
     }
 }
 
-impl Journal for Store {
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+impl Store {
+    /// Writes the records in one atomic, durable write (one sled batch, flushed, sled's file
+    /// fdatasynced, then the acknowledged mark): after `Ok`, all of them survive a crash or
+    /// a power cut; after `Err`, none or all of them may have been written, and the caller
+    /// must stop.
+    pub fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
         self.appended_seq = Some(assert_continues(self.appended_seq, records));
         let mut batch = sled::Batch::default();
         for record in records {
@@ -443,7 +434,9 @@ impl Journal for Store {
         Ok(())
     }
 
-    fn snapshots(&self) -> Snapshots {
+    /// What writes snapshots and prunes the journal behind them, from a thread of its own
+    /// so that neither holds up appends.
+    pub fn snapshots(&self) -> Snapshots {
         Snapshots {
             journal: self.journal.clone(),
             directory: self.snapshot_directory(),
@@ -455,39 +448,6 @@ impl Journal for Store {
 fn record_hash(record: &JournalRecord) -> Result<[u8; 32], StoreError> {
     use sha2::{Digest, Sha256};
     Ok(Sha256::digest(record.encode()?).into())
-}
-
-/// A journal that fails on purpose: its `fail_at`-th append (counting from 1) and every
-/// one after it return an error, after writing nothing. Tests use it to prove fail-stop.
-pub struct FaultyJournal<J: Journal> {
-    inner: J,
-    appends: u64,
-    fail_at: u64,
-}
-
-impl<J: Journal> FaultyJournal<J> {
-    /// Wraps `inner` so that its `fail_at`-th append fails.
-    pub fn new(inner: J, fail_at: u64) -> FaultyJournal<J> {
-        FaultyJournal {
-            inner,
-            appends: 0,
-            fail_at,
-        }
-    }
-}
-
-impl<J: Journal> Journal for FaultyJournal<J> {
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
-        self.appends += 1;
-        if self.appends >= self.fail_at {
-            return Err(StoreError::Injected("append failed"));
-        }
-        self.inner.append(records)
-    }
-
-    fn snapshots(&self) -> Snapshots {
-        self.inner.snapshots()
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,14 @@ pub(super) struct ClientOrder {
     pub(super) expires_ms: Option<u64>,
 }
 
+impl ClientOrder {
+    /// Whether the id is still kept at `now_ms`: its order lives, or ended less than the
+    /// retention window before.
+    pub(super) fn kept_at(&self, now_ms: u64) -> bool {
+        self.expires_ms.is_none_or(|at| at > now_ms)
+    }
+}
+
 /// Every client order id kept, and what it owns:
 /// - each account's count is the number of its entries (for
 ///   `client_order_ids_per_account_max`);
@@ -139,7 +147,7 @@ impl ClientOrders {
         let mut kept: Vec<_> = self
             .by_id
             .iter()
-            .filter(|(_, entry)| entry.expires_ms.is_none_or(|at| at > now_ms))
+            .filter(|(_, entry)| entry.kept_at(now_ms))
             .collect();
         kept.sort_unstable_by_key(|(key, _)| *key);
         kept.into_iter()

@@ -556,11 +556,13 @@ impl<B: OrderBook> Sequencer<B> {
         account: AccountId,
         client_order_id: &str,
     ) -> Option<OrderView> {
-        let entry = self.client_orders.get(account, client_order_id)?;
-        match (&entry.ended, entry.expires_ms) {
-            (None, _) => self.open_order_in(entry.placed.market, entry.order_id),
-            (Some(ended), Some(expires_ms)) if expires_ms > self.clock_ms => Some(ended.clone()),
-            (Some(_), _) => None,
+        let entry = self
+            .client_orders
+            .get(account, client_order_id)
+            .filter(|entry| entry.kept_at(self.clock_ms))?;
+        match &entry.ended {
+            None => self.open_order_in(entry.placed.market, entry.order_id),
+            Some(ended) => Some(ended.clone()),
         }
     }
 

@@ -86,9 +86,7 @@ impl<B: OrderBook> Sequencer<B> {
             true,
         )?;
         let known = self.client_orders.get(order.account, client_order_id);
-        let Some(existing) =
-            known.filter(|existing| existing.expires_ms.is_none_or(|at| at > self.now_ms()))
-        else {
+        let Some(existing) = known.filter(|existing| existing.kept_at(self.now_ms())) else {
             // New (counted against the limit), or ended longer ago than retention keeps
             // (its entry is then replaced, and counted already).
             let held = self.client_orders.count(order.account);

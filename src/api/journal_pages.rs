@@ -14,9 +14,10 @@ pub const PAGE_EVENTS: usize = 1_024;
 /// Events one page looks at, at most.
 pub const PAGE_SCAN_MAX: usize = 64 * PAGE_EVENTS;
 
-/// The events after `after` and up to `until` that `keep` accepts, at most `limit`
-/// (itself at most [`PAGE_EVENTS`]), looking at no more than [`PAGE_SCAN_MAX`]; read on a
-/// blocking thread. The page's `next` says where to go on from.
+/// The events after `after` and up to `until` that `keep` accepts, at most `limit` (which
+/// must be at most [`PAGE_EVENTS`]: callers check what a client asks for), looking at no
+/// more than [`PAGE_SCAN_MAX`]; read on a blocking thread. The page's `next` says where to
+/// go on from.
 pub async fn page(
     history: &History,
     (after, until): (u64, u64),
@@ -24,7 +25,10 @@ pub async fn page(
     keep: impl Fn(&Event) -> bool + Send + 'static,
 ) -> Result<Page, Status> {
     let history = history.clone();
-    let limit = limit.min(PAGE_EVENTS);
+    assert!(
+        limit <= PAGE_EVENTS,
+        "a journal page holds {PAGE_EVENTS} events at most"
+    );
     tokio::task::spawn_blocking(move || {
         history.events_after(after, limit, PAGE_SCAN_MAX, until, keep)
     })

@@ -2,7 +2,8 @@
 //! modules form a DAG in the reading order `src/lib.rs` lists them in, sled is known only
 //! to the store, tonic, prost, axum, hyper and the generated proto only to the API and
 //! the binaries, and the pure modules do no I/O (no runtime, threads, sockets, files,
-//! clock or randomness) and no floating point (money is integers).
+//! clock or randomness) and no floating point (money is integers). In the API, only
+//! `api/status.rs` builds a `Status`: every refusal's code is chosen in one place.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,25 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("axum::", &["api", "bin"]),
     ("hyper::", &["api", "bin"]),
 ];
+
+/// The one file of the API that builds a gRPC status.
+const STATUS_FILE: &str = "api/status.rs";
+
+/// Where `code` (before its tests) builds a `Status` itself: `Status::` followed by a
+/// constructor (`new`, `internal`, ...), not by a constant or a longer type's variant.
+fn builds_status(code: &str) -> Option<String> {
+    let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+    code.match_indices("Status::").find_map(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = &code[at + "Status::".len()..];
+        let constructor: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let named_alone = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        (named_alone && !constructor.is_empty()).then(|| format!("Status::{constructor}"))
+    })
+}
 
 /// The modules of `src/lib.rs`'s reading order: each `[`name`]` of its `//! - ` list.
 fn reading_order(lib: &str) -> Vec<String> {
@@ -136,6 +156,13 @@ fn breaches(order: &[String], files: &[(PathBuf, String)]) -> Vec<String> {
                 ));
             }
         }
+        if module == "api" && path != Path::new(STATUS_FILE) {
+            if let Some(built) = builds_status(&code) {
+                found.push(format!(
+                    "src/{shown}: builds {built}, which only src/{STATUS_FILE} may"
+                ));
+            }
+        }
         if PURE.contains(&module.as_str()) {
             for name in IO.iter().filter(|name| code.contains(*name)) {
                 found.push(format!("src/{shown}: {module} is pure but names {name}"));
@@ -217,6 +244,15 @@ fn a_planted_breach_of_each_rule_is_found() {
             "use crate::{engine::Sequencer, store::Store};\n",
         ),
         file("bin/tool.rs", "use tonic::Status;\n"),
+        file(
+            "api/health.rs",
+            "fn f() { report(ServingStatus::NotServing, Status::GRPC_STATUS); }\n\
+             #[cfg(test)]\nmod tests { fn t() { Status::new(Code::Ok, \"\"); } }\n",
+        ),
+        file(
+            "api/status.rs",
+            "pub fn busy() -> Status { Status::resource_exhausted(\"busy\") }\n",
+        ),
         // Each breaks one rule.
         file("config.rs", "use crate::pipeline::PipelineConfig;\n"),
         file(
@@ -234,12 +270,17 @@ fn a_planted_breach_of_each_rule_is_found() {
         ),
         file("ledger/mod.rs", "use crate::types::Amount;\n"),
         file(
+            "api/services.rs",
+            "fn f() -> Status { Status::internal(\"oops\") }\n",
+        ),
+        file(
             "engine/fees.rs",
             "fn fee(price: u64) -> f64 { price as f64 / 1e3 }\n",
         ),
     ];
     let found = breaches(&order, &files);
     let expected = [
+        "src/api/services.rs: builds Status::internal, which only src/api/status.rs may",
         "src/config.rs: config uses crate::pipeline, which lib.rs lists after it",
         "src/engine/fees.rs: engine keeps money but names f64",
         "src/engine/matching.rs: engine uses crate::store, which lib.rs lists after it",

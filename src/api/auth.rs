@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use super::status;
 use crate::ledger::{Account, REVOKED_TOKEN_HASH, TREASURY};
 use crate::types::{AccountId, Role};
 
@@ -30,14 +31,11 @@ impl Caller {
     /// The caller, if it has `role`; otherwise the status to answer with.
     pub fn require(self, role: Role) -> Result<Caller, Status> {
         if self.role != role {
-            return Err(Status::permission_denied(format!(
-                "this call needs the {} role",
-                match role {
-                    Role::Issuer => "issuer",
-                    Role::Trader => "trader",
-                    Role::Service => "service",
-                }
-            )));
+            return Err(status::role_required(match role {
+                Role::Issuer => "issuer",
+                Role::Trader => "trader",
+                Role::Service => "service",
+            }));
         }
         Ok(self)
     }
@@ -109,14 +107,14 @@ impl Tokens {
         let header = request
             .metadata()
             .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("authorization: a bearer token is required"))?;
+            .ok_or_else(|| status::unauthenticated("a bearer token is required"))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|token| !token.is_empty() && token.len() <= 256)
-            .ok_or_else(|| Status::unauthenticated("authorization: expected `Bearer <token>`"))?;
+            .ok_or_else(|| status::unauthenticated("expected `Bearer <token>`"))?;
         let hash = hash_token(token);
         if bool::from(hash.ct_eq(&self.issuer_hash)) {
             return Ok(Caller {
@@ -127,12 +125,12 @@ impl Tokens {
         let accounts = self
             .accounts
             .read()
-            .map_err(|_| Status::internal("the token table is unavailable"))?;
+            .map_err(|_| status::internal("the token table is unavailable"))?;
         accounts
             .callers
             .get(&hash)
             .copied()
-            .ok_or_else(|| Status::unauthenticated("authorization: unknown token"))
+            .ok_or_else(|| status::unauthenticated("unknown token"))
     }
 }
 
@@ -186,11 +184,13 @@ impl AuthFailures {
                 if *failures >= self.limit && started.elapsed() < FAILURE_WINDOW =>
             {
                 let wait = FAILURE_WINDOW.saturating_sub(started.elapsed()).as_secs() + 1;
-                Err(Status::resource_exhausted(format!(
-                    "auth_failures_per_minute_max: {} failed authentications from this \
-                     address; retry in {wait} s",
-                    self.limit
-                )))
+                Err(status::limit_reached(
+                    "auth_failures_per_minute_max",
+                    format!(
+                        "{} failed authentications from this address; retry in {wait} s",
+                        self.limit
+                    ),
+                ))
             }
             _ => Ok(()),
         }

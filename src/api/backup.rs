@@ -12,6 +12,7 @@ use tonic::Status;
 
 use super::context::Context;
 use super::proto;
+use super::status;
 
 /// The bytes of one chunk, at most: half the message limit or this.
 const CHUNK_BYTES_MAX: usize = 256 * 1024;
@@ -21,9 +22,10 @@ const CHUNKS_QUEUED: usize = 4;
 
 /// Starts a backup; one at a time.
 pub fn start(context: &Arc<Context>) -> Result<BoxStream<proto::BackupChunk>, Status> {
-    let hold = context.pipeline.hold_journal().ok_or_else(|| {
-        Status::resource_exhausted("another backup is being taken; one at a time")
-    })?;
+    let hold = context
+        .pipeline
+        .hold_journal()
+        .ok_or_else(|| status::busy("another backup is being taken; one at a time"))?;
     let (sender, receiver) = mpsc::channel(CHUNKS_QUEUED);
     let source = context.backups.clone();
     let committed = context.pipeline.committed_handle();
@@ -57,7 +59,7 @@ pub fn start(context: &Arc<Context>) -> Result<BoxStream<proto::BackupChunk>, St
             }
             Err(error) => {
                 tracing::warn!(%error, "a backup was not completed");
-                Err(Status::internal(format!("the backup failed: {error}")))
+                Err(status::internal(format!("the backup failed: {error}")))
             }
         };
         let _ = sender.blocking_send(last);

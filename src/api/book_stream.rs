@@ -25,6 +25,7 @@ use tonic::Status;
 use super::context::{Context, MarketView};
 use super::journal_pages::PAGE_EVENTS;
 use super::proto;
+use super::status;
 use crate::engine::Level;
 use crate::market_data::{checksum, BookReplica, BookView};
 use crate::pipeline::{Answer, CommittedEvents, Query};
@@ -321,7 +322,7 @@ pub fn start(
             let Some(shared) = current else {
                 if sent.is_some() {
                     let _ = sender
-                        .send(Err(Status::unavailable(
+                        .send(Err(status::unavailable(
                             "the book feed stopped; resubscribe",
                         )))
                         .await;
@@ -353,7 +354,7 @@ pub fn start(
                     }
                 }
                 _ = stopping() => {
-                    let _ = sender.send(Err(Status::unavailable("the server is shutting down; resubscribe"))).await;
+                    let _ = sender.send(Err(status::unavailable("the server is shutting down; resubscribe"))).await;
                     return;
                 }
             }
@@ -377,7 +378,7 @@ async fn deliver(
     checksum: u32,
 ) -> bool {
     if sender.capacity() <= 1 {
-        let _ = sender.try_send(Err(Status::aborted(
+        let _ = sender.try_send(Err(status::fell_behind(
             "the client fell too far behind; resubscribe for a new snapshot",
         )));
         return false;

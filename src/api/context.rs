@@ -11,7 +11,7 @@ use super::auth::Tokens;
 use super::decimal::{format_units, parse_units};
 use super::funding::FundingSources;
 use super::proto;
-use super::status::{from_failure, from_reject};
+use super::status::{self, from_failure, from_reject};
 use crate::command::Command;
 use crate::config::{Config, MarketSpec};
 use crate::error::Reject;
@@ -100,7 +100,7 @@ impl Context {
             ),
         };
         Arc::clone(slots).try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!("{name}: the limit of {limit} streams is reached"))
+            status::limit_reached(name, format!("the limit of {limit} streams is reached"))
         })
     }
 
@@ -110,9 +110,7 @@ impl Context {
             .pipeline
             .submit(now_ms(), command)
             .map_err(|failure| from_failure(&failure))?;
-        let outcome = receiver
-            .await
-            .map_err(|_| Status::unavailable("the exchange stopped before answering"))?;
+        let outcome = receiver.await.map_err(|_| status::exchange_stopped())?;
         outcome.map_err(|failure| from_failure(&failure))
     }
 
@@ -122,9 +120,7 @@ impl Context {
             .pipeline
             .query(query)
             .map_err(|failure| from_failure(&failure))?;
-        let answer = receiver
-            .await
-            .map_err(|_| Status::unavailable("the exchange stopped before answering"))?;
+        let answer = receiver.await.map_err(|_| status::exchange_stopped())?;
         answer.map_err(|failure| from_failure(&failure))
     }
 
@@ -138,12 +134,12 @@ impl Context {
             let indexed = self
                 .history
                 .indexed_seq()
-                .map_err(|error| Status::internal(format!("history: {error}")))?;
+                .map_err(|error| status::internal(format!("history: {error}")))?;
             if indexed >= target {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Status::unavailable("history is catching up; retry shortly"));
+                return Err(status::unavailable("history is catching up; retry shortly"));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -168,9 +164,10 @@ impl Context {
     pub fn check_from_seq(&self, field: &str, from_seq: u64) -> Result<u64, Status> {
         let committed = self.pipeline.committed_seq();
         if from_seq > committed {
-            return Err(Status::invalid_argument(format!(
-                "{field}: {from_seq} is beyond the last committed sequence number, {committed}"
-            )));
+            return Err(status::invalid(
+                field,
+                format!("{from_seq} is beyond the last committed sequence number, {committed}"),
+            ));
         }
         Ok(committed)
     }
@@ -190,9 +187,7 @@ impl Context {
         match requested {
             0 => Ok(100.min(maximum) as usize),
             size if size <= maximum => Ok(size as usize),
-            _ => Err(Status::invalid_argument(format!(
-                "page_size: at most {maximum}"
-            ))),
+            _ => Err(status::invalid("page_size", format!("at most {maximum}"))),
         }
     }
 }
@@ -249,7 +244,7 @@ impl MarketView<'_> {
         let micros =
             parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
         if !micros.is_multiple_of(step_micros) {
-            return Err(Status::invalid_argument(format!("{field}: {}", off_step())));
+            return Err(status::invalid(field, off_step()));
         }
         Ok(micros / step_micros)
     }
@@ -405,15 +400,13 @@ pub fn balance(asset: Asset, balance: Balance) -> proto::Balance {
 /// An id from the wire: decimal digits.
 pub fn parse_id(field: &'static str, text: &str) -> Result<u64, Status> {
     if text.is_empty() {
-        return Err(Status::invalid_argument(format!("{field}: is required")));
+        return Err(status::invalid(field, "is required"));
     }
     if text.len() > 20 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(Status::invalid_argument(format!(
-            "{field}: must be decimal digits"
-        )));
+        return Err(status::invalid(field, "must be decimal digits"));
     }
     text.parse()
-        .map_err(|_| Status::invalid_argument(format!("{field}: is out of range")))
+        .map_err(|_| status::invalid(field, "is out of range"))
 }
 
 /// A required enum: unspecified or unknown values are refused, naming the field.
@@ -423,12 +416,9 @@ pub fn required<T>(
     convert: impl Fn(i32) -> Option<T>,
 ) -> Result<T, Status> {
     if value == 0 {
-        return Err(Status::invalid_argument(format!(
-            "{field}: must be specified"
-        )));
+        return Err(status::invalid(field, "must be specified"));
     }
-    convert(value)
-        .ok_or_else(|| Status::invalid_argument(format!("{field}: unknown value {value}")))
+    convert(value).ok_or_else(|| status::invalid(field, format!("unknown value {value}")))
 }
 
 /// A side for the wire.

@@ -6,6 +6,7 @@ use tonic::Status;
 use super::auth::Caller;
 use super::context::{parse_id, required, Context};
 use super::proto;
+use super::status;
 use crate::command::{Command, NewOrder, OrderRef};
 use crate::pipeline::{Answer, Query};
 use crate::types::{OrderId, OrderType, SelfTradePrevention, Side, TimeInForce};
@@ -41,7 +42,7 @@ pub fn new_order(
         Ok(proto::TimeInForce::Gtc) => TimeInForce::GoodTillCanceled,
         Ok(proto::TimeInForce::Ioc) => TimeInForce::ImmediateOrCancel,
         Ok(proto::TimeInForce::Fok) => TimeInForce::FillOrKill,
-        Err(_) => return Err(Status::invalid_argument("time_in_force: unknown value")),
+        Err(_) => return Err(status::invalid("time_in_force", "unknown value")),
     };
     let self_trade_prevention =
         match proto::SelfTradePrevention::try_from(message.self_trade_prevention) {
@@ -51,11 +52,7 @@ pub fn new_order(
             Ok(proto::SelfTradePrevention::CancelMaker) => SelfTradePrevention::CancelMaker,
             Ok(proto::SelfTradePrevention::CancelBoth) => SelfTradePrevention::CancelBoth,
             Ok(proto::SelfTradePrevention::Decrement) => SelfTradePrevention::Decrement,
-            Err(_) => {
-                return Err(Status::invalid_argument(
-                    "self_trade_prevention: unknown value",
-                ))
-            }
+            Err(_) => return Err(status::invalid("self_trade_prevention", "unknown value")),
         };
     let price = match (order_type, message.price.is_empty()) {
         (OrderType::Market, true) => None,
@@ -81,8 +78,9 @@ pub fn order_target(order_id: &str, client_order_id: &str) -> Result<OrderRef, S
     match (order_id.is_empty(), client_order_id.is_empty()) {
         (false, true) => Ok(OrderRef::Id(OrderId(parse_id("order_id", order_id)?))),
         (true, false) => Ok(OrderRef::Client(client_order_id.into())),
-        _ => Err(Status::invalid_argument(
-            "order_id: give exactly one of order_id and client_order_id",
+        _ => Err(status::invalid(
+            "order_id",
+            "give exactly one of order_id and client_order_id",
         )),
     }
 }
@@ -103,8 +101,9 @@ pub async fn amend_order(
         })
         .await?
     else {
-        return Err(Status::not_found(
-            "order_id: no open order of yours has this id",
+        return Err(status::not_found(
+            "order_id",
+            "no open order of yours has this id",
         ));
     };
     let market = context.market_at(current.market);

@@ -14,11 +14,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::status;
 use http_body::Body as HttpBody;
 use tokio::time::Sleep;
 use tonic::body::Body;
 use tonic::codegen::{http, Bytes, Service};
-use tonic::Status;
 
 /// Answers `DEADLINE_EXCEEDED` when a request's answer has not begun within `timeout`.
 #[derive(Clone, Copy, Debug)]
@@ -93,10 +93,10 @@ where
             return Poll::Ready(answer.map(|response| response.map(Body::new)));
         }
         std::task::ready!(this.expired.poll(context));
-        let status = Status::deadline_exceeded(format!(
-            "server.request_timeout_ms: no answer within {} ms",
-            this.timeout.as_millis()
-        ));
+        let status = status::deadline_exceeded(
+            "server.request_timeout_ms",
+            format!("no answer within {} ms", this.timeout.as_millis()),
+        );
         Poll::Ready(Ok(status.into_http()))
     }
 }
@@ -104,6 +104,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Status;
     use tower_layer::Layer;
 
     /// Answers `OK` after `delay`.

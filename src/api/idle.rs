@@ -29,6 +29,7 @@ use tonic::codegen::{http, Bytes, Service};
 use tonic::Status;
 
 use super::listener::ConnectionInfo;
+use super::status;
 
 /// What one connection is doing, shared by its socket and its requests.
 #[derive(Debug, Default)]
@@ -119,9 +120,10 @@ impl PartialBytes {
         let before = self.held.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) > self.max {
             self.held.fetch_sub(bytes, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(
-                "the server holds as many partly received messages as \
-                 server.partial_messages_bytes_max allows; retry shortly",
+            return Err(status::limit_reached(
+                "server.partial_messages_bytes_max",
+                "the server holds as many partly received messages as it allows; retry \
+                 shortly",
             ));
         }
         Ok(())
@@ -362,8 +364,9 @@ impl HttpBody for IdleBody {
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(stream_idle)));
                 match timer.as_mut().poll(context) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Status::deadline_exceeded(
-                        "the request sent nothing for stream_idle_timeout_ms; it is ended",
+                    Poll::Ready(()) => Poll::Ready(Some(Err(status::deadline_exceeded(
+                        "server.stream_idle_timeout_ms",
+                        "the request sent nothing for this long; it is ended",
                     )))),
                     Poll::Pending => Poll::Pending,
                 }

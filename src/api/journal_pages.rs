@@ -5,6 +5,7 @@
 
 use tonic::Status;
 
+use super::status;
 use crate::event::Event;
 use crate::store::{History, Page};
 
@@ -29,10 +30,10 @@ pub async fn page(
         limit <= PAGE_EVENTS,
         "a journal page holds {PAGE_EVENTS} events at most"
     );
-    tokio::task::spawn_blocking(move || {
-        history.events_after(after, limit, PAGE_SCAN_MAX, until, keep)
-    })
-    .await
-    .map_err(|_| Status::internal("the history reader stopped"))?
-    .map_err(|error| Status::internal(format!("history: {error}")))
+    status::from_history_read(
+        tokio::task::spawn_blocking(move || {
+            history.events_after(after, limit, PAGE_SCAN_MAX, until, keep)
+        })
+        .await,
+    )
 }

@@ -26,7 +26,7 @@ use super::proto;
 use super::proto::charge_session_response::Result as ChargeResult;
 use super::proto::order_session_request::Command as SessionCommand;
 use super::proto::order_session_response::Result as SessionResult;
-use super::status::from_failure;
+use super::status::{self, from_failure};
 use crate::command::Command;
 use crate::event::Reply;
 use crate::pipeline::{Committed, Events, Outcome};
@@ -251,9 +251,7 @@ async fn answer<P: Protocol>(
         let outcomes = match batch.outcomes {
             None => Ok(Vec::new()),
             Some(Err(status)) => Err(status),
-            Some(Ok(receiver)) => receiver
-                .await
-                .map_err(|_| Status::unavailable("the exchange stopped before answering")),
+            Some(Ok(receiver)) => receiver.await.map_err(|_| status::exchange_stopped()),
         };
         let mut outcomes = outcomes.map(Vec::into_iter);
         let mut written = Vec::with_capacity(batch.entries.len() + 1);
@@ -264,7 +262,7 @@ async fn answer<P: Protocol>(
                 (None, Ok(outcomes)) => match outcomes.next() {
                     Some(Ok(committed)) => Ok(committed),
                     Some(Err(failure)) => Err(from_failure(&failure)),
-                    None => Err(Status::internal("a command of the batch has no outcome")),
+                    None => Err(status::internal("a command of the batch has no outcome")),
                 },
             };
             written.push(Ok(P::respond(
@@ -348,8 +346,9 @@ impl Protocol for Orders {
         match request.command {
             None => (
                 Kind::Place,
-                Conversion::Ready(Err(Status::invalid_argument(
-                    "command: one of place, cancel, cancel_all or amend is required",
+                Conversion::Ready(Err(status::invalid(
+                    "command",
+                    "one of place, cancel, cancel_all or amend is required",
                 ))),
             ),
             Some(SessionCommand::Amend(message)) => {
@@ -408,7 +407,7 @@ impl Protocol for Charges {
         let Some(charge) = request.charge else {
             return (
                 Amount::ZERO,
-                Conversion::Ready(Err(Status::invalid_argument("charge: is required"))),
+                Conversion::Ready(Err(status::invalid("charge", "is required"))),
             );
         };
         match charge_command(caller, charge) {
@@ -428,7 +427,7 @@ impl Protocol for Charges {
                 amount: amount(charged),
                 seq,
             }),
-            Ok(other) => ChargeResult::Error(session_error(&Status::internal(format!(
+            Ok(other) => ChargeResult::Error(session_error(&status::internal(format!(
                 "unexpected reply {other:?}"
             )))),
             Err(status) => ChargeResult::Error(session_error(&status)),
@@ -492,7 +491,7 @@ fn convert(
         ),
         SessionCommand::Amend(_) => (
             Kind::Amend,
-            Err(Status::internal("an amend is converted with a query")),
+            Err(status::internal("an amend is converted with a query")),
         ),
     }
 }

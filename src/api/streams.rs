@@ -21,6 +21,7 @@ use tonic::Status;
 
 use super::context::{Context, StreamKind};
 use super::journal_pages::{self, PAGE_EVENTS};
+use super::status;
 use crate::event::Event;
 
 /// Starts a stream of what `convert` makes of the events `keep` accepts: those after
@@ -199,7 +200,7 @@ where
         let received = tokio::select! {
             received = live.recv() => received,
             _ = stopping.wait_for(|stopping| *stopping) => {
-                return Err(Status::unavailable(format!(
+                return Err(status::unavailable(format!(
                     "the server is shutting down; resubscribe with from_seq = {last_sent}"
                 )));
             }
@@ -207,11 +208,11 @@ where
         let events = match received {
             Ok(events) => events,
             Err(RecvError::Lagged(_)) => {
-                return Err(Status::aborted(format!(
+                return Err(status::fell_behind(format!(
                     "the stream fell behind; resubscribe with from_seq = {last_sent}"
                 )));
             }
-            Err(RecvError::Closed) => return Err(Status::unavailable("the exchange is stopping")),
+            Err(RecvError::Closed) => return Err(status::unavailable("the exchange is stopping")),
         };
         for event in events.iter() {
             if event.seq <= last_sent {

@@ -25,6 +25,7 @@ use tonic::Status;
 use super::context::{side_to_wire, Context, MarketView, StreamKind};
 use super::journal_pages::{self, PAGE_EVENTS};
 use super::proto::{self, TradeBatch};
+use super::status;
 use crate::event::{Event, EventKind, Fill};
 use crate::types::MarketId;
 
@@ -383,11 +384,11 @@ impl Subscriber {
         received: Result<Arc<EncodedTrades>, RecvError>,
     ) -> Result<Arc<EncodedTrades>, Status> {
         received.map_err(|error| match error {
-            RecvError::Lagged(_) => Status::aborted(format!(
+            RecvError::Lagged(_) => status::fell_behind(format!(
                 "the stream fell behind; resubscribe with from_seq = {}",
                 self.last_sent
             )),
-            RecvError::Closed => Status::unavailable(format!(
+            RecvError::Closed => status::unavailable(format!(
                 "the exchange is stopping; resubscribe with from_seq = {}",
                 self.last_sent
             )),
@@ -395,7 +396,7 @@ impl Subscriber {
     }
 
     fn stopped(&self) -> Status {
-        Status::unavailable(format!(
+        status::unavailable(format!(
             "the server is shutting down; resubscribe with from_seq = {}",
             self.last_sent
         ))
@@ -502,16 +503,17 @@ pub fn wire_trades(market: MarketView<'_>, events: &[Event]) -> Vec<proto::Trade
 /// `after`.
 pub async fn check_retained(context: &Context, after: u64) -> Result<(), Status> {
     let history = context.history.clone();
-    let first = tokio::task::spawn_blocking(move || history.first_seq())
-        .await
-        .map_err(|_| Status::internal("the history reader stopped"))?
-        .map_err(|error| Status::internal(format!("history: {error}")))?;
+    let first =
+        status::from_history_read(tokio::task::spawn_blocking(move || history.first_seq()).await)?;
     match first.filter(|first| *first > after + 1) {
-        Some(first) => Err(Status::out_of_range(format!(
-            "from_seq: the journal keeps events from sequence number {first} on; \
-             resubscribe with from_seq = {} or later",
-            first - 1
-        ))),
+        Some(first) => Err(status::out_of_range(
+            "from_seq",
+            format!(
+                "the journal keeps events from sequence number {first} on; resubscribe \
+                 with from_seq = {} or later",
+                first - 1
+            ),
+        )),
         None => Ok(()),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::Status;
 
 use super::context::{now_ms, parse_id, Context, TIME_MS_MAX};
-use super::status::from_reject;
+use super::status::{self, from_reject};
 use crate::error::Reject;
 use crate::types::AccountId;
 use crate::usage::{Interval, TopUpRecord, Usage, UsageRow};
@@ -103,9 +103,10 @@ pub async fn answer(context: &Context, owner: Owner, asked: Asked<'_>) -> Result
         0 => 100,
         size if size <= ROWS_PER_PAGE_MAX => size as usize,
         _ => {
-            return Err(Status::invalid_argument(format!(
-                "page_size: at most {ROWS_PER_PAGE_MAX}"
-            )))
+            return Err(status::invalid(
+                "page_size",
+                format!("at most {ROWS_PER_PAGE_MAX}"),
+            ))
         }
     };
     let after = page_token(asked.page_token)?;
@@ -113,7 +114,7 @@ pub async fn answer(context: &Context, owner: Owner, asked: Asked<'_>) -> Result
     wait_counted(context, usage).await;
     let usage = usage
         .read()
-        .map_err(|_| Status::internal("usage: a writer panicked"))?;
+        .map_err(|_| status::internal("usage: a writer panicked"))?;
     let range = (asked.from_ms, to_ms);
     let (rows, more) = match owner {
         Owner::Holder(holder) => usage.holder_rows(holder, range, interval, after, limit),
@@ -158,7 +159,7 @@ fn page_token(token: &str) -> Result<Option<(u64, AccountId)>, Status> {
     }
     let (start, other) = token
         .split_once('.')
-        .ok_or_else(|| Status::invalid_argument("page_token: not a token this server gave"))?;
+        .ok_or_else(|| status::invalid("page_token", "not a token this server gave"))?;
     Ok(Some((
         parse_id("page_token", start)?,
         AccountId(parse_id("page_token", other)?),

@@ -7,6 +7,7 @@ use super::Api;
 use crate::api::auth::{generate_token, hash_token, Caller};
 use crate::api::context::{amount, parse_amount, parse_id, parse_issue_price, required};
 use crate::api::proto;
+use crate::api::status;
 use crate::command::Command;
 use crate::event::Reply;
 use crate::pipeline::{Answer, Query};
@@ -65,7 +66,7 @@ impl proto::issuer_server::Issuer for Api {
                 proto::Role::Unspecified => None,
             }
         })?;
-        let token = generate_token().map_err(|_| Status::internal("no randomness for a token"))?;
+        let token = generate_token().map_err(|_| status::internal("no randomness for a token"))?;
         let token_hash = hash_token(&token);
         let committed = self
             .context
@@ -94,7 +95,7 @@ impl proto::issuer_server::Issuer for Api {
     ) -> Result<Response<proto::RotateTokenResponse>, Status> {
         self.caller(&request, Role::Issuer)?;
         let account = AccountId(parse_id("account_id", &request.get_ref().account_id)?);
-        let token = generate_token().map_err(|_| Status::internal("no randomness for a token"))?;
+        let token = generate_token().map_err(|_| status::internal("no randomness for a token"))?;
         self.set_token(account, Some(hash_token(&token))).await?;
         Ok(Response::new(proto::RotateTokenResponse {
             api_token: token,
@@ -163,7 +164,7 @@ impl proto::issuer_server::Issuer for Api {
     ) -> Result<Response<proto::GetSupplyResponse>, Status> {
         self.caller(&request, Role::Issuer)?;
         let Answer::Supply(supply) = self.context.query(Query::Supply).await? else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         Ok(Response::new(proto::GetSupplyResponse {
             minted: amount(supply.minted),

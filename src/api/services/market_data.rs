@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use super::Api;
 use crate::api::context::{issue_price, micros_to_units, required};
 use crate::api::proto;
+use crate::api::status;
 use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS};
 use crate::pipeline::{Answer, Query};
 use crate::types::Tier;
@@ -21,7 +22,7 @@ impl proto::market_data_server::MarketData for Api {
         let Answer::IssuePrices { prices, changes } =
             self.context.query(Query::IssuePrices).await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let tier_to_wire = |tier: Tier| match tier {
             Tier::Public => proto::Tier::Public as i32,
@@ -82,7 +83,7 @@ impl proto::market_data_server::MarketData for Api {
         let depth = match message.depth {
             0 => 50,
             depth @ 1..=1_000 => depth as usize,
-            _ => return Err(Status::invalid_argument("depth: at most 1000")),
+            _ => return Err(status::invalid("depth", "at most 1000")),
         };
         let Answer::Book { bids, asks, seq } = self
             .context
@@ -92,7 +93,7 @@ impl proto::market_data_server::MarketData for Api {
             })
             .await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let level = |level: &crate::engine::Level| proto::PriceLevel {
             price: market.price(level.price),
@@ -118,10 +119,10 @@ impl proto::market_data_server::MarketData for Api {
             0 => 10,
             depth @ 1..=crate::api::book_stream::STREAM_DEPTH_MAX => depth,
             _ => {
-                return Err(Status::invalid_argument(format!(
-                    "depth: at most {}",
-                    crate::api::book_stream::STREAM_DEPTH_MAX
-                )))
+                return Err(status::invalid(
+                    "depth",
+                    format!("at most {}", crate::api::book_stream::STREAM_DEPTH_MAX),
+                ))
             }
         };
         let stream = crate::api::book_stream::start(Arc::clone(&self.context), market.id, depth)?;
@@ -156,14 +157,14 @@ impl proto::market_data_server::MarketData for Api {
             })
             .await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let ticker = self
             .context
             .market_data
             .stats
             .read()
-            .map_err(|_| Status::internal("market data is unavailable"))?
+            .map_err(|_| status::market_data_unavailable())?
             .ticker(market.id, crate::api::context::now_ms());
         let price = |price: Option<crate::types::Price>| {
             price.map(|price| market.price(price)).unwrap_or_default()
@@ -199,12 +200,13 @@ impl proto::market_data_server::MarketData for Api {
                 },
             )?;
         if message.to_ms <= message.from_ms {
-            return Err(Status::invalid_argument("to_ms: must be after from_ms"));
+            return Err(status::invalid("to_ms", "must be after from_ms"));
         }
         if (message.to_ms - message.from_ms) / interval_ms > CANDLES_PER_QUERY_MAX as u64 {
-            return Err(Status::invalid_argument(format!(
-                "to_ms: the range spans more than {CANDLES_PER_QUERY_MAX} candles"
-            )));
+            return Err(status::invalid(
+                "to_ms",
+                format!("the range spans more than {CANDLES_PER_QUERY_MAX} candles"),
+            ));
         }
         self.market_data_ready()?;
         let candles = self
@@ -212,7 +214,7 @@ impl proto::market_data_server::MarketData for Api {
             .market_data
             .stats
             .read()
-            .map_err(|_| Status::internal("market data is unavailable"))?
+            .map_err(|_| status::market_data_unavailable())?
             .candles(market.id, interval_ms, message.from_ms, message.to_ms);
         Ok(Response::new(proto::GetCandlesResponse {
             candles: candles

@@ -15,6 +15,7 @@ use tonic::{Request, Status};
 use super::auth::Caller;
 use super::proto;
 use crate::api::context::{parse_id, Context};
+use crate::api::status;
 use crate::event::{OrderView, Reply};
 use crate::types::{AccountId, Role};
 
@@ -54,7 +55,7 @@ impl Api {
         {
             Ok(())
         } else {
-            Err(Status::unavailable(
+            Err(status::unavailable(
                 "market data is catching up with the journal; retry shortly",
             ))
         }
@@ -87,7 +88,7 @@ impl Api {
 use super::metrics::RequestAccount;
 
 pub(super) fn unexpected(reply: &Reply) -> Status {
-    Status::internal(format!("unexpected reply {reply:?}"))
+    status::internal(format!("unexpected reply {reply:?}"))
 }
 
 impl Api {
@@ -130,7 +131,7 @@ impl Api {
                 }
                 let page = history
                     .account_events(account, before, HISTORY_EVENTS_PER_READ, committed)
-                    .map_err(|error| Status::internal(format!("history: {error}")))?;
+                    .map_err(|error| status::internal(format!("history: {error}")))?;
                 scanned += page.events.len();
                 for event in &page.events {
                     let derived = derive(event);
@@ -153,7 +154,7 @@ impl Api {
             }
         })
         .await
-        .map_err(|_| Status::internal("the history reader stopped"))?
+        .map_err(|_| status::internal("the history reader stopped"))?
     }
 
     fn order_reply(&self, view: &OrderView) -> proto::Order {

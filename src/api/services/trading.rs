@@ -10,6 +10,7 @@ use super::Api;
 use crate::api::context::parse_id;
 use crate::api::history;
 use crate::api::proto;
+use crate::api::status;
 use crate::command::{Command, OrderRef};
 use crate::event::{OrderView, Reply};
 use crate::pipeline::{Answer, Query};
@@ -127,34 +128,34 @@ impl proto::trading_server::Trading for Api {
             },
         };
         let Answer::Order(kept) = self.context.query(query).await? else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let found = match (kept, target) {
             (Some(view), _) => Some(view),
             // A client order id is known while the exchange keeps it (the order's life,
             // then the retention window), as a retry under it is.
             (None, OrderRef::Client(_)) => {
-                return Err(Status::not_found(
-                    "client_order_id: no order of yours has it (an ended order's id is kept \
-                     for the retention window)",
+                return Err(status::not_found(
+                    "client_order_id",
+                    "no order of yours has it (an ended order's id is kept for the retention \
+                     window)",
                 ))
             }
             // Not open: it ended, or it is not the caller's. Ended orders are in history.
             (None, OrderRef::Id(order_id)) => {
                 self.context.wait_indexed().await?;
                 let history = self.context.history.clone();
-                tokio::task::spawn_blocking(move || history.order(order_id))
-                    .await
-                    .map_err(|_| Status::internal("the history reader stopped"))?
-                    .map_err(|error| Status::internal(format!("history: {error}")))?
-                    .filter(|view| view.account == caller.account)
+                status::from_history_read(
+                    tokio::task::spawn_blocking(move || history.order(order_id)).await,
+                )?
+                .filter(|view| view.account == caller.account)
             }
         };
         match found {
             Some(view) => Ok(Response::new(proto::GetOrderResponse {
                 order: Some(self.order_reply(&view)),
             })),
-            None => Err(Status::not_found("order_id: no order of yours matches")),
+            None => Err(status::not_found("order_id", "no order of yours matches")),
         }
     }
 
@@ -175,12 +176,12 @@ impl proto::trading_server::Trading for Api {
             self.context.wait_indexed().await?;
             let history = self.context.history.clone();
             let account = caller.account;
-            let orders = tokio::task::spawn_blocking(move || {
-                history.account_orders(account, before, page_size)
-            })
-            .await
-            .map_err(|_| Status::internal("the history reader stopped"))?
-            .map_err(|error| Status::internal(format!("history: {error}")))?;
+            let orders = status::from_history_read(
+                tokio::task::spawn_blocking(move || {
+                    history.account_orders(account, before, page_size)
+                })
+                .await,
+            )?;
             let full = orders.len() == page_size;
             return Ok(Response::new(self.orders_page(&orders, full)));
         }
@@ -194,7 +195,7 @@ impl proto::trading_server::Trading for Api {
             .query(Query::OpenOrders(caller.account))
             .await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let page: Vec<OrderView> = open
             .into_iter()

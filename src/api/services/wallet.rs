@@ -12,7 +12,7 @@ use crate::api::context::{
 };
 use crate::api::history;
 use crate::api::proto;
-use crate::api::status::from_reject;
+use crate::api::status::{self, from_reject};
 use crate::api::usage::{self, Owner};
 use crate::command::Command;
 use crate::event::Reply;
@@ -30,7 +30,7 @@ impl proto::wallet_server::Wallet for Api {
         let Answer::Balances(balances) =
             self.context.query(Query::Balances(caller.account)).await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         Ok(Response::new(proto::GetBalancesResponse {
             balances: Asset::ALL
@@ -83,7 +83,7 @@ impl proto::wallet_server::Wallet for Api {
             .query(Query::AppliedReply(Box::new(command.clone())))
             .await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let reply = match applied {
             Some(reply) => reply,
@@ -213,7 +213,7 @@ impl proto::wallet_server::Wallet for Api {
         let Answer::Prepaid { top_up, .. } =
             self.context.query(Query::Prepaid(caller.account)).await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let settings = top_up.map(|account| account.settings);
         let settings = settings.unwrap_or(AutoTopUp {
@@ -266,7 +266,7 @@ impl proto::wallet_server::Wallet for Api {
         let Answer::Prepaid { spend_limits, .. } =
             self.context.query(Query::Prepaid(caller.account)).await?
         else {
-            return Err(Status::internal("unexpected answer"));
+            return Err(status::unexpected_answer());
         };
         let now = now_ms();
         let limits = spend_limits

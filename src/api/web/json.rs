@@ -17,6 +17,7 @@ use crate::api::context::now_ms;
 use crate::api::proto;
 use crate::api::proto::market_data_server::MarketData;
 use crate::api::services::Api;
+use crate::api::status;
 use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades};
 use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS, RECENT_TRADES_MAX};
 
@@ -90,7 +91,7 @@ impl IntoResponse for Refusal {
 /// `message` as a JSON response.
 fn json(message: &impl serde::Serialize) -> Result<Response, Refusal> {
     let body = serde_json::to_string(message)
-        .map_err(|error| Refusal::from(Status::internal(format!("json: {error}"))))?;
+        .map_err(|error| Refusal::from(status::internal(format!("json: {error}"))))?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -206,7 +207,7 @@ pub async fn trades(
                 .market_data
                 .stats
                 .read()
-                .map_err(|_| Status::internal("market data is unavailable"))?;
+                .map_err(|_| status::market_data_unavailable())?;
             (stats.recent_trades(market.id, limit), stats.applied_seq())
         }
     };

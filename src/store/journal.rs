@@ -230,7 +230,7 @@ impl Iterator for Records {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
+    use crate::event::{EventKind, OrderView};
     use crate::types::{IssuePrice, Tier};
 
     /// Two price changes, events 7 and 8.
@@ -332,5 +332,85 @@ mod tests {
     fn keys_sort_in_sequence_order() {
         assert!(key_of(255) < key_of(256));
         assert!(key_of(1) < key_of(u64::MAX));
+    }
+
+    /// An order placed, accepted and ended, with every term set: the commands and events
+    /// whose stored form must not change while data directories written before hold them.
+    fn order_record() -> (JournalRecord, OrderView) {
+        use crate::command::NewOrder;
+        use crate::event::AcceptedOrder;
+        use crate::types::{
+            AccountId, Amount, Asset, Balance, MarketId, OrderId, OrderStatus, OrderType, Price,
+            Quantity, SelfTradePrevention, Side, TimeInForce,
+        };
+        let placed = NewOrder {
+            account: AccountId(7),
+            market: MarketId(1),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            price: Some(Price(1_234)),
+            quantity: Quantity(300),
+            time_in_force: TimeInForce::ImmediateOrCancel,
+            post_only: true,
+            client_order_id: Some("c-42".into()),
+            self_trade_prevention: SelfTradePrevention::Decrement,
+        };
+        let accepted = AcceptedOrder {
+            order_id: OrderId(99),
+            account: AccountId(7),
+            market: MarketId(1),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            price: Some(Price(1_234)),
+            quantity: Quantity(300),
+            time_in_force: TimeInForce::ImmediateOrCancel,
+            post_only: true,
+            self_trade_prevention: SelfTradePrevention::Decrement,
+            client_order_id: Some("c-42".into()),
+            hold_asset: Asset::Dvm,
+            hold: Amount(3_000_000),
+            balance_after: Balance {
+                available: Amount(5),
+                held: Amount(3_000_000),
+            },
+        };
+        let mut ended = accepted.view(41);
+        ended.filled = Quantity(120);
+        ended.status = OrderStatus::Canceled;
+        let mut record = JournalRecord::default();
+        let event = |seq, kind| Event {
+            seq,
+            timestamp_ms: 1_700_000_000_000,
+            kind,
+        };
+        record.push(
+            1_700_000_000_000,
+            Command::PlaceOrder(placed),
+            &[event(41, EventKind::OrderAccepted(accepted))],
+        );
+        (record, ended)
+    }
+
+    /// The stored form of [`order_record`] and of its ended order's view (hexadecimal), as
+    /// every release so far has written them into the journal, the history's order
+    /// buckets and snapshots. A change here means that data directories already written
+    /// no longer open: it needs a new `FORMAT_VERSION` and a reader for the old one.
+    const ORDER_RECORD_STORED: &str = "010180d095ffbc31090701010001d209ac0201010104632d34320301012980d095ffbc310a630701010001d209ac020101030104632d343200c08db70105c08db701";
+    const ORDER_VIEW_STORED: &str = "63070104632d343201010001d209ac02780301010329";
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    #[test]
+    fn an_order_is_stored_as_it_always_was() {
+        let (record, view) = order_record();
+        let stored = record.encode().expect("encodes");
+        let view_stored = postcard::to_allocvec(&view).expect("encodes");
+        assert_eq!(hex(&stored), ORDER_RECORD_STORED, "the journal's record");
+        assert_eq!(hex(&view_stored), ORDER_VIEW_STORED, "an order's view");
+        assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+        let decoded: OrderView = postcard::from_bytes(&view_stored).expect("decodes");
+        assert_eq!(decoded, view);
     }
 }

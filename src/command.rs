@@ -5,12 +5,12 @@
 //! account exists and has the role the command needs, so a wrong command can never move
 //! money even if an edge forgot a check.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ledger::AutoTopUp;
 use crate::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
-    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderTerms, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 /// A request to change state, applied by the sequencer in arrival order.
@@ -190,29 +190,92 @@ impl Command {
 const _: () = assert!(std::mem::size_of::<Command>() <= 64);
 
 /// An order as placed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
     /// The owner.
     pub account: AccountId,
-    /// Which market.
-    pub market: MarketId,
-    /// Buy or sell.
-    pub side: Side,
-    /// Limit or market.
-    pub order_type: OrderType,
-    /// The limit price, required for a limit order; for a market order an optional cap on
-    /// how far it may walk the book.
-    pub price: Option<Price>,
-    /// The quantity in lots.
-    pub quantity: Quantity,
-    /// How long the order lives.
-    pub time_in_force: TimeInForce,
-    /// Refuse the order whole if it would take liquidity.
-    pub post_only: bool,
+    /// What it asks for.
+    pub terms: OrderTerms,
     /// The caller's own id, unique among its live orders; makes a retry place nothing.
     pub client_order_id: Option<Box<str>>,
-    /// What to do when the order would trade with the caller's own resting order.
-    pub self_trade_prevention: SelfTradePrevention,
+}
+
+/// How a [`NewOrder`] is stored: its fields in the order the journal and snapshots have
+/// always held them (the client order id between two of the terms), so that data
+/// directories already written stay readable (`store::journal`'s tests check the bytes).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "NewOrder")]
+struct NewOrderLayout<Text> {
+    account: AccountId,
+    market: MarketId,
+    side: Side,
+    order_type: OrderType,
+    price: Option<Price>,
+    quantity: Quantity,
+    time_in_force: TimeInForce,
+    post_only: bool,
+    client_order_id: Option<Text>,
+    self_trade_prevention: SelfTradePrevention,
+}
+
+impl Serialize for NewOrder {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let OrderTerms {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+        } = self.terms;
+        NewOrderLayout {
+            account: self.account,
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            client_order_id: self.client_order_id.as_deref(),
+            self_trade_prevention,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for NewOrder {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let NewOrderLayout {
+            account,
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            client_order_id,
+            self_trade_prevention,
+        } = NewOrderLayout::<Box<str>>::deserialize(deserializer)?;
+        let terms = OrderTerms {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+        };
+        Ok(NewOrder {
+            account,
+            terms,
+            client_order_id,
+        })
+    }
 }
 
 /// How a cancel names its order.

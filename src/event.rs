@@ -6,13 +6,13 @@
 //! alone, without running the engine. The store journals them; market data and the API
 //! read them; none of those reaches into the engine.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ledger::AutoTopUp;
 use crate::types::{
     AccountId, Amount, Asset, Balance, Balances, FundingSourceKind, IssuePrice, Liquidity,
-    MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, Role, SelfTradePrevention, Side,
-    Tier, TimeInForce, TradeId,
+    MarketId, OrderId, OrderStatus, OrderTerms, OrderType, Price, Quantity, Role,
+    SelfTradePrevention, Side, Tier, TimeInForce, TradeId,
 };
 
 /// One state change, with its place in the global order.
@@ -260,22 +260,8 @@ pub struct AcceptedOrder {
     pub order_id: OrderId,
     /// The owner.
     pub account: AccountId,
-    /// The market.
-    pub market: MarketId,
-    /// Buy or sell.
-    pub side: Side,
-    /// Limit or market.
-    pub order_type: OrderType,
-    /// Limit price or market cap.
-    pub price: Option<Price>,
-    /// Total lots.
-    pub quantity: Quantity,
-    /// Time in force.
-    pub time_in_force: TimeInForce,
-    /// Post-only.
-    pub post_only: bool,
-    /// Self-trade prevention mode.
-    pub self_trade_prevention: SelfTradePrevention,
+    /// What it asks for.
+    pub terms: OrderTerms,
     /// The caller's id for it.
     pub client_order_id: Option<Box<str>>,
     /// The asset reserved.
@@ -293,16 +279,9 @@ impl AcceptedOrder {
             order_id: self.order_id,
             account: self.account,
             client_order_id: self.client_order_id.clone(),
-            market: self.market,
-            side: self.side,
-            order_type: self.order_type,
-            price: self.price,
-            quantity: self.quantity,
+            terms: self.terms,
             filled: Quantity::ZERO,
             status: OrderStatus::Open,
-            time_in_force: self.time_in_force,
-            post_only: self.post_only,
-            self_trade_prevention: self.self_trade_prevention,
             created_seq: seq,
         }
     }
@@ -377,7 +356,7 @@ pub enum DoneReason {
 }
 
 /// An order's state as the caller sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderView {
     /// The exchange's id.
     pub order_id: OrderId,
@@ -385,28 +364,109 @@ pub struct OrderView {
     pub account: AccountId,
     /// The caller's id for it.
     pub client_order_id: Option<Box<str>>,
-    /// The market.
-    pub market: MarketId,
-    /// Buy or sell.
-    pub side: Side,
-    /// Limit or market.
-    pub order_type: OrderType,
-    /// Limit price or market cap.
-    pub price: Option<Price>,
-    /// Total lots, filled part included.
-    pub quantity: Quantity,
+    /// What it asks for now (an amendment changes the price or the quantity).
+    pub terms: OrderTerms,
     /// Lots traded.
     pub filled: Quantity,
     /// Where it stands.
     pub status: OrderStatus,
-    /// Time in force.
-    pub time_in_force: TimeInForce,
-    /// Post-only.
-    pub post_only: bool,
-    /// Self-trade prevention mode.
-    pub self_trade_prevention: SelfTradePrevention,
     /// The sequence number of its acceptance.
     pub created_seq: u64,
+}
+
+/// How an [`OrderView`] is stored: its fields in the order the history and snapshots have
+/// always held them (what was filled and the status between two of the terms), so that
+/// data directories already written stay readable (`store::journal`'s tests check the
+/// bytes).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "OrderView")]
+struct OrderViewLayout<Text> {
+    order_id: OrderId,
+    account: AccountId,
+    client_order_id: Option<Text>,
+    market: MarketId,
+    side: Side,
+    order_type: OrderType,
+    price: Option<Price>,
+    quantity: Quantity,
+    filled: Quantity,
+    status: OrderStatus,
+    time_in_force: TimeInForce,
+    post_only: bool,
+    self_trade_prevention: SelfTradePrevention,
+    created_seq: u64,
+}
+
+impl Serialize for OrderView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let OrderTerms {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+        } = self.terms;
+        OrderViewLayout {
+            order_id: self.order_id,
+            account: self.account,
+            client_order_id: self.client_order_id.as_deref(),
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            filled: self.filled,
+            status: self.status,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+            created_seq: self.created_seq,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderView {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let OrderViewLayout {
+            order_id,
+            account,
+            client_order_id,
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            filled,
+            status,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+            created_seq,
+        } = OrderViewLayout::<Box<str>>::deserialize(deserializer)?;
+        let terms = OrderTerms {
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            time_in_force,
+            post_only,
+            self_trade_prevention,
+        };
+        Ok(OrderView {
+            order_id,
+            account,
+            client_order_id,
+            terms,
+            filled,
+            status,
+            created_seq,
+        })
+    }
 }
 
 impl EventKind {
@@ -454,12 +514,12 @@ impl OrderView {
                     self.status = OrderStatus::PartiallyFilled;
                 }
             }
-            EventKind::OrderReduced { quantity_after, .. } => self.quantity = *quantity_after,
+            EventKind::OrderReduced { quantity_after, .. } => self.terms.quantity = *quantity_after,
             EventKind::OrderReplaced {
                 price, quantity, ..
             } => {
-                self.price = Some(*price);
-                self.quantity = *quantity;
+                self.terms.price = Some(*price);
+                self.terms.quantity = *quantity;
             }
             EventKind::OrderDone {
                 status,
@@ -468,7 +528,7 @@ impl OrderView {
                 ..
             } => {
                 self.status = *status;
-                self.quantity = *quantity;
+                self.terms.quantity = *quantity;
                 self.filled = *filled;
             }
             _ => {}
@@ -490,7 +550,7 @@ impl OrderView {
         if self.status.is_final() {
             Quantity::ZERO
         } else {
-            Quantity(self.quantity.0 - self.filled.0)
+            Quantity(self.terms.quantity.0 - self.filled.0)
         }
     }
 }

@@ -206,6 +206,30 @@ pub enum SelfTradePrevention {
     Decrement,
 }
 
+/// What an order asks for: the terms it is placed with, carried unchanged by its
+/// acceptance and its view, except that an amendment or a self-trade decrement changes
+/// its price or quantity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTerms {
+    /// Which market.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// The limit price, required for a limit order; for a market order an optional cap on
+    /// how far it may walk the book.
+    pub price: Option<Price>,
+    /// The quantity in lots, filled part included.
+    pub quantity: Quantity,
+    /// How long the order lives.
+    pub time_in_force: TimeInForce,
+    /// Refuse the order whole if it would take liquidity.
+    pub post_only: bool,
+    /// What to do when the order would trade with a resting order of its own account.
+    pub self_trade_prevention: SelfTradePrevention,
+}
+
 /// An account's role, which decides the RPCs it may call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {

@@ -12,8 +12,8 @@ use divmid::event::Event;
 use divmid::ledger::AutoTopUp;
 use divmid::market_data::BookReplica;
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
-    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderTerms, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 use proptest::prelude::*;
 
@@ -213,32 +213,34 @@ fn command_of(step: &Step, orders: &[(OrderId, AccountId)], index: usize) -> Com
             client_order_id,
         } => Command::PlaceOrder(NewOrder {
             account: trader_id(trader),
-            market: MarketId(0),
-            side: if buy { Side::Buy } else { Side::Sell },
-            order_type: if market {
-                OrderType::Market
-            } else {
-                OrderType::Limit
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: if buy { Side::Buy } else { Side::Sell },
+                order_type: if market {
+                    OrderType::Market
+                } else {
+                    OrderType::Limit
+                },
+                price: if market && price % 2 == 0 {
+                    None
+                } else {
+                    Some(Price(price))
+                },
+                quantity: Quantity(lots),
+                time_in_force: [
+                    TimeInForce::GoodTillCanceled,
+                    TimeInForce::ImmediateOrCancel,
+                    TimeInForce::FillOrKill,
+                ][usize::from(time_in_force)],
+                post_only,
+                self_trade_prevention: [
+                    SelfTradePrevention::CancelTaker,
+                    SelfTradePrevention::CancelMaker,
+                    SelfTradePrevention::CancelBoth,
+                    SelfTradePrevention::Decrement,
+                ][usize::from(stp)],
             },
-            price: if market && price % 2 == 0 {
-                None
-            } else {
-                Some(Price(price))
-            },
-            quantity: Quantity(lots),
-            time_in_force: [
-                TimeInForce::GoodTillCanceled,
-                TimeInForce::ImmediateOrCancel,
-                TimeInForce::FillOrKill,
-            ][usize::from(time_in_force)],
-            post_only,
             client_order_id: client_order_id.map(|id| format!("c{id}").into()),
-            self_trade_prevention: [
-                SelfTradePrevention::CancelTaker,
-                SelfTradePrevention::CancelMaker,
-                SelfTradePrevention::CancelBoth,
-                SelfTradePrevention::Decrement,
-            ][usize::from(stp)],
         }),
         Step::Cancel { trader, order } => {
             let (order_id, account) = pick(order, trader);

@@ -9,8 +9,8 @@ use divmid::event::{Event, EventKind, OrderView};
 use divmid::pipeline::{Pipeline, PipelineConfig};
 use divmid::store::{accounts_of, recover, History, Store};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
-    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderTerms, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 fn commands() -> Vec<Command> {
@@ -49,19 +49,21 @@ fn commands() -> Vec<Command> {
     for index in 0..600u64 {
         commands.push(Command::PlaceOrder(NewOrder {
             account: AccountId(3 + index % 3),
-            market: MarketId(0),
-            side: if index % 2 == 0 {
-                Side::Sell
-            } else {
-                Side::Buy
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: if index % 2 == 0 {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                order_type: OrderType::Limit,
+                price: Some(Price(10_000 + (index * 7) % 11)),
+                quantity: Quantity(1 + index % 9),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelMaker,
             },
-            order_type: OrderType::Limit,
-            price: Some(Price(10_000 + (index * 7) % 11)),
-            quantity: Quantity(1 + index % 9),
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: false,
             client_order_id: None,
-            self_trade_prevention: SelfTradePrevention::CancelMaker,
         }));
     }
     commands

@@ -19,8 +19,8 @@ use divmid::engine::{LevelBook, Sequencer};
 use divmid::pipeline::{Pipeline, PipelineConfig};
 use divmid::store::{accounts_of, recover, recover_with, Store};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
-    SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderTerms, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 const CHILD_DIRECTORY: &str = "DIVMID_LARGE_RECORDS_DIR";
@@ -32,15 +32,17 @@ const SWEPT: u64 = 50_000;
 fn order(account: AccountId, side: Side, order_type: OrderType, price: u64, lots: u64) -> Command {
     Command::PlaceOrder(NewOrder {
         account,
-        market: MarketId(0),
-        side,
-        order_type,
-        price: Some(Price(price)),
-        quantity: Quantity(lots),
-        time_in_force: TimeInForce::GoodTillCanceled,
-        post_only: false,
+        terms: OrderTerms {
+            market: MarketId(0),
+            side,
+            order_type,
+            price: Some(Price(price)),
+            quantity: Quantity(lots),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        },
         client_order_id: None,
-        self_trade_prevention: SelfTradePrevention::CancelTaker,
     })
 }
 

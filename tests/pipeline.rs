@@ -14,8 +14,8 @@ use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query
 use divmid::pipeline::{FaultyJournal, Journal};
 use divmid::store::{recover, JournalRecord, Snapshots, Store, StoreError};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
-    SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderTerms, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 const SELLER: AccountId = AccountId(3);
@@ -63,15 +63,17 @@ fn commands(orders: u64) -> Vec<Command> {
         };
         commands.push(Command::PlaceOrder(NewOrder {
             account,
-            market: MarketId(0),
-            side,
-            order_type: OrderType::Limit,
-            price: Some(Price(10_000 + index % 7)),
-            quantity: Quantity(10 + index % 13),
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: false,
+            terms: OrderTerms {
+                market: MarketId(0),
+                side,
+                order_type: OrderType::Limit,
+                price: Some(Price(10_000 + index % 7)),
+                quantity: Quantity(10 + index % 13),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
             client_order_id: None,
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
         }));
     }
     commands

@@ -14,7 +14,7 @@ use divmid::engine::LevelBook;
 use divmid::pipeline::{Pipeline, PipelineConfig};
 use divmid::store::{recover, Store};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, MarketId, OrderType, Price, Quantity, Role,
+    AccountId, Amount, FundingSourceKind, MarketId, OrderTerms, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, Tier, TimeInForce,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -49,15 +49,17 @@ fn journal_without_index(directory: &std::path::Path) {
     commands.extend((0..ORDERS).map(|index| {
         Command::PlaceOrder(NewOrder {
             account: TRADER,
-            market: MarketId(0),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            price: Some(Price(1_000 + index % 100)),
-            quantity: Quantity(1),
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: false,
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                price: Some(Price(1_000 + index % 100)),
+                quantity: Quantity(1),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
             client_order_id: None,
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
         })
     }));
     for wave in commands.chunks(10_000) {

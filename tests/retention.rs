@@ -10,8 +10,8 @@ use divmid::engine::{LevelBook, Sequencer};
 use divmid::error::Reject;
 use divmid::event::Reply;
 use divmid::types::{
-    AccountId, Amount, Asset, FundingSourceKind, IssuePrice, MarketId, OrderStatus, OrderType,
-    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, Asset, FundingSourceKind, IssuePrice, MarketId, OrderStatus, OrderTerms,
+    OrderType, Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 const TRADER: AccountId = AccountId(3);
@@ -37,15 +37,17 @@ fn deposit(key: &str) -> Command {
 fn order(client_order_id: &str, price: u64) -> Command {
     Command::PlaceOrder(NewOrder {
         account: TRADER,
-        market: MarketId(0),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        price: Some(Price(price)),
-        quantity: Quantity(1),
-        time_in_force: TimeInForce::GoodTillCanceled,
-        post_only: false,
+        terms: OrderTerms {
+            market: MarketId(0),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            price: Some(Price(price)),
+            quantity: Quantity(1),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        },
         client_order_id: Some(client_order_id.into()),
-        self_trade_prevention: SelfTradePrevention::CancelTaker,
     })
 }
 

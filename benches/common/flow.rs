@@ -12,8 +12,8 @@ use divmid::command::{Command, NewOrder, OrderRef};
 use divmid::config::EngineConfig;
 use divmid::engine::{OrderBook, Sequencer};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderType, Price,
-    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderTerms, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 /// The mid price of generated flows, in ticks (1.0000 USD per DVM).
@@ -317,15 +317,17 @@ fn command(sides: &[Side], operation: Operation, earlier: u64) -> Command {
     let order = |id: u64, side: Side, order_type, price, lots, time_in_force| {
         Command::PlaceOrder(NewOrder {
             account: account_for(side, id),
-            market: MarketId(0),
-            side,
-            order_type,
-            price,
-            quantity: Quantity(lots),
-            time_in_force,
-            post_only: false,
+            terms: OrderTerms {
+                market: MarketId(0),
+                side,
+                order_type,
+                price,
+                quantity: Quantity(lots),
+                time_in_force,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
             client_order_id: None,
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
         })
     };
     match operation {

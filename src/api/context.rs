@@ -273,26 +273,27 @@ impl MarketView<'_> {
                 .unwrap_or_default()
                 .to_string(),
             market: self.spec.name.clone(),
-            side: side_to_wire(view.side) as i32,
-            r#type: match view.order_type {
+            side: side_to_wire(view.terms.side) as i32,
+            r#type: match view.terms.order_type {
                 OrderType::Limit => proto::OrderType::Limit,
                 OrderType::Market => proto::OrderType::Market,
             } as i32,
             price: view
+                .terms
                 .price
                 .map(|price| self.price(price))
                 .unwrap_or_default(),
-            quantity: self.quantity(view.quantity),
+            quantity: self.quantity(view.terms.quantity),
             filled_quantity: self.quantity(view.filled),
             remaining_quantity: self.quantity(view.remaining()),
             status: status_to_wire(view.status) as i32,
-            time_in_force: match view.time_in_force {
+            time_in_force: match view.terms.time_in_force {
                 TimeInForce::GoodTillCanceled => proto::TimeInForce::Gtc,
                 TimeInForce::ImmediateOrCancel => proto::TimeInForce::Ioc,
                 TimeInForce::FillOrKill => proto::TimeInForce::Fok,
             } as i32,
-            post_only: view.post_only,
-            self_trade_prevention: match view.self_trade_prevention {
+            post_only: view.terms.post_only,
+            self_trade_prevention: match view.terms.self_trade_prevention {
                 SelfTradePrevention::CancelTaker => proto::SelfTradePrevention::CancelTaker,
                 SelfTradePrevention::CancelMaker => proto::SelfTradePrevention::CancelMaker,
                 SelfTradePrevention::CancelBoth => proto::SelfTradePrevention::CancelBoth,

@@ -9,7 +9,7 @@ use super::proto;
 use super::status;
 use crate::command::{Command, NewOrder, OrderRef};
 use crate::pipeline::{Answer, Query};
-use crate::types::{OrderId, OrderType, SelfTradePrevention, Side, TimeInForce};
+use crate::types::{OrderId, OrderTerms, OrderType, SelfTradePrevention, Side, TimeInForce};
 
 /// A new order from `PlaceOrderRequest`, placed by `caller`.
 pub fn new_order(
@@ -60,16 +60,18 @@ pub fn new_order(
     };
     Ok(NewOrder {
         account: caller.account,
-        market: market.id,
-        side,
-        order_type,
-        price,
-        quantity: market.parse_quantity("quantity", &message.quantity)?,
-        time_in_force,
-        post_only: message.post_only,
+        terms: OrderTerms {
+            market: market.id,
+            side,
+            order_type,
+            price,
+            quantity: market.parse_quantity("quantity", &message.quantity)?,
+            time_in_force,
+            post_only: message.post_only,
+            self_trade_prevention,
+        },
         client_order_id: (!message.client_order_id.is_empty())
             .then(|| message.client_order_id.into_boxed_str()),
-        self_trade_prevention,
     })
 }
 
@@ -106,7 +108,7 @@ pub async fn amend_order(
             "no open order of yours has this id",
         ));
     };
-    let market = context.market_at(current.market);
+    let market = context.market_at(current.terms.market);
     let quantity = (!message.quantity.is_empty())
         .then(|| market.parse_quantity("quantity", &message.quantity))
         .transpose()?;

@@ -515,7 +515,7 @@ fn respond(
                     message: format!("no order in the events of reply {reply:?}"),
                 });
             };
-            let market = context.market_at(view.market);
+            let market = context.market_at(view.terms.market);
             let order = Some(market.order(&view));
             let size = context.config.server.message_bytes_max;
             let (fills, fills_truncated) = market.fills_within(view.order_id, events, size);

@@ -46,7 +46,7 @@ fn updates(
     let order_update = |view: &OrderView| proto::OrderUpdate {
         seq: event.seq,
         update: Some(proto::order_update::Update::Order(
-            context.market_at(view.market).order(view),
+            context.market_at(view.terms.market).order(view),
         )),
     };
     match &event.kind {

@@ -26,8 +26,8 @@ use divmid::event::Reply;
 use divmid::pipeline::{Outcome, Pipeline, PipelineConfig};
 use divmid::store::{recover, Store};
 use divmid::types::{
-    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderType, Price, Quantity, Role,
-    SelfTradePrevention, Side, Tier, TimeInForce,
+    AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderTerms, OrderType, Price,
+    Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 use tokio::sync::oneshot;
 
@@ -253,19 +253,21 @@ fn workload_command(
     let order = |random: &mut Random, order_type, time_in_force, prefix: &str| {
         Command::PlaceOrder(NewOrder {
             account: trader,
-            market: MarketId(0),
-            side: if random.below(2) == 0 {
-                Side::Buy
-            } else {
-                Side::Sell
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: if random.below(2) == 0 {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
+                order_type,
+                price: Some(Price(9_990 + random.below(21))),
+                quantity: Quantity(1 + random.below(50)),
+                time_in_force,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
             },
-            order_type,
-            price: Some(Price(9_990 + random.below(21))),
-            quantity: Quantity(1 + random.below(50)),
-            time_in_force,
-            post_only: false,
             client_order_id: Some(format!("s{seed}-{prefix}{index}").into()),
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
         })
     };
     match roll {

@@ -9,7 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{AccountId, Level, OrderId, Price, Quantity, SelfTradePrevention, Side};
+use crate::types::{
+    AccountId, Level, MarketId, OrderId, OrderTerms, OrderType, Price, Quantity,
+    SelfTradePrevention, Side, TimeInForce,
+};
 
 /// An order resting on the book. Only a GTC limit order rests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,20 @@ pub struct RestingOrder {
 }
 
 impl RestingOrder {
+    /// Its terms on `market`'s book: a good-till-canceled limit order at its price.
+    pub fn terms(&self, market: MarketId) -> OrderTerms {
+        OrderTerms {
+            market,
+            side: self.side,
+            order_type: OrderType::Limit,
+            price: Some(self.price),
+            quantity: self.quantity,
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: self.post_only,
+            self_trade_prevention: self.self_trade_prevention,
+        }
+    }
+
     /// Lots still offered.
     pub fn remaining(&self) -> Quantity {
         Quantity(self.quantity.0 - self.filled.0)

@@ -210,7 +210,8 @@ impl ClientOrders {
 mod tests {
     use super::*;
     use crate::types::{
-        MarketId, OrderStatus, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+        MarketId, OrderStatus, OrderTerms, OrderType, Price, Quantity, SelfTradePrevention, Side,
+        TimeInForce,
     };
 
     const ALICE: AccountId = AccountId(3);
@@ -218,15 +219,17 @@ mod tests {
     fn order(id: &str) -> NewOrder {
         NewOrder {
             account: ALICE,
-            market: MarketId(0),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            price: Some(Price(5_000)),
-            quantity: Quantity(1),
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: false,
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                price: Some(Price(5_000)),
+                quantity: Quantity(1),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
             client_order_id: Some(id.into()),
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
         }
     }
 
@@ -236,16 +239,18 @@ mod tests {
             order_id,
             account: placed.account,
             client_order_id: placed.client_order_id,
-            market: placed.market,
-            side: placed.side,
-            order_type: placed.order_type,
-            price: placed.price,
-            quantity: placed.quantity,
+            terms: OrderTerms {
+                market: placed.terms.market,
+                side: placed.terms.side,
+                order_type: placed.terms.order_type,
+                price: placed.terms.price,
+                quantity: placed.terms.quantity,
+                time_in_force: placed.terms.time_in_force,
+                post_only: placed.terms.post_only,
+                self_trade_prevention: placed.terms.self_trade_prevention,
+            },
             filled: Quantity(0),
             status: OrderStatus::Canceled,
-            time_in_force: placed.time_in_force,
-            post_only: placed.post_only,
-            self_trade_prevention: placed.self_trade_prevention,
             created_seq: 1,
         }
     }

@@ -21,8 +21,7 @@ use crate::ledger::{
     sale_cost, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH, TREASURY,
 };
 use crate::types::{
-    AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, OrderType, Role,
-    Side, TimeInForce,
+    AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, Role, Side,
 };
 
 /// The ledger, the books of every market, and the counters that number what they emit.
@@ -561,7 +560,7 @@ impl<B: OrderBook> Sequencer<B> {
             .get(account, client_order_id)
             .filter(|entry| entry.kept_at(self.clock_ms))?;
         match &entry.ended {
-            None => self.open_order_in(entry.placed.market, entry.order_id),
+            None => self.open_order_in(entry.placed.terms.market, entry.order_id),
             Some(ended) => Some(ended.clone()),
         }
     }
@@ -665,20 +664,13 @@ impl<B: OrderBook> Sequencer<B> {
             order_id: order.id,
             account: order.account,
             client_order_id: self.client_order_id_of(order.id, order.has_client_order_id),
-            market,
-            side: order.side,
-            order_type: OrderType::Limit,
-            price: Some(order.price),
-            quantity: order.quantity,
+            terms: order.terms(market),
             filled: order.filled,
             status: if order.filled.is_zero() {
                 OrderStatus::Open
             } else {
                 OrderStatus::PartiallyFilled
             },
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: order.post_only,
-            self_trade_prevention: order.self_trade_prevention,
             created_seq: order.created_seq,
         }
     }

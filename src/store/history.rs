@@ -595,7 +595,8 @@ fn seq_from(bytes: &[u8]) -> Result<u64, StoreError> {
 mod tests {
     use super::*;
     use crate::types::{
-        MarketId, OrderStatus, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+        MarketId, OrderStatus, OrderTerms, OrderType, Price, Quantity, SelfTradePrevention, Side,
+        TimeInForce,
     };
 
     fn view(order_id: u64, account: u64) -> OrderView {
@@ -603,16 +604,18 @@ mod tests {
             order_id: OrderId(order_id),
             account: AccountId(account),
             client_order_id: Some(format!("c{order_id}").into()),
-            market: MarketId(0),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            price: Some(Price(100 + order_id)),
-            quantity: Quantity(5),
+            terms: OrderTerms {
+                market: MarketId(0),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                price: Some(Price(100 + order_id)),
+                quantity: Quantity(5),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
             filled: Quantity(order_id % 5),
             status: OrderStatus::PartiallyFilled,
-            time_in_force: TimeInForce::GoodTillCanceled,
-            post_only: false,
-            self_trade_prevention: SelfTradePrevention::CancelTaker,
             created_seq: order_id * 3,
         }
     }

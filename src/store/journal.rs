@@ -231,7 +231,7 @@ impl Iterator for Records {
 mod tests {
     use super::*;
     use crate::event::{EventKind, OrderView};
-    use crate::types::{IssuePrice, Tier};
+    use crate::types::{IssuePrice, OrderTerms, Tier};
 
     /// Two price changes, events 7 and 8.
     fn record() -> JournalRecord {
@@ -345,27 +345,31 @@ mod tests {
         };
         let placed = NewOrder {
             account: AccountId(7),
-            market: MarketId(1),
-            side: Side::Sell,
-            order_type: OrderType::Limit,
-            price: Some(Price(1_234)),
-            quantity: Quantity(300),
-            time_in_force: TimeInForce::ImmediateOrCancel,
-            post_only: true,
+            terms: OrderTerms {
+                market: MarketId(1),
+                side: Side::Sell,
+                order_type: OrderType::Limit,
+                price: Some(Price(1_234)),
+                quantity: Quantity(300),
+                time_in_force: TimeInForce::ImmediateOrCancel,
+                post_only: true,
+                self_trade_prevention: SelfTradePrevention::Decrement,
+            },
             client_order_id: Some("c-42".into()),
-            self_trade_prevention: SelfTradePrevention::Decrement,
         };
         let accepted = AcceptedOrder {
             order_id: OrderId(99),
             account: AccountId(7),
-            market: MarketId(1),
-            side: Side::Sell,
-            order_type: OrderType::Limit,
-            price: Some(Price(1_234)),
-            quantity: Quantity(300),
-            time_in_force: TimeInForce::ImmediateOrCancel,
-            post_only: true,
-            self_trade_prevention: SelfTradePrevention::Decrement,
+            terms: OrderTerms {
+                market: MarketId(1),
+                side: Side::Sell,
+                order_type: OrderType::Limit,
+                price: Some(Price(1_234)),
+                quantity: Quantity(300),
+                time_in_force: TimeInForce::ImmediateOrCancel,
+                post_only: true,
+                self_trade_prevention: SelfTradePrevention::Decrement,
+            },
             client_order_id: Some("c-42".into()),
             hold_asset: Asset::Dvm,
             hold: Amount(3_000_000),

@@ -158,7 +158,7 @@ impl Api {
     }
 
     fn order_reply(&self, view: &OrderView) -> proto::Order {
-        self.context.market_at(view.market).order(view)
+        self.context.market_at(view.terms.market).order(view)
     }
 
     /// A page of `orders` (`full` when there may be more after them), cut shorter where

@@ -28,7 +28,7 @@ impl proto::trading_server::Trading for Api {
         let Some(view) = committed.reply.order(&committed.events) else {
             return Err(unexpected(&committed.reply));
         };
-        let market = self.context.market_at(view.market);
+        let market = self.context.market_at(view.terms.market);
         let size = self.context.config.server.message_bytes_max;
         let (fills, fills_truncated) = market.fills_within(view.order_id, &committed.events, size);
         Ok(Response::new(proto::PlaceOrderResponse {
@@ -98,7 +98,7 @@ impl proto::trading_server::Trading for Api {
         let Reply::Order(view) = &committed.reply else {
             return Err(unexpected(&committed.reply));
         };
-        let market = self.context.market_at(view.market);
+        let market = self.context.market_at(view.terms.market);
         let size = self.context.config.server.message_bytes_max;
         let (fills, fills_truncated) = market.fills_within(view.order_id, &committed.events, size);
         Ok(Response::new(proto::AmendOrderResponse {

@@ -241,17 +241,14 @@ impl Taker {
         Taker {
             id: order.id,
             account: order.account,
-            market,
-            side: order.side,
-            order_type: OrderType::Limit,
-            time_in_force: TimeInForce::GoodTillCanceled,
-            price: Some(price),
-            quantity: quantity.0,
+            terms: OrderTerms {
+                price: Some(price),
+                quantity,
+                ..order.terms(market)
+            },
             filled: order.filled.0,
             tradable: quantity.0,
             hold,
-            post_only: order.post_only,
-            self_trade_prevention: order.self_trade_prevention,
             has_client_order_id: order.has_client_order_id,
             created_seq: order.created_seq,
             tracked: true,

@@ -6,8 +6,8 @@ use super::*;
 impl<B: OrderBook> Sequencer<B> {
     /// Whether the order would trade at once if it were placed.
     pub(super) fn would_take(&self, taker: &Taker) -> bool {
-        let book = &self.books[usize::from(taker.market.0)];
-        book.best_price(taker.side.opposite())
+        let book = &self.books[usize::from(taker.terms.market.0)];
+        book.best_price(taker.terms.side.opposite())
             .is_some_and(|price| taker.crosses(price))
     }
 
@@ -15,7 +15,7 @@ impl<B: OrderBook> Sequencer<B> {
     /// matching would: a resting order of the caller's own is skipped when self-trade
     /// prevention would cancel it, and ends the walk otherwise.
     pub(super) fn can_fill_entirely(&self, taker: &Taker) -> bool {
-        let spec = self.grid(taker.market);
+        let spec = self.grid(taker.terms.market);
         let per_tick_lot = spec.quote_micros_per_tick_lot;
         let mut budget = if taker.pays_from_available() {
             Some(self.ledger.balance(taker.account, spec.quote).available.0)
@@ -23,14 +23,14 @@ impl<B: OrderBook> Sequencer<B> {
             None
         };
         let mut fillable = 0;
-        let needed = taker.quantity;
-        let book = &self.books[usize::from(taker.market.0)];
-        book.visit_in_priority(taker.side.opposite(), &mut |maker| {
+        let needed = taker.terms.quantity.0;
+        let book = &self.books[usize::from(taker.terms.market.0)];
+        book.visit_in_priority(taker.terms.side.opposite(), &mut |maker| {
             if !taker.crosses(maker.price) {
                 return false;
             }
             if maker.account == taker.account {
-                return taker.self_trade_prevention == SelfTradePrevention::CancelMaker;
+                return taker.terms.self_trade_prevention == SelfTradePrevention::CancelMaker;
             }
             let mut lots = (needed - fillable).min(maker.remaining().0);
             if let Some(funds) = budget.as_mut() {
@@ -52,7 +52,7 @@ impl<B: OrderBook> Sequencer<B> {
         events: &mut Vec<Event>,
     ) -> OrderStatus {
         let stop = self.match_taker(taker, events);
-        let remaining = taker.quantity - taker.filled;
+        let remaining = taker.terms.quantity.0 - taker.filled;
         if remaining == 0 {
             let status = if taker.filled > 0 {
                 OrderStatus::Filled
@@ -68,8 +68,8 @@ impl<B: OrderBook> Sequencer<B> {
             return status;
         }
         let rests = stop == Stop::Exhausted
-            && taker.order_type == OrderType::Limit
-            && taker.time_in_force == TimeInForce::GoodTillCanceled;
+            && taker.terms.order_type == OrderType::Limit
+            && taker.terms.time_in_force == TimeInForce::GoodTillCanceled;
         if rests {
             return self.rest(taker, events);
         }
@@ -83,8 +83,8 @@ impl<B: OrderBook> Sequencer<B> {
     }
 
     pub(super) fn match_taker(&mut self, taker: &mut Taker, events: &mut Vec<Event>) -> Stop {
-        let market = usize::from(taker.market.0);
-        let maker_side = taker.side.opposite();
+        let market = usize::from(taker.terms.market.0);
+        let maker_side = taker.terms.side.opposite();
         while taker.tradable > taker.filled {
             let Some(maker) = self.books[market].best(maker_side) else {
                 return Stop::Exhausted;
@@ -100,11 +100,11 @@ impl<B: OrderBook> Sequencer<B> {
                 maker.filled,
             );
             if maker_account == taker.account {
-                match taker.self_trade_prevention {
+                match taker.terms.self_trade_prevention {
                     SelfTradePrevention::CancelTaker => return Stop::SelfTrade,
                     SelfTradePrevention::CancelMaker => {
                         self.end_best(
-                            taker.market,
+                            taker.terms.market,
                             maker_side,
                             OrderStatus::Canceled,
                             DoneReason::SelfTrade,
@@ -114,7 +114,7 @@ impl<B: OrderBook> Sequencer<B> {
                     }
                     SelfTradePrevention::CancelBoth => {
                         self.end_best(
-                            taker.market,
+                            taker.terms.market,
                             maker_side,
                             OrderStatus::Canceled,
                             DoneReason::SelfTrade,
@@ -130,7 +130,7 @@ impl<B: OrderBook> Sequencer<B> {
             }
             let mut lots = (taker.tradable - taker.filled).min(maker_remaining);
             if taker.pays_from_available() {
-                let spec = self.grid(taker.market);
+                let spec = self.grid(taker.terms.market);
                 let lot_price = maker_price.0 * spec.quote_micros_per_tick_lot;
                 let available = self.ledger.balance(taker.account, spec.quote).available.0;
                 lots = lots.min(available / lot_price);
@@ -146,7 +146,7 @@ impl<B: OrderBook> Sequencer<B> {
             };
             self.execute_fill(taker, maker, lots, events);
         }
-        if taker.tradable < taker.quantity {
+        if taker.tradable < taker.terms.quantity.0 {
             // A market sell capped by the caller's divmids traded all it could.
             return Stop::Funds;
         }
@@ -171,16 +171,16 @@ impl<B: OrderBook> Sequencer<B> {
         let (taker_after, maker_after, taker_released) =
             self.settle_fill(taker, maker_account, price, lots);
         taker.filled += lots;
-        let maker_side = taker.side.opposite();
-        let maker_done = self.books[usize::from(taker.market.0)]
+        let maker_side = taker.terms.side.opposite();
+        let maker_done = self.books[usize::from(taker.terms.market.0)]
             .fill_best(maker_side, Quantity(lots))
             .is_zero();
         let fill = Fill {
             trade_id: TradeId(self.next_trade_id),
-            market: taker.market,
+            market: taker.terms.market,
             price,
             quantity: Quantity(lots),
-            taker_side: taker.side,
+            taker_side: taker.terms.side,
             maker_order: maker_id,
             maker_account,
             taker_order: taker.id,
@@ -196,7 +196,7 @@ impl<B: OrderBook> Sequencer<B> {
         self.emit(events, || EventKind::Fill(fill));
         if maker_done {
             self.end_best(
-                taker.market,
+                taker.terms.market,
                 maker_side,
                 OrderStatus::Filled,
                 DoneReason::Filled,
@@ -215,10 +215,10 @@ impl<B: OrderBook> Sequencer<B> {
         price: Price,
         lots: u64,
     ) -> (Balances, Balances, Amount) {
-        let spec = self.grid(taker.market);
+        let spec = self.grid(taker.terms.market);
         let notional = spec.notional(price, lots);
         let delivered = spec.base_amount(lots);
-        let (buyer, seller) = match taker.side {
+        let (buyer, seller) = match taker.terms.side {
             Side::Buy => (taker.account, maker_account),
             Side::Sell => (maker_account, taker.account),
         };
@@ -232,7 +232,7 @@ impl<B: OrderBook> Sequencer<B> {
             paid: notional,
             buyer_held,
         });
-        match taker.side {
+        match taker.terms.side {
             Side::Buy => {
                 taker.hold = Amount(taker.hold.0 - buyer_held.0);
                 let released = Amount(buyer_held.0.saturating_sub(notional.0));
@@ -255,9 +255,9 @@ impl<B: OrderBook> Sequencer<B> {
         events: &mut Vec<Event>,
     ) {
         let lots = (taker.tradable - taker.filled).min(maker_remaining);
-        let spec = self.grid(taker.market);
+        let spec = self.grid(taker.terms.market);
         // The maker gives up `lots` and what it held for them.
-        let maker = self.books[usize::from(taker.market.0)]
+        let maker = self.books[usize::from(taker.terms.market.0)]
             .get(maker_id)
             .expect("the maker rests");
         let (maker_asset, maker_released) = match maker.side {
@@ -266,14 +266,14 @@ impl<B: OrderBook> Sequencer<B> {
         };
         let maker_account = maker.account;
         let maker_quantity_after = Quantity(maker.quantity.0 - lots);
-        self.books[usize::from(taker.market.0)].shrink(maker_id, Quantity(lots));
+        self.books[usize::from(taker.terms.market.0)].shrink(maker_id, Quantity(lots));
         let balance_after = self
             .ledger
             .release(maker_account, maker_asset, maker_released);
         self.emit(events, || EventKind::OrderReduced {
             order_id: maker_id,
             account: maker_account,
-            market: taker.market,
+            market: taker.terms.market,
             quantity_removed: Quantity(lots),
             quantity_after: maker_quantity_after,
             asset: maker_asset,
@@ -282,23 +282,23 @@ impl<B: OrderBook> Sequencer<B> {
         });
         if maker_remaining == lots {
             self.end_best(
-                taker.market,
-                taker.side.opposite(),
+                taker.terms.market,
+                taker.terms.side.opposite(),
                 OrderStatus::Canceled,
                 DoneReason::SelfTrade,
                 events,
             );
         }
         // The taker too.
-        let (taker_asset, taker_released) = match taker.side {
+        let (taker_asset, taker_released) = match taker.terms.side {
             Side::Buy if taker.pays_from_available() => (spec.quote, Amount::ZERO),
             Side::Buy => {
-                let limit = taker.price.expect("a limit buy has a price");
+                let limit = taker.terms.price.expect("a limit buy has a price");
                 (spec.quote, spec.notional(limit, lots))
             }
             Side::Sell => (spec.base, spec.base_amount(lots)),
         };
-        taker.quantity -= lots;
+        taker.terms.quantity.0 -= lots;
         taker.tradable -= lots;
         taker.hold = Amount(taker.hold.0 - taker_released.0);
         let balance_after = self
@@ -307,9 +307,9 @@ impl<B: OrderBook> Sequencer<B> {
         self.emit(events, || EventKind::OrderReduced {
             order_id: taker.id,
             account: taker.account,
-            market: taker.market,
+            market: taker.terms.market,
             quantity_removed: Quantity(lots),
-            quantity_after: Quantity(taker.quantity),
+            quantity_after: taker.terms.quantity,
             asset: taker_asset,
             released: taker_released,
             balance_after,
@@ -322,29 +322,29 @@ impl<B: OrderBook> Sequencer<B> {
         let resting = RestingOrder {
             id: taker.id,
             account: taker.account,
-            side: taker.side,
-            price: taker.price.expect("a limit order has a price"),
-            quantity: Quantity(taker.quantity),
+            side: taker.terms.side,
+            price: taker.terms.price.expect("a limit order has a price"),
+            quantity: taker.terms.quantity,
             filled: Quantity(taker.filled),
             created_seq: taker.created_seq,
-            post_only: taker.post_only,
-            self_trade_prevention: taker.self_trade_prevention,
+            post_only: taker.terms.post_only,
+            self_trade_prevention: taker.terms.self_trade_prevention,
             has_client_order_id: taker.has_client_order_id,
         };
         assert_eq!(
-            resting_hold(&self.grid(taker.market), &resting).1,
+            resting_hold(&self.grid(taker.terms.market), &resting).1,
             taker.hold,
             "a resting order must hold exactly its price times its remaining quantity"
         );
         if !taker.tracked {
             self.track(taker.account);
         }
-        self.books[usize::from(taker.market.0)].insert(resting);
+        self.books[usize::from(taker.terms.market.0)].insert(resting);
         self.emit(events, || EventKind::OrderRested {
             order_id: taker.id,
             account: taker.account,
-            market: taker.market,
-            side: taker.side,
+            market: taker.terms.market,
+            side: taker.terms.side,
             price: resting.price,
             remaining: resting.remaining(),
         });
@@ -363,8 +363,8 @@ impl<B: OrderBook> Sequencer<B> {
         reason: DoneReason,
         events: &mut Vec<Event>,
     ) {
-        let spec = self.grid(taker.market);
-        let asset = if taker.side == Side::Buy {
+        let spec = self.grid(taker.terms.market);
+        let asset = if taker.terms.side == Side::Buy {
             spec.quote
         } else {
             spec.base
@@ -379,10 +379,10 @@ impl<B: OrderBook> Sequencer<B> {
         self.emit(events, || EventKind::OrderDone {
             order_id: taker.id,
             account: taker.account,
-            market: taker.market,
+            market: taker.terms.market,
             status,
             reason,
-            quantity: Quantity(taker.quantity),
+            quantity: taker.terms.quantity,
             filled: Quantity(taker.filled),
             asset,
             released,

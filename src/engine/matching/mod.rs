@@ -19,8 +19,8 @@ use crate::error::Reject;
 use crate::event::{AcceptedOrder, DoneReason, Event, EventKind, Fill, OrderView, Reply};
 use crate::ledger::Settlement;
 use crate::types::{
-    AccountId, Amount, Asset, Balances, MarketId, OrderId, OrderStatus, OrderType, Price, Quantity,
-    Role, SelfTradePrevention, Side, TimeInForce, TradeId,
+    AccountId, Amount, Asset, Balances, MarketId, OrderId, OrderStatus, OrderTerms, OrderType,
+    Price, Quantity, Role, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
 /// An order while it takes liquidity.
@@ -28,22 +28,15 @@ use crate::types::{
 struct Taker {
     id: OrderId,
     account: AccountId,
-    market: MarketId,
-    side: Side,
-    order_type: OrderType,
-    time_in_force: TimeInForce,
-    /// Limit price, or a market order's cap.
-    price: Option<Price>,
-    /// Total lots, filled part included; self-trade decrements reduce it.
-    quantity: u64,
+    /// What it asks for; self-trade decrements reduce its quantity (the filled part
+    /// included).
+    terms: OrderTerms,
     filled: u64,
     /// Lots it may still trade: below `quantity - filled` when a market sell is capped by
     /// the caller's divmids.
     tradable: u64,
     /// What it still holds; zero for a market buy.
     hold: Amount,
-    post_only: bool,
-    self_trade_prevention: SelfTradePrevention,
     /// Whether it has a client order id (kept by the sequencer while it lives).
     has_client_order_id: bool,
     created_seq: u64,
@@ -54,7 +47,7 @@ struct Taker {
 
 impl Taker {
     fn crosses(&self, maker_price: Price) -> bool {
-        match (self.price, self.side) {
+        match (self.terms.price, self.terms.side) {
             (None, _) => true,
             (Some(limit), Side::Buy) => maker_price <= limit,
             (Some(limit), Side::Sell) => maker_price >= limit,
@@ -63,14 +56,14 @@ impl Taker {
 
     /// A market buy pays for each fill out of available funds.
     fn pays_from_available(&self) -> bool {
-        self.side == Side::Buy && self.order_type == OrderType::Market
+        self.terms.side == Side::Buy && self.terms.order_type == OrderType::Market
     }
 
     /// What the buyer's hold set aside for `lots` traded at `notional`: the maker's price
     /// (the notional) when the taker sells to a resting bid, the taker's limit for an
     /// incoming bid, nothing for a market buy, which pays from what is available.
     fn buyer_held(&self, spec: &MarketGrid, lots: u64, notional: Amount) -> Amount {
-        match (self.side, self.price) {
+        match (self.terms.side, self.terms.price) {
             (Side::Sell, _) => notional,
             (Side::Buy, _) if self.pays_from_available() => Amount::ZERO,
             (Side::Buy, limit) => spec.notional(limit.expect("a limit buy has a price"), lots),
@@ -82,16 +75,9 @@ impl Taker {
             order_id: self.id,
             account: self.account,
             client_order_id,
-            market: self.market,
-            side: self.side,
-            order_type: self.order_type,
-            price: self.price,
-            quantity: Quantity(self.quantity),
+            terms: self.terms,
             filled: Quantity(self.filled),
             status,
-            time_in_force: self.time_in_force,
-            post_only: self.post_only,
-            self_trade_prevention: self.self_trade_prevention,
             created_seq: self.created_seq,
         }
     }

@@ -13,22 +13,15 @@ impl<B: OrderBook> Sequencer<B> {
             return Ok(reply);
         }
         self.validate_new_order(order)?;
-        let spec = self.grid(order.market);
+        let spec = self.grid(order.terms.market);
         let (hold_asset, hold, tradable) = self.funds_for(&spec, order)?;
         let mut taker = Taker {
             id: OrderId(self.next_order_id),
             account: order.account,
-            market: order.market,
-            side: order.side,
-            order_type: order.order_type,
-            time_in_force: order.time_in_force,
-            price: order.price,
-            quantity: order.quantity.0,
+            terms: order.terms,
             filled: 0,
             tradable,
             hold,
-            post_only: order.post_only,
-            self_trade_prevention: order.self_trade_prevention,
             has_client_order_id: order.client_order_id.is_some(),
             created_seq: self.next_seq,
             tracked: false,
@@ -36,9 +29,10 @@ impl<B: OrderBook> Sequencer<B> {
         self.next_order_id += 1;
         self.record_client_order(order, taker.id);
 
-        let refusal = if order.post_only && self.would_take(&taker) {
+        let refusal = if order.terms.post_only && self.would_take(&taker) {
             Some((OrderStatus::Rejected, DoneReason::PostOnlyWouldTake))
-        } else if order.time_in_force == TimeInForce::FillOrKill && !self.can_fill_entirely(&taker)
+        } else if order.terms.time_in_force == TimeInForce::FillOrKill
+            && !self.can_fill_entirely(&taker)
         {
             Some((OrderStatus::Expired, DoneReason::FillOrKill))
         } else {
@@ -102,7 +96,7 @@ impl<B: OrderBook> Sequencer<B> {
         let current = match &existing.ended {
             Some(view) => view.clone(),
             None => self
-                .open_order_in(existing.placed.market, existing.order_id)
+                .open_order_in(existing.placed.terms.market, existing.order_id)
                 .expect("a live client order rests on its book"),
         };
         if existing.placed == *order {
@@ -130,14 +124,14 @@ impl<B: OrderBook> Sequencer<B> {
             .require(order.account, Role::Trader, "account_id")?;
         let spec = self
             .grids
-            .get(usize::from(order.market.0))
+            .get(usize::from(order.terms.market.0))
             .ok_or(Reject::NotFound { field: "market" })?;
-        check_quantity(spec, order.quantity)?;
-        match (order.order_type, order.price) {
+        check_quantity(spec, order.terms.quantity)?;
+        match (order.terms.order_type, order.terms.price) {
             (OrderType::Limit, None) => {
                 return Err(Reject::invalid("price", "is required for a limit order"));
             }
-            (OrderType::Market, _) if order.post_only => {
+            (OrderType::Market, _) if order.terms.post_only => {
                 return Err(Reject::invalid(
                     "post_only",
                     "a market order always takes liquidity",
@@ -145,14 +139,14 @@ impl<B: OrderBook> Sequencer<B> {
             }
             _ => {}
         }
-        if let Some(price) = order.price {
-            check_price(spec, price, order.quantity)?;
+        if let Some(price) = order.terms.price {
+            check_price(spec, price, order.terms.quantity)?;
         }
-        let rests = order.order_type == OrderType::Limit
-            && order.time_in_force == TimeInForce::GoodTillCanceled;
+        let rests = order.terms.order_type == OrderType::Limit
+            && order.terms.time_in_force == TimeInForce::GoodTillCanceled;
         if rests {
-            let price = order.price.expect("a limit order has a price");
-            self.check_room(order.account, order.market, order.side, price)?;
+            let price = order.terms.price.expect("a limit order has a price");
+            self.check_room(order.account, order.terms.market, order.terms.side, price)?;
         }
         Ok(())
     }
@@ -191,17 +185,17 @@ impl<B: OrderBook> Sequencer<B> {
         spec: &MarketGrid,
         order: &NewOrder,
     ) -> Result<(Asset, Amount, u64), Reject> {
-        let quantity = order.quantity.0;
-        match (order.side, order.order_type) {
+        let quantity = order.terms.quantity.0;
+        match (order.terms.side, order.terms.order_type) {
             (Side::Buy, OrderType::Limit) => {
-                let price = order.price.expect("a limit order has a price");
+                let price = order.terms.price.expect("a limit order has a price");
                 let hold = spec.notional(price, quantity);
                 self.require_available(order.account, spec.quote, hold)?;
                 Ok((spec.quote, hold, quantity))
             }
             (Side::Buy, OrderType::Market) => {
                 let available = self.ledger.balance(order.account, spec.quote).available;
-                let book = &self.books[usize::from(order.market.0)];
+                let book = &self.books[usize::from(order.terms.market.0)];
                 // The cheapest lot on the book (or one micro-unit on an empty book) is the
                 // least a market buy must be able to pay.
                 let lot_price = book
@@ -258,14 +252,7 @@ impl<B: OrderBook> Sequencer<B> {
         AcceptedOrder {
             order_id: taker.id,
             account: taker.account,
-            market: taker.market,
-            side: taker.side,
-            order_type: taker.order_type,
-            price: taker.price,
-            quantity: Quantity(taker.quantity),
-            time_in_force: taker.time_in_force,
-            post_only: taker.post_only,
-            self_trade_prevention: taker.self_trade_prevention,
+            terms: taker.terms,
             client_order_id: self.client_order_id_of(taker.id, taker.has_client_order_id),
             hold_asset,
             hold: taker.hold,

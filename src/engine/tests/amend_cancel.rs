@@ -84,7 +84,7 @@ fn amending_down_keeps_priority_and_releases_funds<B: OrderBook>() {
     let amended = h
         .amend(first, a.order_id, Some(400), None)
         .expect("amended");
-    assert_eq!(amended.quantity, Quantity(400));
+    assert_eq!(amended.terms.quantity, Quantity(400));
     assert_eq!(h.holdings(first), (98 * USD, 2 * USD, 0, 0));
     let ask = h.limit(seller, Side::Sell, 5_000, 500);
     // `a` kept its place ahead of `b`.
@@ -158,7 +158,7 @@ fn amending_up_needs_the_funds<B: OrderBook>() {
     let amended = h
         .amend(buyer, bid.order_id, Some(2_000), None)
         .expect("amended");
-    assert_eq!(amended.quantity, Quantity(2_000));
+    assert_eq!(amended.terms.quantity, Quantity(2_000));
     assert_eq!(h.holdings(buyer), (0, 10 * USD, 0, 0));
     let reject = h.rejected(Command::AmendOrder {
         account: buyer,
@@ -181,10 +181,9 @@ fn client_order_ids_make_retries_safe<B: OrderBook>() {
     assert_eq!(retry, first);
     assert!(h.events.is_empty(), "a retry places nothing");
     assert_eq!(h.holdings(buyer), (100 * USD - 500_000, 500_000, 0, 0));
-    let reject = h.rejected(Command::PlaceOrder(NewOrder {
-        quantity: Quantity(200),
-        ..order.clone()
-    }));
+    let reject = h.rejected(Command::PlaceOrder(with_terms(order.clone(), |terms| {
+        terms.quantity = Quantity(200)
+    })));
     assert_eq!(
         reject,
         Reject::AlreadyExists {
@@ -199,10 +198,7 @@ fn client_order_ids_make_retries_safe<B: OrderBook>() {
         (first.order_id, OrderStatus::Canceled)
     );
     // ...while other parameters reuse the id for a new order.
-    let reused = h.place(NewOrder {
-        quantity: Quantity(200),
-        ..order
-    });
+    let reused = h.place(with_terms(order, |terms| terms.quantity = Quantity(200)));
     assert_ne!(reused.order_id, first.order_id);
     assert_eq!(reused.status, OrderStatus::Open);
 }

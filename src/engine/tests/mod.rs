@@ -11,7 +11,7 @@ use crate::error::Reject;
 use crate::event::{DoneReason, Event, EventKind, OrderView, Reply};
 use crate::types::{
     AccountId, Amount, Asset, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderStatus,
-    OrderType, Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
+    OrderTerms, OrderType, Price, Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
 };
 
 const USD: u64 = 1_000_000;
@@ -228,25 +228,32 @@ impl<B: OrderBook> Harness<B> {
 fn limit(account: AccountId, side: Side, price: u64, lots: u64) -> NewOrder {
     NewOrder {
         account,
-        market: MARKET,
-        side,
-        order_type: OrderType::Limit,
-        price: Some(Price(price)),
-        quantity: Quantity(lots),
-        time_in_force: TimeInForce::GoodTillCanceled,
-        post_only: false,
+        terms: OrderTerms {
+            market: MARKET,
+            side,
+            order_type: OrderType::Limit,
+            price: Some(Price(price)),
+            quantity: Quantity(lots),
+            time_in_force: TimeInForce::GoodTillCanceled,
+            post_only: false,
+            self_trade_prevention: SelfTradePrevention::CancelTaker,
+        },
         client_order_id: None,
-        self_trade_prevention: SelfTradePrevention::CancelTaker,
     }
 }
 
+/// `order` with its terms changed by `change`.
+fn with_terms(mut order: NewOrder, change: impl FnOnce(&mut OrderTerms)) -> NewOrder {
+    change(&mut order.terms);
+    order
+}
+
 fn market(account: AccountId, side: Side, lots: u64) -> NewOrder {
-    NewOrder {
-        order_type: OrderType::Market,
-        price: None,
-        time_in_force: TimeInForce::ImmediateOrCancel,
-        ..limit(account, side, 1, lots)
-    }
+    with_terms(limit(account, side, 1, lots), |terms| {
+        terms.order_type = OrderType::Market;
+        terms.price = None;
+        terms.time_in_force = TimeInForce::ImmediateOrCancel;
+    })
 }
 
 /// Runs each scenario against both books.

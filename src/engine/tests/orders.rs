@@ -110,10 +110,9 @@ fn a_market_buy_stops_at_its_price_cap<B: OrderBook>() {
     let buyer = h.trader(100 * USD, 0);
     h.limit(seller, Side::Sell, 5_000, 1_000);
     h.limit(seller, Side::Sell, 10_000, 1_000);
-    let order = h.place(NewOrder {
-        price: Some(Price(9_999)),
-        ..market(buyer, Side::Buy, 2_000)
-    });
+    let order = h.place(with_terms(market(buyer, Side::Buy, 2_000), |terms| {
+        terms.price = Some(Price(9_999))
+    }));
     assert_eq!(order.filled, Quantity(1_000));
     assert_eq!(
         h.done(order.order_id),
@@ -194,10 +193,9 @@ fn limits_on_open_orders_and_levels_are_enforced<B: OrderBook>() {
     let reject = h.rejected(Command::PlaceOrder(limit(b, Side::Buy, 5_000, 1)));
     assert!(matches!(reject, Reject::LimitExceeded { .. }), "{reject:?}");
     // An IOC order never rests, so the limits do not apply to it.
-    h.place(NewOrder {
-        time_in_force: TimeInForce::ImmediateOrCancel,
-        ..limit(a, Side::Buy, 4_000, 1)
-    });
+    h.place(with_terms(limit(a, Side::Buy, 4_000, 1), |terms| {
+        terms.time_in_force = TimeInForce::ImmediateOrCancel
+    }));
 }
 
 fn bad_orders_are_rejected_with_the_field_and_change_nothing<B: OrderBook>() {
@@ -210,24 +208,19 @@ fn bad_orders_are_rejected_with_the_field_and_change_nothing<B: OrderBook>() {
         (limit(buyer, Side::Buy, 0, 1), "price"),
         (limit(buyer, Side::Buy, 100_000_001, 1), "price"),
         (
-            NewOrder {
-                price: None,
-                ..limit(buyer, Side::Buy, 5_000, 1)
-            },
+            with_terms(limit(buyer, Side::Buy, 5_000, 1), |terms| {
+                terms.price = None
+            }),
             "price",
         ),
         (
-            NewOrder {
-                market: MarketId(3),
-                ..limit(buyer, Side::Buy, 5_000, 1)
-            },
+            with_terms(limit(buyer, Side::Buy, 5_000, 1), |terms| {
+                terms.market = MarketId(3)
+            }),
             "market",
         ),
         (
-            NewOrder {
-                post_only: true,
-                ..market(buyer, Side::Buy, 1)
-            },
+            with_terms(market(buyer, Side::Buy, 1), |terms| terms.post_only = true),
             "post_only",
         ),
         (

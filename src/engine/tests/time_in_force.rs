@@ -13,10 +13,9 @@ fn ioc_cancels_what_does_not_fill_at_once<B: OrderBook>() {
     let seller = h.trader(0, 10 * DVM);
     let buyer = h.trader(100 * USD, 0);
     h.limit(seller, Side::Sell, 5_000, 400);
-    let order = h.place(NewOrder {
-        time_in_force: TimeInForce::ImmediateOrCancel,
-        ..limit(buyer, Side::Buy, 5_000, 1_000)
-    });
+    let order = h.place(with_terms(limit(buyer, Side::Buy, 5_000, 1_000), |terms| {
+        terms.time_in_force = TimeInForce::ImmediateOrCancel
+    }));
     assert_eq!(
         (order.status, order.filled),
         (OrderStatus::Canceled, Quantity(400))
@@ -32,10 +31,9 @@ fn fok_fills_entirely_or_changes_nothing<B: OrderBook>() {
     h.limit(seller, Side::Sell, 5_000, 400);
     h.limit(seller, Side::Sell, 5_100, 400);
     let before = (h.holdings(buyer), h.holdings(seller), h.levels(Side::Sell));
-    let fok = NewOrder {
-        time_in_force: TimeInForce::FillOrKill,
-        ..limit(buyer, Side::Buy, 5_100, 801)
-    };
+    let fok = with_terms(limit(buyer, Side::Buy, 5_100, 801), |terms| {
+        terms.time_in_force = TimeInForce::FillOrKill
+    });
     let order = h.place(fok.clone());
     assert_eq!(
         (order.status, order.filled),
@@ -46,10 +44,7 @@ fn fok_fills_entirely_or_changes_nothing<B: OrderBook>() {
         (h.holdings(buyer), h.holdings(seller), h.levels(Side::Sell)),
         before
     );
-    let order = h.place(NewOrder {
-        quantity: Quantity(800),
-        ..fok
-    });
+    let order = h.place(with_terms(fok, |terms| terms.quantity = Quantity(800)));
     assert_eq!(
         (order.status, order.filled),
         (OrderStatus::Filled, Quantity(800))
@@ -62,17 +57,15 @@ fn post_only_rests_or_is_rejected_whole<B: OrderBook>() {
     let seller = h.trader(0, 10 * DVM);
     let buyer = h.trader(100 * USD, 0);
     h.limit(seller, Side::Sell, 5_000, 400);
-    let post_only = NewOrder {
-        post_only: true,
-        ..limit(buyer, Side::Buy, 5_000, 100)
-    };
+    let post_only = with_terms(limit(buyer, Side::Buy, 5_000, 100), |terms| {
+        terms.post_only = true
+    });
     let order = h.place(post_only.clone());
     assert_eq!(order.status, OrderStatus::Rejected);
     assert_eq!(h.holdings(buyer), (100 * USD, 0, 0, 0));
-    let order = h.place(NewOrder {
-        price: Some(Price(4_999)),
-        ..post_only
-    });
+    let order = h.place(with_terms(post_only, |terms| {
+        terms.price = Some(Price(4_999))
+    }));
     assert_eq!(order.status, OrderStatus::Open);
     assert_eq!(h.levels(Side::Buy), vec![(4_999, 100)]);
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use super::recovery::replay;
 use super::{recover, recover_with, snapshot_file, Store, StoreError};
 use crate::config::EngineConfig;
-use crate::engine::{LevelBook, OrderBook, Sequencer};
+use crate::engine::{LevelBook, OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Supply;
 
 /// What a sound data directory holds.
@@ -117,8 +117,11 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
     let recovered = recover::<LevelBook>(&store, config.clone())?;
     let sequencer = &recovered.sequencer;
     let state_hash = sequencer.state_hash();
+    // A journal starts at genesis when its first record holds the first event; an empty
+    // one only when there is no snapshot either (a backup taken just as a snapshot was is
+    // the snapshot alone, and that cannot be replayed from genesis).
     let starts_at_genesis = match store.records_after(0).next() {
-        None => true,
+        None => recovered.snapshot_seq == 0,
         Some(record) => record?.first_seq() == Some(1),
     };
     let replayed_from_genesis = starts_at_genesis && recovered.snapshot_seq > 0;
@@ -126,8 +129,10 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
         let replayed = recover_with::<LevelBook>(&store, config.clone(), false)?;
         if replayed.sequencer.state_hash() != state_hash {
             return Err(StoreError::Corrupt(format!(
-                "snapshot {} and the whole journal replayed from genesis give different states",
-                recovered.snapshot_seq
+                "snapshot {} and the whole journal replayed from genesis give different \
+                 states: {}",
+                recovered.snapshot_seq,
+                first_difference(&sequencer.snapshot(), &replayed.sequencer.snapshot())
             )));
         }
     }
@@ -139,6 +144,57 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
         recovered.commands_replayed,
         starts_at_genesis,
     ))
+}
+
+/// Where two states first differ, for an operator: the part, and the first record of it
+/// that differs in each (from a snapshot and replay, then from genesis).
+fn first_difference(from_snapshot: &SequencerSnapshot, from_genesis: &SequencerSnapshot) -> String {
+    fn records<T: PartialEq + std::fmt::Debug>(
+        name: &str,
+        left: &[T],
+        right: &[T],
+    ) -> Option<String> {
+        if left == right {
+            return None;
+        }
+        let at = left.iter().zip(right).take_while(|(a, b)| a == b).count();
+        Some(format!(
+            "{name} differ from record {at} on ({} and {} records): {:?} against {:?}",
+            left.len(),
+            right.len(),
+            left.get(at),
+            right.get(at)
+        ))
+    }
+    let (a, b) = (from_snapshot, from_genesis);
+    let counters = [
+        ("last_seq", a.last_seq, b.last_seq),
+        ("next_order_id", a.next_order_id, b.next_order_id),
+        ("next_trade_id", a.next_trade_id, b.next_trade_id),
+        ("clock_ms", a.clock_ms, b.clock_ms),
+    ];
+    let counter = counters
+        .iter()
+        .find(|(_, left, right)| left != right)
+        .map(|(name, left, right)| format!("{name} {left} against {right}"));
+    let books = a
+        .books
+        .iter()
+        .zip(&b.books)
+        .enumerate()
+        .find_map(|(market, (left, right))| {
+            records(&format!("market {market}'s book"), left, right)
+        });
+    counter
+        .or_else(|| records("accounts", a.ledger.accounts(), b.ledger.accounts()))
+        .or_else(|| {
+            (a.ledger != b.ledger).then(|| "the ledger's totals or prices differ".to_string())
+        })
+        .or_else(|| (a.prepaid != b.prepaid).then(|| "the prepaid pools differ".to_string()))
+        .or_else(|| records("idempotency records", &a.idempotency, &b.idempotency))
+        .or(books)
+        .or_else(|| records("client orders", &a.client_orders, &b.client_orders))
+        .unwrap_or_else(|| "their encodings differ".to_string())
 }
 
 /// Rebuilds the state at `seq` by replaying the journal from genesis to there (so the
@@ -175,4 +231,40 @@ pub fn check_at(directory: &Path, config: &EngineConfig, seq: u64) -> Result<Rep
         commands_replayed,
         true,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::Command;
+    use crate::types::{IssuePrice, Tier};
+
+    #[test]
+    fn a_snapshot_without_a_journal_after_it_checks_out_and_says_genesis_was_not_replayed() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let config = EngineConfig::default();
+        let mut sequencer = Sequencer::<LevelBook>::new(config.clone());
+        let mut events = Vec::new();
+        for cents in [90, 95] {
+            let command = Command::SetIssuePrice {
+                tier: Tier::Public,
+                price: IssuePrice(IssuePrice::UNITS_PER_USD / 100 * cents),
+            };
+            sequencer
+                .apply(1_000, &command, &mut events)
+                .expect("applies");
+        }
+        let mut store = Store::open(directory.path()).expect("opens");
+        store
+            .snapshots()
+            .write(&sequencer.snapshot())
+            .expect("written");
+        drop(store);
+
+        let report = check(directory.path(), &config).expect("a snapshot alone checks out");
+        assert_eq!(report.seq, sequencer.last_seq());
+        assert_eq!(report.snapshot_seq, sequencer.last_seq());
+        assert!(!report.replayed_from_genesis);
+        assert_eq!(report.state_hash, sequencer.state_hash());
+    }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::types::{Amount, Asset, Price, MICROS_PER_UNIT};
+use crate::types::{Amount, Asset, Price, DAY_MS, MICROS_PER_UNIT};
 
 /// One market: which asset is traded for which, and its price and size grid.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct MarketSpec {
     /// The largest notional value of one order, in quote micro-units.
     pub notional_max_micros: u64,
 }
+
+/// Characters in a market's name, at most.
+pub const MARKET_NAME_LENGTH_MAX: usize = 32;
 
 impl MarketSpec {
     /// DVM-USD: tick 0.0001 USD, lot 0.01 DVM, orders of 0.01 to 1,000,000 DVM, prices up
@@ -89,8 +92,10 @@ impl MarketSpec {
             market: self.name.clone(),
             reason: reason.to_string(),
         };
-        if self.name.is_empty() || self.name.len() > 32 {
-            return Err(fail("name must be 1 to 32 characters"));
+        if self.name.is_empty() || self.name.len() > MARKET_NAME_LENGTH_MAX {
+            return Err(fail(&format!(
+                "name must be 1 to {MARKET_NAME_LENGTH_MAX} characters"
+            )));
         }
         if self.base == self.quote {
             return Err(fail("base and quote must differ"));
@@ -220,11 +225,11 @@ impl Default for EngineLimits {
             name_length_max: 128,
             key_length_max: 64,
             memo_length_max: 256,
-            idempotency_retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            idempotency_retention_ms: 7 * DAY_MS,
             idempotency_keys_per_account_max: 1_000_000,
             client_order_ids_per_account_max: 1_000_000,
             spend_limits_per_account_max: 1_000,
-            charge_key_retention_ms: 7 * 24 * 60 * 60 * 1_000,
+            charge_key_retention_ms: 7 * DAY_MS,
         }
     }
 }
@@ -249,7 +254,7 @@ fn range(
 }
 
 /// The longest idempotency retention: 366 days.
-pub const IDEMPOTENCY_RETENTION_MS_MAX: u64 = 366 * 24 * 60 * 60 * 1_000;
+pub const IDEMPOTENCY_RETENTION_MS_MAX: u64 = 366 * DAY_MS;
 
 /// Everything the sequencer is configured with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

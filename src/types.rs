@@ -13,6 +13,15 @@ use std::fmt;
 /// Micro-units in one whole unit of an asset: both assets are held with six decimal places.
 pub const MICROS_PER_UNIT: u64 = 1_000_000;
 
+/// Milliseconds in a minute: command timestamps are milliseconds since the Unix epoch.
+pub const MINUTE_MS: u64 = 60_000;
+
+/// Milliseconds in an hour.
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+
+/// Milliseconds in a UTC day (UTC has no leap seconds in Unix time).
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
 /// An account on the ledger. Ids are dense and assigned by the sequencer in creation order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountId(pub u64);

@@ -46,6 +46,10 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Characters in a bearer token a request may present, at most; a longer one is refused
+/// before it is hashed.
+const TOKEN_LENGTH_MAX: usize = 256;
+
 /// A new random token: `dvm_` and 64 hex digits (256 bits from the operating system).
 pub fn generate_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -113,7 +117,7 @@ impl Tokens {
             .ok()
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .filter(|token| !token.is_empty() && token.len() <= 256)
+            .filter(|token| !token.is_empty() && token.len() <= TOKEN_LENGTH_MAX)
             .ok_or_else(|| status::unauthenticated("expected `Bearer <token>`"))?;
         let hash = hash_token(token);
         if bool::from(hash.ct_eq(&self.issuer_hash)) {

@@ -35,6 +35,9 @@ use crate::types::{MarketId, Side};
 /// Levels per side a book stream may ask for, and that the views keep.
 pub const STREAM_DEPTH_MAX: usize = 100;
 
+/// Levels per side a book stream sends when the request names no depth.
+pub const STREAM_DEPTH_DEFAULT: usize = 10;
+
 fn view_of(replica: &BookReplica, markets: usize) -> BookView {
     BookView {
         seq: replica.applied_seq(),

@@ -129,7 +129,7 @@ impl Context {
     /// behind.
     pub async fn wait_indexed(&self) -> Result<(), Status> {
         let target = self.pipeline.committed_seq();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + INDEX_WAIT_MAX;
         loop {
             let indexed = self
                 .history
@@ -141,7 +141,7 @@ impl Context {
             if tokio::time::Instant::now() >= deadline {
                 return Err(status::unavailable("history is catching up; retry shortly"));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(INDEX_POLL).await;
         }
     }
 
@@ -185,12 +185,25 @@ impl Context {
     pub fn page_size(&self, requested: u32) -> Result<usize, Status> {
         let maximum = self.config.server.page_size_max;
         match requested {
-            0 => Ok(100.min(maximum) as usize),
+            0 => Ok(PAGE_SIZE_DEFAULT.min(maximum) as usize),
             size if size <= maximum => Ok(size as usize),
             _ => Err(status::invalid("page_size", format!("at most {maximum}"))),
         }
     }
 }
+
+/// How long a read of history waits for the indexes to catch up before it is refused.
+const INDEX_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a read waiting for the indexes looks again.
+const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Digits in an id on the wire, at most: `u64::MAX` has 20.
+const ID_DIGITS_MAX: usize = 20;
+
+/// Items in a page when the request names no page size (or the configured maximum, if
+/// lower).
+pub const PAGE_SIZE_DEFAULT: u32 = 100;
 
 /// The latest time a request may name: the last millisecond of the year 9999, so that
 /// rounding a range to whole intervals cannot overflow.
@@ -403,7 +416,7 @@ pub fn parse_id(field: &'static str, text: &str) -> Result<u64, Status> {
     if text.is_empty() {
         return Err(status::invalid(field, "is required"));
     }
-    if text.len() > 20 || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+    if text.len() > ID_DIGITS_MAX || !text.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(status::invalid(field, "must be decimal digits"));
     }
     text.parse()

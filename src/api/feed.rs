@@ -24,7 +24,7 @@ pub async fn run(
     retention_days: u64,
 ) {
     // Start where the retained candles and usage begin rather than at genesis.
-    let since = now_ms().saturating_sub(retention_days * 24 * 60 * 60 * 1_000);
+    let since = now_ms().saturating_sub(retention_days * crate::types::DAY_MS);
     let start = {
         let history = history.clone();
         tokio::task::spawn_blocking(move || history.seq_before_time(since)).await

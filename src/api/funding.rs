@@ -37,6 +37,15 @@ pub struct SandboxPaypal;
 /// e-gold, sandbox: an account number of 6 to 12 digits is accepted, except 999999.
 pub struct SandboxEgold;
 
+/// Digits in a card number (ISO/IEC 7812 allows 8 to 19; issued cards have 12 or more).
+const CARD_DIGITS: std::ops::RangeInclusive<usize> = 12..=19;
+
+/// The longest e-mail address a mail path can carry (RFC 5321).
+const EMAIL_LENGTH_MAX: usize = 254;
+
+/// Digits in an e-gold account number.
+const EGOLD_ACCOUNT_DIGITS: std::ops::RangeInclusive<usize> = 6..=12;
+
 impl FundingSource for SandboxCard {
     fn authorize(
         &self,
@@ -44,8 +53,7 @@ impl FundingSource for SandboxCard {
         _amount_micros: u64,
         _idempotency_key: &str,
     ) -> Result<(), Reject> {
-        let digits = reference.len() >= 12
-            && reference.len() <= 19
+        let digits = CARD_DIGITS.contains(&reference.len())
             && reference.bytes().all(|byte| byte.is_ascii_digit());
         if !digits || !luhn(reference) {
             return Err(Reject::invalid(
@@ -88,7 +96,7 @@ impl FundingSource for SandboxPaypal {
             }
             None => false,
         };
-        if !valid || reference.len() > 254 {
+        if !valid || reference.len() > EMAIL_LENGTH_MAX {
             return Err(Reject::invalid(
                 "source_reference",
                 "is not an e-mail address",
@@ -111,7 +119,7 @@ impl FundingSource for SandboxEgold {
         _amount_micros: u64,
         _idempotency_key: &str,
     ) -> Result<(), Reject> {
-        if !(6..=12).contains(&reference.len())
+        if !EGOLD_ACCOUNT_DIGITS.contains(&reference.len())
             || !reference.bytes().all(|byte| byte.is_ascii_digit())
         {
             return Err(Reject::invalid(

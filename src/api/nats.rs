@@ -39,9 +39,15 @@ const PIECE_BYTES: usize = 64 * 1024;
 /// The longest wait between two attempts to reach NATS.
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// The first wait after NATS is lost; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// How long one attempt to connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Publishes until the server stops, reconnecting whenever NATS is lost.
 pub async fn run(context: std::sync::Weak<Context>, config: NatsConfig) {
-    let mut wait = Duration::from_millis(100);
+    let mut wait = RETRY_FIRST;
     loop {
         let Some(strong) = context.upgrade() else {
             return;
@@ -75,7 +81,7 @@ async fn session(
     wait: &mut Duration,
 ) -> Result<(), Failure> {
     let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(CONNECT_TIMEOUT)
         .connect(config.url.as_str())
         .await?;
     let jetstream = jetstream::new(client);
@@ -106,7 +112,7 @@ async fn session(
         publisher.published.push(last);
     }
     tracing::info!(url = %config.url, stream = %config.stream, resume = ?publisher.published, "publishing market data to NATS JetStream");
-    *wait = Duration::from_millis(100);
+    *wait = RETRY_FIRST;
     let mut views = context.book_views.subscribe();
     loop {
         let mut live = context.trades.batches.subscribe();

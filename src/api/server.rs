@@ -174,6 +174,9 @@ macro_rules! limited {
 /// How long a stopping server waits for its streams' tasks to end.
 const STREAMS_GRACE: Duration = Duration::from_secs(5);
 
+/// How often the shutdown looks whether the streams' tasks have let go of the exchange.
+const RELEASE_POLL: Duration = Duration::from_millis(5);
+
 /// Serves the API on `listener` until `shutdown` completes, then stops taking requests,
 /// lets those in flight finish, and commits everything accepted before returning.
 pub async fn run(
@@ -434,7 +437,7 @@ fn with_api(routes: Router<Layers>, api: Api, size: usize) -> Result<Router<Laye
 async fn close(context: Arc<Context>, grace: Duration, feeds: [tokio::task::JoinHandle<()>; 3]) {
     let deadline = tokio::time::Instant::now() + grace;
     while Arc::strong_count(&context) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(RELEASE_POLL).await;
     }
     match Arc::try_unwrap(context) {
         Ok(context) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::context::{now_ms, parse_id, Context, TIME_MS_MAX};
+use super::context::{now_ms, parse_id, Context, PAGE_SIZE_DEFAULT, TIME_MS_MAX};
 use super::status::{self, from_reject};
 use crate::error::Reject;
 use crate::types::AccountId;
@@ -18,6 +18,9 @@ pub const ROWS_PER_PAGE_MAX: u32 = 500;
 pub const TOP_UPS_PER_ANSWER_MAX: usize = 500;
 /// How long a call waits for the feed to count what was committed when it arrived.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a read waiting for usage to catch up looks again.
+const CATCH_UP_POLL: Duration = Duration::from_millis(2);
 
 /// Whose usage: a holder's (rows per service) or a service's (rows per holder).
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +103,7 @@ pub async fn answer(context: &Context, owner: Owner, asked: Asked<'_>) -> Result
         )));
     }
     let limit = match asked.page_size {
-        0 => 100,
+        0 => PAGE_SIZE_DEFAULT as usize,
         size if size <= ROWS_PER_PAGE_MAX => size as usize,
         _ => {
             return Err(status::invalid(
@@ -148,7 +151,7 @@ async fn wait_counted(context: &Context, usage: &std::sync::RwLock<Usage>) {
         if applied >= target {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(CATCH_UP_POLL).await;
     }
 }
 

@@ -316,7 +316,7 @@ impl IdempotencyRecords {
 mod tests {
     use super::*;
 
-    const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+    use crate::types::DAY_MS;
     const ACCOUNT: AccountId = AccountId(3);
 
     fn mint(key: &str) -> Command {

@@ -248,7 +248,7 @@ mod tests {
     use crate::command::Command;
     use crate::config::EngineConfig;
     use crate::engine::LevelBook;
-    use crate::ledger::DAY_MS;
+    use crate::types::DAY_MS;
     use crate::types::{FundingSourceKind, Tier};
 
     const UNIT: u64 = 1_000_000;

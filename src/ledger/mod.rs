@@ -17,7 +17,7 @@ mod prepaid;
 
 pub use account::Account;
 pub use prepaid::{
-    month_start_ms, utc_day, utc_month, AutoTopUp, DailySpend, PrepaidPool, TopUpAccount, DAY_MS,
+    month_start_ms, utc_day, utc_month, AutoTopUp, DailySpend, PrepaidPool, TopUpAccount,
 };
 
 use std::collections::VecDeque;

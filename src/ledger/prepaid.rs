@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{AccountId, Amount, IssuePrice};
-
-/// Milliseconds in a UTC day (UTC has no leap seconds in Unix time).
-pub const DAY_MS: u64 = 24 * 60 * 60 * 1_000;
+use crate::types::{AccountId, Amount, IssuePrice, DAY_MS};
 
 /// A holder's automatic top-up: when a charge would leave fewer than `threshold` divmids
 /// available (or could not be paid), the charge's command first buys the pool back up to

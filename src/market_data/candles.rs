@@ -6,12 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::event::{Event, EventKind};
-use crate::types::{MarketId, Price};
+use crate::types::{MarketId, Price, DAY_MS, MINUTE_MS};
 
-/// One minute in milliseconds.
-pub const MINUTE_MS: u64 = 60_000;
-/// One day in milliseconds.
-const DAY_MS: u64 = 24 * 60 * MINUTE_MS;
 /// Candles one query returns, at most.
 pub const CANDLES_PER_QUERY_MAX: usize = 1_000;
 /// Trades kept per market for the latest trades.

@@ -8,6 +8,4 @@ mod book;
 mod candles;
 
 pub use book::{checksum, checksum_of_written, BookReplica, BookView, CHECKSUM_LEVELS};
-pub use candles::{
-    Candle, Ticker, TradeStats, CANDLES_PER_QUERY_MAX, MINUTE_MS, RECENT_TRADES_MAX,
-};
+pub use candles::{Candle, Ticker, TradeStats, CANDLES_PER_QUERY_MAX, RECENT_TRADES_MAX};

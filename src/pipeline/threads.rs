@@ -19,6 +19,13 @@ use crate::event::Event;
 use crate::store::{History, JournalEntry, JournalRecord, Snapshots};
 use crate::types::{Side, Tier};
 
+/// How often the account indexer, caught up with the journal, looks for more.
+const INDEX_IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The first capacity of the buffers events are emitted into; they grow when more are
+/// emitted at once, and are reused.
+const EVENTS_BUFFER_CAPACITY: usize = 256;
+
 /// An outcome waiting for its batch to be committed.
 pub(super) enum Pending {
     Command(oneshot::Sender<Outcome>, Outcome),
@@ -78,7 +85,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
     shared: &Shared,
     config: &PipelineConfig,
 ) {
-    let mut events: Vec<Event> = Vec::with_capacity(256);
+    let mut events: Vec<Event> = Vec::with_capacity(EVENTS_BUFFER_CAPACITY);
     // Blocks for the first request of each batch; ends when the handle is dropped and
     // every queued request has been applied.
     while let Ok(first) = requests.recv() {
@@ -351,7 +358,7 @@ pub(super) fn run_replica<B: OrderBook>(
     shared: &Shared,
     config: &PipelineConfig,
 ) {
-    let mut scratch: Vec<Event> = Vec::with_capacity(256);
+    let mut scratch: Vec<Event> = Vec::with_capacity(EVENTS_BUFFER_CAPACITY);
     let mut last_snapshot = replica.last_seq();
     while let Ok(work) = committed.recv() {
         let resumes = work.events.first().map(|event| event.seq);
@@ -477,7 +484,7 @@ pub(super) fn run_indexer(history: History, shared: &Shared) {
         }
         if !matches!(indexed, Ok(count) if count > 0) {
             // Caught up (or failing): look again shortly.
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(INDEX_IDLE_POLL);
         }
     }
 }

@@ -75,6 +75,9 @@ fn bounded<V: AsRef<[u8]>>(value: V) -> V {
 /// handle is dropped: a store reopened at once in the same process can find it still held.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How often opening looks again whether the previous process let go of the lock.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Sled's configuration for the store in `directory`.
 fn sled_config(directory: &Path, cache_bytes: u64) -> sled::Config {
     sled::Config::new()
@@ -97,7 +100,7 @@ fn open_sled(
                 if std::time::Instant::now() >= deadline {
                     return Err(StoreError::Locked(directory.to_path_buf()));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(LOCK_POLL);
             }
             opened => return Ok(opened?),
         }

@@ -6,12 +6,19 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::Api;
+use crate::api::book_stream::{STREAM_DEPTH_DEFAULT, STREAM_DEPTH_MAX};
 use crate::api::context::{issue_price, micros_to_units, required};
 use crate::api::proto;
 use crate::api::status;
-use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS};
+use crate::market_data::CANDLES_PER_QUERY_MAX;
 use crate::pipeline::{Answer, Query};
-use crate::types::Tier;
+use crate::types::{Tier, DAY_MS, HOUR_MS, MINUTE_MS};
+
+/// Levels per side `GetOrderBook` answers with when the request names no depth.
+const BOOK_DEPTH_DEFAULT: usize = 50;
+
+/// Levels per side `GetOrderBook` answers with, at most.
+const BOOK_DEPTH_MAX: usize = 1_000;
 
 #[tonic::async_trait]
 impl proto::market_data_server::MarketData for Api {
@@ -80,10 +87,15 @@ impl proto::market_data_server::MarketData for Api {
     ) -> Result<Response<proto::GetOrderBookResponse>, Status> {
         let message = request.into_inner();
         let market = self.context.market("market", &message.market)?;
-        let depth = match message.depth {
-            0 => 50,
-            depth @ 1..=1_000 => depth as usize,
-            _ => return Err(status::invalid("depth", "at most 1000")),
+        let depth = match message.depth as usize {
+            0 => BOOK_DEPTH_DEFAULT,
+            depth @ 1..=BOOK_DEPTH_MAX => depth,
+            _ => {
+                return Err(status::invalid(
+                    "depth",
+                    format!("at most {BOOK_DEPTH_MAX}"),
+                ))
+            }
         };
         let Answer::Book { bids, asks, seq } = self
             .context
@@ -116,12 +128,12 @@ impl proto::market_data_server::MarketData for Api {
         let message = request.into_inner();
         let market = self.context.market("market", &message.market)?;
         let depth = match message.depth as usize {
-            0 => 10,
-            depth @ 1..=crate::api::book_stream::STREAM_DEPTH_MAX => depth,
+            0 => STREAM_DEPTH_DEFAULT,
+            depth @ 1..=STREAM_DEPTH_MAX => depth,
             _ => {
                 return Err(status::invalid(
                     "depth",
-                    format!("at most {}", crate::api::book_stream::STREAM_DEPTH_MAX),
+                    format!("at most {STREAM_DEPTH_MAX}"),
                 ))
             }
         };
@@ -194,8 +206,8 @@ impl proto::market_data_server::MarketData for Api {
                 |value| match proto::CandleInterval::try_from(value).ok()? {
                     proto::CandleInterval::CandleInterval1m => Some(MINUTE_MS),
                     proto::CandleInterval::CandleInterval5m => Some(5 * MINUTE_MS),
-                    proto::CandleInterval::CandleInterval1h => Some(60 * MINUTE_MS),
-                    proto::CandleInterval::CandleInterval1d => Some(24 * 60 * MINUTE_MS),
+                    proto::CandleInterval::CandleInterval1h => Some(HOUR_MS),
+                    proto::CandleInterval::CandleInterval1d => Some(DAY_MS),
                     proto::CandleInterval::Unspecified => None,
                 },
             )?;

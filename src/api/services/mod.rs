@@ -111,13 +111,12 @@ impl Api {
         } else {
             Some(parse_id("page_token", page_token)?)
         };
-        // Room for the page token and the message's own framing.
         let bytes_max = self
             .context
             .config
             .server
             .message_bytes_max
-            .saturating_sub(256);
+            .saturating_sub(ANSWER_HEADROOM_BYTES);
         let history = self.context.history.clone();
         let committed = self.context.pipeline.committed_seq();
         tokio::task::spawn_blocking(move || {

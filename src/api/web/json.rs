@@ -19,7 +19,8 @@ use crate::api::proto::market_data_server::MarketData;
 use crate::api::services::Api;
 use crate::api::status;
 use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades};
-use crate::market_data::{CANDLES_PER_QUERY_MAX, MINUTE_MS, RECENT_TRADES_MAX};
+use crate::market_data::{CANDLES_PER_QUERY_MAX, RECENT_TRADES_MAX};
+use crate::types::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Trades a `/trades` answer gives when the request names no `limit`.
 const TRADES_LIMIT_DEFAULT: usize = 100;
@@ -230,8 +231,8 @@ pub async fn candles(
     let (interval, interval_ms) = match query.get("interval").unwrap_or("1m") {
         "1m" => (proto::CandleInterval::CandleInterval1m, MINUTE_MS),
         "5m" => (proto::CandleInterval::CandleInterval5m, 5 * MINUTE_MS),
-        "1h" => (proto::CandleInterval::CandleInterval1h, 60 * MINUTE_MS),
-        "1d" => (proto::CandleInterval::CandleInterval1d, 24 * 60 * MINUTE_MS),
+        "1h" => (proto::CandleInterval::CandleInterval1h, HOUR_MS),
+        "1d" => (proto::CandleInterval::CandleInterval1d, DAY_MS),
         other => {
             return Err(Refusal::bad_request(format!(
                 "interval: must be 1m, 5m, 1h or 1d, not {other:?}"

@@ -341,7 +341,7 @@ impl IntervalArgument {
     }
 
     pub fn milliseconds(self) -> u64 {
-        let minute = divmid::market_data::MINUTE_MS;
+        let minute = divmid::types::MINUTE_MS;
         match self {
             IntervalArgument::Minute => minute,
             IntervalArgument::FiveMinutes => 5 * minute,

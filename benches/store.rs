@@ -16,8 +16,8 @@ use criterion::{BatchSize, Criterion, Throughput};
 use divmid::config::EngineConfig;
 use divmid::engine::LevelBook;
 use divmid::event::Event;
-use divmid::pipeline::{Pipeline, PipelineConfig};
-use divmid::store::{recover, JournalRecord, Store};
+use divmid::pipeline::{JournalRecord, Pipeline, PipelineConfig};
+use divmid::store::{recover, Store};
 
 const SEED: u64 = 20_261_126;
 

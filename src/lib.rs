@@ -17,10 +17,12 @@
 //!   adds to without waiting.
 //! - [`engine`]: order books and the sequencer that applies commands in order; pure and
 //!   deterministic.
-//! - [`store`]: the journal and snapshots in sled and files, and recovery; the only module
-//!   that knows sled.
 //! - [`pipeline`]: the sequencer, store, replica and snapshot threads and the bounded
 //!   queues between them: outcomes are released and events broadcast only once committed.
+//!   It owns the journal's contract (its record, and the traits the storage implements)
+//!   and names no storage.
+//! - [`store`]: the journal and snapshots in sled and files, the account index, and
+//!   recovery; it implements the pipeline's traits, and is the only module that knows sled.
 //! - [`api`]: the gRPC services and the web gateway; the only module that knows tonic,
 //!   axum and the proto.
 //! - [`client`]: what a client keeps (a market's book from its stream, checked as the

@@ -11,8 +11,8 @@ use divmid::engine::{LevelBook, OrderBook, Sequencer};
 use divmid::event::Reply;
 use divmid::market_data::BookReplica;
 use divmid::pipeline::{Answer, Failure, Outcome, Pipeline, PipelineConfig, Query};
-use divmid::pipeline::{FaultyJournal, Journal};
-use divmid::store::{recover, JournalRecord, Snapshots, Store, StoreError};
+use divmid::pipeline::{FaultyJournal, Journal, JournalError, JournalRecord};
+use divmid::store::{recover, Snapshots, Store, StoreError};
 use divmid::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderTerms, OrderType, Price,
     Quantity, Role, SelfTradePrevention, Side, Tier, TimeInForce,
@@ -369,9 +369,11 @@ fn queries_answer_from_committed_state() {
 struct SlowJournal(Store);
 
 impl Journal for SlowJournal {
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+    type Snapshots = Snapshots;
+
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError> {
         std::thread::sleep(Duration::from_millis(30));
-        self.0.append(records)
+        Ok(self.0.append(records)?)
     }
 
     fn snapshots(&self) -> Snapshots {

@@ -1,30 +1,140 @@
-//! The journal the pipeline's store stage writes through: the real store, or a test double
-//! that fails on purpose. The pipeline owns the contract (as raft-rs's core owns its
-//! `Storage`); the store implements it.
+//! The journal the pipeline writes through, and what it writes: the contract between the
+//! pipeline and the storage behind it, owned by the pipeline (as raft-rs's core owns its
+//! `Storage` and `Entry`). The store implements [`Journal`], [`SnapshotStore`] and
+//! [`AccountIndex`]; the pipeline never names it. A test double fails on purpose.
 
-use crate::store::{JournalRecord, Snapshots, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
+use crate::event::Event;
+
+/// One command that changed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The time the command carried.
+    pub timestamp_ms: u64,
+    /// The command, as applied.
+    pub command: Command,
+    /// How many of the record's events it emitted (they follow the previous entry's).
+    pub event_count: u32,
+}
+
+/// Consecutive commands and every event they emitted: what one commit makes durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// The commands, in order.
+    pub entries: Vec<JournalEntry>,
+    /// Their events, in order; sequence numbers are consecutive.
+    pub events: Vec<Event>,
+}
+
+impl JournalRecord {
+    /// The sequence number of the first event, if there is one.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.events.first().map(|event| event.seq)
+    }
+
+    /// The sequence number of the last event, if there is one.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.events.last().map(|event| event.seq)
+    }
+
+    /// Adds a command and the events it emitted.
+    pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &[Event]) {
+        let event_count =
+            u32::try_from(events.len()).expect("a command emits fewer than 2^32 events");
+        self.entries.push(JournalEntry {
+            timestamp_ms,
+            command,
+            event_count,
+        });
+        self.events.extend_from_slice(events);
+    }
+}
+
+/// Why the storage behind the pipeline failed, in its own words: the pipeline logs it,
+/// reports it in its health and, for an append, stops.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct JournalError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Where the pipeline's store stage writes: the real store, or a test double that fails
 /// on purpose.
 pub trait Journal: Send + 'static {
+    /// What writes this journal's snapshots.
+    type Snapshots: SnapshotStore;
+
     /// Writes the records in one atomic, durable write: after `Ok`, all of them survive a
     /// crash or a power cut; after `Err`, none or all of them may have been written, and
     /// the caller must stop.
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError>;
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError>;
 
     /// What writes snapshots and prunes the journal behind them, from a thread of its own
     /// so that neither holds up appends.
-    fn snapshots(&self) -> Snapshots;
+    fn snapshots(&self) -> Self::Snapshots;
 }
 
-impl Journal for Store {
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
-        Store::append(self, records)
-    }
+/// Writes snapshots of committed states, and deletes the journal records they make
+/// unnecessary for recovery.
+pub trait SnapshotStore: Send + 'static {
+    /// Writes a snapshot durably. It must cover only journaled commands.
+    fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), JournalError>;
 
-    fn snapshots(&self) -> Snapshots {
-        Store::snapshots(self)
+    /// Deletes journal records that no kept snapshot needs, that are more than
+    /// `retention_events` events older than the newest snapshot, and that end at or
+    /// before `keep_after_seq`, at most `records_max` of them; returns how many.
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, JournalError>;
+}
+
+/// The per-account index of the journal that history reads, brought up to date off the
+/// commit path.
+pub trait AccountIndex: Send + 'static {
+    /// Indexes the records committed up to `committed_seq` not indexed yet, at most
+    /// `records_max` of them; returns how many.
+    fn index_pending(&self, committed_seq: u64, records_max: usize) -> Result<usize, JournalError>;
+
+    /// The last sequence number indexed.
+    fn indexed_seq(&self) -> Result<u64, JournalError>;
+}
+
+/// Applies journaled commands to `sequencer`: each must be accepted again and emit
+/// exactly its journaled events (`events`, the entries' events in order), or the journal
+/// and the engine disagree (the error says where). `scratch` is reused for what each
+/// command emits. Recovery and the snapshot replica both replay through it.
+pub fn replay_entries<B: OrderBook>(
+    sequencer: &mut Sequencer<B>,
+    entries: &[JournalEntry],
+    events: &[Event],
+    scratch: &mut Vec<Event>,
+) -> Result<(), String> {
+    let mut offset = 0;
+    for entry in entries {
+        scratch.clear();
+        let replayed = sequencer.apply(entry.timestamp_ms, &entry.command, scratch);
+        let count = entry.event_count as usize;
+        let expected = events.get(offset..offset + count);
+        offset += count;
+        if replayed.is_err() || expected != Some(scratch.as_slice()) {
+            return Err(format!(
+                "replaying the command before event {} did not give the journaled events",
+                sequencer.last_seq() + 1
+            ));
+        }
     }
+    if offset != events.len() {
+        return Err(format!(
+            "{} journaled events after event {} belong to no command",
+            events.len().saturating_sub(offset),
+            sequencer.last_seq()
+        ));
+    }
+    Ok(())
 }
 
 /// A journal that fails on purpose: its `fail_at`-th append (counting from 1) and every
@@ -47,15 +157,17 @@ impl<J: Journal> FaultyJournal<J> {
 }
 
 impl<J: Journal> Journal for FaultyJournal<J> {
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
+    type Snapshots = J::Snapshots;
+
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError> {
         self.appends += 1;
         if self.appends >= self.fail_at {
-            return Err(StoreError::Injected("append failed"));
+            return Err(JournalError(Box::from("injected fault: append failed")));
         }
         self.inner.append(records)
     }
 
-    fn snapshots(&self) -> Snapshots {
+    fn snapshots(&self) -> J::Snapshots {
         self.inner.snapshots()
     }
 }

@@ -37,11 +37,13 @@ use crate::engine::{OrderBook, Sequencer};
 use crate::error::Reject;
 use crate::event::{Event, OrderView, Reply, Supply};
 use crate::ledger::{DailySpend, IssuePriceChange, TopUpAccount};
-use crate::store::History;
 use crate::types::{AccountId, Balances, IssuePrice, MarketId, OrderId};
 
 pub use crate::config::PipelineConfig;
-pub use journal::{FaultyJournal, Journal};
+pub use journal::{
+    replay_entries, AccountIndex, FaultyJournal, Journal, JournalEntry, JournalError,
+    JournalRecord, SnapshotStore,
+};
 
 /// Why a request did not get an answer from the exchange.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -461,7 +463,7 @@ impl Pipeline {
 
     /// Starts a thread that extends the account index behind the commits, so that history
     /// queries read the index rather than the journal.
-    pub fn start_indexer(&mut self, history: History) {
+    pub fn start_indexer(&mut self, history: impl AccountIndex) {
         // Until its first pass, the index is where it was when the store was opened.
         let indexed = history.indexed_seq().unwrap_or(0);
         self.shared.indexed_seq.store(indexed, Ordering::Release);

@@ -8,6 +8,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use tokio::sync::{broadcast, oneshot};
 
+use super::journal::{replay_entries, AccountIndex, JournalEntry, JournalRecord, SnapshotStore};
 use super::Journal;
 use super::{
     Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, PipelineMetrics,
@@ -16,7 +17,6 @@ use super::{
 use crate::command::Command;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
-use crate::store::{History, JournalEntry, JournalRecord, Snapshots};
 use crate::types::{Side, Tier};
 
 /// How often the account indexer, caught up with the journal, looks for more.
@@ -363,13 +363,7 @@ pub(super) fn run_replica<B: OrderBook>(
     while let Ok(work) = committed.recv() {
         let resumes = work.events.first().map(|event| event.seq);
         let replayed = match resumes == Some(replica.last_seq() + 1) {
-            true => crate::store::replay_entries(
-                &mut replica,
-                &work.entries,
-                &work.events,
-                &mut scratch,
-            )
-            .map_err(|error| error.to_string()),
+            true => replay_entries(&mut replica, &work.entries, &work.events, &mut scratch),
             false => Err(format!(
                 "the commit resumes at {resumes:?} after event {}",
                 replica.last_seq()
@@ -403,7 +397,7 @@ pub(super) fn run_replica<B: OrderBook>(
 /// journal behind it, off the store thread: a large state's snapshot takes seconds to
 /// write and would hold up every commit meanwhile.
 pub(super) fn run_snapshots(
-    mut snapshots: Snapshots,
+    mut snapshots: impl SnapshotStore,
     written: Receiver<SequencerSnapshot>,
     shared: &Shared,
     config: &PipelineConfig,
@@ -456,7 +450,7 @@ const INDEX_BUSY_PAUSE_FACTOR: u32 = 4;
 /// for it, so a pass stays small (a few milliseconds).
 const INDEX_RECORDS_MAX: usize = 64;
 
-pub(super) fn run_indexer(history: History, shared: &Shared) {
+pub(super) fn run_indexer(history: impl AccountIndex, shared: &Shared) {
     let mut last_error: Option<String> = None;
     while !shared.stopping.load(Ordering::Acquire) {
         let committed = shared.committed_seq.load(Ordering::Acquire);

@@ -254,7 +254,7 @@ mod tests {
                 .apply(1_000, &command, &mut events)
                 .expect("applies");
         }
-        let mut store = Store::open(directory.path()).expect("opens");
+        let store = Store::open(directory.path()).expect("opens");
         store
             .snapshots()
             .write(&sequencer.snapshot())

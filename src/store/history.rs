@@ -19,10 +19,11 @@
 
 use std::collections::BTreeMap;
 
-use super::journal::{self, JournalRecord, Records};
+use super::journal::{self, Records};
 use super::{bounded, StoreError};
 use crate::event::{Event, EventKind, OrderView};
 use crate::ledger::{REVENUE, TREASURY};
+use crate::pipeline::JournalRecord;
 use crate::types::{AccountId, OrderId};
 
 const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";

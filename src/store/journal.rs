@@ -1,5 +1,6 @@
-//! The journal's records: the commands that changed state, in order, with the events they
-//! emitted. Replaying the commands through the deterministic sequencer rebuilds the state;
+//! The journal's records as the store keeps them: the pipeline's [`JournalRecord`]s (the
+//! commands that changed state, in order, with the events they emitted) in their stored
+//! form. Replaying the commands through the deterministic sequencer rebuilds the state;
 //! the events serve history and market data without replaying anything.
 //!
 //! A record is stored under its last event's sequence number (big-endian, so keys sort in
@@ -12,11 +13,8 @@
 //! next one, so a range scan meets the parts together and in order, and [`Records`]
 //! joins them. Every journal reader goes through [`Records`].
 
-use serde::{Deserialize, Serialize};
-
 use super::{StoreError, VALUE_BYTES_MAX};
-use crate::command::Command;
-use crate::event::Event;
+use crate::pipeline::JournalRecord;
 
 /// The first byte of every stored record: the encoding's version.
 const FORMAT_VERSION: u8 = 1;
@@ -31,49 +29,8 @@ const PART_HEADER_BYTES: usize = 5;
 /// A key and the value stored under it.
 pub type StoredValue = (Vec<u8>, Vec<u8>);
 
-/// One command that changed state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    /// The time the command carried.
-    pub timestamp_ms: u64,
-    /// The command, as applied.
-    pub command: Command,
-    /// How many of the record's events it emitted (they follow the previous entry's).
-    pub event_count: u32,
-}
-
-/// Consecutive commands and every event they emitted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalRecord {
-    /// The commands, in order.
-    pub entries: Vec<JournalEntry>,
-    /// Their events, in order; sequence numbers are consecutive.
-    pub events: Vec<Event>,
-}
-
+/// The stored form of the pipeline's records, and their checks on reading.
 impl JournalRecord {
-    /// The sequence number of the first event, if there is one.
-    pub fn first_seq(&self) -> Option<u64> {
-        self.events.first().map(|event| event.seq)
-    }
-
-    /// The sequence number of the last event, if there is one.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.events.last().map(|event| event.seq)
-    }
-
-    /// Adds a command and the events it emitted.
-    pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &[Event]) {
-        let event_count =
-            u32::try_from(events.len()).expect("a command emits fewer than 2^32 events");
-        self.entries.push(JournalEntry {
-            timestamp_ms,
-            command,
-            event_count,
-        });
-        self.events.extend_from_slice(events);
-    }
-
     /// The keys and values the record is stored as: one value under its last sequence
     /// number when it fits [`VALUE_BYTES_MAX`], otherwise parts under `last seq ++ part
     /// index`, none larger than the bound.
@@ -230,7 +187,8 @@ impl Iterator for Records {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventKind, OrderView};
+    use crate::command::Command;
+    use crate::event::{Event, EventKind, OrderView};
     use crate::types::{IssuePrice, OrderTerms, Tier};
 
     /// Two price changes, events 7 and 8.

@@ -35,11 +35,11 @@ pub use backup::{check_backup, restore, BackupSource, BackupSummary};
 pub use check::{check, check_at, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
-pub use journal::{JournalEntry, JournalRecord};
-pub use recovery::{recover, recover_with, replay_entries, Recovered};
+pub use recovery::{recover, recover_with, Recovered};
 pub use watermark::Mark;
 
 use crate::engine::SequencerSnapshot;
+use crate::pipeline::{AccountIndex, Journal, JournalError, JournalRecord, SnapshotStore};
 
 /// Sled's segment size. Sled writes any page larger than a quarter of a segment to a
 /// separate blob file, which it does not fsync (`pagecache/blob_io.rs`), so nothing the
@@ -68,6 +68,55 @@ fn bounded<V: AsRef<[u8]>>(value: V) -> V {
         value.as_ref().len()
     );
     value
+}
+
+impl From<StoreError> for JournalError {
+    fn from(error: StoreError) -> JournalError {
+        JournalError(Box::new(error))
+    }
+}
+
+/// The store is the pipeline's journal.
+impl Journal for Store {
+    type Snapshots = Snapshots;
+
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError> {
+        Ok(Store::append(self, records)?)
+    }
+
+    fn snapshots(&self) -> Snapshots {
+        Store::snapshots(self)
+    }
+}
+
+impl SnapshotStore for Snapshots {
+    fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), JournalError> {
+        Ok(Snapshots::write(self, snapshot)?)
+    }
+
+    fn prune(
+        &mut self,
+        retention_events: u64,
+        records_max: usize,
+        keep_after_seq: u64,
+    ) -> Result<usize, JournalError> {
+        Ok(Snapshots::prune(
+            self,
+            retention_events,
+            records_max,
+            keep_after_seq,
+        )?)
+    }
+}
+
+impl AccountIndex for History {
+    fn index_pending(&self, committed_seq: u64, records_max: usize) -> Result<usize, JournalError> {
+        Ok(History::index_pending(self, committed_seq, records_max)?)
+    }
+
+    fn indexed_seq(&self) -> Result<u64, JournalError> {
+        Ok(History::indexed_seq(self)?)
+    }
 }
 
 /// How long opening waits for sled's lock on the data directory. Sled 0.34 releases it
@@ -142,9 +191,6 @@ pub enum StoreError {
     /// What is stored is inconsistent.
     #[error("corrupt store: {0}")]
     Corrupt(String),
-    /// A fault injected by a test.
-    #[error("injected fault: {0}")]
-    Injected(&'static str),
     /// A backup is restored only into an empty directory.
     #[error("{0} is not empty: a backup is restored only into an empty or new directory")]
     NotEmpty(PathBuf),

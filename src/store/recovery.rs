@@ -2,10 +2,11 @@
 //! replayed command by command. The replay must emit exactly the events the journal
 //! recorded, and the result must keep every invariant, or the store refuses to start.
 
-use super::{JournalEntry, JournalRecord, Store, StoreError};
+use super::{Store, StoreError};
 use crate::config::EngineConfig;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
+use crate::pipeline::{replay_entries, JournalRecord};
 
 /// What recovery found.
 pub struct Recovered<B: OrderBook> {
@@ -114,41 +115,9 @@ pub(super) fn replay<B: OrderBook>(
                 sequencer.last_seq()
             )));
         }
-        replay_entries(sequencer, &record.entries, &record.events, &mut events)?;
+        replay_entries(sequencer, &record.entries, &record.events, &mut events)
+            .map_err(StoreError::Corrupt)?;
         commands_replayed += record.entries.len() as u64;
     }
     Ok(commands_replayed)
-}
-
-/// Applies journaled commands to `sequencer`: each must be accepted again and emit
-/// exactly its journaled events (`events`, the entries' events in order), or the journal
-/// and the engine disagree. `scratch` is reused for what each command emits.
-pub fn replay_entries<B: OrderBook>(
-    sequencer: &mut Sequencer<B>,
-    entries: &[JournalEntry],
-    events: &[Event],
-    scratch: &mut Vec<Event>,
-) -> Result<(), StoreError> {
-    let mut offset = 0;
-    for entry in entries {
-        scratch.clear();
-        let replayed = sequencer.apply(entry.timestamp_ms, &entry.command, scratch);
-        let count = entry.event_count as usize;
-        let expected = events.get(offset..offset + count);
-        offset += count;
-        if replayed.is_err() || expected != Some(scratch.as_slice()) {
-            return Err(StoreError::Corrupt(format!(
-                "replaying the command before event {} did not give the journaled events",
-                sequencer.last_seq() + 1
-            )));
-        }
-    }
-    if offset != events.len() {
-        return Err(StoreError::Corrupt(format!(
-            "{} journaled events after event {} belong to no command",
-            events.len().saturating_sub(offset),
-            sequencer.last_seq()
-        )));
-    }
-    Ok(())
 }

@@ -413,6 +413,9 @@ proptest! {
             if index == cut {
                 let snapshot = straight.snapshot();
                 let bytes = postcard::to_allocvec(&snapshot).expect("a snapshot encodes");
+                // What the replica writes, encoded from the state where it is, is the
+                // same bytes.
+                prop_assert_eq!(&straight.encoded_snapshot().body, &bytes);
                 let decoded = postcard::from_bytes(&bytes).expect("a snapshot decodes");
                 prop_assert_eq!(&snapshot, &decoded);
                 let copy = Sequencer::<LevelBook>::from_snapshot(EngineConfig::default(), decoded)

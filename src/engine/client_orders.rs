@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::snapshot::ClientOrderRecord;
+use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use crate::command::NewOrder;
 use crate::event::OrderView;
 use crate::types::{AccountId, OrderId};
@@ -142,24 +142,41 @@ impl ClientOrders {
 
     /// The entries not expired at `now_ms`, sorted by account and id: a snapshot's.
     pub(super) fn records(&self, now_ms: u64) -> Vec<ClientOrderRecord> {
-        // Sorted as references (keys are unique, so an unstable sort is canonical), then
-        // copied once in order: moving whole records while sorting costs far more.
-        let mut kept: Vec<_> = self
+        self.record_views(now_ms)
+            .into_iter()
+            .map(|view| ClientOrderRecord {
+                account: view.account,
+                client_order_id: Box::from(view.client_order_id),
+                placed: view.placed.clone(),
+                order_id: view.order_id,
+                ended: view.ended.cloned(),
+                expires_ms: view.expires_ms,
+            })
+            .collect()
+    }
+
+    /// The entries not expired at `now_ms`, sorted by account and id, borrowed: what a
+    /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
+    pub(super) fn record_views(&self, now_ms: u64) -> Vec<ClientOrderRecordView<'_>> {
+        let mut kept: Vec<ClientOrderRecordView<'_>> = self
             .by_id
             .iter()
             .filter(|(_, entry)| entry.kept_at(now_ms))
+            .map(
+                |((account, client_order_id), entry)| ClientOrderRecordView {
+                    account: *account,
+                    client_order_id,
+                    placed: &entry.placed,
+                    order_id: entry.order_id,
+                    ended: entry.ended.as_ref(),
+                    expires_ms: entry.expires_ms,
+                },
+            )
             .collect();
-        kept.sort_unstable_by_key(|(key, _)| *key);
-        kept.into_iter()
-            .map(|((account, client_order_id), entry)| ClientOrderRecord {
-                account: *account,
-                client_order_id: client_order_id.clone(),
-                placed: entry.placed.clone(),
-                order_id: entry.order_id,
-                ended: entry.ended.clone(),
-                expires_ms: entry.expires_ms,
-            })
-            .collect()
+        kept.sort_unstable_by(|left, right| {
+            (left.account, left.client_order_id).cmp(&(right.account, right.client_order_id))
+        });
+        kept
     }
 
     /// The ids a snapshot kept.
@@ -239,16 +256,7 @@ mod tests {
             order_id,
             account: placed.account,
             client_order_id: placed.client_order_id,
-            terms: OrderTerms {
-                market: placed.terms.market,
-                side: placed.terms.side,
-                order_type: placed.terms.order_type,
-                price: placed.terms.price,
-                quantity: placed.terms.quantity,
-                time_in_force: placed.terms.time_in_force,
-                post_only: placed.terms.post_only,
-                self_trade_prevention: placed.terms.self_trade_prevention,
-            },
+            terms: placed.terms,
             filled: Quantity(0),
             status: OrderStatus::Canceled,
             created_seq: 1,

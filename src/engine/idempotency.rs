@@ -139,6 +139,14 @@ pub struct IdempotencyRecord {
     record: Record,
 }
 
+/// An [`IdempotencyRecord`] borrowed from the records: it encodes to the same bytes.
+#[derive(Serialize)]
+pub struct IdempotencyRecordView<'a> {
+    account: AccountId,
+    key: &'a str,
+    record: &'a Record,
+}
+
 /// Applied keys, scoped per account: two accounts may use the same key.
 #[derive(Clone, Debug, Default)]
 pub struct IdempotencyRecords {
@@ -255,25 +263,35 @@ impl IdempotencyRecords {
 
     /// The records live at `now_ms`, sorted by account and key: what a snapshot keeps.
     pub fn live(&self, now_ms: u64) -> Vec<IdempotencyRecord> {
-        // Sorted as references (keys are unique, so an unstable sort is canonical), then
-        // copied once in order.
-        let mut live: Vec<(AccountId, &Arc<str>, &Record)> = self
+        self.live_views(now_ms)
+            .into_iter()
+            .map(|view| IdempotencyRecord {
+                account: view.account,
+                key: Box::from(view.key),
+                record: view.record.clone(),
+            })
+            .collect()
+    }
+
+    /// The records live at `now_ms`, sorted by account and key, borrowed: what a
+    /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
+    pub fn live_views(&self, now_ms: u64) -> Vec<IdempotencyRecordView<'_>> {
+        let mut live: Vec<IdempotencyRecordView<'_>> = self
             .records
             .iter()
             .flat_map(|(account, keys)| {
-                keys.iter()
-                    .map(move |(key, record)| (*account, key, record))
+                keys.iter().map(move |(key, record)| IdempotencyRecordView {
+                    account: *account,
+                    key,
+                    record,
+                })
             })
-            .filter(|(_, _, record)| record.expires_ms > now_ms)
+            .filter(|view| view.record.expires_ms > now_ms)
             .collect();
-        live.sort_unstable_by(|left, right| (left.0, left.1).cmp(&(right.0, right.1)));
-        live.into_iter()
-            .map(|(account, key, record)| IdempotencyRecord {
-                account,
-                key: Box::from(&**key),
-                record: record.clone(),
-            })
-            .collect()
+        live.sort_unstable_by(|left, right| {
+            (left.account, left.key).cmp(&(right.account, right.key))
+        });
+        live
     }
 
     /// The records a snapshot kept.

@@ -29,7 +29,7 @@ pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;
 pub use sequencer::Sequencer;
-pub use snapshot::{ClientOrderRecord, SequencerSnapshot};
+pub use snapshot::{ClientOrderRecord, EncodedSnapshot, SequencerSnapshot};
 
 #[cfg(test)]
 mod tests;

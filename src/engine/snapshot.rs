@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::book::{OrderBook, RestingOrder};
 use super::client_orders::ClientOrders;
-use super::idempotency::{IdempotencyRecord, IdempotencyRecords};
+use super::idempotency::{IdempotencyRecord, IdempotencyRecordView, IdempotencyRecords};
 use super::sequencer::Sequencer;
 use crate::command::NewOrder;
 use crate::config::EngineConfig;
@@ -40,6 +40,42 @@ pub struct SequencerSnapshot {
     /// Orders placed with a client order id, live or ended within the retention window,
     /// sorted by account and id.
     pub client_orders: Vec<ClientOrderRecord>,
+}
+
+/// A snapshot in its canonical encoding (postcard), with the sequence number it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedSnapshot {
+    /// The sequence number of the last event applied.
+    pub last_seq: u64,
+    /// The encoding of the [`SequencerSnapshot`] of the same state.
+    pub body: Vec<u8>,
+}
+
+/// A [`SequencerSnapshot`] borrowed from the state it describes: the same fields in the
+/// same order, so it encodes to the same bytes without copying the state first (a state
+/// of a million kept client order ids would be a million copies of each).
+#[derive(Serialize)]
+struct SnapshotView<'a> {
+    last_seq: u64,
+    next_order_id: u64,
+    next_trade_id: u64,
+    clock_ms: u64,
+    ledger: &'a Ledger,
+    prepaid: &'a PrepaidPool,
+    idempotency: Vec<IdempotencyRecordView<'a>>,
+    books: Vec<Vec<RestingOrder>>,
+    client_orders: Vec<ClientOrderRecordView<'a>>,
+}
+
+/// A [`ClientOrderRecord`] borrowed from the state: it encodes to the same bytes.
+#[derive(Serialize)]
+pub(super) struct ClientOrderRecordView<'a> {
+    pub(super) account: AccountId,
+    pub(super) client_order_id: &'a str,
+    pub(super) placed: &'a NewOrder,
+    pub(super) order_id: OrderId,
+    pub(super) ended: Option<&'a OrderView>,
+    pub(super) expires_ms: Option<u64>,
 }
 
 /// An order placed with a client order id.
@@ -106,11 +142,31 @@ impl<B: OrderBook> Sequencer<B> {
             + self.client_orders.len()) as u64
     }
 
+    /// The whole state in its canonical encoding, the same bytes as the encoding of
+    /// [`Sequencer::snapshot`], written from the state where it is.
+    pub fn encoded_snapshot(&self) -> EncodedSnapshot {
+        let view = SnapshotView {
+            last_seq: self.last_seq(),
+            next_order_id: self.next_order_id,
+            next_trade_id: self.next_trade_id,
+            clock_ms: self.clock_ms,
+            ledger: &self.ledger,
+            prepaid: &self.prepaid,
+            idempotency: self.idempotency.live_views(self.clock_ms),
+            books: self.resting_orders(),
+            client_orders: self.client_orders.record_views(self.clock_ms),
+        };
+        let body = postcard::to_allocvec(&view)
+            .expect("a snapshot always encodes: it holds only plain data");
+        EncodedSnapshot {
+            last_seq: view.last_seq,
+            body,
+        }
+    }
+
     /// SHA-256 of the canonical encoding of the whole state.
     pub fn state_hash(&self) -> [u8; 32] {
-        let bytes = postcard::to_allocvec(&self.snapshot())
-            .expect("a snapshot always encodes: it holds only plain data");
-        Sha256::digest(&bytes).into()
+        Sha256::digest(&self.encoded_snapshot().body).into()
     }
 
     /// A sequencer continuing from `snapshot`, with every invariant checked before it is

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
-use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
+use crate::engine::{EncodedSnapshot, OrderBook, Sequencer};
 use crate::event::Event;
 
 /// One command that changed state.
@@ -79,7 +79,7 @@ pub trait Journal: Send + 'static {
 /// unnecessary for recovery.
 pub trait SnapshotStore: Send + 'static {
     /// Writes a snapshot durably. It must cover only journaled commands.
-    fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), JournalError>;
+    fn write(&mut self, snapshot: &EncodedSnapshot) -> Result<(), JournalError>;
 
     /// Deletes journal records that no kept snapshot needs, that are more than
     /// `retention_events` events older than the newest snapshot, and that end at or

@@ -15,7 +15,7 @@ use super::{
     Query, Request, Shared,
 };
 use crate::command::Command;
-use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
+use crate::engine::{EncodedSnapshot, OrderBook, Sequencer};
 use crate::event::Event;
 use crate::types::{Side, Tier};
 
@@ -354,7 +354,7 @@ pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
 pub(super) fn run_replica<B: OrderBook>(
     mut replica: Sequencer<B>,
     committed: Receiver<CommittedCommands>,
-    to_writer: SyncSender<SequencerSnapshot>,
+    to_writer: SyncSender<EncodedSnapshot>,
     shared: &Shared,
     config: &PipelineConfig,
 ) {
@@ -385,7 +385,7 @@ pub(super) fn run_replica<B: OrderBook>(
         if every > 0 && since >= every && since >= 2 * replica.state_records() {
             last_snapshot = replica.last_seq();
             // Waits while the snapshot before is still being written.
-            if to_writer.send(replica.snapshot()).is_err() {
+            if to_writer.send(replica.encoded_snapshot()).is_err() {
                 tracing::warn!("the snapshot writer is gone; no more snapshots are written");
                 return;
             }
@@ -398,7 +398,7 @@ pub(super) fn run_replica<B: OrderBook>(
 /// write and would hold up every commit meanwhile.
 pub(super) fn run_snapshots(
     mut snapshots: impl SnapshotStore,
-    written: Receiver<SequencerSnapshot>,
+    written: Receiver<EncodedSnapshot>,
     shared: &Shared,
     config: &PipelineConfig,
 ) {

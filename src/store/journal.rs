@@ -317,18 +317,9 @@ mod tests {
         };
         let accepted = AcceptedOrder {
             order_id: OrderId(99),
-            account: AccountId(7),
-            terms: OrderTerms {
-                market: MarketId(1),
-                side: Side::Sell,
-                order_type: OrderType::Limit,
-                price: Some(Price(1_234)),
-                quantity: Quantity(300),
-                time_in_force: TimeInForce::ImmediateOrCancel,
-                post_only: true,
-                self_trade_prevention: SelfTradePrevention::Decrement,
-            },
-            client_order_id: Some("c-42".into()),
+            account: placed.account,
+            terms: placed.terms,
+            client_order_id: placed.client_order_id.clone(),
             hold_asset: Asset::Dvm,
             hold: Amount(3_000_000),
             balance_after: Balance {

@@ -38,7 +38,7 @@ use journal::{seq_of_key, Records};
 pub use recovery::{recover, recover_with, Recovered};
 pub use watermark::Mark;
 
-use crate::engine::SequencerSnapshot;
+use crate::engine::{EncodedSnapshot, SequencerSnapshot};
 use crate::pipeline::{AccountIndex, Journal, JournalError, JournalRecord, SnapshotStore};
 
 /// Sled's segment size. Sled writes any page larger than a quarter of a segment to a
@@ -90,8 +90,8 @@ impl Journal for Store {
 }
 
 impl SnapshotStore for Snapshots {
-    fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), JournalError> {
-        Ok(Snapshots::write(self, snapshot)?)
+    fn write(&mut self, snapshot: &EncodedSnapshot) -> Result<(), JournalError> {
+        Ok(snapshot_file::write(&self.directory, snapshot)?)
     }
 
     fn prune(
@@ -223,7 +223,12 @@ pub struct Snapshots {
 impl Snapshots {
     /// Writes a snapshot durably. It must cover only journaled commands.
     pub fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
-        snapshot_file::write(&self.directory, snapshot)
+        let body = postcard::to_allocvec(snapshot).map_err(StoreError::Encoding)?;
+        let encoded = EncodedSnapshot {
+            last_seq: snapshot.last_seq,
+            body,
+        };
+        snapshot_file::write(&self.directory, &encoded)
     }
 
     /// Deletes journal records that no kept snapshot needs, that are more than

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
-use crate::engine::SequencerSnapshot;
+use crate::engine::{EncodedSnapshot, SequencerSnapshot};
 
 /// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
 /// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times;
@@ -29,17 +29,17 @@ pub fn sync_directory(directory: &Path) -> Result<(), StoreError> {
 }
 
 /// Writes the snapshot durably and removes all but the newest few.
-pub fn write(directory: &Path, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
+pub fn write(directory: &Path, snapshot: &EncodedSnapshot) -> Result<(), StoreError> {
     fs::create_dir_all(directory)?;
-    let body = postcard::to_allocvec(snapshot).map_err(StoreError::Encoding)?;
-    let hash: [u8; 32] = Sha256::digest(&body).into();
+    let body = &snapshot.body;
+    let hash: [u8; 32] = Sha256::digest(body).into();
     let path = directory.join(format!("{:020}{SUFFIX}", snapshot.last_seq));
     let temporary = path.with_extension("partial");
     {
         let mut file = File::create(&temporary)?;
         file.write_all(MAGIC)?;
         file.write_all(&hash)?;
-        file.write_all(&body)?;
+        file.write_all(body)?;
         file.sync_all()?;
     }
     fs::rename(&temporary, &path)?;

@@ -31,41 +31,17 @@ pub type StoredValue = (Vec<u8>, Vec<u8>);
 
 /// The stored form of the pipeline's records, and their checks on reading.
 impl JournalRecord {
-    /// The keys and values the record is stored as: one value under its last sequence
-    /// number when it fits [`VALUE_BYTES_MAX`], otherwise parts under `last seq ++ part
-    /// index`, none larger than the bound.
+    /// The keys and values the record is stored as ([`stored_as`]).
     pub fn stored(&self) -> Result<Vec<StoredValue>, StoreError> {
         let last_seq = self
             .last_seq()
             .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
-        let bytes = self.encode()?;
-        if bytes.len() <= VALUE_BYTES_MAX {
-            return Ok(vec![(key_of(last_seq).to_vec(), bytes)]);
-        }
-        let chunks = bytes.chunks(VALUE_BYTES_MAX - PART_HEADER_BYTES);
-        let count = u32::try_from(chunks.len())
-            .map_err(|_| StoreError::Corrupt("a record of more than 2^32 parts".to_string()))?;
-        Ok(chunks
-            .enumerate()
-            .map(|(index, chunk)| {
-                let mut key = key_of(last_seq).to_vec();
-                // `index < count`, which fits u32.
-                key.extend_from_slice(&(index as u32).to_be_bytes());
-                let mut value = Vec::with_capacity(PART_HEADER_BYTES + chunk.len());
-                value.push(PART_MARK);
-                value.extend_from_slice(&count.to_be_bytes());
-                value.extend_from_slice(chunk);
-                (key, value)
-            })
-            .collect())
+        stored_as(last_seq, self.encode()?)
     }
 
     /// The stored form: a version byte, then the record.
     pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let mut bytes = vec![FORMAT_VERSION];
-        let body = postcard::to_allocvec(self).map_err(StoreError::Encoding)?;
-        bytes.extend_from_slice(&body);
-        Ok(bytes)
+        postcard::to_extend(self, vec![FORMAT_VERSION]).map_err(StoreError::Encoding)
     }
 
     /// A record from its stored form.
@@ -105,6 +81,32 @@ impl JournalRecord {
         }
         Ok(())
     }
+}
+
+/// The keys and values a record whose last event is `last_seq` is stored as, from its
+/// stored form `bytes` ([`JournalRecord::encode`]): one value under its last sequence
+/// number when it fits [`VALUE_BYTES_MAX`], otherwise parts under `last seq ++ part
+/// index`, none larger than the bound.
+pub fn stored_as(last_seq: u64, bytes: Vec<u8>) -> Result<Vec<StoredValue>, StoreError> {
+    if bytes.len() <= VALUE_BYTES_MAX {
+        return Ok(vec![(key_of(last_seq).to_vec(), bytes)]);
+    }
+    let chunks = bytes.chunks(VALUE_BYTES_MAX - PART_HEADER_BYTES);
+    let count = u32::try_from(chunks.len())
+        .map_err(|_| StoreError::Corrupt("a record of more than 2^32 parts".to_string()))?;
+    Ok(chunks
+        .enumerate()
+        .map(|(index, chunk)| {
+            let mut key = key_of(last_seq).to_vec();
+            // `index < count`, which fits u32.
+            key.extend_from_slice(&(index as u32).to_be_bytes());
+            let mut value = Vec::with_capacity(PART_HEADER_BYTES + chunk.len());
+            value.push(PART_MARK);
+            value.extend_from_slice(&count.to_be_bytes());
+            value.extend_from_slice(chunk);
+            (key, value)
+        })
+        .collect())
 }
 
 /// The key a record is stored under.

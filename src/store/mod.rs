@@ -31,6 +31,8 @@ mod watermark;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 pub use backup::{check_backup, restore, BackupSource, BackupSummary};
 pub use check::{check, check_at, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
@@ -452,8 +454,21 @@ impl Store {
     pub fn append(&mut self, records: &[JournalRecord]) -> Result<(), StoreError> {
         self.appended_seq = Some(assert_continues(self.appended_seq, records));
         let mut batch = sled::Batch::default();
-        for record in records {
-            for (key, value) in record.stored()? {
+        // The mark names the last record by the hash of its stored form, taken from the
+        // bytes encoded for the batch rather than from a second encoding.
+        let mut last_mark = None;
+        for (index, record) in records.iter().enumerate() {
+            let seq = record
+                .last_seq()
+                .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
+            let bytes = record.encode()?;
+            if index + 1 == records.len() {
+                last_mark = Some(Mark {
+                    seq,
+                    record_hash: Sha256::digest(&bytes).into(),
+                });
+            }
+            for (key, value) in journal::stored_as(seq, bytes)? {
                 batch.insert(key, bounded(value));
             }
         }
@@ -464,14 +479,8 @@ impl Store {
         let flushed = started.elapsed();
         self.db_file.sync_data()?;
         let synced = started.elapsed();
-        if let Some(last) = records.last() {
-            let seq = last
-                .last_seq()
-                .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
-            self.watermark.write(&Mark {
-                seq,
-                record_hash: record_hash(last)?,
-            })?;
+        if let Some(mark) = &last_mark {
+            self.watermark.write(mark)?;
         }
         let total = started.elapsed();
         if total >= SLOW_COMMIT {
@@ -500,7 +509,6 @@ impl Store {
 
 /// The SHA-256 of a record's stored form, as the mark keeps it.
 fn record_hash(record: &JournalRecord) -> Result<[u8; 32], StoreError> {
-    use sha2::{Digest, Sha256};
     Ok(Sha256::digest(record.encode()?).into())
 }
 

@@ -95,6 +95,17 @@ pub struct ClientOrderRecord {
     pub expires_ms: Option<u64>,
 }
 
+impl SequencerSnapshot {
+    /// Its canonical encoding, as a snapshot file holds it.
+    pub fn encoded(&self) -> EncodedSnapshot {
+        EncodedSnapshot {
+            last_seq: self.last_seq,
+            body: postcard::to_allocvec(self)
+                .expect("a snapshot always encodes: it holds only plain data"),
+        }
+    }
+}
+
 impl<B: OrderBook> Sequencer<B> {
     /// Every market's resting orders: per market the bids, then the asks, each side in
     /// priority order. Only the books are copied, not the rest of the state.

@@ -398,7 +398,7 @@ pub fn restore(path: &Path, directory: &Path, config: &EngineConfig) -> Result<R
     let snapshot = backup.snapshot()?;
     let mut store = Store::open(directory)?;
     if let Some((snapshot, _)) = snapshot {
-        store.snapshots().write(&snapshot)?;
+        snapshot_file::write(&store.snapshot_directory(), &snapshot.encoded())?;
     }
     let mut batch = Vec::with_capacity(RESTORE_RECORDS_PER_WRITE);
     for record in backup.records() {

@@ -255,9 +255,7 @@ mod tests {
                 .expect("applies");
         }
         let store = Store::open(directory.path()).expect("opens");
-        store
-            .snapshots()
-            .write(&sequencer.snapshot())
+        snapshot_file::write(&store.snapshot_directory(), &sequencer.encoded_snapshot())
             .expect("written");
         drop(store);
 

@@ -223,16 +223,6 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    /// Writes a snapshot durably. It must cover only journaled commands.
-    pub fn write(&mut self, snapshot: &SequencerSnapshot) -> Result<(), StoreError> {
-        let body = postcard::to_allocvec(snapshot).map_err(StoreError::Encoding)?;
-        let encoded = EncodedSnapshot {
-            last_seq: snapshot.last_seq,
-            body,
-        };
-        snapshot_file::write(&self.directory, &encoded)
-    }
-
     /// Deletes journal records that no kept snapshot needs, that are more than
     /// `retention_events` events older than the newest snapshot, and that end at or
     /// before `keep_after_seq` (what the account index has read), at most `records_max`

@@ -32,34 +32,36 @@ impl ClientOrder {
 }
 
 /// Every client order id kept, and what it owns:
-/// - each account's count is the number of its entries (for
-///   `client_order_ids_per_account_max`);
+/// - ids are kept per account, so that a lookup borrows the id it is given; an account
+///   with none has no map; `ids_kept` counts them all;
 /// - the live ids are exactly those of the entries not ended, by order id;
 /// - the expiry queue is in expiry order and holds every ended entry's expiry (and stale
 ///   ones, of ids placed again since, passed over when popped).
 #[derive(Debug, Default)]
 pub(super) struct ClientOrders {
-    by_id: FxHashMap<(AccountId, Box<str>), ClientOrder>,
+    by_account: FxHashMap<AccountId, FxHashMap<Box<str>, ClientOrder>>,
+    ids_kept: usize,
     live: FxHashMap<OrderId, Box<str>>,
     expiry: VecDeque<(u64, AccountId, Box<str>)>,
-    counts: FxHashMap<AccountId, u32>,
 }
 
 impl ClientOrders {
     /// The account's order under this id, live or ended (ended ones until they are
     /// expired, which the caller judges by `expires_ms` between expiries).
     pub(super) fn get(&self, account: AccountId, client_order_id: &str) -> Option<&ClientOrder> {
-        self.by_id.get(&(account, Box::from(client_order_id)))
+        self.by_account.get(&account)?.get(client_order_id)
     }
 
     /// Ids the account holds, live and ended.
     pub(super) fn count(&self, account: AccountId) -> u32 {
-        self.counts.get(&account).copied().unwrap_or(0)
+        self.by_account
+            .get(&account)
+            .map_or(0, |ids| ids.len() as u32)
     }
 
     /// Ids held, over every account.
     pub(super) fn len(&self) -> usize {
-        self.by_id.len()
+        self.ids_kept
     }
 
     /// Live orders with a client order id.
@@ -85,10 +87,12 @@ impl ClientOrders {
             expires_ms: None,
         };
         let replaced = self
-            .by_id
-            .insert((order.account, client_order_id.clone()), entry);
+            .by_account
+            .entry(order.account)
+            .or_default()
+            .insert(client_order_id.clone(), entry);
         if replaced.is_none() {
-            self.tally(order.account, true);
+            self.ids_kept += 1;
         }
         self.live.insert(order_id, client_order_id.clone());
     }
@@ -106,8 +110,11 @@ impl ClientOrders {
         };
         let last = self.expiry.back().map_or(0, |(at, ..)| *at);
         let expires_ms = expires_ms.max(last);
-        let key = (view.account, client_order_id.clone());
-        let Some(entry) = self.by_id.get_mut(&key) else {
+        let Some(entry) = self
+            .by_account
+            .get_mut(&view.account)
+            .and_then(|ids| ids.get_mut(&**client_order_id))
+        else {
             return;
         };
         if entry.order_id != view.order_id {
@@ -115,7 +122,8 @@ impl ClientOrders {
         }
         entry.ended = Some(view.clone());
         entry.expires_ms = Some(expires_ms);
-        self.expiry.push_back((expires_ms, key.0, key.1));
+        self.expiry
+            .push_back((expires_ms, view.account, client_order_id.clone()));
     }
 
     /// Forgets the ids of orders that ended long enough before `now_ms`.
@@ -126,16 +134,24 @@ impl ClientOrders {
             .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
         {
             let (expires_ms, account, id) = self.expiry.pop_front().expect("seen");
-            // One look-up in a map of every kept id: most of what expiry costs.
-            let std::collections::hash_map::Entry::Occupied(entry) =
-                self.by_id.entry((account, id))
+            let std::collections::hash_map::Entry::Occupied(mut ids) =
+                self.by_account.entry(account)
             else {
                 continue;
             };
             // An id placed again since is live, or ended later: this entry is stale.
-            if entry.get().expires_ms == Some(expires_ms) {
-                entry.remove();
-                self.tally(account, false);
+            // One look-up of the id: most of what expiry costs.
+            let stale = ids
+                .get()
+                .get(&id)
+                .is_none_or(|entry| entry.expires_ms != Some(expires_ms));
+            if stale {
+                continue;
+            }
+            ids.get_mut().remove(&id);
+            self.ids_kept -= 1;
+            if ids.get().is_empty() {
+                ids.remove();
             }
         }
     }
@@ -159,19 +175,21 @@ impl ClientOrders {
     /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
     pub(super) fn record_views(&self, now_ms: u64) -> Vec<ClientOrderRecordView<'_>> {
         let mut kept: Vec<ClientOrderRecordView<'_>> = self
-            .by_id
+            .by_account
             .iter()
-            .filter(|(_, entry)| entry.kept_at(now_ms))
-            .map(
-                |((account, client_order_id), entry)| ClientOrderRecordView {
-                    account: *account,
-                    client_order_id,
-                    placed: &entry.placed,
-                    order_id: entry.order_id,
-                    ended: entry.ended.as_ref(),
-                    expires_ms: entry.expires_ms,
-                },
-            )
+            .flat_map(|(account, ids)| {
+                ids.iter()
+                    .map(move |(client_order_id, entry)| (*account, client_order_id, entry))
+            })
+            .filter(|(_, _, entry)| entry.kept_at(now_ms))
+            .map(|(account, client_order_id, entry)| ClientOrderRecordView {
+                account,
+                client_order_id,
+                placed: &entry.placed,
+                order_id: entry.order_id,
+                ended: entry.ended.as_ref(),
+                expires_ms: entry.expires_ms,
+            })
             .collect();
         kept.sort_unstable_by(|left, right| {
             (left.account, left.client_order_id).cmp(&(right.account, right.client_order_id))
@@ -192,34 +210,24 @@ impl ClientOrders {
             if let Some(expires_ms) = record.expires_ms {
                 expiry.push((expires_ms, record.account, record.client_order_id.clone()));
             }
-            orders.tally(record.account, true);
-            orders.by_id.insert(
-                (record.account, record.client_order_id),
-                ClientOrder {
-                    placed: record.placed,
-                    order_id: record.order_id,
-                    ended: record.ended,
-                    expires_ms: record.expires_ms,
-                },
-            );
+            let entry = ClientOrder {
+                placed: record.placed,
+                order_id: record.order_id,
+                ended: record.ended,
+                expires_ms: record.expires_ms,
+            };
+            let replaced = orders
+                .by_account
+                .entry(record.account)
+                .or_default()
+                .insert(record.client_order_id, entry);
+            if replaced.is_none() {
+                orders.ids_kept += 1;
+            }
         }
         expiry.sort();
         orders.expiry = expiry.into();
         orders
-    }
-
-    /// Counts an account's client order id in (`true`) or out.
-    fn tally(&mut self, account: AccountId, added: bool) {
-        let count = self.counts.entry(account).or_default();
-        if added {
-            *count += 1;
-        } else {
-            assert!(*count > 0, "an account's client order ids are counted");
-            *count -= 1;
-            if *count == 0 {
-                self.counts.remove(&account);
-            }
-        }
     }
 }
 

@@ -91,6 +91,7 @@ async fn calls_are_refused_without_a_token_with_a_bad_one_or_with_the_wrong_role
     server.stop().await;
 }
 
+/// Calls every authenticated RPC with `token` and returns each status code, named.
 async fn every_rpc(channel: &Channel, token: Option<&str>) -> Vec<(&'static str, Code)> {
     let mut c = clients(channel, token);
     let code = |result: Result<(), Status>| result.err().map_or(Code::Ok, |status| status.code());

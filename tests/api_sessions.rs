@@ -163,8 +163,6 @@ async fn a_charge_session_answers_every_charge_in_order_and_once_per_key() {
     server.stop().await;
 }
 
-/// Calls every authenticated RPC with `caller`'s token and returns each status code, named.
-
 #[tokio::test]
 async fn retries_with_the_same_key_or_client_order_id_apply_once() {
     let directory = tempfile::tempdir().expect("a temporary directory");

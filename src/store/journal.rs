@@ -31,14 +31,6 @@ pub type StoredValue = (Vec<u8>, Vec<u8>);
 
 /// The stored form of the pipeline's records, and their checks on reading.
 impl JournalRecord {
-    /// The keys and values the record is stored as ([`stored_as`]).
-    pub fn stored(&self) -> Result<Vec<StoredValue>, StoreError> {
-        let last_seq = self
-            .last_seq()
-            .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
-        stored_as(last_seq, self.encode()?)
-    }
-
     /// The stored form: a version byte, then the record.
     pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
         postcard::to_extend(self, vec![FORMAT_VERSION]).map_err(StoreError::Encoding)
@@ -258,7 +250,9 @@ mod tests {
         ];
         let mut parts = 0;
         for record in &records {
-            for (key, value) in record.stored().expect("encodes") {
+            let last_seq = record.last_seq().expect("events");
+            let bytes = record.encode().expect("encodes");
+            for (key, value) in stored_as(last_seq, bytes).expect("stored") {
                 assert!(value.len() <= VALUE_BYTES_MAX, "{} bytes", value.len());
                 tree.insert(key, value).expect("written");
                 parts += 1;

@@ -173,8 +173,12 @@ impl ClientOrders {
 
     /// The entries not expired at `now_ms`, sorted by account and id, borrowed: what a
     /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
+    ///
+    /// Each entry is sorted with its id's first bytes copied beside it ([`SortKey`]), so
+    /// that most comparisons are of integers, not of strings each behind a pointer: a
+    /// snapshot sorts every kept id, hundreds of thousands under a high order rate.
     pub(super) fn record_views(&self, now_ms: u64) -> Vec<ClientOrderRecordView<'_>> {
-        let mut kept: Vec<ClientOrderRecordView<'_>> = self
+        let mut kept: Vec<(SortKey, ClientOrderRecordView<'_>)> = self
             .by_account
             .iter()
             .flat_map(|(account, ids)| {
@@ -182,19 +186,24 @@ impl ClientOrders {
                     .map(move |(client_order_id, entry)| (*account, client_order_id, entry))
             })
             .filter(|(_, _, entry)| entry.kept_at(now_ms))
-            .map(|(account, client_order_id, entry)| ClientOrderRecordView {
-                account,
-                client_order_id,
-                placed: &entry.placed,
-                order_id: entry.order_id,
-                ended: entry.ended.as_ref(),
-                expires_ms: entry.expires_ms,
+            .map(|(account, client_order_id, entry)| {
+                let view = ClientOrderRecordView {
+                    account,
+                    client_order_id,
+                    placed: &entry.placed,
+                    order_id: entry.order_id,
+                    ended: entry.ended.as_ref(),
+                    expires_ms: entry.expires_ms,
+                };
+                (SortKey::of(account, client_order_id), view)
             })
             .collect();
-        kept.sort_unstable_by(|left, right| {
-            (left.account, left.client_order_id).cmp(&(right.account, right.client_order_id))
+        kept.sort_unstable_by(|(left_key, left), (right_key, right)| {
+            left_key
+                .cmp(right_key)
+                .then_with(|| left.client_order_id.cmp(right.client_order_id))
         });
-        kept
+        kept.into_iter().map(|(_, view)| view).collect()
     }
 
     /// The ids a snapshot kept.
@@ -228,6 +237,31 @@ impl ClientOrders {
         expiry.sort();
         orders.expiry = expiry.into();
         orders
+    }
+}
+
+/// An account and the first [`SortKey::PREFIX_BYTES`] bytes of a client order id, zero
+/// padded: ordered as the pairs of account and whole id are, except that two ids equal
+/// in those bytes may still differ after them. A padding byte is below any byte of an id
+/// that goes on, as an id that ends is below one it begins.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey {
+    account: AccountId,
+    prefix: u128,
+}
+
+impl SortKey {
+    const PREFIX_BYTES: usize = 16;
+
+    fn of(account: AccountId, client_order_id: &str) -> SortKey {
+        let mut prefix = [0; SortKey::PREFIX_BYTES];
+        let bytes = client_order_id.as_bytes();
+        let length = bytes.len().min(SortKey::PREFIX_BYTES);
+        prefix[..length].copy_from_slice(&bytes[..length]);
+        SortKey {
+            account,
+            prefix: u128::from_be_bytes(prefix),
+        }
     }
 }
 
@@ -323,5 +357,57 @@ mod tests {
         let restored = ClientOrders::from_records(records.clone());
         assert_eq!(restored.records(0), records);
         assert_eq!((restored.count(ALICE), restored.live_len()), (2, 0));
+    }
+
+    /// The ids of `keys` as a snapshot lists them.
+    fn snapshot_order(keys: &std::collections::BTreeSet<(u64, String)>) -> Vec<(u64, String)> {
+        let mut orders = ClientOrders::default();
+        for (index, (account, id)) in keys.iter().enumerate() {
+            let mut placed = order(id);
+            placed.account = AccountId(*account);
+            orders.placed(&placed, OrderId(index as u64 + 1));
+        }
+        orders
+            .record_views(0)
+            .iter()
+            .map(|view| (view.account.0, view.client_order_id.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_lists_ids_by_account_then_id_where_ids_share_their_first_bytes() {
+        let keys: std::collections::BTreeSet<(u64, String)> = [
+            (2, ""),
+            (2, "a"),
+            (2, "a\0"),
+            (2, "a\0\0"),
+            (2, "ab"),
+            (2, "0123456789abcdef"),
+            (2, "0123456789abcdef\0"),
+            (2, "0123456789abcdefX"),
+            (2, "0123456789abcdefé"),
+            (2, "0123456789abcdeX"),
+            (2, "é"),
+            (1, "z"),
+            (1, "0123456789abcdefZ"),
+            (1, "0123456789abcdefA"),
+            (3, ""),
+        ]
+        .into_iter()
+        .map(|(account, id)| (account, id.to_string()))
+        .collect();
+        assert_eq!(snapshot_order(&keys), Vec::from_iter(keys.iter().cloned()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_snapshot_lists_any_ids_by_account_then_id(
+            keys in proptest::collection::btree_set(
+                (0u64..3, "[ab\\x00é]{0,20}"),
+                0..64,
+            )
+        ) {
+            proptest::prop_assert_eq!(snapshot_order(&keys), Vec::from_iter(keys.iter().cloned()));
+        }
     }
 }

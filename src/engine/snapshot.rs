@@ -156,6 +156,14 @@ impl<B: OrderBook> Sequencer<B> {
     /// The whole state in its canonical encoding, the same bytes as the encoding of
     /// [`Sequencer::snapshot`], written from the state where it is.
     pub fn encoded_snapshot(&self) -> EncodedSnapshot {
+        self.encoded_snapshot_into(Vec::new())
+    }
+
+    /// [`Sequencer::encoded_snapshot`] written into `buffer`, emptied first: a buffer kept
+    /// from an earlier snapshot already has the room, so a large state is not encoded
+    /// through a series of growing copies into freshly zeroed memory.
+    pub fn encoded_snapshot_into(&self, mut buffer: Vec<u8>) -> EncodedSnapshot {
+        buffer.clear();
         let view = SnapshotView {
             last_seq: self.last_seq(),
             next_order_id: self.next_order_id,
@@ -167,7 +175,7 @@ impl<B: OrderBook> Sequencer<B> {
             books: self.resting_orders(),
             client_orders: self.client_orders.record_views(self.clock_ms),
         };
-        let body = postcard::to_allocvec(&view)
+        let body = postcard::to_extend(&view, buffer)
             .expect("a snapshot always encodes: it holds only plain data");
         EncodedSnapshot {
             last_seq: view.last_seq,

@@ -312,6 +312,8 @@ impl Pipeline {
         let (to_replica, replica_receiver) = mpsc::sync_channel(threads::REPLICA_QUEUE_GROUPS);
         // One snapshot waits while another is written, at most.
         let (to_writer, writer_receiver) = mpsc::sync_channel(1);
+        // The written snapshot's buffer, returned to be encoded into again.
+        let (written, written_receiver) = mpsc::sync_channel(1);
         let snapshots = journal.snapshots();
         let threads = vec![
             spawn("sequencer", &shared, &config, move |shared, config| {
@@ -324,10 +326,16 @@ impl Pipeline {
                 }
             }),
             spawn("replica", &shared, &config, move |shared, config| {
-                threads::run_replica(replica, replica_receiver, to_writer, shared, config)
+                threads::run_replica(
+                    replica,
+                    replica_receiver,
+                    (to_writer, written_receiver),
+                    shared,
+                    config,
+                )
             }),
             spawn("snapshots", &shared, &config, move |shared, config| {
-                threads::run_snapshots(snapshots, writer_receiver, shared, config)
+                threads::run_snapshots(snapshots, (writer_receiver, written), shared, config)
             }),
         ];
         Pipeline {

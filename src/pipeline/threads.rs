@@ -354,7 +354,7 @@ pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
 pub(super) fn run_replica<B: OrderBook>(
     mut replica: Sequencer<B>,
     committed: Receiver<CommittedCommands>,
-    to_writer: SyncSender<EncodedSnapshot>,
+    (to_writer, written): (SyncSender<EncodedSnapshot>, Receiver<Vec<u8>>),
     shared: &Shared,
     config: &PipelineConfig,
 ) {
@@ -384,8 +384,13 @@ pub(super) fn run_replica<B: OrderBook>(
         let since = replica.last_seq() - last_snapshot;
         if every > 0 && since >= every && since >= 2 * replica.state_records() {
             last_snapshot = replica.last_seq();
-            // Waits while the snapshot before is still being written.
-            if to_writer.send(replica.encoded_snapshot()).is_err() {
+            // Encoded into the buffer of the snapshot before once the writer is done with
+            // it; waits while the snapshot before is still being written.
+            let buffer = written.try_recv().unwrap_or_default();
+            if to_writer
+                .send(replica.encoded_snapshot_into(buffer))
+                .is_err()
+            {
                 tracing::warn!("the snapshot writer is gone; no more snapshots are written");
                 return;
             }
@@ -398,11 +403,11 @@ pub(super) fn run_replica<B: OrderBook>(
 /// write and would hold up every commit meanwhile.
 pub(super) fn run_snapshots(
     mut snapshots: impl SnapshotStore,
-    written: Receiver<EncodedSnapshot>,
+    (to_write, written): (Receiver<EncodedSnapshot>, SyncSender<Vec<u8>>),
     shared: &Shared,
     config: &PipelineConfig,
 ) {
-    while let Ok(snapshot) = written.recv() {
+    while let Ok(snapshot) = to_write.recv() {
         let started = std::time::Instant::now();
         let mut result = snapshots.write(&snapshot);
         shared.metrics.snapshot.observe_duration(started.elapsed());
@@ -426,6 +431,9 @@ pub(super) fn run_snapshots(
         if let Ok(mut failure) = shared.snapshot_failure.lock() {
             *failure = result.err().map(|error| error.to_string());
         }
+        // The buffer goes back to the replica for the next snapshot; a replica that has
+        // one already, or is gone, lets it drop.
+        let _ = written.try_send(snapshot.body);
     }
 }
 

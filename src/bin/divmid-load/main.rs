@@ -6,6 +6,7 @@
 //! It creates its own accounts with the issuer's token (a maker quoting ten levels a side,
 //! a taker, a service), so point it at a test exchange, never at one holding real money.
 
+mod disk;
 mod echo;
 mod flow;
 mod report;
@@ -29,7 +30,7 @@ use run::{Bearer, Window};
 /// Load for a divmid exchange, with a raw tonic baseline measured in the same run.
 ///
 /// Creates and funds its own accounts with the issuer's token: use it on a test exchange.
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(name = "divmid-load", version)]
 struct Arguments {
     #[command(subcommand)]
@@ -77,7 +78,7 @@ struct Arguments {
     server_pid: Option<u32>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Shape {
     /// PlaceOrder and CancelOrder calls, IN_FLIGHT at a time.
     Unary {
@@ -103,6 +104,18 @@ enum Shape {
         #[arg(long, default_value_t = 1_024)]
         window: usize,
     },
+    /// How fast the disk under DIR makes a 4 KiB write durable, and the most IN_FLIGHT
+    /// calls, each answered after its commit, can then be served at: with --baseline,
+    /// against the raw unary baseline measured in the same run. Needs no exchange.
+    Disk {
+        /// A directory on the disk the exchange's data is on.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 2_000)]
+        writes: usize,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
     /// Serves the baseline: a raw tonic server answering orders and charges at once.
     #[command(hide = true)]
     EchoServer {
@@ -122,6 +135,7 @@ impl Shape {
             Shape::ChargeSession { streams, window } => {
                 format!("ChargeSession x{streams}, window {window}")
             }
+            Shape::Disk { .. } => "disk".to_string(),
             Shape::EchoServer { .. } => "echo server".to_string(),
         }
     }
@@ -130,8 +144,13 @@ impl Shape {
 #[tokio::main]
 async fn main() -> ExitCode {
     let arguments = Arguments::parse();
-    let result = match arguments.shape {
-        Shape::EchoServer { listen } => serve_echo(listen).await,
+    let result = match &arguments.shape {
+        Shape::EchoServer { listen } => serve_echo(*listen).await,
+        Shape::Disk {
+            dir,
+            writes,
+            in_flight,
+        } => measure_disk(&arguments, dir, *writes, *in_flight).await,
         _ => measure(&arguments).await,
     };
     match result {
@@ -163,6 +182,29 @@ async fn measure(arguments: &Arguments) -> Result<(), String> {
         rows.push(measure_exchange(arguments).await?);
     }
     report::print(&rows);
+    Ok(())
+}
+
+async fn measure_disk(
+    arguments: &Arguments,
+    directory: &std::path::Path,
+    writes: usize,
+    in_flight: usize,
+) -> Result<(), String> {
+    let directory = directory.to_path_buf();
+    let latency = tokio::task::spawn_blocking({
+        let directory = directory.clone();
+        move || disk::SyncLatency::measure(&directory, writes)
+    })
+    .await
+    .map_err(|error| error.to_string())??;
+    latency.print(&directory);
+    if arguments.baseline || arguments.baseline_only {
+        let mut unary = arguments.clone();
+        unary.shape = Shape::Unary { in_flight };
+        let row = measure_baseline(&unary).await?;
+        latency.print_ceiling(in_flight, row.per_second());
+    }
     Ok(())
 }
 
@@ -285,7 +327,7 @@ async fn load(
         })
     });
     let tally = run_shape(
-        arguments.shape,
+        arguments.shape.clone(),
         Target {
             channel,
             trader,
@@ -368,6 +410,6 @@ async fn run_shape(
             )
             .await
         }
-        Shape::EchoServer { .. } => run::Tally::new(),
+        Shape::Disk { .. } | Shape::EchoServer { .. } => run::Tally::new(),
     }
 }

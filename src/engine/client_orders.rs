@@ -3,8 +3,10 @@
 //! with the order rather than placing another.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use crate::command::NewOrder;
@@ -33,23 +35,67 @@ impl ClientOrder {
 
 /// Every client order id kept, and what it owns:
 /// - ids are kept per account, so that a lookup borrows the id it is given; an account
-///   with none has no map; `ids_kept` counts them all;
+///   with none has no table; `ids_kept` counts them all;
 /// - the live ids are exactly those of the entries not ended, by order id;
 /// - the expiry queue is in expiry order and holds every ended entry's expiry (and stale
 ///   ones, of ids placed again since, passed over when popped).
 #[derive(Debug, Default)]
 pub(super) struct ClientOrders {
-    by_account: FxHashMap<AccountId, FxHashMap<Box<str>, ClientOrder>>,
+    by_account: FxHashMap<AccountId, HashTable<(Box<str>, ClientOrder)>>,
     ids_kept: usize,
     live: FxHashMap<OrderId, Box<str>>,
-    expiry: VecDeque<(u64, AccountId, Box<str>)>,
+    expiry: VecDeque<Expiry>,
+}
+
+/// An ended entry's expiry. It names the entry by its order and the hash of its id, not
+/// by the id: an account's table finds it by comparing order ids, which its slots hold,
+/// instead of ids each behind a pointer, and no copy of the id is kept for the queue.
+/// An order has at most one client order id, so its id names the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry {
+    expires_ms: u64,
+    account: AccountId,
+    order_id: OrderId,
+    id_hash: u64,
+}
+
+/// The hash an account's table files an id under.
+fn id_hash(client_order_id: &str) -> u64 {
+    FxBuildHasher.hash_one(client_order_id)
+}
+
+/// Whether a slot holds `client_order_id`.
+fn holds(client_order_id: &str) -> impl Fn(&(Box<str>, ClientOrder)) -> bool + '_ {
+    move |(id, _)| **id == *client_order_id
+}
+
+/// Files `entry` under `client_order_id` in `ids`; says whether the id was new there.
+fn file(
+    ids: &mut HashTable<(Box<str>, ClientOrder)>,
+    client_order_id: Box<str>,
+    entry: ClientOrder,
+) -> bool {
+    let hash = id_hash(&client_order_id);
+    match ids.entry(hash, holds(&client_order_id), |(id, _)| id_hash(id)) {
+        hashbrown::hash_table::Entry::Occupied(mut kept) => {
+            kept.get_mut().1 = entry;
+            false
+        }
+        hashbrown::hash_table::Entry::Vacant(vacant) => {
+            vacant.insert((client_order_id, entry));
+            true
+        }
+    }
 }
 
 impl ClientOrders {
     /// The account's order under this id, live or ended (ended ones until they are
     /// expired, which the caller judges by `expires_ms` between expiries).
     pub(super) fn get(&self, account: AccountId, client_order_id: &str) -> Option<&ClientOrder> {
-        self.by_account.get(&account)?.get(client_order_id)
+        self.by_account
+            .get(&account)?
+            .find(id_hash(client_order_id), holds(client_order_id))
+            .map(|(_, entry)| entry)
     }
 
     /// Ids the account holds, live and ended.
@@ -86,12 +132,8 @@ impl ClientOrders {
             ended: None,
             expires_ms: None,
         };
-        let replaced = self
-            .by_account
-            .entry(order.account)
-            .or_default()
-            .insert(client_order_id.clone(), entry);
-        if replaced.is_none() {
+        let ids = self.by_account.entry(order.account).or_default();
+        if file(ids, client_order_id.clone(), entry) {
             self.ids_kept += 1;
         }
         self.live.insert(order_id, client_order_id.clone());
@@ -108,12 +150,13 @@ impl ClientOrders {
         let Some(client_order_id) = &view.client_order_id else {
             return;
         };
-        let last = self.expiry.back().map_or(0, |(at, ..)| *at);
+        let last = self.expiry.back().map_or(0, |expiry| expiry.expires_ms);
         let expires_ms = expires_ms.max(last);
-        let Some(entry) = self
+        let hash = id_hash(client_order_id);
+        let Some((_, entry)) = self
             .by_account
             .get_mut(&view.account)
-            .and_then(|ids| ids.get_mut(&**client_order_id))
+            .and_then(|ids| ids.find_mut(hash, holds(client_order_id)))
         else {
             return;
         };
@@ -122,8 +165,12 @@ impl ClientOrders {
         }
         entry.ended = Some(view.clone());
         entry.expires_ms = Some(expires_ms);
-        self.expiry
-            .push_back((expires_ms, view.account, client_order_id.clone()));
+        self.expiry.push_back(Expiry {
+            expires_ms,
+            account: view.account,
+            order_id: view.order_id,
+            id_hash: hash,
+        });
     }
 
     /// Forgets the ids of orders that ended long enough before `now_ms`.
@@ -131,24 +178,25 @@ impl ClientOrders {
         while self
             .expiry
             .front()
-            .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
+            .is_some_and(|expiry| expiry.expires_ms <= now_ms)
         {
-            let (expires_ms, account, id) = self.expiry.pop_front().expect("seen");
+            let expiry = self.expiry.pop_front().expect("seen");
             let std::collections::hash_map::Entry::Occupied(mut ids) =
-                self.by_account.entry(account)
+                self.by_account.entry(expiry.account)
             else {
                 continue;
             };
-            // An id placed again since is live, or ended later: this entry is stale.
-            // One look-up of the id: most of what expiry costs.
-            let stale = ids
-                .get()
-                .get(&id)
-                .is_none_or(|entry| entry.expires_ms != Some(expires_ms));
-            if stale {
-                continue;
+            // One look-up, by the order: an id placed again since belongs to another
+            // order (and is live, or ended later), so this expiry is stale.
+            let found = ids.get_mut().find_entry(expiry.id_hash, |(_, entry)| {
+                entry.order_id == expiry.order_id
+            });
+            match found {
+                Ok(kept) if kept.get().1.expires_ms == Some(expiry.expires_ms) => {
+                    kept.remove();
+                }
+                _ => continue,
             }
-            ids.get_mut().remove(&id);
             self.ids_kept -= 1;
             if ids.get().is_empty() {
                 ids.remove();
@@ -217,7 +265,12 @@ impl ClientOrders {
                     .insert(record.order_id, record.client_order_id.clone());
             }
             if let Some(expires_ms) = record.expires_ms {
-                expiry.push((expires_ms, record.account, record.client_order_id.clone()));
+                expiry.push(Expiry {
+                    expires_ms,
+                    account: record.account,
+                    order_id: record.order_id,
+                    id_hash: id_hash(&record.client_order_id),
+                });
             }
             let entry = ClientOrder {
                 placed: record.placed,
@@ -225,12 +278,8 @@ impl ClientOrders {
                 ended: record.ended,
                 expires_ms: record.expires_ms,
             };
-            let replaced = orders
-                .by_account
-                .entry(record.account)
-                .or_default()
-                .insert(record.client_order_id, entry);
-            if replaced.is_none() {
+            let ids = orders.by_account.entry(record.account).or_default();
+            if file(ids, record.client_order_id, entry) {
                 orders.ids_kept += 1;
             }
         }

@@ -50,7 +50,7 @@ pub(super) struct ClientOrders {
 /// An ended entry's expiry. It names the entry by its order and the hash of its id, not
 /// by the id: an account's table finds it by comparing order ids, which its slots hold,
 /// instead of ids each behind a pointer, and no copy of the id is kept for the queue.
-/// An order has at most one client order id, so its id names the entry.
+/// An order has at most one client order id, so its order id names the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Expiry {
     expires_ms: u64,

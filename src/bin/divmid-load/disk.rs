@@ -44,9 +44,10 @@ impl SyncLatency {
         Ok(SyncLatency { sorted })
     }
 
-    pub fn quantile(&self, quantile: f64) -> Duration {
+    /// The time below which `per_mille` thousandths of the writes took.
+    pub fn quantile(&self, per_mille: usize) -> Duration {
         let last = self.sorted.len() - 1;
-        self.sorted[((last as f64) * quantile).round() as usize]
+        self.sorted[(last * per_mille + 500) / 1_000]
     }
 
     pub fn mean(&self) -> Duration {
@@ -63,17 +64,17 @@ impl SyncLatency {
     pub fn print(&self, directory: &Path) {
         println!(
             "disk under {}: {} writes of {} bytes, each then made durable (fdatasync): \
-             p50 {:.3} ms, mean {:.3} ms, p99 {:.3} ms",
+             p50 {} ms, mean {} ms, p99 {} ms",
             directory.display(),
             self.sorted.len(),
             WRITE_BYTES,
-            milliseconds(self.quantile(0.5)),
+            milliseconds(self.quantile(500)),
             milliseconds(self.mean()),
-            milliseconds(self.quantile(0.99)),
+            milliseconds(self.quantile(990)),
         );
         println!(
             "a call answered after its commit waits for about half the commit under way, \
-             then its own: at least {:.3} ms beyond the transport, on average",
+             then its own: at least {} ms beyond the transport, on average",
             milliseconds(self.wait_per_call()),
         );
     }
@@ -81,21 +82,38 @@ impl SyncLatency {
     /// The most `in_flight` calls at a time can be answered at, each taking the
     /// baseline's time (`baseline_per_second` at the same concurrency) plus the wait
     /// for a commit, before any work of the exchange's own.
-    pub fn print_ceiling(&self, in_flight: usize, baseline_per_second: f64) {
-        let baseline_seconds = in_flight as f64 / baseline_per_second.max(1e-9);
-        let ceiling = in_flight as f64 / (baseline_seconds + self.wait_per_call().as_secs_f64());
+    pub fn print_ceiling(&self, in_flight: usize, baseline_per_second: u64) {
+        let (baseline_call, ceiling) = self.ceiling(in_flight, baseline_per_second);
         println!(
-            "baseline: {baseline_per_second:.0} calls/s at {in_flight} in flight, {:.3} ms \
-             each; with the commit's wait, at most {ceiling:.0} calls/s ({:.2} of the \
-             baseline), before any work of the exchange's own",
-            baseline_seconds * 1_000.0,
-            ceiling / baseline_per_second.max(1e-9),
+            "baseline: {baseline_per_second} calls/s at {in_flight} in flight, {} ms each; \
+             with the commit's wait, at most {ceiling} calls/s ({} of the baseline), before \
+             any work of the exchange's own",
+            milliseconds(baseline_call),
+            hundredths(ceiling * 100 / baseline_per_second.max(1)),
         );
+    }
+
+    /// A call's time in the baseline, and the most calls a second with the commit's wait
+    /// added to it.
+    fn ceiling(&self, in_flight: usize, baseline_per_second: u64) -> (Duration, u64) {
+        let in_flight = in_flight as u64;
+        let baseline_call =
+            Duration::from_nanos(in_flight * 1_000_000_000 / baseline_per_second.max(1));
+        let with_commit = (baseline_call + self.wait_per_call()).as_nanos().max(1);
+        let ceiling = u128::from(in_flight) * 1_000_000_000 / with_commit;
+        (baseline_call, u64::try_from(ceiling).unwrap_or(u64::MAX))
     }
 }
 
-fn milliseconds(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
+/// A duration in milliseconds with three decimals.
+fn milliseconds(duration: Duration) -> String {
+    let micros = duration.as_micros();
+    format!("{}.{:03}", micros / 1_000, micros % 1_000)
+}
+
+/// Hundredths written as a decimal.
+fn hundredths(value: u64) -> String {
+    format!("{}.{:02}", value / 100, value % 100)
 }
 
 #[cfg(test)]
@@ -107,12 +125,27 @@ mod tests {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let latency = SyncLatency::measure(directory.path(), 20).expect("measured");
         assert_eq!(latency.sorted.len(), 20);
-        assert!(latency.quantile(0.5) <= latency.quantile(0.99));
+        assert!(latency.quantile(500) <= latency.quantile(990));
         assert!(latency.wait_per_call() >= latency.mean());
         let left: Vec<_> = std::fs::read_dir(directory.path())
             .expect("readable")
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn the_ceiling_adds_the_commits_wait_to_the_baselines_time() {
+        // Commits of 0.2 ms each: a call waits 0.3 ms beyond the transport.
+        let latency = SyncLatency {
+            sorted: vec![Duration::from_micros(200); 3],
+        };
+        assert_eq!(latency.wait_per_call(), Duration::from_micros(300));
+        // 64 calls in flight at 64,000 a second take 1 ms each; 1.3 ms with the wait.
+        let (baseline_call, ceiling) = latency.ceiling(64, 64_000);
+        assert_eq!(baseline_call, Duration::from_millis(1));
+        assert_eq!(ceiling, 49_230);
+        assert_eq!(milliseconds(baseline_call), "1.000");
+        assert_eq!(hundredths(ceiling * 100 / 64_000), "0.76");
     }
 
     #[test]

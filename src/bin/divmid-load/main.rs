@@ -203,7 +203,7 @@ async fn measure_disk(
         let mut unary = arguments.clone();
         unary.shape = Shape::Unary { in_flight };
         let row = measure_baseline(&unary).await?;
-        latency.print_ceiling(in_flight, row.per_second());
+        latency.print_ceiling(in_flight, row.tally.acknowledged / arguments.seconds.max(1));
     }
     Ok(())
 }

@@ -89,6 +89,29 @@ fn expected_hash(commands: &[Command]) -> [u8; 32] {
     sequencer.state_hash()
 }
 
+/// A journal whose every append first waits `delay`, counting the appends: the queues
+/// fill, and batches wait behind each write to be committed several at a time.
+struct SlowJournal {
+    inner: Store,
+    delay: Duration,
+    appends: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Journal for SlowJournal {
+    type Snapshots = Snapshots;
+
+    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError> {
+        std::thread::sleep(self.delay);
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.inner.append(records)?)
+    }
+
+    fn snapshots(&self) -> Snapshots {
+        self.inner.snapshots()
+    }
+}
+
 fn start(directory: &std::path::Path, config: PipelineConfig) -> Pipeline {
     let store = Store::open(directory).expect("the store opens");
     let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
@@ -149,22 +172,32 @@ fn commands_submitted_together_are_answered_in_order_and_survive_a_restart() {
             idempotency_key: "mint".into(),
         },
     );
-    // Small batches, so that one submission spans several store writes.
+    // Small batches and records, so that the submissions make many batches, each
+    // journaled in several records, and a slow journal, so that the batches waiting
+    // behind a write are committed together in the next.
     let config = PipelineConfig {
         batch_requests_max: 16,
         record_events_max: 8,
         ..PipelineConfig::default()
     };
-    let pipeline = start(directory.path(), config);
-    let halves = commands.split_at(commands.len() / 2);
-    let receivers: Vec<_> = [halves.0, halves.1]
-        .into_iter()
-        .map(|half| {
+    let store = Store::open(directory.path()).expect("the store opens");
+    let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+    let appends = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let journal = SlowJournal {
+        inner: store,
+        delay: Duration::from_millis(20),
+        appends: std::sync::Arc::clone(&appends),
+    };
+    let pipeline = Pipeline::start(recovered.sequencer, journal, config);
+    let receivers: Vec<_> = commands
+        .chunks(10)
+        .map(|chunk| {
             pipeline
-                .submit_all(1, half.to_vec(), divmid::pipeline::Events::Kept)
+                .submit_all(1, chunk.to_vec(), divmid::pipeline::Events::Kept)
                 .expect("queued")
         })
         .collect();
+    let receivers_count = receivers.len() as u64;
     let outcomes: Vec<Outcome> = receivers
         .into_iter()
         .flat_map(|receiver| receiver.blocking_recv().expect("outcomes arrive"))
@@ -190,6 +223,20 @@ fn commands_submitted_together_are_answered_in_order_and_survive_a_restart() {
         (1..=committed).collect::<Vec<_>>(),
         "in order, each once"
     );
+    // Submissions of ten, in batches of at least sixteen commands: two submissions each.
+    let batches = receivers_count.div_ceil(2);
+    let appends = appends.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(appends < batches, "{appends} writes for {batches} batches");
+    // Each outcome carries exactly what its own command emitted, though the commands'
+    // events were journaled in records of eight and committed several batches at a time.
+    let mut straight = Sequencer::<LevelBook>::new(EngineConfig::default());
+    for (index, (command, outcome)) in commands.iter().zip(&outcomes).enumerate() {
+        let mut emitted = Vec::new();
+        let _ = straight.apply(1, command, &mut emitted);
+        if let Ok(committed) = outcome {
+            assert_eq!(&*committed.events, emitted.as_slice(), "command {index}");
+        }
+    }
     pipeline.shutdown();
     let store = Store::open(directory.path()).expect("the store reopens");
     let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
@@ -365,22 +412,6 @@ fn queries_answer_from_committed_state() {
     assert!(receiver.blocking_recv().expect("answered").is_err());
 }
 
-/// A journal that takes its time, so that the queues fill.
-struct SlowJournal(Store);
-
-impl Journal for SlowJournal {
-    type Snapshots = Snapshots;
-
-    fn append(&mut self, records: &[JournalRecord]) -> Result<(), JournalError> {
-        std::thread::sleep(Duration::from_millis(30));
-        Ok(self.0.append(records)?)
-    }
-
-    fn snapshots(&self) -> Snapshots {
-        self.0.snapshots()
-    }
-}
-
 #[test]
 fn a_full_queue_refuses_requests_instead_of_growing() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -392,7 +423,12 @@ fn a_full_queue_refuses_requests_instead_of_growing() {
         store_queue_capacity: 1,
         ..PipelineConfig::default()
     };
-    let pipeline = Pipeline::start(recovered.sequencer, SlowJournal(store), config);
+    let journal = SlowJournal {
+        inner: store,
+        delay: Duration::from_millis(30),
+        appends: Default::default(),
+    };
+    let pipeline = Pipeline::start(recovered.sequencer, journal, config);
     let mut accepted = Vec::new();
     let mut refused = 0;
     for index in 0..200 {

@@ -64,8 +64,54 @@ pub struct Committed {
     /// The sequencer's reply.
     pub reply: Reply,
     /// The events the command emitted, in order.
-    pub events: Vec<Event>,
+    pub events: CommandEvents,
 }
+
+/// The events one command emitted: its part of the events its commit broadcast, shared
+/// with the broadcast rather than copied for the caller. Until the commit, the range
+/// counts from the start of the sequencer's batch; the store moves it to its place
+/// among the commit's events.
+#[derive(Clone, Debug, Default)]
+pub struct CommandEvents {
+    committed: CommittedEvents,
+    range: std::ops::Range<usize>,
+}
+
+impl CommandEvents {
+    /// The events at `range` of a sequencer batch, not committed yet.
+    fn in_batch(range: std::ops::Range<usize>) -> CommandEvents {
+        CommandEvents {
+            committed: CommittedEvents::default(),
+            range,
+        }
+    }
+
+    /// Points at the committed events, where the batch's start at `batch_start`.
+    fn committed(&mut self, committed: &CommittedEvents, batch_start: usize) {
+        if self.range.is_empty() {
+            return;
+        }
+        self.committed = Arc::clone(committed);
+        self.range = batch_start + self.range.start..batch_start + self.range.end;
+    }
+}
+
+impl std::ops::Deref for CommandEvents {
+    type Target = [Event];
+
+    fn deref(&self) -> &[Event] {
+        // Empty until committed; a range always lies within the commit's events.
+        self.committed.get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+impl PartialEq for CommandEvents {
+    fn eq(&self, other: &CommandEvents) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for CommandEvents {}
 
 /// What a command's caller gets once the command is committed.
 pub type Outcome = Result<Committed, Failure>;

@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, oneshot};
 use super::journal::{replay_entries, AccountIndex, JournalEntry, JournalRecord, SnapshotStore};
 use super::Journal;
 use super::{
-    Answer, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig, PipelineMetrics,
-    Query, Request, Shared,
+    Answer, CommandEvents, Committed, CommittedEvents, Events, Failure, Outcome, PipelineConfig,
+    PipelineMetrics, Query, Request, Shared,
 };
 use crate::command::Command;
 use crate::engine::{EncodedSnapshot, OrderBook, Sequencer};
@@ -37,12 +37,24 @@ pub(super) enum Pending {
 }
 
 impl Pending {
-    /// Releases the outcome as it is.
-    fn release(self) {
+    /// Releases the outcome, its events pointed at the commit's, among which its batch's
+    /// start at `batch_start`.
+    fn release(self, committed: &CommittedEvents, batch_start: usize) {
+        let place = |outcome: &mut Outcome| {
+            if let Ok(command) = outcome {
+                command.events.committed(committed, batch_start);
+            }
+        };
         // A caller that stopped waiting (its connection closed) needs no answer.
         match self {
-            Pending::Command(reply, outcome) => drop(reply.send(outcome)),
-            Pending::Commands(reply, outcomes) => drop(reply.send(outcomes)),
+            Pending::Command(reply, mut outcome) => {
+                place(&mut outcome);
+                drop(reply.send(outcome))
+            }
+            Pending::Commands(reply, mut outcomes) => {
+                outcomes.iter_mut().for_each(place);
+                drop(reply.send(outcomes))
+            }
             Pending::Query(reply, answer) => drop(reply.send(answer)),
         }
     }
@@ -68,9 +80,18 @@ impl Pending {
 /// and possibly a snapshot taken after the batch.
 pub(super) struct Batch {
     records: Vec<JournalRecord>,
+    /// The events of `records`: where the next record's start in the batch.
+    events: usize,
     pending: Vec<Pending>,
     /// Commands and queries applied, for the batch's bound.
     commands: usize,
+}
+
+impl Batch {
+    fn push_record(&mut self, record: JournalRecord) {
+        self.events += record.events.len();
+        self.records.push(record);
+    }
 }
 
 const STORE_FAILED: &str = "the store failed; the exchange is stopped";
@@ -91,6 +112,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
     while let Ok(first) = requests.recv() {
         let mut batch = Batch {
             records: Vec::new(),
+            events: 0,
             pending: Vec::new(),
             commands: 0,
         };
@@ -117,7 +139,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
             next = requests.try_recv().ok();
         }
         if !record.events.is_empty() {
-            batch.records.push(record);
+            batch.push_record(record);
         }
         shared.metrics.batch.observe(batch.commands as u64);
         if to_store.send(batch).is_err() {
@@ -157,10 +179,11 @@ fn apply<B: OrderBook>(
 ) {
     let mut applied = |command: Command, timestamp_ms, kept: Events, batch: &mut Batch| {
         let kind = command.kind();
+        let kept = (kept == Events::Kept).then_some(batch.events);
         let outcome = apply_command(sequencer, (timestamp_ms, command), kept, events, record);
         metrics.applied(kind, outcome.is_ok());
         if record.events.len() >= record_events_max {
-            batch.records.push(std::mem::take(record));
+            batch.push_record(std::mem::take(record));
         }
         batch.commands += 1;
         outcome
@@ -194,16 +217,19 @@ fn apply<B: OrderBook>(
     }
 }
 
-/// Applies one command and adds it to the journal record if it changed state.
+/// Applies one command and adds it to the journal record if it changed state. With
+/// `kept_from` (the events the batch's records already hold), the outcome names where
+/// in the batch the command's events are.
 fn apply_command<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
     (timestamp_ms, command): (u64, Command),
-    kept: Events,
+    kept_from: Option<usize>,
     events: &mut Vec<Event>,
     record: &mut JournalRecord,
 ) -> Outcome {
     events.clear();
     let result = sequencer.apply(timestamp_ms, &command, events);
+    let start = kept_from.map(|batch_events| batch_events + record.events.len());
     // A command changed state if and only if it emitted events.
     if !events.is_empty() {
         record.push(timestamp_ms, command, events);
@@ -211,9 +237,9 @@ fn apply_command<B: OrderBook>(
     result
         .map(|reply| Committed {
             reply,
-            events: match kept {
-                Events::Kept => events.clone(),
-                Events::Dropped => Vec::new(),
+            events: match start {
+                Some(start) => CommandEvents::in_batch(start..start + events.len()),
+                None => CommandEvents::default(),
             },
         })
         .map_err(Failure::Rejected)
@@ -283,15 +309,23 @@ pub(super) fn run_store<J: Journal>(
         let mut group = vec![first];
         group.extend(batches.try_iter());
         let mut records = Vec::new();
+        // Each batch's outcomes, with where its events start among the commit's.
         let mut pending = Vec::new();
+        let mut group_events = 0;
         for batch in group {
             records.extend(batch.records);
-            pending.extend(batch.pending);
+            pending.extend(
+                batch
+                    .pending
+                    .into_iter()
+                    .map(|waiting| (group_events, waiting)),
+            );
+            group_events += batch.events;
         }
         if shared.failed.load(Ordering::Acquire) {
             pending
                 .into_iter()
-                .for_each(|waiting| waiting.refuse(STORE_FAILED));
+                .for_each(|(_, waiting)| waiting.refuse(STORE_FAILED));
             continue;
         }
         if !records.is_empty() {
@@ -302,7 +336,7 @@ pub(super) fn run_store<J: Journal>(
                 fail(shared, format!("journal append failed: {error}"));
                 pending
                     .into_iter()
-                    .for_each(|waiting| waiting.refuse(STORE_FAILED));
+                    .for_each(|(_, waiting)| waiting.refuse(STORE_FAILED));
                 continue;
             }
         }
@@ -324,7 +358,9 @@ pub(super) fn run_store<J: Journal>(
         }
         // Released after the broadcast: once a caller has its answer, the events of its
         // command have been published too.
-        pending.into_iter().for_each(Pending::release);
+        for (batch_start, waiting) in pending {
+            waiting.release(&events, batch_start);
+        }
         if !entries.is_empty() && !replica_gone {
             // Waits only while the replica is REPLICA_QUEUE_GROUPS commits behind.
             let work = CommittedCommands { entries, events };

@@ -60,7 +60,7 @@ fn records(events: usize, count: usize, operations: usize) -> Vec<JournalRecord>
     for command in commands {
         emitted.clear();
         if sequencer.apply(0, &command, &mut emitted).is_ok() && !emitted.is_empty() {
-            record.push(0, command, &emitted);
+            record.push(0, command, &mut emitted);
         }
         if record.events.len() >= events {
             all.push(std::mem::take(&mut record));

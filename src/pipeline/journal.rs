@@ -40,8 +40,8 @@ impl JournalRecord {
         self.events.last().map(|event| event.seq)
     }
 
-    /// Adds a command and the events it emitted.
-    pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &[Event]) {
+    /// Adds a command and the events it emitted, moved out of `events`.
+    pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &mut Vec<Event>) {
         let event_count =
             u32::try_from(events.len()).expect("a command emits fewer than 2^32 events");
         self.entries.push(JournalEntry {
@@ -49,7 +49,7 @@ impl JournalRecord {
             command,
             event_count,
         });
-        self.events.extend_from_slice(events);
+        self.events.append(events);
     }
 }
 

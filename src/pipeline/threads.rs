@@ -230,15 +230,16 @@ fn apply_command<B: OrderBook>(
     events.clear();
     let result = sequencer.apply(timestamp_ms, &command, events);
     let start = kept_from.map(|batch_events| batch_events + record.events.len());
+    let emitted = events.len();
     // A command changed state if and only if it emitted events.
-    if !events.is_empty() {
+    if emitted > 0 {
         record.push(timestamp_ms, command, events);
     }
     result
         .map(|reply| Committed {
             reply,
             events: match start {
-                Some(start) => CommandEvents::in_batch(start..start + events.len()),
+                Some(start) => CommandEvents::in_batch(start..start + emitted),
                 None => CommandEvents::default(),
             },
         })

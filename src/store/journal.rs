@@ -217,7 +217,7 @@ mod tests {
     /// A record of `events` price changes ending at `last_seq`.
     fn record_of(events: u64, last_seq: u64) -> JournalRecord {
         let mut record = JournalRecord::default();
-        let events: Vec<Event> = (last_seq + 1 - events..=last_seq)
+        let mut events: Vec<Event> = (last_seq + 1 - events..=last_seq)
             .map(|seq| Event {
                 seq,
                 timestamp_ms: 1,
@@ -231,7 +231,7 @@ mod tests {
             tier: Tier::Public,
             price: IssuePrice(1),
         };
-        record.push(1, command, &events);
+        record.push(1, command, &mut events);
         record
     }
 
@@ -335,7 +335,7 @@ mod tests {
         record.push(
             1_700_000_000_000,
             Command::PlaceOrder(placed),
-            &[event(41, EventKind::OrderAccepted(accepted))],
+            &mut vec![event(41, EventKind::OrderAccepted(accepted))],
         );
         (record, ended)
     }

@@ -525,7 +525,7 @@ mod tests {
                     price: IssuePrice(IssuePrice::UNITS_PER_USD),
                 },
             };
-            record.push(0, command, &[event]);
+            record.push(0, command, &mut vec![event]);
         }
         record
     }

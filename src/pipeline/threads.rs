@@ -307,22 +307,7 @@ pub(super) fn run_store<J: Journal>(
     let mut replica_gone = false;
     while let Ok(first) = batches.recv() {
         // Everything waiting goes into one durable write: group commit.
-        let mut group = vec![first];
-        group.extend(batches.try_iter());
-        let mut records = Vec::new();
-        // Each batch's outcomes, with where its events start among the commit's.
-        let mut pending = Vec::new();
-        let mut group_events = 0;
-        for batch in group {
-            records.extend(batch.records);
-            pending.extend(
-                batch
-                    .pending
-                    .into_iter()
-                    .map(|waiting| (group_events, waiting)),
-            );
-            group_events += batch.events;
-        }
+        let (records, pending) = gather(std::iter::once(first).chain(batches.try_iter()));
         if shared.failed.load(Ordering::Acquire) {
             pending
                 .into_iter()
@@ -371,6 +356,25 @@ pub(super) fn run_store<J: Journal>(
             }
         }
     }
+}
+
+/// The records of `group`'s batches, in order, and each batch's outcomes with where its
+/// events start among the commit's.
+fn gather(group: impl Iterator<Item = Batch>) -> (Vec<JournalRecord>, Vec<(usize, Pending)>) {
+    let mut records = Vec::new();
+    let mut pending = Vec::new();
+    let mut group_events = 0;
+    for batch in group {
+        records.extend(batch.records);
+        pending.extend(
+            batch
+                .pending
+                .into_iter()
+                .map(|waiting| (group_events, waiting)),
+        );
+        group_events += batch.events;
+    }
+    (records, pending)
 }
 
 /// What one commit made durable, for the replica: the commands and all their events.

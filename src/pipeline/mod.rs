@@ -119,10 +119,11 @@ pub type Outcome = Result<Committed, Failure>;
 /// Whether the outcomes of a batch of commands carry their events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Events {
-    /// Each outcome carries its command's events (a copy of what is journaled).
+    /// Each outcome carries its command's events (its range of the commit's shared
+    /// events).
     Kept,
-    /// Outcomes carry only the replies: a caller that needs nothing else saves the
-    /// sequencer a copy of every event.
+    /// Outcomes carry only the replies: a caller that needs nothing else does not hold
+    /// the commit's events until its answers are written.
     Dropped,
 }
 

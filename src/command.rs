@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::config::EngineConfig;
 use crate::ledger::AutoTopUp;
 use crate::types::{
     AccountId, Amount, FundingSourceKind, IssuePrice, MarketId, OrderId, OrderTerms, OrderType,
@@ -143,11 +144,17 @@ pub enum Command {
         /// SHA-256 of the new token; `None` revokes.
         token_hash: Option<[u8; 32]>,
     },
+    /// The server starts under an engine configuration other than the one the state was
+    /// kept under (or one not recorded yet): commands after this one are decided under
+    /// it, so a replay decides each command under the limits it was first decided under.
+    /// Only a configuration [`EngineConfig::check_change`] allows. Its stored form is
+    /// `EngineConfig`'s fields in order: a new setting needs a new variant.
+    Configure(Box<EngineConfig>),
 }
 
 impl Command {
     /// Every command's name, as metrics and logs write it, in the order of [`Command::kind`].
-    pub const KINDS: [&'static str; 14] = [
+    pub const KINDS: [&'static str; 15] = [
         "create_account",
         "mint",
         "set_issue_price",
@@ -162,6 +169,7 @@ impl Command {
         "cancel_all_orders",
         "amend_order",
         "set_token",
+        "configure",
     ];
 
     /// The command's index in [`Command::KINDS`].
@@ -181,6 +189,7 @@ impl Command {
             Command::CancelAllOrders { .. } => 11,
             Command::AmendOrder { .. } => 12,
             Command::SetToken { .. } => 13,
+            Command::Configure(_) => 14,
         }
     }
 }

@@ -308,6 +308,41 @@ impl EngineConfig {
         ];
         key_ranges.into_iter().collect()
     }
+
+    /// Whether state kept under `self` may continue under `next`: the same markets in the
+    /// same order, each with the same name, assets, tick and lot, since the journal, the
+    /// snapshots and the books hold prices in ticks and quantities in lots, and commands
+    /// name a market by its index. Order sizes and every limit may change: they decide
+    /// only which commands are accepted from the change on. The error names the market
+    /// and the setting that may not change.
+    pub fn check_change(&self, next: &EngineConfig) -> Result<(), String> {
+        if self.markets.len() != next.markets.len() {
+            return Err(format!(
+                "the data has {} markets and the configuration {}: markets cannot be added or removed",
+                self.markets.len(),
+                next.markets.len()
+            ));
+        }
+        for (kept, wanted) in self.markets.iter().zip(&next.markets) {
+            #[rustfmt::skip]
+            let fixed = [
+                ("name", kept.name.clone(), wanted.name.clone()),
+                ("base", kept.base.symbol().to_string(), wanted.base.symbol().to_string()),
+                ("quote", kept.quote.symbol().to_string(), wanted.quote.symbol().to_string()),
+                ("tick_micros", kept.tick_micros.to_string(), wanted.tick_micros.to_string()),
+                ("lot_micros", kept.lot_micros.to_string(), wanted.lot_micros.to_string()),
+            ];
+            if let Some((setting, was, now)) = fixed.into_iter().find(|(_, was, now)| was != now) {
+                return Err(format!(
+                    "market {}: {setting} is {was} in the data and {now} in the configuration; \
+                     prices are kept in ticks and quantities in lots, so a market's name, \
+                     assets, tick and lot cannot change once it has data",
+                    kept.name
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The server's certificate and key, and, for client certificates (mutual TLS), the CA

@@ -251,6 +251,9 @@ pub enum EventKind {
         /// Whether it now has no token at all.
         revoked: bool,
     },
+    /// Commands from here on are decided under the engine configuration of the
+    /// `Configure` command that emitted this (its order sizes and limits).
+    EngineConfigured,
 }
 
 /// An order as accepted, with the funds reserved for it.
@@ -601,6 +604,8 @@ pub enum Reply {
         /// Its role.
         role: Role,
     },
+    /// The engine continues under a new configuration.
+    Configured,
 }
 
 impl Reply {

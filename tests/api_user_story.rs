@@ -490,3 +490,104 @@ async fn stock_tools_see_health_and_reflection_in_both_versions() {
     ));
     server.stop().await;
 }
+
+/// Five resting buys of 0.01 DVM at 0.50 USD by one trader, through `server`.
+async fn five_resting_orders(server: &Server) -> common::Clients {
+    let channel = server.channel().await;
+    let mut traders = common::funded_traders(&channel, "100", &["alice"], "10", "1").await;
+    let mut alice = traders.remove(0);
+    for _ in 0..5 {
+        alice
+            .trading
+            .place_order(limit(proto::Side::Buy, "0.5000", "0.01"))
+            .await
+            .expect("rests");
+    }
+    alice
+}
+
+async fn open_orders(trader: &mut common::Clients) -> usize {
+    let listed = trader
+        .trading
+        .list_orders(proto::ListOrdersRequest {
+            open_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("listed")
+        .into_inner();
+    listed.orders.len()
+}
+
+#[tokio::test]
+async fn a_restart_under_tighter_limits_keeps_what_was_accepted_and_applies_them_from_then_on() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let alice = five_resting_orders(&server).await;
+    server.stop().await;
+
+    // Three open orders per account from now on: the five accepted under the old limit
+    // were decided under it, and a replay decides them the same way.
+    let tighten = |config: &mut divmid::config::Config| {
+        config.engine.limits.open_orders_per_account_max = 3;
+    };
+    for restart in 0..2 {
+        let server = Server::start_with(directory.path(), tighten).await;
+        let mut alice = alice.on(&server.channel().await);
+        assert_eq!(open_orders(&mut alice).await, 5, "restart {restart}");
+        let refused = alice
+            .trading
+            .place_order(limit(proto::Side::Buy, "0.5000", "0.01"))
+            .await
+            .expect_err("a sixth open order is over the new limit");
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert!(
+            refused.message().contains("open_orders_per_account_max"),
+            "{}",
+            refused.message()
+        );
+        server.stop().await;
+    }
+
+    // An offline check replays every command under the limits it was decided under,
+    // whichever configuration it is given.
+    for config in [divmid::config::EngineConfig::default(), {
+        let mut config = divmid::config::Config::default();
+        tighten(&mut config);
+        config.engine
+    }] {
+        let report = divmid::store::check(directory.path(), &config).expect("checks out");
+        assert!(report.replayed_from_genesis);
+    }
+}
+
+#[tokio::test]
+async fn a_restart_that_changes_a_markets_tick_is_refused_and_changes_nothing() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let alice = five_resting_orders(&server).await;
+    server.stop().await;
+
+    // Prices are kept in ticks: under a tick ten times as large, a resting buy at 0.5000
+    // would become one at 5.000.
+    let mut config = divmid::config::Config::default();
+    config.server.data_dir = directory.path().to_path_buf();
+    config.server.issuer_token = Some(common::ISSUER_TOKEN.to_string());
+    config.engine.markets[0].tick_micros *= 10;
+    let error = match divmid::api::server::open(config, None) {
+        Ok(_) => panic!("a server that reads the stored ticks under another tick starts"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("DVM-USD") && error.contains("tick_micros"),
+        "{error}"
+    );
+
+    let server = Server::start(directory.path()).await;
+    let mut alice = alice.on(&server.channel().await);
+    assert_eq!(open_orders(&mut alice).await, 5);
+    let book = common::top_of_book(&server.channel().await).await;
+    assert_eq!(book.bids[0].price, "0.5000");
+    assert_eq!(book.bids[0].quantity, "0.05");
+    server.stop().await;
+}

@@ -200,6 +200,7 @@ fn money_entries(account: AccountId, event: &Event) -> Vec<proto::LedgerEntry> {
         | EventKind::AccountCreated { .. }
         | EventKind::TokenChanged { .. }
         | EventKind::IssuePriceSet { .. }
+        | EventKind::EngineConfigured
         | EventKind::DivmidsBought { .. }
         | EventKind::AutoToppedUp { .. }
         | EventKind::AutoTopUpSet { .. }

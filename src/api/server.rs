@@ -13,7 +13,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tower_layer::{Identity, Stack};
 
 use super::auth::{issuer_token, IssuerTokenSource, Tokens};
-use super::context::{Context, MarketDataState};
+use super::context::{now_ms, Context, MarketDataState};
 use super::deadline::DeadlineLayer;
 use super::funding::FundingSources;
 use super::health::Readiness;
@@ -26,7 +26,7 @@ use crate::engine::LevelBook;
 use crate::market_data::TradeStats;
 use crate::pipeline::Journal;
 use crate::pipeline::Pipeline;
-use crate::store::{recover, Store};
+use crate::store::{record_engine, recover, Store};
 use crate::usage::Usage;
 
 /// Why the exchange could not start or stopped badly.
@@ -91,7 +91,7 @@ pub fn open_with<J: Journal>(
         &data_dir,
     )?;
     log_token_source(source);
-    let store = Store::open_with_cache(&data_dir, config.server.store_cache_bytes)?;
+    let mut store = Store::open_with_cache(&data_dir, config.server.store_cache_bytes)?;
     let started = std::time::Instant::now();
     let recovered = recover::<LevelBook>(&store, config.engine.clone())?;
     tracing::info!(
@@ -101,15 +101,26 @@ pub fn open_with<J: Journal>(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "recovered the store; conservation and the books check out"
     );
-    let tokens = Tokens::new(&token, recovered.sequencer.ledger().accounts());
+    let mut sequencer = recovered.sequencer;
+    let before = sequencer.config().clone();
+    if let Some(seq) = record_engine(&mut store, &mut sequencer, &config.engine, now_ms())? {
+        match before == config.engine {
+            true => tracing::info!(seq, "recorded the engine configuration in the journal"),
+            false => tracing::warn!(
+                seq,
+                "the engine configuration changed since the data was written: commands are \
+                 decided under the new limits from this sequence number on"
+            ),
+        }
+    }
+    let tokens = Tokens::new(&token, sequencer.ledger().accounts());
     let trades = super::trade_stream::TradeFeed::new(
-        recovered.sequencer.last_seq(),
+        sequencer.last_seq(),
         config.pipeline.broadcast_capacity,
     );
     let history = store.history()?;
     let backups = store.backup_source();
-    let mut pipeline =
-        Pipeline::start(recovered.sequencer, journal(store), config.pipeline.clone());
+    let mut pipeline = Pipeline::start(sequencer, journal(store), config.pipeline.clone());
     pipeline.start_indexer(history.clone());
     let stream_subscribers_max = config.server.stream_subscribers_max;
     let anonymous_streams_max = config.server.anonymous_streams_max;

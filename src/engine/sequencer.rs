@@ -27,7 +27,12 @@ use crate::types::{
 /// The ledger, the books of every market, and the counters that number what they emit.
 #[derive(Debug)]
 pub struct Sequencer<B: OrderBook = LevelBook> {
+    /// The configuration commands are decided under: changed only by a `Configure`
+    /// command, so a replay decides each command as it was first decided.
     pub(super) config: EngineConfig,
+    /// Whether the journal or the snapshot the state came from records `config`; a server
+    /// journals a `Configure` before serving when not.
+    pub(super) engine_recorded: bool,
     pub(super) ledger: Ledger,
     /// Holders' automatic top-ups and spend limits.
     pub(super) prepaid: PrepaidPool,
@@ -66,6 +71,7 @@ impl<B: OrderBook> Sequencer<B> {
         let grids = config.markets.iter().map(MarketSpec::grid).collect();
         Sequencer {
             config,
+            engine_recorded: false,
             grids,
             ledger: Ledger::new(),
             prepaid: PrepaidPool::default(),
@@ -170,8 +176,33 @@ impl<B: OrderBook> Sequencer<B> {
                 service,
                 daily_max,
             } => self.set_spend_limit(account, service, daily_max, events),
+            Command::Configure(ref next) => self.configure(next, events),
             _ => self.apply_keyed(command, events),
         }
+    }
+
+    /// Continues under `next`, a configuration [`EngineConfig::check_change`] allows.
+    fn configure(&mut self, next: &EngineConfig, events: &mut Vec<Event>) -> Result<Reply, Reject> {
+        if next.validate().is_err() {
+            return Err(Reject::invalid("engine", "is not a valid configuration"));
+        }
+        if self.config.check_change(next).is_err() {
+            return Err(Reject::invalid(
+                "engine.markets",
+                "a market's name, assets, tick and lot cannot change",
+            ));
+        }
+        self.grids = next.markets.iter().map(MarketSpec::grid).collect();
+        self.config = next.clone();
+        self.engine_recorded = true;
+        self.emit(events, || EventKind::EngineConfigured);
+        Ok(Reply::Configured)
+    }
+
+    /// Whether the state's engine configuration is recorded where a replay finds it (see
+    /// [`Command::Configure`]).
+    pub fn engine_recorded(&self) -> bool {
+        self.engine_recorded
     }
 
     /// The reply a keyed command already got under its key, if the key was applied (within

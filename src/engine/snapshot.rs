@@ -40,6 +40,9 @@ pub struct SequencerSnapshot {
     /// Orders placed with a client order id, live or ended within the retention window,
     /// sorted by account and id.
     pub client_orders: Vec<ClientOrderRecord>,
+    /// The engine configuration the state's commands were decided under, and the next
+    /// ones are; `None` in a snapshot of the format before it was recorded.
+    pub engine: Option<EngineConfig>,
 }
 
 /// A snapshot in its canonical encoding (postcard), with the sequence number it covers.
@@ -65,6 +68,7 @@ struct SnapshotView<'a> {
     idempotency: Vec<IdempotencyRecordView<'a>>,
     books: Vec<Vec<RestingOrder>>,
     client_orders: Vec<ClientOrderRecordView<'a>>,
+    engine: Option<&'a EngineConfig>,
 }
 
 /// A [`ClientOrderRecord`] borrowed from the state: it encodes to the same bytes.
@@ -139,6 +143,7 @@ impl<B: OrderBook> Sequencer<B> {
             idempotency: self.idempotency.live(self.clock_ms),
             books,
             client_orders,
+            engine: Some(self.config.clone()),
         }
     }
 
@@ -174,6 +179,7 @@ impl<B: OrderBook> Sequencer<B> {
             idempotency: self.idempotency.live_views(self.clock_ms),
             books: self.resting_orders(),
             client_orders: self.client_orders.record_views(self.clock_ms),
+            engine: Some(&self.config),
         };
         let body = postcard::to_extend(&view, buffer)
             .expect("a snapshot always encodes: it holds only plain data");
@@ -188,13 +194,27 @@ impl<B: OrderBook> Sequencer<B> {
         Sha256::digest(&self.encoded_snapshot().body).into()
     }
 
+    /// SHA-256 of the state's encoding in the snapshot format before the engine
+    /// configuration was recorded: the same bytes without the configuration, which is
+    /// encoded last. What a snapshot of that format recorded as its hash.
+    pub fn state_hash_without_engine(&self) -> [u8; 32] {
+        let mut body = self.encoded_snapshot().body;
+        let engine = postcard::to_allocvec(&Some(&self.config))
+            .expect("a configuration always encodes: it holds only plain data");
+        body.truncate(body.len() - engine.len());
+        Sha256::digest(&body).into()
+    }
+
     /// A sequencer continuing from `snapshot`, with every invariant checked before it is
-    /// returned. The configuration must have been validated and have the snapshot's
-    /// markets.
+    /// returned, under the engine configuration the snapshot records, or `config` for a
+    /// snapshot that records none (which must have been validated and have the snapshot's
+    /// markets).
     pub fn from_snapshot(
         config: EngineConfig,
-        snapshot: SequencerSnapshot,
+        mut snapshot: SequencerSnapshot,
     ) -> Result<Self, String> {
+        let engine_recorded = snapshot.engine.is_some();
+        let config = snapshot.engine.take().unwrap_or(config);
         if snapshot.books.len() != config.markets.len() {
             return Err(format!(
                 "the snapshot has {} markets but the configuration {}",
@@ -203,6 +223,7 @@ impl<B: OrderBook> Sequencer<B> {
             ));
         }
         let mut sequencer = Sequencer::<B>::new(config);
+        sequencer.engine_recorded = engine_recorded;
         sequencer.next_seq = snapshot.last_seq + 1;
         sequencer.next_order_id = snapshot.next_order_id;
         sequencer.next_trade_id = snapshot.next_trade_id;

@@ -238,6 +238,7 @@ mod tests {
     use super::*;
     use crate::command::Command;
     use crate::types::{IssuePrice, Tier};
+    use sha2::Digest;
 
     #[test]
     fn a_snapshot_without_a_journal_after_it_checks_out_and_says_genesis_was_not_replayed() {
@@ -264,5 +265,79 @@ mod tests {
         assert_eq!(report.snapshot_seq, sequencer.last_seq());
         assert!(!report.replayed_from_genesis);
         assert_eq!(report.state_hash, sequencer.state_hash());
+    }
+
+    /// A sequencer under tighter limits than the default, with a state to snapshot.
+    fn tightened() -> Sequencer<LevelBook> {
+        let mut config = EngineConfig::default();
+        config.limits.open_orders_per_account_max = 3;
+        let mut sequencer = Sequencer::<LevelBook>::new(config);
+        let command = Command::SetIssuePrice {
+            tier: Tier::Public,
+            price: IssuePrice(IssuePrice::UNITS_PER_USD),
+        };
+        sequencer
+            .apply(1_000, &command, &mut Vec::new())
+            .expect("applies");
+        sequencer
+    }
+
+    #[test]
+    fn a_snapshot_restores_under_the_limits_it_was_taken_under_whatever_is_configured() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let sequencer = tightened();
+        let store = Store::open(directory.path()).expect("opens");
+        snapshot_file::write(&store.snapshot_directory(), &sequencer.encoded_snapshot())
+            .expect("written");
+
+        let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
+        let mut restored = recovered.sequencer;
+        assert_eq!(restored.config(), sequencer.config());
+        assert!(restored.engine_recorded());
+        assert_eq!(restored.state_hash(), sequencer.state_hash());
+
+        // The configured limits take over from a command journaled before serving; a
+        // market's tick cannot.
+        let mut store = store;
+        let mut ticked = EngineConfig::default();
+        ticked.markets[0].tick_micros *= 10;
+        let refused = super::super::record_engine(&mut store, &mut restored, &ticked, 2_000)
+            .expect_err("a tick change is refused");
+        assert!(refused.to_string().contains("tick_micros"), "{refused}");
+        assert_eq!(restored.state_hash(), sequencer.state_hash());
+        let default = EngineConfig::default();
+        let seq = super::super::record_engine(&mut store, &mut restored, &default, 2_000)
+            .expect("journaled");
+        assert_eq!(seq, Some(sequencer.last_seq() + 1));
+        assert_eq!(restored.config(), &default);
+        let again = recover::<LevelBook>(&store, ticked).expect("recovers");
+        assert_eq!(again.sequencer.config(), &default);
+        assert_eq!(again.sequencer.state_hash(), restored.state_hash());
+    }
+
+    #[test]
+    fn a_snapshot_of_the_format_before_the_engine_was_recorded_restores_under_the_configured_one() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let sequencer = tightened();
+        // The earlier format: the same body without the configuration encoded last.
+        let mut body = sequencer.encoded_snapshot().body;
+        let engine = postcard::to_allocvec(&Some(sequencer.config())).expect("encodes");
+        body.truncate(body.len() - engine.len());
+        let hash: [u8; 32] = sha2::Sha256::digest(&body).into();
+        let store = Store::open(directory.path()).expect("opens");
+        let snapshots = store.snapshot_directory();
+        std::fs::create_dir_all(&snapshots).expect("a snapshot directory");
+        let file = [&snapshot_file::LEGACY_MAGIC[..], &hash, &body].concat();
+        let name = format!("{:020}.snapshot", sequencer.last_seq());
+        std::fs::write(snapshots.join(name), file).expect("written");
+
+        let recovered = recover::<LevelBook>(&store, sequencer.config().clone())
+            .expect("a snapshot of the earlier format restores");
+        assert_eq!(recovered.snapshot_seq, sequencer.last_seq());
+        assert_eq!(recovered.sequencer.state_hash(), sequencer.state_hash());
+        assert!(!recovered.sequencer.engine_recorded());
+        drop(store);
+        let report = check(directory.path(), sequencer.config()).expect("checks out");
+        assert_eq!(report.snapshot_seq, sequencer.last_seq());
     }
 }

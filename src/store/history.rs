@@ -100,7 +100,7 @@ pub fn accounts_of(event: &Event) -> Vec<AccountId> {
         | EventKind::AutoTopUpSet { account, .. }
         | EventKind::SpendLimitSet { account, .. } => vec![*account],
         EventKind::OrderAccepted(order) => vec![order.account],
-        EventKind::IssuePriceSet { .. } => Vec::new(),
+        EventKind::IssuePriceSet { .. } | EventKind::EngineConfigured => Vec::new(),
         EventKind::Minted { .. } => vec![TREASURY],
         EventKind::DivmidsBought { account, .. } | EventKind::AutoToppedUp { account, .. } => {
             vec![*account, TREASURY]

@@ -351,6 +351,29 @@ mod tests {
         bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
+    /// The stored form of a record of the default engine configuration: a setting added to
+    /// `EngineConfig` changes it, and then journals already written no longer decode
+    /// (`Command::Configure` says what to do instead).
+    const CONFIGURE_RECORD_STORED: &str = "010180d095ffbc310e010744564d2d555344000164904e0180c2d72f80c2d72f80c0caf384a302a08d06a08d0680ade20480014080028088b2a002c0843dc0843de8078088b2a00201010180d095ffbc3111";
+
+    #[test]
+    fn an_engine_configuration_is_stored_field_by_field_in_order() {
+        let mut record = JournalRecord::default();
+        let configured = Event {
+            seq: 1,
+            timestamp_ms: 1_700_000_000_000,
+            kind: EventKind::EngineConfigured,
+        };
+        record.push(
+            1_700_000_000_000,
+            Command::Configure(Box::default()),
+            &mut vec![configured],
+        );
+        let stored = record.encode().expect("encodes");
+        assert_eq!(hex(&stored), CONFIGURE_RECORD_STORED);
+        assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+    }
+
     #[test]
     fn an_order_is_stored_as_it_always_was() {
         let (record, view) = order_record();

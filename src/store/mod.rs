@@ -37,7 +37,7 @@ pub use backup::{check_backup, restore, BackupSource, BackupSummary};
 pub use check::{check, check_at, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
-pub use recovery::{recover, recover_with, Recovered};
+pub use recovery::{record_engine, recover, recover_with, Recovered};
 pub use watermark::Mark;
 
 use crate::engine::{EncodedSnapshot, SequencerSnapshot};
@@ -193,6 +193,10 @@ pub enum StoreError {
     /// What is stored is inconsistent.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The configured engine cannot continue the stored state: a market's name, assets,
+    /// tick or lot differs from the one the data was written under.
+    #[error("the configuration cannot continue this data directory: {0}")]
+    EngineChanged(String),
     /// A backup is restored only into an empty directory.
     #[error("{0} is not empty: a backup is restored only into an empty or new directory")]
     NotEmpty(PathBuf),

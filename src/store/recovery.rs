@@ -3,6 +3,7 @@
 //! recorded, and the result must keep every invariant, or the store refuses to start.
 
 use super::{Store, StoreError};
+use crate::command::Command;
 use crate::config::EngineConfig;
 use crate::engine::{OrderBook, Sequencer, SequencerSnapshot};
 use crate::event::Event;
@@ -62,6 +63,38 @@ pub fn recover_with<B: OrderBook>(
     })
 }
 
+/// Journals the configured engine before a server serves, when the state was kept under
+/// another one or under one not recorded yet (a new store, or data from before it was
+/// recorded): the commands after it are decided under `configured`, and every replay
+/// decides the ones before it under the configuration they were first decided under.
+/// Refuses a configuration that changes what the stored integers mean (a market's tick,
+/// lot, assets or name), naming the market and the setting. Returns the sequence number of
+/// the change, if one was journaled.
+pub fn record_engine<B: OrderBook>(
+    store: &mut Store,
+    sequencer: &mut Sequencer<B>,
+    configured: &EngineConfig,
+    timestamp_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    if sequencer.engine_recorded() && sequencer.config() == configured {
+        return Ok(None);
+    }
+    sequencer
+        .config()
+        .check_change(configured)
+        .map_err(StoreError::EngineChanged)?;
+    let command = Command::Configure(Box::new(configured.clone()));
+    let mut events = Vec::new();
+    sequencer
+        .apply(timestamp_ms, &command, &mut events)
+        .map_err(|reject| StoreError::EngineChanged(reject.to_string()))?;
+    let seq = sequencer.last_seq();
+    let mut record = JournalRecord::default();
+    record.push(timestamp_ms, command, &mut events);
+    store.append(&[record])?;
+    Ok(Some(seq))
+}
+
 /// The sequencer a snapshot restores (checked against its recorded hash), or genesis, with
 /// the snapshot's sequence number.
 pub(super) fn restore_snapshot<B: OrderBook>(
@@ -72,10 +105,15 @@ pub(super) fn restore_snapshot<B: OrderBook>(
         return Ok((Sequencer::<B>::new(config), 0));
     };
     let seq = snapshot.last_seq;
+    let legacy = snapshot.engine.is_none();
     let sequencer = Sequencer::<B>::from_snapshot(config, snapshot).map_err(|broken| {
         StoreError::Corrupt(format!("snapshot {seq} does not restore: {broken}"))
     })?;
-    if sequencer.state_hash() != recorded_hash {
+    let restored_hash = match legacy {
+        true => sequencer.state_hash_without_engine(),
+        false => sequencer.state_hash(),
+    };
+    if restored_hash != recorded_hash {
         return Err(StoreError::Corrupt(format!(
             "the state restored from snapshot {seq} does not match its recorded hash"
         )));
@@ -114,6 +152,15 @@ pub(super) fn replay<B: OrderBook>(
                 record.first_seq(),
                 sequencer.last_seq()
             )));
+        }
+        // A configuration the journal records that the one replaying cannot continue (a
+        // market's tick changed, say) is named as such, not reported as a mismatch.
+        for entry in &record.entries {
+            if let Command::Configure(recorded) = &entry.command {
+                recorded
+                    .check_change(sequencer.config())
+                    .map_err(StoreError::EngineChanged)?;
+            }
         }
         replay_entries(sequencer, &record.entries, &record.events, &mut events)
             .map_err(StoreError::Corrupt)?;

@@ -17,8 +17,18 @@ use crate::engine::{EncodedSnapshot, SequencerSnapshot};
 /// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times;
 /// `DVMSNAP3`, before the prepaid pool and the issue prices' changes; `DVMSNAP4`, before
 /// charges' idempotency records were kept compact) is passed over like a damaged one, and
-/// the journal replays what it covered.
-const MAGIC: &[u8; 8] = b"DVMSNAP5";
+/// the journal replays what it covered. `DVMSNAP5` is still read (see [`LEGACY_MAGIC`]).
+const MAGIC: &[u8; 8] = b"DVMSNAP6";
+
+/// The format before the engine configuration was recorded last in the body: its body is
+/// the same encoding without that field, read as if it ended with `None` (postcard's one
+/// byte 0), and its hash is of the body as it is.
+pub(super) const LEGACY_MAGIC: &[u8; 8] = b"DVMSNAP5";
+
+/// Whether a file starting with `magic` is of a format this version reads.
+fn readable(magic: &[u8]) -> bool {
+    magic == MAGIC || magic == LEGACY_MAGIC
+}
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
 
@@ -85,7 +95,7 @@ fn read(path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
 
 /// A snapshot from the bytes of its file (`path` names it in errors).
 pub fn decode(bytes: &[u8], path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
-    if bytes.len() < HEADER_BYTES || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < HEADER_BYTES || !readable(&bytes[..MAGIC.len()]) {
         return Err(StoreError::Corrupt(format!(
             "{} is not a snapshot",
             path.display()
@@ -99,7 +109,11 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(SequencerSnapshot, [u8; 32])
             path.display()
         )));
     }
-    let snapshot = postcard::from_bytes(body).map_err(StoreError::Encoding)?;
+    let snapshot = match &bytes[..MAGIC.len()] == LEGACY_MAGIC {
+        true => postcard::from_bytes(&[body, &[0]].concat()),
+        false => postcard::from_bytes(body),
+    }
+    .map_err(StoreError::Encoding)?;
     Ok((snapshot, actual))
 }
 
@@ -115,7 +129,7 @@ fn verify_open(file: &mut File, path: &Path) -> Result<(), StoreError> {
     let damaged = |what: &str| StoreError::Corrupt(format!("{} {what}", path.display()));
     file.read_exact(&mut header)
         .map_err(|_| damaged("is not a snapshot (too short)"))?;
-    if &header[..MAGIC.len()] != MAGIC {
+    if !readable(&header[..MAGIC.len()]) {
         return Err(damaged("is not a snapshot of this version"));
     }
     let mut hasher = Sha256::new();

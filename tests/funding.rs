@@ -1,11 +1,13 @@
 //! Deposits and their processors: a retried deposit is answered from the exchange without
 //! asking the processor again, the processor gets the idempotency key, a deposit the
-//! exchange would refuse is not authorized, and with the sandbox switched off every
-//! deposit is refused by name.
+//! exchange would refuse is not authorized, a slow processor holds up only its own deposit,
+//! and with the sandbox switched off every deposit is refused by name.
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use common::{clients, create, wait_serving, Running, Server, ISSUER_TOKEN};
 use divmid::api::funding::{
@@ -104,6 +106,86 @@ async fn a_retried_deposit_is_authorized_once() {
             "pay-1".to_string()
         )],
         "one authorization, with the deposit's key"
+    );
+    server.stop().await.expect("stops cleanly");
+}
+
+/// A card processor that holds each authorization until it is released (or 5 s pass),
+/// as a real one waits on the network.
+struct Stalled {
+    asked: Arc<AtomicBool>,
+    release: Mutex<mpsc::Receiver<()>>,
+    released: Arc<AtomicBool>,
+}
+
+impl FundingSource for Stalled {
+    fn authorize(&self, reference: &str, amount: u64, key: &str) -> Result<(), Reject> {
+        self.asked.store(true, Ordering::Release);
+        if let Ok(release) = self.release.lock() {
+            let released = release.recv_timeout(Duration::from_secs(5)).is_ok();
+            self.released.store(released, Ordering::Release);
+        }
+        SandboxCard.authorize(reference, amount, key)
+    }
+}
+
+// One runtime thread for the server and its clients: a processor asked on it would stop
+// every other call until it answered.
+#[tokio::test]
+async fn a_slow_processor_holds_up_only_its_own_deposit() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let mut config = Config::default();
+    config.server.data_dir = directory.path().to_path_buf();
+    config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
+    let (release, waiting) = mpsc::channel();
+    let (asked, released) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let card = Stalled {
+        asked: Arc::clone(&asked),
+        release: Mutex::new(waiting),
+        released: Arc::clone(&released),
+    };
+    let funding = FundingSources::new(
+        Box::new(card),
+        Box::new(SandboxPaypal),
+        Box::new(SandboxEgold),
+    );
+    let context = open_with(config, None, |store| store, funding).expect("opens");
+    let server = Running::serve(context).await;
+    let channel = server.channel().await;
+    wait_serving(&channel).await;
+    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
+    let (_, token) = create(&mut issuer, "ida", proto::Tier::Public, proto::Role::Trader).await;
+    let mut ida = clients(&channel, Some(&token));
+
+    let deposit = tokio::spawn(async move { ida.wallet.deposit(deposit("slow-1")).await });
+    while !asked.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // While the processor holds the deposit, another caller is answered.
+    let mut other = clients(&channel, Some(ISSUER_TOKEN));
+    other
+        .issuer
+        .get_supply(proto::GetSupplyRequest {})
+        .await
+        .expect("answered while a deposit waits on its processor");
+    release.send(()).expect("the processor waits");
+    let deposited = deposit
+        .await
+        .expect("the deposit's task")
+        .expect("deposited");
+    assert_eq!(
+        deposited
+            .into_inner()
+            .balance
+            .map(|balance| balance.available),
+        Some("25.000000".to_string())
+    );
+    assert!(
+        released.load(Ordering::Acquire),
+        "the other call was answered only after the processor gave up waiting"
     );
     server.stop().await.expect("stops cleanly");
 }

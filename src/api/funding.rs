@@ -4,6 +4,8 @@
 //! documented test references, so the whole deposit flow runs end to end. A real processor
 //! drops in behind the same trait.
 
+use std::sync::Arc;
+
 use crate::error::Reject;
 use crate::types::FundingSourceKind;
 
@@ -162,9 +164,9 @@ fn luhn(digits: &str) -> bool {
 
 /// One processor per kind of funding source.
 pub struct FundingSources {
-    card: Box<dyn FundingSource>,
-    paypal: Box<dyn FundingSource>,
-    egold: Box<dyn FundingSource>,
+    card: Arc<dyn FundingSource>,
+    paypal: Arc<dyn FundingSource>,
+    egold: Arc<dyn FundingSource>,
 }
 
 /// No processor: every deposit of that kind is refused.
@@ -187,9 +189,9 @@ impl FundingSources {
         egold: Box<dyn FundingSource>,
     ) -> FundingSources {
         FundingSources {
-            card,
-            paypal,
-            egold,
+            card: Arc::from(card),
+            paypal: Arc::from(paypal),
+            egold: Arc::from(egold),
         }
     }
 
@@ -206,19 +208,19 @@ impl FundingSources {
     /// The sandbox processors.
     pub fn sandbox() -> FundingSources {
         FundingSources {
-            card: Box::new(SandboxCard),
-            paypal: Box::new(SandboxPaypal),
-            egold: Box::new(SandboxEgold),
+            card: Arc::new(SandboxCard),
+            paypal: Arc::new(SandboxPaypal),
+            egold: Arc::new(SandboxEgold),
         }
     }
 
-    /// The processor for a kind of source.
-    pub fn of(&self, kind: FundingSourceKind) -> &dyn FundingSource {
-        match kind {
-            FundingSourceKind::Card => self.card.as_ref(),
-            FundingSourceKind::Paypal => self.paypal.as_ref(),
-            FundingSourceKind::Egold => self.egold.as_ref(),
-        }
+    /// The processor for a kind of source, shared with the blocking thread that asks it.
+    pub fn of(&self, kind: FundingSourceKind) -> Arc<dyn FundingSource> {
+        Arc::clone(match kind {
+            FundingSourceKind::Card => &self.card,
+            FundingSourceKind::Paypal => &self.paypal,
+            FundingSourceKind::Egold => &self.egold,
+        })
     }
 }
 

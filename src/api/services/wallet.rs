@@ -88,13 +88,16 @@ impl proto::wallet_server::Wallet for Api {
         let reply = match applied {
             Some(reply) => reply,
             None => {
-                processor
-                    .authorize(
-                        &message.source_reference,
-                        deposited.0,
-                        &message.idempotency_key,
-                    )
-                    .map_err(|reject| from_reject(&reject))?;
+                // A processor answers over the network, in its own time: it is asked on a
+                // blocking thread, so that a slow one holds up only this deposit, not the
+                // calls this worker would serve meanwhile.
+                let (reference, key) = (message.source_reference, message.idempotency_key);
+                tokio::task::spawn_blocking(move || {
+                    processor.authorize(&reference, deposited.0, &key)
+                })
+                .await
+                .map_err(|_| status::internal("the funding processor failed"))?
+                .map_err(|reject| from_reject(&reject))?;
                 self.context.command(command).await?.reply
             }
         };

@@ -6,6 +6,7 @@ mod common;
 
 use common::{balances, clients, create, limit, owned, Server, ISSUER_TOKEN};
 use divmid::api::proto::{self, market_data_client::MarketDataClient};
+use divmid::store::EngineStatus;
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -550,14 +551,19 @@ async fn a_restart_under_tighter_limits_keeps_what_was_accepted_and_applies_them
     }
 
     // An offline check replays every command under the limits it was decided under,
-    // whichever configuration it is given.
-    for config in [divmid::config::EngineConfig::default(), {
-        let mut config = divmid::config::Config::default();
-        tighten(&mut config);
-        config.engine
-    }] {
+    // whichever configuration it is given, and says what a start with it would do.
+    let mut tightened = divmid::config::Config::default();
+    tighten(&mut tightened);
+    for (config, engine) in [
+        (tightened.engine, EngineStatus::InForce),
+        (
+            divmid::config::EngineConfig::default(),
+            EngineStatus::Changes,
+        ),
+    ] {
         let report = divmid::store::check(directory.path(), &config).expect("checks out");
         assert!(report.replayed_from_genesis);
+        assert_eq!(report.engine, engine);
     }
 }
 
@@ -582,6 +588,11 @@ async fn a_restart_that_changes_a_markets_tick_is_refused_and_changes_nothing() 
         error.contains("DVM-USD") && error.contains("tick_micros"),
         "{error}"
     );
+    // An offline check with that configuration says the same.
+    let mut ticked = divmid::config::EngineConfig::default();
+    ticked.markets[0].tick_micros *= 10;
+    let refused = divmid::store::check(directory.path(), &ticked).expect_err("refused");
+    assert!(refused.to_string().contains("tick_micros"), "{refused}");
 
     let server = Server::start(directory.path()).await;
     let mut alice = alice.on(&server.channel().await);

@@ -37,6 +37,20 @@ pub struct Report {
     pub supply: Supply,
     /// The state hash (SHA-256 of the canonical snapshot encoding).
     pub state_hash: [u8; 32],
+    /// How the engine configuration checked with compares to the one in force.
+    pub engine: EngineStatus,
+}
+
+/// What a start with the checked configuration would do about the engine configuration
+/// in force (a change the data cannot take fails the check instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineStatus {
+    /// It is the one in force, recorded.
+    InForce,
+    /// The data records none yet: a start records it.
+    NotRecorded,
+    /// It differs from the one in force: a start journals the change.
+    Changes,
 }
 
 impl Report {
@@ -62,6 +76,11 @@ impl Report {
                 .sum(),
             supply: sequencer.supply(),
             state_hash: sequencer.state_hash(),
+            engine: match (sequencer.config() == config, sequencer.engine_recorded()) {
+                (false, _) => EngineStatus::Changes,
+                (true, false) => EngineStatus::NotRecorded,
+                (true, true) => EngineStatus::InForce,
+            },
         }
     }
 }
@@ -90,6 +109,17 @@ impl fmt::Display for Report {
                 "whole journal replayed from genesis: not possible (it starts after a snapshot)"
             )?,
         }
+        writeln!(
+            formatter,
+            "engine configuration {}",
+            match self.engine {
+                EngineStatus::InForce => "in force",
+                EngineStatus::NotRecorded => "not recorded yet: a start records it",
+                EngineStatus::Changes =>
+                    "differs from the one in force: a start journals the change and decides \
+                     later commands under it",
+            }
+        )?;
         writeln!(formatter, "accounts {}", self.accounts)?;
         writeln!(formatter, "open orders {}", self.open_orders)?;
         let supply = &self.supply;
@@ -116,6 +146,11 @@ pub fn check(directory: &Path, config: &EngineConfig) -> Result<Report, StoreErr
     snapshot_file::verify_all(&store.snapshot_directory())?;
     let recovered = recover::<LevelBook>(&store, config.clone())?;
     let sequencer = &recovered.sequencer;
+    // What a start with this configuration would refuse.
+    sequencer
+        .config()
+        .check_change(config)
+        .map_err(StoreError::EngineChanged)?;
     let state_hash = sequencer.state_hash();
     // A journal starts at genesis when its first record holds the first event; an empty
     // one only when there is no snapshot either (a backup taken just as a snapshot was is
@@ -339,5 +374,6 @@ mod tests {
         drop(store);
         let report = check(directory.path(), sequencer.config()).expect("checks out");
         assert_eq!(report.snapshot_seq, sequencer.last_seq());
+        assert_eq!(report.engine, EngineStatus::NotRecorded);
     }
 }

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use backup::{check_backup, restore, BackupSource, BackupSummary};
-pub use check::{check, check_at, Report as CheckReport};
+pub use check::{check, check_at, EngineStatus, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
 use journal::{seq_of_key, Records};
 pub use recovery::{record_engine, recover, recover_with, Recovered};

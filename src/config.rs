@@ -679,7 +679,7 @@ pub struct PipelineConfig {
     /// Committed event batches a subscriber may fall behind before it misses some.
     pub broadcast_capacity: usize,
     /// Events between snapshots, at least; 0 takes none. The interval is also at least
-    /// twice the state's records (accounts, resting orders, kept idempotency keys and
+    /// four times the state's records (accounts, resting orders, kept idempotency keys and
     /// client order ids), so that snapshots of a large state cost a bounded share of the
     /// replica's time; a restart then replays at most that many events.
     pub snapshot_every_events: u64,

@@ -114,7 +114,7 @@ fn expected(commands: &[Command]) -> ([u8; 32], u64, usize) {
             .expect("the workload is accepted");
         bidder_events += events
             .iter()
-            .filter(|event| accounts_of(event).contains(&BIDDER))
+            .filter(|event| accounts_of(event).any(|of| of == BIDDER))
             .count();
     }
     (sequencer.state_hash(), sequencer.last_seq(), bidder_events)

@@ -25,7 +25,7 @@ pub fn start(
         context,
         super::context::StreamKind::Authenticated,
         from_seq,
-        move |event: &Event| accounts_of(event).contains(&account),
+        move |event: &Event| accounts_of(event).any(|of| of == account),
         move |event: &Event| updates(&converter, account, event, &mut orders),
     )
 }

@@ -387,6 +387,12 @@ pub(super) struct CommittedCommands {
 /// cover the copy of a large state (up to a second or so) at thousands of commits a second.
 pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
 
+/// Events between snapshots per record of the state, at least: the encoding's share of
+/// the replica's time, against how much a restart replays after the newest snapshot (at
+/// most this many events per record). Under one order session at a window of 4,096 with
+/// some 600,000 kept client order ids, encoding took 19% of a core at 2 and 10% at 4.
+const SNAPSHOT_EVENTS_PER_RECORD: u64 = 4;
+
 /// Applies every committed command to a second sequencer, checking that it emits exactly
 /// the committed events (as recovery does), and hands a copy of its state to the
 /// snapshot writer every so many events. The copy takes this thread's time, not the
@@ -419,11 +425,13 @@ pub(super) fn run_replica<B: OrderBook>(
             }
             return;
         }
-        // Taken no more often than every twice as many events as the state has records,
-        // so the copy's cost per event stays bounded however large the state grows.
+        // Taken no more often than every SNAPSHOT_EVENTS_PER_RECORD events per record of
+        // the state, so the encoding's cost per event stays bounded however large the
+        // state grows.
         let every = config.snapshot_every_events;
         let since = replica.last_seq() - last_snapshot;
-        if every > 0 && since >= every && since >= 2 * replica.state_records() {
+        let state_events = SNAPSHOT_EVENTS_PER_RECORD * replica.state_records();
+        if every > 0 && since >= every && since >= state_events {
             last_snapshot = replica.last_seq();
             // Encoded into the buffer of the snapshot before once the writer is done with
             // it; waits while the snapshot before is still being written.

@@ -86,9 +86,10 @@ pub struct Page {
     pub next: Option<u64>,
 }
 
-/// The accounts an event concerns.
-pub fn accounts_of(event: &Event) -> Vec<AccountId> {
-    match &event.kind {
+/// The accounts an event concerns: none, one or two, without allocating (the account
+/// index and every order-update stream ask it of each event).
+pub fn accounts_of(event: &Event) -> impl Iterator<Item = AccountId> + Clone {
+    let (first, second) = match &event.kind {
         EventKind::AccountCreated { account, .. }
         | EventKind::TokenChanged { account, .. }
         | EventKind::Deposited { account, .. }
@@ -98,16 +99,17 @@ pub fn accounts_of(event: &Event) -> Vec<AccountId> {
         | EventKind::OrderRested { account, .. }
         | EventKind::OrderDone { account, .. }
         | EventKind::AutoTopUpSet { account, .. }
-        | EventKind::SpendLimitSet { account, .. } => vec![*account],
-        EventKind::OrderAccepted(order) => vec![order.account],
-        EventKind::IssuePriceSet { .. } | EventKind::EngineConfigured => Vec::new(),
-        EventKind::Minted { .. } => vec![TREASURY],
+        | EventKind::SpendLimitSet { account, .. } => (Some(*account), None),
+        EventKind::OrderAccepted(order) => (Some(order.account), None),
+        EventKind::IssuePriceSet { .. } | EventKind::EngineConfigured => (None, None),
+        EventKind::Minted { .. } => (Some(TREASURY), None),
         EventKind::DivmidsBought { account, .. } | EventKind::AutoToppedUp { account, .. } => {
-            vec![*account, TREASURY]
+            (Some(*account), Some(TREASURY))
         }
-        EventKind::Charged { account, .. } => vec![*account, REVENUE],
-        EventKind::Fill(fill) => vec![fill.maker_account, fill.taker_account],
-    }
+        EventKind::Charged { account, .. } => (Some(*account), Some(REVENUE)),
+        EventKind::Fill(fill) => (Some(fill.maker_account), Some(fill.taker_account)),
+    };
+    [first, second].into_iter().flatten()
 }
 
 impl History {
@@ -229,7 +231,7 @@ impl History {
                 let record = record?;
                 let past = record.last_seq().is_none_or(|last| last >= before);
                 for event in record.events {
-                    if event.seq < before && accounts_of(&event).contains(&account) {
+                    if event.seq < before && accounts_of(&event).any(|of| of == account) {
                         tail.push(event);
                     }
                 }

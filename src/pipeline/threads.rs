@@ -326,14 +326,16 @@ pub(super) fn run_store<J: Journal>(
                 continue;
             }
         }
-        let mut entries = Vec::new();
-        let events: Vec<Event> = records
-            .into_iter()
-            .flat_map(|record| {
-                entries.extend(record.entries);
-                record.events
-            })
-            .collect();
+        // Sized once: a commit's events run to megabytes, and growing them by doubling
+        // copied them over and over into fresh memory the kernel had to zero.
+        let mut entries =
+            Vec::with_capacity(records.iter().map(|record| record.entries.len()).sum());
+        let mut events: Vec<Event> =
+            Vec::with_capacity(records.iter().map(|record| record.events.len()).sum());
+        for mut record in records {
+            entries.append(&mut record.entries);
+            events.append(&mut record.events);
+        }
         if let Some(last) = events.last() {
             shared.committed_seq.store(last.seq, Ordering::Release);
         }

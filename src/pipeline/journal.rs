@@ -30,6 +30,15 @@ pub struct JournalRecord {
 }
 
 impl JournalRecord {
+    /// An empty record with room for `events` events and as many commands, so that
+    /// filling it up to a record's bound does not grow it step by step.
+    pub fn with_capacity(events: usize) -> JournalRecord {
+        JournalRecord {
+            entries: Vec::with_capacity(events),
+            events: Vec::with_capacity(events),
+        }
+    }
+
     /// The sequence number of the first event, if there is one.
     pub fn first_seq(&self) -> Option<u64> {
         self.events.first().map(|event| event.seq)

@@ -116,7 +116,7 @@ pub(super) fn run_sequencer<B: OrderBook>(
             pending: Vec::new(),
             commands: 0,
         };
-        let mut record = JournalRecord::default();
+        let mut record = JournalRecord::with_capacity(config.record_events_max);
         let mut next = Some(first);
         while let Some(request) = next {
             shared.metrics.taken();
@@ -183,7 +183,8 @@ fn apply<B: OrderBook>(
         let outcome = apply_command(sequencer, (timestamp_ms, command), kept, events, record);
         metrics.applied(kind, outcome.is_ok());
         if record.events.len() >= record_events_max {
-            batch.push_record(std::mem::take(record));
+            let next = JournalRecord::with_capacity(record_events_max);
+            batch.push_record(std::mem::replace(record, next));
         }
         batch.commands += 1;
         outcome

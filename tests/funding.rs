@@ -45,15 +45,18 @@ fn deposit(key: &str) -> proto::DepositRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_deposit_is_authorized_once() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
+/// A server on `data_dir` whose card processor is `card` (the others the sandbox's), a
+/// channel to it once it serves, and a trader named `name`'s clients.
+async fn serve_with_card(
+    data_dir: &std::path::Path,
+    card: impl FundingSource + 'static,
+    name: &str,
+) -> (Running, tonic::transport::Channel, common::Clients) {
     let mut config = Config::default();
-    config.server.data_dir = directory.path().to_path_buf();
+    config.server.data_dir = data_dir.to_path_buf();
     config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
-    let card = Recording::default();
     let funding = FundingSources::new(
-        Box::new(card.clone()),
+        Box::new(card),
         Box::new(SandboxPaypal),
         Box::new(SandboxEgold),
     );
@@ -62,14 +65,16 @@ async fn a_retried_deposit_is_authorized_once() {
     let channel = server.channel().await;
     wait_serving(&channel).await;
     let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, token) = create(
-        &mut issuer,
-        "olga",
-        proto::Tier::Public,
-        proto::Role::Trader,
-    )
-    .await;
-    let mut olga = clients(&channel, Some(&token));
+    let (_, token) = create(&mut issuer, name, proto::Tier::Public, proto::Role::Trader).await;
+    let trader = clients(&channel, Some(&token));
+    (server, channel, trader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_deposit_is_authorized_once() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let card = Recording::default();
+    let (server, _, mut olga) = serve_with_card(directory.path(), card.clone(), "olga").await;
 
     let first = olga
         .wallet
@@ -134,9 +139,6 @@ impl FundingSource for Stalled {
 #[tokio::test]
 async fn a_slow_processor_holds_up_only_its_own_deposit() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let mut config = Config::default();
-    config.server.data_dir = directory.path().to_path_buf();
-    config.server.issuer_token = Some(ISSUER_TOKEN.to_string());
     let (release, waiting) = mpsc::channel();
     let (asked, released) = (
         Arc::new(AtomicBool::new(false)),
@@ -147,18 +149,7 @@ async fn a_slow_processor_holds_up_only_its_own_deposit() {
         release: Mutex::new(waiting),
         released: Arc::clone(&released),
     };
-    let funding = FundingSources::new(
-        Box::new(card),
-        Box::new(SandboxPaypal),
-        Box::new(SandboxEgold),
-    );
-    let context = open_with(config, None, |store| store, funding).expect("opens");
-    let server = Running::serve(context).await;
-    let channel = server.channel().await;
-    wait_serving(&channel).await;
-    let mut issuer = clients(&channel, Some(ISSUER_TOKEN));
-    let (_, token) = create(&mut issuer, "ida", proto::Tier::Public, proto::Role::Trader).await;
-    let mut ida = clients(&channel, Some(&token));
+    let (server, channel, mut ida) = serve_with_card(directory.path(), card, "ida").await;
 
     let deposit = tokio::spawn(async move { ida.wallet.deposit(deposit("slow-1")).await });
     while !asked.load(Ordering::Acquire) {

@@ -72,8 +72,8 @@ struct Arguments {
     /// carries while it is measured.
     #[arg(long, global = true, default_value_t = 0)]
     resting: u64,
-    /// The exchange's process id, when it runs on this machine: its CPU and memory are
-    /// reported.
+    /// The exchange's process id, when it runs on this machine: its CPU (in all and per
+    /// thread name) and memory are reported.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
 }

@@ -1,6 +1,7 @@
 //! What a run prints: a progress line while it runs, the CPU and memory of a local
 //! process, and the summary table.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,24 +9,54 @@ use std::time::{Duration, Instant};
 
 use crate::run::Tally;
 
-/// CPU time and resident memory of a local process, read from `/proc`.
-#[derive(Clone, Copy, Debug)]
+/// CPU time and resident memory of a local process, and the CPU time of its threads by
+/// name, read from `/proc`.
+#[derive(Clone, Debug)]
 pub struct ProcessSample {
     cpu: Duration,
     resident_bytes: u64,
+    /// Per thread name (numbered names such as `sled-io-3` counted as one), CPU time.
+    threads: BTreeMap<String, Duration>,
     at: Instant,
+}
+
+/// What a local process used over the measured part of a run.
+#[derive(Clone, Debug)]
+pub struct ProcessUse {
+    /// Percent of one core.
+    pub cpu_percent: f64,
+    /// Resident memory at the end.
+    pub resident_bytes: u64,
+    /// Per thread name, percent of one core, most first.
+    pub threads: Vec<(String, f64)>,
+}
+
+/// User and system CPU ticks from the text of a `/proc/.../stat` file.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The name a thread is counted under: its own, without a trailing `-N` of a numbered
+/// pool (`sled-io-3` is `sled-io`).
+fn thread_group(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((pool, number))
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            pool
+        }
+        _ => name,
+    }
 }
 
 impl ProcessSample {
     /// The process's figures now, if this system shows them.
     pub fn take(pid: u32) -> Option<ProcessSample> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks: u64 =
-            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
         // SAFETY: sysconf only reads a system constant.
         let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let resident_kib: u64 = status
             .lines()
@@ -34,19 +65,56 @@ impl ProcessSample {
             .next()?
             .parse()
             .ok()?;
+        let mut threads = BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let path = task.path();
+            // A thread that ended between the listing and the reading is left out.
+            let (Ok(name), Ok(stat)) = (
+                std::fs::read_to_string(path.join("comm")),
+                std::fs::read_to_string(path.join("stat")),
+            ) else {
+                continue;
+            };
+            let Some(ticks) = cpu_ticks(&stat) else {
+                continue;
+            };
+            *threads
+                .entry(thread_group(name.trim()).to_string())
+                .or_insert(Duration::ZERO) += Duration::from_millis(ticks * 1_000 / per_second);
+        }
         Some(ProcessSample {
             cpu: Duration::from_millis(ticks * 1_000 / per_second),
             resident_bytes: resident_kib * 1_024,
+            threads,
             at: Instant::now(),
         })
     }
 
-    /// The share of one core the process used since `earlier`, in percent, and its
-    /// resident memory now.
-    pub fn since(&self, earlier: &ProcessSample) -> (f64, u64) {
+    /// What the process used since `earlier`: its share of one core in percent, each
+    /// thread name's, and its resident memory now.
+    pub fn since(&self, earlier: &ProcessSample) -> ProcessUse {
         let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
-        let cpu = self.cpu.saturating_sub(earlier.cpu).as_secs_f64();
-        (100.0 * cpu / wall, self.resident_bytes)
+        let percent = |now: Duration, before: Duration| {
+            100.0 * now.saturating_sub(before).as_secs_f64() / wall
+        };
+        let mut threads: Vec<(String, f64)> = self
+            .threads
+            .iter()
+            .map(|(name, cpu)| {
+                let before = earlier.threads.get(name).copied().unwrap_or_default();
+                (name.clone(), percent(*cpu, before))
+            })
+            .filter(|(_, share)| *share >= 0.5)
+            .collect();
+        threads.sort_by(|left, right| right.1.total_cmp(&left.1));
+        ProcessUse {
+            cpu_percent: percent(self.cpu, earlier.cpu),
+            resident_bytes: self.resident_bytes,
+            threads,
+        }
     }
 }
 
@@ -88,8 +156,8 @@ pub struct Row {
     pub shape: String,
     pub seconds: f64,
     pub tally: Tally,
-    /// The target's CPU (percent of one core) and resident memory, when it is local.
-    pub process: Option<(f64, u64)>,
+    /// The target's CPU and resident memory, when it is local.
+    pub process: Option<ProcessUse>,
 }
 
 impl Row {
@@ -115,10 +183,10 @@ pub fn print(rows: &[Row]) {
             .iter()
             .map(|(code, count)| format!("{:?} {count}", tonic::Code::from_i32(*code)))
             .collect();
-        let (cpu, rss) = match row.process {
-            Some((cpu, rss)) => (
-                format!("{cpu:.0}"),
-                format!("{:.0}", rss as f64 / 1048576.0),
+        let (cpu, rss) = match &row.process {
+            Some(used) => (
+                format!("{:.0}", used.cpu_percent),
+                format!("{:.0}", used.resident_bytes as f64 / 1048576.0),
             ),
             None => ("-".to_string(), "-".to_string()),
         };
@@ -139,6 +207,20 @@ pub fn print(rows: &[Row]) {
             }
         );
     }
+    for row in rows {
+        if let Some(used) = row.process.as_ref().filter(|used| !used.threads.is_empty()) {
+            let threads: Vec<String> = used
+                .threads
+                .iter()
+                .map(|(name, share)| format!("{name} {share:.0}"))
+                .collect();
+            println!(
+                "{} threads, % of one core: {}",
+                row.target,
+                threads.join(", ")
+            );
+        }
+    }
     let baseline = rows.iter().find(|row| row.target == "baseline");
     let exchange = rows.iter().find(|row| row.target == "divmid");
     if let (Some(baseline), Some(exchange)) = (baseline, exchange) {
@@ -146,6 +228,59 @@ pub fn print(rows: &[Row]) {
             "ratio divmid/baseline: {:.2} of the answers/s, p99 {:.2} times the baseline's",
             exchange.per_second() / baseline.per_second().max(1e-9),
             exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_gives_user_and_system_ticks_whatever_the_name_holds() {
+        let stat = "4242 (sled-io (2) x) S 1 4242 4242 0 -1 4194368 500 0 0 0 1234 56 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat), Some(1_290));
+        assert_eq!(cpu_ticks("4242 (cut short) S 1"), None);
+    }
+
+    #[test]
+    fn numbered_threads_of_a_pool_count_as_one() {
+        assert_eq!(thread_group("sled-io-3"), "sled-io");
+        assert_eq!(thread_group("sled-io-12"), "sled-io");
+        assert_eq!(thread_group("tokio-rt-worker"), "tokio-rt-worker");
+        assert_eq!(thread_group("replica"), "replica");
+        assert_eq!(thread_group("trailing-"), "trailing-");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_and_its_threads_are_read_from_proc() {
+        let first = ProcessSample::take(std::process::id()).expect("/proc is readable");
+        // The thread spins, then waits to be sampled: an ended thread leaves /proc.
+        let (spun, spinning) = std::sync::mpsc::channel();
+        let (sampled, waiting) = std::sync::mpsc::channel::<()>();
+        let busy = std::thread::Builder::new()
+            .name("busy-1".to_string())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut spins = 0u64;
+                while started.elapsed() < Duration::from_millis(300) {
+                    spins = std::hint::black_box(spins + 1);
+                }
+                let _ = spun.send(());
+                let _ = waiting.recv();
+            })
+            .expect("a thread");
+        spinning.recv().expect("it spun");
+        let last = ProcessSample::take(std::process::id()).expect("still readable");
+        drop(sampled);
+        busy.join().expect("it ends");
+        let used = last.since(&first);
+        assert!(used.resident_bytes > 0);
+        assert!(used.cpu_percent > 0.0, "{used:?}");
+        assert!(
+            used.threads.iter().any(|(name, _)| name == "busy"),
+            "{used:?}"
         );
     }
 }

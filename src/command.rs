@@ -227,7 +227,29 @@ struct NewOrderLayout<Text> {
     self_trade_prevention: SelfTradePrevention,
 }
 
+/// A [`NewOrder`] borrowed in parts, where its owner and client order id are kept apart
+/// from its terms: it encodes to the same bytes as the order.
+pub struct NewOrderParts<'a> {
+    /// The owner.
+    pub account: AccountId,
+    /// What it asks for.
+    pub terms: &'a OrderTerms,
+    /// The caller's own id.
+    pub client_order_id: Option<&'a str>,
+}
+
 impl Serialize for NewOrder {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NewOrderParts {
+            account: self.account,
+            terms: &self.terms,
+            client_order_id: self.client_order_id.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Serialize for NewOrderParts<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let OrderTerms {
             market,
@@ -238,7 +260,7 @@ impl Serialize for NewOrder {
             time_in_force,
             post_only,
             self_trade_prevention,
-        } = self.terms;
+        } = *self.terms;
         NewOrderLayout {
             account: self.account,
             market,
@@ -248,7 +270,7 @@ impl Serialize for NewOrder {
             quantity,
             time_in_force,
             post_only,
-            client_order_id: self.client_order_id.as_deref(),
+            client_order_id: self.client_order_id,
             self_trade_prevention,
         }
         .serialize(serializer)

@@ -400,7 +400,41 @@ struct OrderViewLayout<Text> {
     created_seq: u64,
 }
 
+/// An [`OrderView`] borrowed in parts, where its owner and client order id are kept apart
+/// from the rest: it encodes to the same bytes as the view.
+pub struct OrderViewParts<'a> {
+    /// The exchange's id.
+    pub order_id: OrderId,
+    /// The owner.
+    pub account: AccountId,
+    /// The caller's id for it.
+    pub client_order_id: Option<&'a str>,
+    /// What it asks for now.
+    pub terms: &'a OrderTerms,
+    /// Lots traded.
+    pub filled: Quantity,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// The sequence number of its acceptance.
+    pub created_seq: u64,
+}
+
 impl Serialize for OrderView {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        OrderViewParts {
+            order_id: self.order_id,
+            account: self.account,
+            client_order_id: self.client_order_id.as_deref(),
+            terms: &self.terms,
+            filled: self.filled,
+            status: self.status,
+            created_seq: self.created_seq,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Serialize for OrderViewParts<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let OrderTerms {
             market,
@@ -411,11 +445,11 @@ impl Serialize for OrderView {
             time_in_force,
             post_only,
             self_trade_prevention,
-        } = self.terms;
+        } = *self.terms;
         OrderViewLayout {
             order_id: self.order_id,
             account: self.account,
-            client_order_id: self.client_order_id.as_deref(),
+            client_order_id: self.client_order_id,
             market,
             side,
             order_type,

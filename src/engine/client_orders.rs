@@ -9,23 +9,72 @@ use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
-use crate::command::NewOrder;
-use crate::event::OrderView;
-use crate::types::{AccountId, OrderId};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
+
+use crate::command::{NewOrder, NewOrderParts};
+use crate::event::{OrderView, OrderViewParts};
+use crate::types::{AccountId, OrderId, OrderStatus, OrderTerms, Quantity};
 
 /// An order placed with a client order id: what it was placed with, so a retry can be
-/// told from a reuse, and how it ended once it has.
+/// told from a reuse, and how it ended once it has. Its owner and its client order id are
+/// the entry's account and key, not copied here: each copy of an id was an allocation,
+/// and an entry is kept for every order of the retention window.
 #[derive(Clone, Debug)]
 pub(super) struct ClientOrder {
-    pub(super) placed: NewOrder,
+    /// The terms it was placed with.
+    pub(super) placed: OrderTerms,
     pub(super) order_id: OrderId,
-    pub(super) ended: Option<OrderView>,
+    pub(super) ended: Option<Ended>,
     /// Once ended: the clock time from which the id is forgotten (a retry then places a
     /// new order).
     pub(super) expires_ms: Option<u64>,
 }
 
+/// How an order ended: its view, but for its ids and owner.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ended {
+    terms: OrderTerms,
+    filled: Quantity,
+    status: OrderStatus,
+    created_seq: u64,
+}
+
 impl ClientOrder {
+    /// How the order ended, as the owner `account` sees it, if it has.
+    pub(super) fn ended_view(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Option<OrderView> {
+        self.ended_parts(account, client_order_id)
+            .map(|parts| OrderView {
+                order_id: parts.order_id,
+                account,
+                client_order_id: Some(client_order_id.into()),
+                terms: *parts.terms,
+                filled: parts.filled,
+                status: parts.status,
+                created_seq: parts.created_seq,
+            })
+    }
+
+    /// [`ClientOrder::ended_view`], borrowed: it encodes to the same bytes.
+    fn ended_parts<'a>(
+        &'a self,
+        account: AccountId,
+        client_order_id: &'a str,
+    ) -> Option<OrderViewParts<'a>> {
+        self.ended.as_ref().map(|ended| OrderViewParts {
+            order_id: self.order_id,
+            account,
+            client_order_id: Some(client_order_id),
+            terms: &ended.terms,
+            filled: ended.filled,
+            status: ended.status,
+            created_seq: ended.created_seq,
+        })
+    }
+
     /// Whether the id is still kept at `now_ms`: its order lives, or ended less than the
     /// retention window before.
     pub(super) fn kept_at(&self, now_ms: u64) -> bool {
@@ -127,7 +176,7 @@ impl ClientOrders {
             return;
         };
         let entry = ClientOrder {
-            placed: order.clone(),
+            placed: order.terms,
             order_id,
             ended: None,
             expires_ms: None,
@@ -163,7 +212,12 @@ impl ClientOrders {
         if entry.order_id != view.order_id {
             return;
         }
-        entry.ended = Some(view.clone());
+        entry.ended = Some(Ended {
+            terms: view.terms,
+            filled: view.filled,
+            status: view.status,
+            created_seq: view.created_seq,
+        });
         entry.expires_ms = Some(expires_ms);
         self.expiry.push_back(Expiry {
             expires_ms,
@@ -211,10 +265,14 @@ impl ClientOrders {
             .map(|view| ClientOrderRecord {
                 account: view.account,
                 client_order_id: Box::from(view.client_order_id),
-                placed: view.placed.clone(),
-                order_id: view.order_id,
-                ended: view.ended.cloned(),
-                expires_ms: view.expires_ms,
+                placed: NewOrder {
+                    account: view.account,
+                    terms: view.entry.placed,
+                    client_order_id: Some(Box::from(view.client_order_id)),
+                },
+                order_id: view.entry.order_id,
+                ended: view.entry.ended_view(view.account, view.client_order_id),
+                expires_ms: view.entry.expires_ms,
             })
             .collect()
     }
@@ -238,10 +296,7 @@ impl ClientOrders {
                 let view = ClientOrderRecordView {
                     account,
                     client_order_id,
-                    placed: &entry.placed,
-                    order_id: entry.order_id,
-                    ended: entry.ended.as_ref(),
-                    expires_ms: entry.expires_ms,
+                    entry,
                 };
                 (SortKey::of(account, client_order_id), view)
             })
@@ -273,9 +328,14 @@ impl ClientOrders {
                 });
             }
             let entry = ClientOrder {
-                placed: record.placed,
+                placed: record.placed.terms,
                 order_id: record.order_id,
-                ended: record.ended,
+                ended: record.ended.map(|view| Ended {
+                    terms: view.terms,
+                    filled: view.filled,
+                    status: view.status,
+                    created_seq: view.created_seq,
+                }),
                 expires_ms: record.expires_ms,
             };
             let ids = orders.by_account.entry(record.account).or_default();
@@ -286,6 +346,28 @@ impl ClientOrders {
         expiry.sort();
         orders.expiry = expiry.into();
         orders
+    }
+}
+
+impl Serialize for ClientOrderRecordView<'_> {
+    /// The fields of a [`super::snapshot::ClientOrderRecord`], in its order, written from
+    /// the entry where it is: the same bytes.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let entry = self.entry;
+        let mut record = serializer.serialize_struct("ClientOrderRecord", 6)?;
+        record.serialize_field("account", &self.account)?;
+        record.serialize_field("client_order_id", self.client_order_id)?;
+        let placed = NewOrderParts {
+            account: self.account,
+            terms: &entry.placed,
+            client_order_id: Some(self.client_order_id),
+        };
+        record.serialize_field("placed", &placed)?;
+        record.serialize_field("order_id", &entry.order_id)?;
+        let ended = entry.ended_parts(self.account, self.client_order_id);
+        record.serialize_field("ended", &ended)?;
+        record.serialize_field("expires_ms", &entry.expires_ms)?;
+        record.end()
     }
 }
 

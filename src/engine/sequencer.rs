@@ -590,9 +590,9 @@ impl<B: OrderBook> Sequencer<B> {
             .client_orders
             .get(account, client_order_id)
             .filter(|entry| entry.kept_at(self.clock_ms))?;
-        match &entry.ended {
-            None => self.open_order_in(entry.placed.terms.market, entry.order_id),
-            Some(ended) => Some(ended.clone()),
+        match entry.ended_view(account, client_order_id) {
+            None => self.open_order_in(entry.placed.market, entry.order_id),
+            ended => ended,
         }
     }
 

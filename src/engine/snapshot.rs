@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::{OrderBook, RestingOrder};
-use super::client_orders::ClientOrders;
+use super::client_orders::{ClientOrder, ClientOrders};
 use super::idempotency::{IdempotencyRecord, IdempotencyRecordView, IdempotencyRecords};
 use super::sequencer::Sequencer;
 use crate::command::NewOrder;
@@ -71,15 +71,12 @@ struct SnapshotView<'a> {
     engine: Option<&'a EngineConfig>,
 }
 
-/// A [`ClientOrderRecord`] borrowed from the state: it encodes to the same bytes.
-#[derive(Serialize)]
+/// A [`ClientOrderRecord`] borrowed from the state: it encodes to the same bytes (see its
+/// `Serialize` in `client_orders`).
 pub(super) struct ClientOrderRecordView<'a> {
     pub(super) account: AccountId,
     pub(super) client_order_id: &'a str,
-    pub(super) placed: &'a NewOrder,
-    pub(super) order_id: OrderId,
-    pub(super) ended: Option<&'a OrderView>,
-    pub(super) expires_ms: Option<u64>,
+    pub(super) entry: &'a ClientOrder,
 }
 
 /// An order placed with a client order id.

@@ -93,13 +93,15 @@ impl<B: OrderBook> Sequencer<B> {
             }
             return Ok(None);
         };
-        let current = match &existing.ended {
-            Some(view) => view.clone(),
+        let current = match existing.ended_view(order.account, client_order_id) {
+            Some(view) => view,
             None => self
-                .open_order_in(existing.placed.terms.market, existing.order_id)
+                .open_order_in(existing.placed.market, existing.order_id)
                 .expect("a live client order rests on its book"),
         };
-        if existing.placed == *order {
+        // The entry was found by the order's owner and client order id: the same order
+        // is the same terms.
+        if existing.placed == order.terms {
             return Ok(Some(Reply::Order(current)));
         }
         if existing.ended.is_none() {

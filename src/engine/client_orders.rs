@@ -39,6 +39,18 @@ pub(super) struct Ended {
     created_seq: u64,
 }
 
+impl Ended {
+    /// What an entry keeps of an ended order's view.
+    fn of(view: &OrderView) -> Ended {
+        Ended {
+            terms: view.terms,
+            filled: view.filled,
+            status: view.status,
+            created_seq: view.created_seq,
+        }
+    }
+}
+
 impl ClientOrder {
     /// How the order ended, as the owner `account` sees it, if it has.
     pub(super) fn ended_view(
@@ -212,12 +224,7 @@ impl ClientOrders {
         if entry.order_id != view.order_id {
             return;
         }
-        entry.ended = Some(Ended {
-            terms: view.terms,
-            filled: view.filled,
-            status: view.status,
-            created_seq: view.created_seq,
-        });
+        entry.ended = Some(Ended::of(view));
         entry.expires_ms = Some(expires_ms);
         self.expiry.push_back(Expiry {
             expires_ms,
@@ -330,12 +337,7 @@ impl ClientOrders {
             let entry = ClientOrder {
                 placed: record.placed.terms,
                 order_id: record.order_id,
-                ended: record.ended.map(|view| Ended {
-                    terms: view.terms,
-                    filled: view.filled,
-                    status: view.status,
-                    created_seq: view.created_seq,
-                }),
+                ended: record.ended.as_ref().map(Ended::of),
                 expires_ms: record.expires_ms,
             };
             let ids = orders.by_account.entry(record.account).or_default();

@@ -95,75 +95,87 @@ impl ClientOrder {
 }
 
 /// Every client order id kept, and what it owns:
-/// - ids are kept per account, so that a lookup borrows the id it is given; an account
-///   with none has no table; `ids_kept` counts them all;
-/// - the live ids are exactly those of the entries not ended, by order id;
+/// - each entry sits in a slot of one slab with its owner, its id and the id's hash; a
+///   slot freed by an expiry is the next one filled, so a new entry is written where an
+///   expiry has just read;
+/// - the index finds an entry's slot by owner and id. It holds only slot numbers, four
+///   bytes each, so it stays a few megabytes where the entries run to a hundred: under a
+///   high order rate hundreds of thousands of ids are kept, and each placement looks one
+///   up that is not there, which reads only the index;
+/// - the live ids are exactly those of the entries not ended, by order id, as slots;
 /// - the expiry queue is in expiry order and holds every ended entry's expiry (and stale
-///   ones, of ids placed again since, passed over when popped).
+///   ones, of ids placed again since, passed over when popped), naming its slot;
+/// - each account's count of ids, and `ids_kept` over all of them.
 #[derive(Debug, Default)]
 pub(super) struct ClientOrders {
-    by_account: FxHashMap<AccountId, HashTable<(Box<str>, ClientOrder)>>,
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<u32>,
+    index: HashTable<u32>,
+    counts: FxHashMap<AccountId, u32>,
     ids_kept: usize,
-    live: FxHashMap<OrderId, Box<str>>,
+    live: FxHashMap<OrderId, u32>,
     expiry: VecDeque<Expiry>,
 }
 
-/// An ended entry's expiry. It names the entry by its order and the hash of its id, not
-/// by the id: an account's table finds it by comparing order ids, which its slots hold,
-/// instead of ids each behind a pointer, and no copy of the id is kept for the queue.
-/// An order has at most one client order id, so its order id names the entry.
+/// A kept id: its owner, the id, the hash the index files it under, and its order.
+#[derive(Debug)]
+struct Slot {
+    account: AccountId,
+    client_order_id: Box<str>,
+    hash: u64,
+    entry: ClientOrder,
+}
+
+/// An ended entry's expiry: its slot, and the order it was for, since the slot may hold
+/// another order under the same id by then (an id placed again), or another id (once
+/// this expiry's entry has gone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Expiry {
     expires_ms: u64,
-    account: AccountId,
+    slot: u32,
     order_id: OrderId,
-    id_hash: u64,
 }
 
-/// The hash an account's table files an id under.
-fn id_hash(client_order_id: &str) -> u64 {
-    FxBuildHasher.hash_one(client_order_id)
-}
-
-/// Whether a slot holds `client_order_id`.
-fn holds(client_order_id: &str) -> impl Fn(&(Box<str>, ClientOrder)) -> bool + '_ {
-    move |(id, _)| **id == *client_order_id
-}
-
-/// Files `entry` under `client_order_id` in `ids`; says whether the id was new there.
-fn file(
-    ids: &mut HashTable<(Box<str>, ClientOrder)>,
-    client_order_id: Box<str>,
-    entry: ClientOrder,
-) -> bool {
-    let hash = id_hash(&client_order_id);
-    match ids.entry(hash, holds(&client_order_id), |(id, _)| id_hash(id)) {
-        hashbrown::hash_table::Entry::Occupied(mut kept) => {
-            kept.get_mut().1 = entry;
-            false
-        }
-        hashbrown::hash_table::Entry::Vacant(vacant) => {
-            vacant.insert((client_order_id, entry));
-            true
-        }
-    }
+/// The hash the index files an account's id under.
+fn id_hash(account: AccountId, client_order_id: &str) -> u64 {
+    FxBuildHasher.hash_one((account, client_order_id))
 }
 
 impl ClientOrders {
+    /// The slot of the account's id, if it is kept.
+    fn find(&self, account: AccountId, client_order_id: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(id_hash(account, client_order_id), |&slot| {
+                slots[slot as usize].as_ref().is_some_and(|kept| {
+                    kept.account == account && *kept.client_order_id == *client_order_id
+                })
+            })
+            .copied()
+    }
+
+    fn slot(&self, slot: u32) -> &Slot {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("the index and the live ids name filled slots")
+    }
+
+    fn slot_mut(&mut self, slot: u32) -> &mut Slot {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("the index and the live ids name filled slots")
+    }
+
     /// The account's order under this id, live or ended (ended ones until they are
     /// expired, which the caller judges by `expires_ms` between expiries).
     pub(super) fn get(&self, account: AccountId, client_order_id: &str) -> Option<&ClientOrder> {
-        self.by_account
-            .get(&account)?
-            .find(id_hash(client_order_id), holds(client_order_id))
-            .map(|(_, entry)| entry)
+        self.find(account, client_order_id)
+            .map(|slot| &self.slot(slot).entry)
     }
 
     /// Ids the account holds, live and ended.
     pub(super) fn count(&self, account: AccountId) -> u32 {
-        self.by_account
-            .get(&account)
-            .map_or(0, |ids| ids.len() as u32)
+        self.counts.get(&account).copied().unwrap_or(0)
     }
 
     /// Ids held, over every account.
@@ -178,7 +190,9 @@ impl ClientOrders {
 
     /// A live order's client order id.
     pub(super) fn live_id(&self, order_id: OrderId) -> Option<&str> {
-        self.live.get(&order_id).map(|id| &**id)
+        self.live
+            .get(&order_id)
+            .map(|&slot| &*self.slot(slot).client_order_id)
     }
 
     /// Keeps a new order's client order id while it lives; an id whose order ended before
@@ -193,11 +207,43 @@ impl ClientOrders {
             ended: None,
             expires_ms: None,
         };
-        let ids = self.by_account.entry(order.account).or_default();
-        if file(ids, client_order_id.clone(), entry) {
-            self.ids_kept += 1;
-        }
-        self.live.insert(order_id, client_order_id.clone());
+        let slot = match self.find(order.account, client_order_id) {
+            Some(slot) => {
+                self.slot_mut(slot).entry = entry;
+                slot
+            }
+            None => self.file(Slot {
+                account: order.account,
+                client_order_id: client_order_id.clone(),
+                hash: id_hash(order.account, client_order_id),
+                entry,
+            }),
+        };
+        self.live.insert(order_id, slot);
+    }
+
+    /// Files a new id in a free slot and in the index.
+    fn file(&mut self, kept: Slot) -> u32 {
+        let hash = kept.hash;
+        *self.counts.entry(kept.account).or_default() += 1;
+        self.ids_kept += 1;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(kept);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len())
+                    .expect("fewer ids are kept than a slot number can count");
+                self.slots.push(Some(kept));
+                slot
+            }
+        };
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&filed| {
+            slots[filed as usize].as_ref().map_or(0, |kept| kept.hash)
+        });
+        slot
     }
 
     /// A live order's id, once the order has ended.
@@ -213,14 +259,10 @@ impl ClientOrders {
         };
         let last = self.expiry.back().map_or(0, |expiry| expiry.expires_ms);
         let expires_ms = expires_ms.max(last);
-        let hash = id_hash(client_order_id);
-        let Some((_, entry)) = self
-            .by_account
-            .get_mut(&view.account)
-            .and_then(|ids| ids.find_mut(hash, holds(client_order_id)))
-        else {
+        let Some(slot) = self.find(view.account, client_order_id) else {
             return;
         };
+        let entry = &mut self.slot_mut(slot).entry;
         if entry.order_id != view.order_id {
             return;
         }
@@ -228,9 +270,8 @@ impl ClientOrders {
         entry.expires_ms = Some(expires_ms);
         self.expiry.push_back(Expiry {
             expires_ms,
-            account: view.account,
+            slot,
             order_id: view.order_id,
-            id_hash: hash,
         });
     }
 
@@ -242,25 +283,35 @@ impl ClientOrders {
             .is_some_and(|expiry| expiry.expires_ms <= now_ms)
         {
             let expiry = self.expiry.pop_front().expect("seen");
-            let std::collections::hash_map::Entry::Occupied(mut ids) =
-                self.by_account.entry(expiry.account)
-            else {
-                continue;
-            };
-            // One look-up, by the order: an id placed again since belongs to another
-            // order (and is live, or ended later), so this expiry is stale.
-            let found = ids.get_mut().find_entry(expiry.id_hash, |(_, entry)| {
-                entry.order_id == expiry.order_id
-            });
-            match found {
-                Ok(kept) if kept.get().1.expires_ms == Some(expiry.expires_ms) => {
-                    kept.remove();
-                }
-                _ => continue,
+            // An id placed again since belongs to another order (and is live, or ended
+            // later), and a slot freed since may hold another id: this expiry is stale.
+            let current = self.slots[expiry.slot as usize]
+                .as_ref()
+                .is_some_and(|kept| {
+                    kept.entry.order_id == expiry.order_id
+                        && kept.entry.expires_ms == Some(expiry.expires_ms)
+                });
+            if current {
+                self.forget_slot(expiry.slot);
             }
-            self.ids_kept -= 1;
-            if ids.get().is_empty() {
-                ids.remove();
+        }
+    }
+
+    /// Removes a slot's id from the index and the counts, and frees the slot.
+    fn forget_slot(&mut self, slot: u32) {
+        let kept = self.slots[slot as usize]
+            .take()
+            .expect("an expiry that is not stale names a filled slot");
+        let filed = self.index.find_entry(kept.hash, |&filed| filed == slot);
+        filed.expect("every filled slot is indexed").remove();
+        self.free_slots.push(slot);
+        self.ids_kept -= 1;
+        if let std::collections::hash_map::Entry::Occupied(mut count) =
+            self.counts.entry(kept.account)
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }
@@ -291,23 +342,23 @@ impl ClientOrders {
     /// that most comparisons are of integers, not of strings each behind a pointer: a
     /// snapshot sorts every kept id, hundreds of thousands under a high order rate.
     pub(super) fn record_views(&self, now_ms: u64) -> Vec<ClientOrderRecordView<'_>> {
-        let mut kept: Vec<(SortKey, ClientOrderRecordView<'_>)> = self
-            .by_account
-            .iter()
-            .flat_map(|(account, ids)| {
-                ids.iter()
-                    .map(move |(client_order_id, entry)| (*account, client_order_id, entry))
-            })
-            .filter(|(_, _, entry)| entry.kept_at(now_ms))
-            .map(|(account, client_order_id, entry)| {
-                let view = ClientOrderRecordView {
-                    account,
-                    client_order_id,
-                    entry,
-                };
-                (SortKey::of(account, client_order_id), view)
-            })
-            .collect();
+        // Sized once: a snapshot's views run to tens of megabytes, and growing them by
+        // doubling copied them into fresh memory the kernel had to zero each time.
+        let mut kept: Vec<(SortKey, ClientOrderRecordView<'_>)> = Vec::with_capacity(self.ids_kept);
+        kept.extend(
+            self.slots
+                .iter()
+                .flatten()
+                .filter(|kept| kept.entry.kept_at(now_ms))
+                .map(|kept| {
+                    let view = ClientOrderRecordView {
+                        account: kept.account,
+                        client_order_id: &kept.client_order_id,
+                        entry: &kept.entry,
+                    };
+                    (SortKey::of(kept.account, &kept.client_order_id), view)
+                }),
+        );
         kept.sort_unstable_by(|(left_key, left), (right_key, right)| {
             left_key
                 .cmp(right_key)
@@ -321,28 +372,34 @@ impl ClientOrders {
         let mut orders = ClientOrders::default();
         let mut expiry = Vec::new();
         for record in records {
-            if record.ended.is_none() {
-                orders
-                    .live
-                    .insert(record.order_id, record.client_order_id.clone());
-            }
-            if let Some(expires_ms) = record.expires_ms {
-                expiry.push(Expiry {
-                    expires_ms,
-                    account: record.account,
-                    order_id: record.order_id,
-                    id_hash: id_hash(&record.client_order_id),
-                });
-            }
             let entry = ClientOrder {
                 placed: record.placed.terms,
                 order_id: record.order_id,
                 ended: record.ended.as_ref().map(Ended::of),
                 expires_ms: record.expires_ms,
             };
-            let ids = orders.by_account.entry(record.account).or_default();
-            if file(ids, record.client_order_id, entry) {
-                orders.ids_kept += 1;
+            // A snapshot lists each account's id once.
+            let slot = match orders.find(record.account, &record.client_order_id) {
+                Some(slot) => {
+                    orders.slot_mut(slot).entry = entry;
+                    slot
+                }
+                None => orders.file(Slot {
+                    account: record.account,
+                    hash: id_hash(record.account, &record.client_order_id),
+                    client_order_id: record.client_order_id,
+                    entry,
+                }),
+            };
+            if record.ended.is_none() {
+                orders.live.insert(record.order_id, slot);
+            }
+            if let Some(expires_ms) = record.expires_ms {
+                expiry.push(Expiry {
+                    expires_ms,
+                    slot,
+                    order_id: record.order_id,
+                });
             }
         }
         expiry.sort();
@@ -490,6 +547,46 @@ mod tests {
         let restored = ClientOrders::from_records(records.clone());
         assert_eq!(restored.records(0), records);
         assert_eq!((restored.count(ALICE), restored.live_len()), (2, 0));
+    }
+
+    #[test]
+    fn accounts_keep_the_same_id_apart_and_a_freed_slot_is_filled_again() {
+        const BOB: AccountId = AccountId(4);
+        let mut orders = ClientOrders::default();
+        let mut bobs = order("a");
+        bobs.account = BOB;
+        orders.placed(&order("a"), OrderId(1));
+        orders.placed(&bobs, OrderId(2));
+        assert_eq!(
+            (orders.count(ALICE), orders.count(BOB), orders.len()),
+            (1, 1, 2)
+        );
+        assert_eq!(
+            orders.get(BOB, "a").map(|kept| kept.order_id),
+            Some(OrderId(2))
+        );
+        orders.forget_live(OrderId(1));
+        orders.ended(&ended("a", OrderId(1)), 100);
+        orders.expire(100);
+        assert!(orders.get(ALICE, "a").is_none());
+        assert_eq!(
+            orders.get(BOB, "a").map(|kept| kept.order_id),
+            Some(OrderId(2))
+        );
+        assert_eq!(
+            (orders.count(ALICE), orders.count(BOB), orders.len()),
+            (0, 1, 1)
+        );
+        // Alice's freed slot takes her next id; Bob's live id is where it was.
+        orders.placed(&order("c"), OrderId(3));
+        assert_eq!(orders.slots.len(), 2);
+        assert_eq!(orders.live_id(OrderId(3)), Some("c"));
+        assert_eq!(orders.live_id(OrderId(2)), Some("a"));
+        let records = orders.records(0);
+        assert_eq!(
+            ClientOrders::from_records(records.clone()).records(0),
+            records
+        );
     }
 
     /// The ids of `keys` as a snapshot lists them.

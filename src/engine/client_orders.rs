@@ -5,9 +5,9 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::slot_table::SlotTable;
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -110,7 +110,7 @@ impl ClientOrder {
 pub(super) struct ClientOrders {
     slots: Vec<Option<Slot>>,
     free_slots: Vec<u32>,
-    index: HashTable<u32>,
+    index: SlotTable,
     counts: FxHashMap<AccountId, u32>,
     ids_kept: usize,
     live: FxHashMap<OrderId, u32>,
@@ -145,13 +145,11 @@ impl ClientOrders {
     /// The slot of the account's id, if it is kept.
     fn find(&self, account: AccountId, client_order_id: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(id_hash(account, client_order_id), |&slot| {
-                slots[slot as usize].as_ref().is_some_and(|kept| {
-                    kept.account == account && *kept.client_order_id == *client_order_id
-                })
+        self.index.find(id_hash(account, client_order_id), |slot| {
+            slots[slot as usize].as_ref().is_some_and(|kept| {
+                kept.account == account && *kept.client_order_id == *client_order_id
             })
-            .copied()
+        })
     }
 
     fn slot(&self, slot: u32) -> &Slot {
@@ -239,10 +237,7 @@ impl ClientOrders {
                 slot
             }
         };
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&filed| {
-            slots[filed as usize].as_ref().map_or(0, |kept| kept.hash)
-        });
+        self.index.insert(hash, slot);
         slot
     }
 
@@ -302,8 +297,8 @@ impl ClientOrders {
         let kept = self.slots[slot as usize]
             .take()
             .expect("an expiry that is not stale names a filled slot");
-        let filed = self.index.find_entry(kept.hash, |&filed| filed == slot);
-        filed.expect("every filled slot is indexed").remove();
+        let filed = self.index.remove(kept.hash, slot);
+        assert!(filed, "every filled slot is indexed");
         self.free_slots.push(slot);
         self.ids_kept -= 1;
         if let std::collections::hash_map::Entry::Occupied(mut count) =

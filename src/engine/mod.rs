@@ -21,6 +21,7 @@ mod metering;
 mod reference_book;
 mod sequencer;
 mod slot_index;
+mod slot_table;
 mod snapshot;
 
 pub use crate::types::Level;

@@ -313,8 +313,9 @@ impl ClientOrders {
 
     /// The entries not expired at `now_ms`, sorted by account and id: a snapshot's.
     pub(super) fn records(&self, now_ms: u64) -> Vec<ClientOrderRecord> {
-        self.record_views(now_ms)
-            .into_iter()
+        let mut order = RecordOrder::default();
+        self.record_views(now_ms, &mut order)
+            .views()
             .map(|view| ClientOrderRecord {
                 account: view.account,
                 client_order_id: Box::from(view.client_order_id),
@@ -330,36 +331,40 @@ impl ClientOrders {
             .collect()
     }
 
-    /// The entries not expired at `now_ms`, sorted by account and id, borrowed: what a
-    /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
+    /// The entries not expired at `now_ms`, sorted by account and id in `order`, borrowed:
+    /// what a snapshot's encoding writes. Keys are unique, so an unstable sort is
+    /// canonical.
     ///
-    /// Each entry is sorted with its id's first bytes copied beside it ([`SortKey`]), so
+    /// Each slot is sorted with its id's first bytes copied beside it ([`SortKey`]), so
     /// that most comparisons are of integers, not of strings each behind a pointer: a
-    /// snapshot sorts every kept id, hundreds of thousands under a high order rate.
-    pub(super) fn record_views(&self, now_ms: u64) -> Vec<ClientOrderRecordView<'_>> {
-        // Sized once: a snapshot's views run to tens of megabytes, and growing them by
-        // doubling copied them into fresh memory the kernel had to zero each time.
-        let mut kept: Vec<(SortKey, ClientOrderRecordView<'_>)> = Vec::with_capacity(self.ids_kept);
-        kept.extend(
+    /// snapshot sorts every kept id, hundreds of thousands under a high order rate. The
+    /// order is kept by the caller from one snapshot to the next: tens of megabytes
+    /// allocated afresh each time were memory the kernel had to zero each time.
+    pub(super) fn record_views<'a>(
+        &'a self,
+        now_ms: u64,
+        order: &'a mut RecordOrder,
+    ) -> ClientOrderRecordViews<'a> {
+        let sorted = &mut order.0;
+        sorted.clear();
+        sorted.extend(
             self.slots
                 .iter()
-                .flatten()
-                .filter(|kept| kept.entry.kept_at(now_ms))
-                .map(|kept| {
-                    let view = ClientOrderRecordView {
-                        account: kept.account,
-                        client_order_id: &kept.client_order_id,
-                        entry: &kept.entry,
-                    };
-                    (SortKey::of(kept.account, &kept.client_order_id), view)
-                }),
+                .enumerate()
+                .filter_map(|(slot, kept)| Some((slot as u32, kept.as_ref()?)))
+                .filter(|(_, kept)| kept.entry.kept_at(now_ms))
+                .map(|(slot, kept)| (SortKey::of(kept.account, &kept.client_order_id), slot)),
         );
-        kept.sort_unstable_by(|(left_key, left), (right_key, right)| {
+        let id = |slot: u32| &*self.slot(slot).client_order_id;
+        sorted.sort_unstable_by(|(left_key, left), (right_key, right)| {
             left_key
                 .cmp(right_key)
-                .then_with(|| left.client_order_id.cmp(right.client_order_id))
+                .then_with(|| id(*left).cmp(id(*right)))
         });
-        kept.into_iter().map(|(_, view)| view).collect()
+        ClientOrderRecordViews {
+            orders: self,
+            sorted,
+        }
     }
 
     /// The ids a snapshot kept.
@@ -403,6 +408,39 @@ impl ClientOrders {
     }
 }
 
+/// The slots of kept ids in a snapshot's order, for [`ClientOrders::record_views`]; kept
+/// from one snapshot to the next for its room.
+#[derive(Debug, Default)]
+pub struct RecordOrder(Vec<(SortKey, u32)>);
+
+/// The kept ids in a snapshot's order, borrowed: encoded as the sequence of their
+/// records.
+pub(super) struct ClientOrderRecordViews<'a> {
+    orders: &'a ClientOrders,
+    sorted: &'a [(SortKey, u32)],
+}
+
+impl<'a> ClientOrderRecordViews<'a> {
+    pub(super) fn views(&self) -> impl ExactSizeIterator<Item = ClientOrderRecordView<'a>> + 'a {
+        let orders = self.orders;
+        self.sorted.iter().map(move |&(_, slot)| {
+            let kept = orders.slot(slot);
+            ClientOrderRecordView {
+                account: kept.account,
+                client_order_id: &kept.client_order_id,
+                entry: &kept.entry,
+            }
+        })
+    }
+}
+
+impl Serialize for ClientOrderRecordViews<'_> {
+    /// As a `Vec` of the records: their count, then each.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.views())
+    }
+}
+
 impl Serialize for ClientOrderRecordView<'_> {
     /// The fields of a [`super::snapshot::ClientOrderRecord`], in its order, written from
     /// the entry where it is: the same bytes.
@@ -429,7 +467,7 @@ impl Serialize for ClientOrderRecordView<'_> {
 /// padded: ordered as the pairs of account and whole id are, except that two ids equal
 /// in those bytes may still differ after them. A padding byte is below any byte of an id
 /// that goes on, as an id that ends is below one it begins.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct SortKey {
     account: AccountId,
     prefix: u128,
@@ -593,8 +631,8 @@ mod tests {
             orders.placed(&placed, OrderId(index as u64 + 1));
         }
         orders
-            .record_views(0)
-            .iter()
+            .record_views(0, &mut RecordOrder::default())
+            .views()
             .map(|view| (view.account.0, view.client_order_id.to_string()))
             .collect()
     }

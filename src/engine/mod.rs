@@ -26,6 +26,7 @@ mod snapshot;
 
 pub use crate::types::Level;
 pub use book::{OrderBook, RestingOrder};
+pub use client_orders::RecordOrder;
 pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::{OrderBook, RestingOrder};
-use super::client_orders::{ClientOrder, ClientOrders};
+use super::client_orders::{ClientOrder, ClientOrderRecordViews, ClientOrders, RecordOrder};
 use super::idempotency::{IdempotencyRecord, IdempotencyRecordView, IdempotencyRecords};
 use super::sequencer::Sequencer;
 use crate::command::NewOrder;
@@ -67,7 +67,7 @@ struct SnapshotView<'a> {
     prepaid: &'a PrepaidPool,
     idempotency: Vec<IdempotencyRecordView<'a>>,
     books: Vec<Vec<RestingOrder>>,
-    client_orders: Vec<ClientOrderRecordView<'a>>,
+    client_orders: ClientOrderRecordViews<'a>,
     engine: Option<&'a EngineConfig>,
 }
 
@@ -158,13 +158,18 @@ impl<B: OrderBook> Sequencer<B> {
     /// The whole state in its canonical encoding, the same bytes as the encoding of
     /// [`Sequencer::snapshot`], written from the state where it is.
     pub fn encoded_snapshot(&self) -> EncodedSnapshot {
-        self.encoded_snapshot_into(Vec::new())
+        self.encoded_snapshot_into(Vec::new(), &mut RecordOrder::default())
     }
 
-    /// [`Sequencer::encoded_snapshot`] written into `buffer`, emptied first: a buffer kept
-    /// from an earlier snapshot already has the room, so a large state is not encoded
-    /// through a series of growing copies into freshly zeroed memory.
-    pub fn encoded_snapshot_into(&self, mut buffer: Vec<u8>) -> EncodedSnapshot {
+    /// [`Sequencer::encoded_snapshot`] written into `buffer`, emptied first, with the kept
+    /// client order ids sorted in `order`: both kept from an earlier snapshot already have
+    /// the room, so a large state is not encoded through fresh memory the kernel has to
+    /// zero, or a series of growing copies.
+    pub fn encoded_snapshot_into(
+        &self,
+        mut buffer: Vec<u8>,
+        order: &mut RecordOrder,
+    ) -> EncodedSnapshot {
         buffer.clear();
         let view = SnapshotView {
             last_seq: self.last_seq(),
@@ -175,7 +180,7 @@ impl<B: OrderBook> Sequencer<B> {
             prepaid: &self.prepaid,
             idempotency: self.idempotency.live_views(self.clock_ms),
             books: self.resting_orders(),
-            client_orders: self.client_orders.record_views(self.clock_ms),
+            client_orders: self.client_orders.record_views(self.clock_ms, order),
             engine: Some(&self.config),
         };
         let body = postcard::to_extend(&view, buffer)

@@ -15,7 +15,7 @@ use super::{
     PipelineMetrics, Query, Request, Shared,
 };
 use crate::command::Command;
-use crate::engine::{EncodedSnapshot, OrderBook, Sequencer};
+use crate::engine::{EncodedSnapshot, OrderBook, RecordOrder, Sequencer};
 use crate::event::Event;
 use crate::types::{Side, Tier};
 
@@ -409,6 +409,7 @@ pub(super) fn run_replica<B: OrderBook>(
     config: &PipelineConfig,
 ) {
     let mut scratch: Vec<Event> = Vec::with_capacity(EVENTS_BUFFER_CAPACITY);
+    let mut record_order = RecordOrder::default();
     let mut last_snapshot = replica.last_seq();
     while let Ok(work) = committed.recv() {
         let resumes = work.events.first().map(|event| event.seq);
@@ -440,7 +441,7 @@ pub(super) fn run_replica<B: OrderBook>(
             // it; waits while the snapshot before is still being written.
             let buffer = written.try_recv().unwrap_or_default();
             if to_writer
-                .send(replica.encoded_snapshot_into(buffer))
+                .send(replica.encoded_snapshot_into(buffer, &mut record_order))
                 .is_err()
             {
                 tracing::warn!("the snapshot writer is gone; no more snapshots are written");

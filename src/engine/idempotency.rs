@@ -14,17 +14,18 @@
 //! what tells a retry from a reuse (the account, the amount and a hash of the memo) and
 //! the sequence number its retry answers: about 200 bytes a key with the map and the
 //! queue, where a whole command and reply take about 370 (`benches/engine.rs` measures
-//! both). The key's text is shared by the map and the queue.
+//! both). The key's text is kept once, in its record's slot.
 //!
 //! What this is not: it decides nothing about the command itself, and it keeps no
 //! record of a command that was refused.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::{Deserialize, Serialize};
 
+use super::slot_table::SlotTable;
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
@@ -148,19 +149,60 @@ pub struct IdempotencyRecordView<'a> {
 }
 
 /// Applied keys, scoped per account: two accounts may use the same key.
+///
+/// Held as the kept client order ids are: each record with its account, key and key's
+/// hash in a slot of one slab, a slot freed by an expiry filled by the next new key; an
+/// index of slot numbers by account and key ([`SlotTable`]); the expiry queues name
+/// slots. At click rate hundreds of thousands of charge keys are held, mostly cold: a new
+/// key's look-up reads one entry of the index, and an expiry reads its slot and one
+/// entry of the index, where per-account maps of shared key strings read several lines
+/// each and freed the key twice.
 #[derive(Clone, Debug, Default)]
 pub struct IdempotencyRecords {
-    /// Per account, by key.
-    records: FxHashMap<AccountId, FxHashMap<Arc<str>, Record>>,
+    slots: Vec<Option<Held>>,
+    free_slots: Vec<u32>,
+    index: SlotTable,
+    /// Keys held per account, expired ones not yet removed included.
+    counts: FxHashMap<AccountId, u32>,
     /// Per retention class (charges, then every other command, whose retentions may
-    /// differ): `(expires_ms, account, key)` in expiry order (each queue's records are
-    /// appended with non-decreasing expiry times).
-    expiry: [VecDeque<(u64, AccountId, Arc<str>)>; 2],
+    /// differ): `(expires_ms, slot)` in expiry order (each queue's records are appended
+    /// with non-decreasing expiry times).
+    expiry: [VecDeque<(u64, u32)>; 2],
     /// Records held, expired ones not yet removed included.
     held: usize,
 }
 
+/// A held record, with its account, its key and the hash the index files them under.
+#[derive(Clone, Debug)]
+struct Held {
+    account: AccountId,
+    key: Box<str>,
+    hash: u64,
+    record: Record,
+}
+
+/// The hash the index files an account's key under.
+fn key_hash(account: AccountId, key: &str) -> u64 {
+    FxBuildHasher.hash_one((account, key))
+}
+
 impl IdempotencyRecords {
+    /// The slot of the account's key, if it is held.
+    fn find(&self, account: AccountId, key: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(key_hash(account, key), |slot| {
+            slots[slot as usize]
+                .as_ref()
+                .is_some_and(|held| held.account == account && *held.key == *key)
+        })
+    }
+
+    fn held(&self, slot: u32) -> &Held {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("the index and the queues name filled slots")
+    }
+
     /// The reply of an earlier identical command under the same key, `None` when the key is
     /// new or its record has expired by `now_ms`, or `AlreadyExists` when the key is in
     /// use with other parameters.
@@ -171,7 +213,7 @@ impl IdempotencyRecords {
         command: &Command,
         now_ms: u64,
     ) -> Result<Option<Reply>, Reject> {
-        let record = self.records.get(&account).and_then(|keys| keys.get(key));
+        let record = self.find(account, key).map(|slot| &self.held(slot).record);
         match record {
             Some(record) if record.expires_ms <= now_ms => Ok(None),
             None => Ok(None),
@@ -186,8 +228,8 @@ impl IdempotencyRecords {
 
     /// Refuses a new key for an account that holds `keys_max` already.
     pub fn check_room(&self, account: AccountId, keys_max: u32) -> Result<(), Reject> {
-        match self.records.get(&account) {
-            Some(keys) if keys.len() >= keys_max as usize => Err(Reject::LimitExceeded {
+        match self.counts.get(&account) {
+            Some(&keys) if keys >= keys_max => Err(Reject::LimitExceeded {
                 field: "idempotency_keys_per_account_max",
                 limit: u64::from(keys_max),
             }),
@@ -207,30 +249,56 @@ impl IdempotencyRecords {
         retention_ms: u64,
     ) {
         let applied = Applied::of(command, reply);
-        let queue = &mut self.expiry[applied.class()];
-        let last = queue.back().map_or(0, |(expires_ms, ..)| *expires_ms);
+        let class = applied.class();
+        let last = self.expiry[class]
+            .back()
+            .map_or(0, |(expires_ms, _)| *expires_ms);
         let expires_ms = now_ms.saturating_add(retention_ms).max(last);
         let record = Record {
             applied,
             expires_ms,
         };
-        let keys = self.records.entry(account).or_default();
-        let key = match keys.get_key_value(key) {
-            Some((kept, previous)) => {
+        let slot = match self.find(account, key) {
+            Some(slot) => {
+                let held = self.slots[slot as usize]
+                    .as_mut()
+                    .expect("the index names filled slots");
                 assert!(
-                    previous.expires_ms <= now_ms && previous.expires_ms < expires_ms,
+                    held.record.expires_ms <= now_ms && held.record.expires_ms < expires_ms,
                     "an idempotency key was recorded twice within its window"
                 );
-                Arc::clone(kept)
+                held.record = record;
+                slot
+            }
+            None => self.file(Held {
+                account,
+                key: Box::from(key),
+                hash: key_hash(account, key),
+                record,
+            }),
+        };
+        self.expiry[class].push_back((expires_ms, slot));
+    }
+
+    /// Files a new key in a free slot and in the index.
+    fn file(&mut self, held: Held) -> u32 {
+        let hash = held.hash;
+        *self.counts.entry(held.account).or_default() += 1;
+        self.held += 1;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(held);
+                slot
             }
             None => {
-                self.held += 1;
-                Arc::from(key)
+                let slot = u32::try_from(self.slots.len())
+                    .expect("fewer keys are held than a slot number can count");
+                self.slots.push(Some(held));
+                slot
             }
         };
-        let class = record.applied.class();
-        keys.insert(Arc::clone(&key), record);
-        self.expiry[class].push_back((expires_ms, account, key));
+        self.index.insert(hash, slot);
+        slot
     }
 
     /// Removes every record expired by `now_ms`, oldest first.
@@ -238,25 +306,35 @@ impl IdempotencyRecords {
         for class in 0..self.expiry.len() {
             while self.expiry[class]
                 .front()
-                .is_some_and(|(expires_ms, ..)| *expires_ms <= now_ms)
+                .is_some_and(|(expires_ms, _)| *expires_ms <= now_ms)
             {
-                let (expires_ms, account, key) = self.expiry[class].pop_front().expect("looked at");
-                let keys = self
-                    .records
-                    .get_mut(&account)
-                    .expect("a queued key's account is kept");
-                // One look-up: a key recorded again since has a later expiry, and this entry
-                // is stale.
-                let std::collections::hash_map::Entry::Occupied(entry) = keys.entry(key) else {
-                    continue;
-                };
-                if entry.get().expires_ms == expires_ms {
-                    entry.remove();
-                    self.held -= 1;
-                    if keys.is_empty() {
-                        self.records.remove(&account);
-                    }
+                let (expires_ms, slot) = self.expiry[class].pop_front().expect("looked at");
+                // A key recorded again since has a later expiry, and this entry is stale.
+                let current = self.slots[slot as usize]
+                    .as_ref()
+                    .is_some_and(|held| held.record.expires_ms == expires_ms);
+                if current {
+                    self.forget_slot(slot);
                 }
+            }
+        }
+    }
+
+    /// Removes a slot's key from the index and the counts, and frees the slot.
+    fn forget_slot(&mut self, slot: u32) {
+        let held = self.slots[slot as usize]
+            .take()
+            .expect("an expiry that is not stale names a filled slot");
+        let filed = self.index.remove(held.hash, slot);
+        assert!(filed, "every filled slot is indexed");
+        self.free_slots.push(slot);
+        self.held -= 1;
+        if let std::collections::hash_map::Entry::Occupied(mut count) =
+            self.counts.entry(held.account)
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
             }
         }
     }
@@ -276,18 +354,18 @@ impl IdempotencyRecords {
     /// The records live at `now_ms`, sorted by account and key, borrowed: what a
     /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
     pub fn live_views(&self, now_ms: u64) -> Vec<IdempotencyRecordView<'_>> {
-        let mut live: Vec<IdempotencyRecordView<'_>> = self
-            .records
-            .iter()
-            .flat_map(|(account, keys)| {
-                keys.iter().map(move |(key, record)| IdempotencyRecordView {
-                    account: *account,
-                    key,
-                    record,
-                })
-            })
-            .filter(|view| view.record.expires_ms > now_ms)
-            .collect();
+        let mut live: Vec<IdempotencyRecordView<'_>> = Vec::with_capacity(self.held);
+        live.extend(
+            self.slots
+                .iter()
+                .flatten()
+                .filter(|held| held.record.expires_ms > now_ms)
+                .map(|held| IdempotencyRecordView {
+                    account: held.account,
+                    key: &held.key,
+                    record: &held.record,
+                }),
+        );
         live.sort_unstable_by(|left, right| {
             (left.account, left.key).cmp(&(right.account, right.key))
         });
@@ -297,20 +375,25 @@ impl IdempotencyRecords {
     /// The records a snapshot kept.
     pub fn from_live(live: Vec<IdempotencyRecord>) -> Result<IdempotencyRecords, String> {
         let mut records = IdempotencyRecords::default();
-        let mut queues: [Vec<(u64, AccountId, Arc<str>)>; 2] = Default::default();
+        let mut queues: [Vec<(u64, u32)>; 2] = Default::default();
         for IdempotencyRecord {
             account,
             key,
             record,
         } in live
         {
-            let key: Arc<str> = Arc::from(key);
-            queues[record.applied.class()].push((record.expires_ms, account, Arc::clone(&key)));
-            let keys = records.records.entry(account).or_default();
-            if keys.insert(key, record).is_some() {
+            if records.find(account, &key).is_some() {
                 return Err(format!("account {account} has an idempotency key twice"));
             }
-            records.held += 1;
+            let class = record.applied.class();
+            let expires_ms = record.expires_ms;
+            let slot = records.file(Held {
+                account,
+                hash: key_hash(account, &key),
+                key,
+                record,
+            });
+            queues[class].push((expires_ms, slot));
         }
         records.expiry = queues.map(|mut queue| {
             queue.sort();
@@ -365,7 +448,38 @@ mod tests {
         assert_eq!(records.len(), 1, "only what has expired is removed");
         records.expire(DAY_MS + 2_000);
         assert!(records.is_empty());
-        assert!(records.records.is_empty());
+        assert!(records.counts.is_empty());
+        assert!(records.slots.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn two_accounts_hold_the_same_key_apart_and_a_freed_slot_is_filled_again() {
+        const OTHER: AccountId = AccountId(4);
+        let mut records = IdempotencyRecords::default();
+        let reply = Reply::IssuePriceSet;
+        records.record(ACCOUNT, "a", &mint("a"), &reply, 0, 100);
+        records.record(OTHER, "a", &mint("a"), &reply, 50, 100);
+        assert_eq!(
+            records.check_room(ACCOUNT, 1),
+            Err(Reject::LimitExceeded {
+                field: "idempotency_keys_per_account_max",
+                limit: 1,
+            })
+        );
+        records.expire(100);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records.check_room(ACCOUNT, 1), Ok(()));
+        assert_eq!(
+            records.replay(OTHER, "a", &mint("a"), 120),
+            Ok(Some(reply.clone()))
+        );
+        assert_eq!(records.replay(ACCOUNT, "a", &mint("a"), 120), Ok(None));
+        // The freed slot takes the next key; the other account's record stays where it was.
+        records.record(ACCOUNT, "b", &mint("b"), &reply, 120, 100);
+        assert_eq!(records.slots.len(), 2);
+        let restored = IdempotencyRecords::from_live(records.live(120)).expect("restores");
+        assert_eq!(restored.live(120), records.live(120));
+        assert_eq!(restored.len(), 2);
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! bytes apart from its slots (hashbrown's) reads two. A removal shifts the entries after
 //! it back instead of leaving a tombstone, so the table never fills with dead entries.
 //!
+//! It is also the index of the idempotency keys held, for the same reason.
+//!
 //! It is not a general map: it stores slot numbers only, and the caller tells a slot's
 //! key by looking at the slot, as `find`'s `is_key` does.
 
 /// Slot numbers by the high 32 bits of a 64-bit hash.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct SlotTable {
     /// Empty (0) or `tag << 32 | (slot + 1)`; the length is zero or a power of two.
     entries: Vec<u64>,

@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use super::slot_table::SlotTable;
+use super::keyed_slots::{Keyed, KeyedSlots};
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -95,24 +95,17 @@ impl ClientOrder {
 }
 
 /// Every client order id kept, and what it owns:
-/// - each entry sits in a slot of one slab with its owner, its id and the id's hash; a
-///   slot freed by an expiry is the next one filled, so a new entry is written where an
-///   expiry has just read;
-/// - the index finds an entry's slot by owner and id. It holds only slot numbers, four
-///   bytes each, so it stays a few megabytes where the entries run to a hundred: under a
-///   high order rate hundreds of thousands of ids are kept, and each placement looks one
-///   up that is not there, which reads only the index;
+/// - each entry in a slot of [`KeyedSlots`] with its owner, its id and the id's hash,
+///   found by owner and id through an index of slot numbers, which stays a few megabytes
+///   where the entries run to a hundred: under a high order rate hundreds of thousands of
+///   ids are kept, and each placement looks one up that is not there, which reads only
+///   the index; a slot freed by an expiry is the next one filled;
 /// - the live ids are exactly those of the entries not ended, by order id, as slots;
 /// - the expiry queue is in expiry order and holds every ended entry's expiry (and stale
-///   ones, of ids placed again since, passed over when popped), naming its slot;
-/// - each account's count of ids, and `ids_kept` over all of them.
+///   ones, of ids placed again since, passed over when popped), naming its slot.
 #[derive(Debug, Default)]
 pub(super) struct ClientOrders {
-    slots: Vec<Option<Slot>>,
-    free_slots: Vec<u32>,
-    index: SlotTable,
-    counts: FxHashMap<AccountId, u32>,
-    ids_kept: usize,
+    slots: KeyedSlots<Slot>,
     live: FxHashMap<OrderId, u32>,
     expiry: VecDeque<Expiry>,
 }
@@ -141,27 +134,30 @@ fn id_hash(account: AccountId, client_order_id: &str) -> u64 {
     FxBuildHasher.hash_one((account, client_order_id))
 }
 
+impl Keyed for Slot {
+    fn account(&self) -> AccountId {
+        self.account
+    }
+
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 impl ClientOrders {
     /// The slot of the account's id, if it is kept.
     fn find(&self, account: AccountId, client_order_id: &str) -> Option<u32> {
-        let slots = &self.slots;
-        self.index.find(id_hash(account, client_order_id), |slot| {
-            slots[slot as usize].as_ref().is_some_and(|kept| {
-                kept.account == account && *kept.client_order_id == *client_order_id
-            })
+        self.slots.find(id_hash(account, client_order_id), |kept| {
+            kept.account == account && *kept.client_order_id == *client_order_id
         })
     }
 
     fn slot(&self, slot: u32) -> &Slot {
-        self.slots[slot as usize]
-            .as_ref()
-            .expect("the index and the live ids name filled slots")
+        self.slots.filled(slot)
     }
 
     fn slot_mut(&mut self, slot: u32) -> &mut Slot {
-        self.slots[slot as usize]
-            .as_mut()
-            .expect("the index and the live ids name filled slots")
+        self.slots.filled_mut(slot)
     }
 
     /// The account's order under this id, live or ended (ended ones until they are
@@ -173,12 +169,12 @@ impl ClientOrders {
 
     /// Ids the account holds, live and ended.
     pub(super) fn count(&self, account: AccountId) -> u32 {
-        self.counts.get(&account).copied().unwrap_or(0)
+        self.slots.count(account)
     }
 
     /// Ids held, over every account.
     pub(super) fn len(&self) -> usize {
-        self.ids_kept
+        self.slots.len()
     }
 
     /// Live orders with a client order id.
@@ -210,7 +206,7 @@ impl ClientOrders {
                 self.slot_mut(slot).entry = entry;
                 slot
             }
-            None => self.file(Slot {
+            None => self.slots.file(Slot {
                 account: order.account,
                 client_order_id: client_order_id.clone(),
                 hash: id_hash(order.account, client_order_id),
@@ -218,27 +214,6 @@ impl ClientOrders {
             }),
         };
         self.live.insert(order_id, slot);
-    }
-
-    /// Files a new id in a free slot and in the index.
-    fn file(&mut self, kept: Slot) -> u32 {
-        let hash = kept.hash;
-        *self.counts.entry(kept.account).or_default() += 1;
-        self.ids_kept += 1;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(kept);
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.slots.len())
-                    .expect("fewer ids are kept than a slot number can count");
-                self.slots.push(Some(kept));
-                slot
-            }
-        };
-        self.index.insert(hash, slot);
-        slot
     }
 
     /// A live order's id, once the order has ended.
@@ -280,33 +255,12 @@ impl ClientOrders {
             let expiry = self.expiry.pop_front().expect("seen");
             // An id placed again since belongs to another order (and is live, or ended
             // later), and a slot freed since may hold another id: this expiry is stale.
-            let current = self.slots[expiry.slot as usize]
-                .as_ref()
-                .is_some_and(|kept| {
-                    kept.entry.order_id == expiry.order_id
-                        && kept.entry.expires_ms == Some(expiry.expires_ms)
-                });
+            let current = self.slots.get(expiry.slot).is_some_and(|kept| {
+                kept.entry.order_id == expiry.order_id
+                    && kept.entry.expires_ms == Some(expiry.expires_ms)
+            });
             if current {
-                self.forget_slot(expiry.slot);
-            }
-        }
-    }
-
-    /// Removes a slot's id from the index and the counts, and frees the slot.
-    fn forget_slot(&mut self, slot: u32) {
-        let kept = self.slots[slot as usize]
-            .take()
-            .expect("an expiry that is not stale names a filled slot");
-        let filed = self.index.remove(kept.hash, slot);
-        assert!(filed, "every filled slot is indexed");
-        self.free_slots.push(slot);
-        self.ids_kept -= 1;
-        if let std::collections::hash_map::Entry::Occupied(mut count) =
-            self.counts.entry(kept.account)
-        {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
+                self.slots.remove(expiry.slot);
             }
         }
     }
@@ -350,8 +304,6 @@ impl ClientOrders {
         sorted.extend(
             self.slots
                 .iter()
-                .enumerate()
-                .filter_map(|(slot, kept)| Some((slot as u32, kept.as_ref()?)))
                 .filter(|(_, kept)| kept.entry.kept_at(now_ms))
                 .map(|(slot, kept)| (SortKey::of(kept.account, &kept.client_order_id), slot)),
         );
@@ -384,7 +336,7 @@ impl ClientOrders {
                     orders.slot_mut(slot).entry = entry;
                     slot
                 }
-                None => orders.file(Slot {
+                None => orders.slots.file(Slot {
                     account: record.account,
                     hash: id_hash(record.account, &record.client_order_id),
                     client_order_id: record.client_order_id,
@@ -612,7 +564,7 @@ mod tests {
         );
         // Alice's freed slot takes her next id; Bob's live id is where it was.
         orders.placed(&order("c"), OrderId(3));
-        assert_eq!(orders.slots.len(), 2);
+        assert_eq!(orders.slots.capacity(), 2);
         assert_eq!(orders.live_id(OrderId(3)), Some("c"));
         assert_eq!(orders.live_id(OrderId(2)), Some("a"));
         let records = orders.records(0);

@@ -22,10 +22,10 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
-use super::slot_table::SlotTable;
+use super::keyed_slots::{Keyed, KeyedSlots};
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
@@ -159,17 +159,12 @@ pub struct IdempotencyRecordView<'a> {
 /// each and freed the key twice.
 #[derive(Clone, Debug, Default)]
 pub struct IdempotencyRecords {
-    slots: Vec<Option<Held>>,
-    free_slots: Vec<u32>,
-    index: SlotTable,
-    /// Keys held per account, expired ones not yet removed included.
-    counts: FxHashMap<AccountId, u32>,
+    /// Expired records not yet removed included.
+    slots: KeyedSlots<Held>,
     /// Per retention class (charges, then every other command, whose retentions may
     /// differ): `(expires_ms, slot)` in expiry order (each queue's records are appended
     /// with non-decreasing expiry times).
     expiry: [VecDeque<(u64, u32)>; 2],
-    /// Records held, expired ones not yet removed included.
-    held: usize,
 }
 
 /// A held record, with its account, its key and the hash the index files them under.
@@ -186,21 +181,26 @@ fn key_hash(account: AccountId, key: &str) -> u64 {
     FxBuildHasher.hash_one((account, key))
 }
 
+impl Keyed for Held {
+    fn account(&self) -> AccountId {
+        self.account
+    }
+
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 impl IdempotencyRecords {
     /// The slot of the account's key, if it is held.
     fn find(&self, account: AccountId, key: &str) -> Option<u32> {
-        let slots = &self.slots;
-        self.index.find(key_hash(account, key), |slot| {
-            slots[slot as usize]
-                .as_ref()
-                .is_some_and(|held| held.account == account && *held.key == *key)
+        self.slots.find(key_hash(account, key), |held| {
+            held.account == account && *held.key == *key
         })
     }
 
     fn held(&self, slot: u32) -> &Held {
-        self.slots[slot as usize]
-            .as_ref()
-            .expect("the index and the queues name filled slots")
+        self.slots.filled(slot)
     }
 
     /// The reply of an earlier identical command under the same key, `None` when the key is
@@ -228,8 +228,8 @@ impl IdempotencyRecords {
 
     /// Refuses a new key for an account that holds `keys_max` already.
     pub fn check_room(&self, account: AccountId, keys_max: u32) -> Result<(), Reject> {
-        match self.counts.get(&account) {
-            Some(&keys) if keys >= keys_max => Err(Reject::LimitExceeded {
+        match self.slots.count(account) {
+            keys if keys >= keys_max => Err(Reject::LimitExceeded {
                 field: "idempotency_keys_per_account_max",
                 limit: u64::from(keys_max),
             }),
@@ -260,9 +260,7 @@ impl IdempotencyRecords {
         };
         let slot = match self.find(account, key) {
             Some(slot) => {
-                let held = self.slots[slot as usize]
-                    .as_mut()
-                    .expect("the index names filled slots");
+                let held = self.slots.filled_mut(slot);
                 assert!(
                     held.record.expires_ms <= now_ms && held.record.expires_ms < expires_ms,
                     "an idempotency key was recorded twice within its window"
@@ -270,7 +268,7 @@ impl IdempotencyRecords {
                 held.record = record;
                 slot
             }
-            None => self.file(Held {
+            None => self.slots.file(Held {
                 account,
                 key: Box::from(key),
                 hash: key_hash(account, key),
@@ -278,27 +276,6 @@ impl IdempotencyRecords {
             }),
         };
         self.expiry[class].push_back((expires_ms, slot));
-    }
-
-    /// Files a new key in a free slot and in the index.
-    fn file(&mut self, held: Held) -> u32 {
-        let hash = held.hash;
-        *self.counts.entry(held.account).or_default() += 1;
-        self.held += 1;
-        let slot = match self.free_slots.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(held);
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.slots.len())
-                    .expect("fewer keys are held than a slot number can count");
-                self.slots.push(Some(held));
-                slot
-            }
-        };
-        self.index.insert(hash, slot);
-        slot
     }
 
     /// Removes every record expired by `now_ms`, oldest first.
@@ -310,31 +287,13 @@ impl IdempotencyRecords {
             {
                 let (expires_ms, slot) = self.expiry[class].pop_front().expect("looked at");
                 // A key recorded again since has a later expiry, and this entry is stale.
-                let current = self.slots[slot as usize]
-                    .as_ref()
+                let current = self
+                    .slots
+                    .get(slot)
                     .is_some_and(|held| held.record.expires_ms == expires_ms);
                 if current {
-                    self.forget_slot(slot);
+                    self.slots.remove(slot);
                 }
-            }
-        }
-    }
-
-    /// Removes a slot's key from the index and the counts, and frees the slot.
-    fn forget_slot(&mut self, slot: u32) {
-        let held = self.slots[slot as usize]
-            .take()
-            .expect("an expiry that is not stale names a filled slot");
-        let filed = self.index.remove(held.hash, slot);
-        assert!(filed, "every filled slot is indexed");
-        self.free_slots.push(slot);
-        self.held -= 1;
-        if let std::collections::hash_map::Entry::Occupied(mut count) =
-            self.counts.entry(held.account)
-        {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
             }
         }
     }
@@ -354,11 +313,11 @@ impl IdempotencyRecords {
     /// The records live at `now_ms`, sorted by account and key, borrowed: what a
     /// snapshot's encoding writes. Keys are unique, so an unstable sort is canonical.
     pub fn live_views(&self, now_ms: u64) -> Vec<IdempotencyRecordView<'_>> {
-        let mut live: Vec<IdempotencyRecordView<'_>> = Vec::with_capacity(self.held);
+        let mut live: Vec<IdempotencyRecordView<'_>> = Vec::with_capacity(self.slots.len());
         live.extend(
             self.slots
                 .iter()
-                .flatten()
+                .map(|(_, held)| held)
                 .filter(|held| held.record.expires_ms > now_ms)
                 .map(|held| IdempotencyRecordView {
                     account: held.account,
@@ -387,7 +346,7 @@ impl IdempotencyRecords {
             }
             let class = record.applied.class();
             let expires_ms = record.expires_ms;
-            let slot = records.file(Held {
+            let slot = records.slots.file(Held {
                 account,
                 hash: key_hash(account, &key),
                 key,
@@ -404,12 +363,12 @@ impl IdempotencyRecords {
 
     /// How many keys are held, expired ones not yet removed included.
     pub fn len(&self) -> usize {
-        self.held
+        self.slots.len()
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.slots.len() == 0
     }
 }
 
@@ -448,8 +407,7 @@ mod tests {
         assert_eq!(records.len(), 1, "only what has expired is removed");
         records.expire(DAY_MS + 2_000);
         assert!(records.is_empty());
-        assert!(records.counts.is_empty());
-        assert!(records.slots.iter().all(Option::is_none));
+        assert!(records.slots.is_empty());
     }
 
     #[test]
@@ -476,7 +434,7 @@ mod tests {
         assert_eq!(records.replay(ACCOUNT, "a", &mint("a"), 120), Ok(None));
         // The freed slot takes the next key; the other account's record stays where it was.
         records.record(ACCOUNT, "b", &mint("b"), &reply, 120, 100);
-        assert_eq!(records.slots.len(), 2);
+        assert_eq!(records.slots.capacity(), 2);
         let restored = IdempotencyRecords::from_live(records.live(120)).expect("restores");
         assert_eq!(restored.live(120), records.live(120));
         assert_eq!(restored.len(), 2);

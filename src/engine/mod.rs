@@ -15,6 +15,7 @@
 mod book;
 mod client_orders;
 mod idempotency;
+mod keyed_slots;
 mod level_book;
 mod matching;
 mod metering;

@@ -1,0 +1,141 @@
+//! `KeyedSlots`: entries kept by account and key for a retention window, in the slots of
+//! one slab, found through a [`SlotTable`] of slot numbers, and counted per account. The
+//! kept client order ids and the idempotency keys are held this way: under a high rate
+//! hundreds of thousands of them are held and mostly cold, and a new key's look-up reads
+//! only the table, a filing reuses the slot an expiry has just freed (memory just read),
+//! and an expiry queue can name an entry by its slot.
+//!
+//! What the entries are, when they expire and how a key is compared are the holder's.
+
+use rustc_hash::FxHashMap;
+
+use super::slot_table::SlotTable;
+use crate::types::AccountId;
+
+/// What an entry tells about itself: its owner, and the hash of its owner and key.
+pub(super) trait Keyed {
+    fn account(&self) -> AccountId;
+    fn hash(&self) -> u64;
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct KeyedSlots<T> {
+    slots: Vec<Option<T>>,
+    /// Freed slots, the last freed filled first.
+    free_slots: Vec<u32>,
+    index: SlotTable,
+    /// Entries per account; an account with none has no count.
+    counts: FxHashMap<AccountId, u32>,
+    len: usize,
+}
+
+impl<T> Default for KeyedSlots<T> {
+    fn default() -> KeyedSlots<T> {
+        KeyedSlots {
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            index: SlotTable::default(),
+            counts: FxHashMap::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<T: Keyed> KeyedSlots<T> {
+    /// The slot of the entry filed under `hash` for which `is_key` holds, if any.
+    pub(super) fn find(&self, hash: u64, is_key: impl Fn(&T) -> bool) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.find(hash, |slot| {
+            slots[slot as usize].as_ref().is_some_and(&is_key)
+        })
+    }
+
+    /// The entry in `slot`, if it is filled.
+    pub(super) fn get(&self, slot: u32) -> Option<&T> {
+        self.slots[slot as usize].as_ref()
+    }
+
+    /// The entry in a slot the caller knows to be filled (found, or named by a live
+    /// order).
+    pub(super) fn filled(&self, slot: u32) -> &T {
+        self.get(slot).expect("a slot found or named is filled")
+    }
+
+    pub(super) fn filled_mut(&mut self, slot: u32) -> &mut T {
+        self.slots[slot as usize]
+            .as_mut()
+            .expect("a slot found or named is filled")
+    }
+
+    /// Files a new entry (its key is not held) in a free slot and in the index.
+    pub(super) fn file(&mut self, entry: T) -> u32 {
+        let hash = entry.hash();
+        *self.counts.entry(entry.account()).or_default() += 1;
+        self.len += 1;
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len())
+                    .expect("fewer entries are held than a slot number can count");
+                self.slots.push(Some(entry));
+                slot
+            }
+        };
+        self.index.insert(hash, slot);
+        slot
+    }
+
+    /// Removes the entry in a filled slot from the index and the counts, and frees the
+    /// slot.
+    pub(super) fn remove(&mut self, slot: u32) -> T {
+        let entry = self.slots[slot as usize]
+            .take()
+            .expect("only a filled slot is removed");
+        let filed = self.index.remove(entry.hash(), slot);
+        assert!(filed, "every filled slot is indexed");
+        self.free_slots.push(slot);
+        self.len -= 1;
+        if let std::collections::hash_map::Entry::Occupied(mut count) =
+            self.counts.entry(entry.account())
+        {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+        entry
+    }
+
+    /// The entries the account holds.
+    pub(super) fn count(&self, account: AccountId) -> u32 {
+        self.counts.get(&account).copied().unwrap_or(0)
+    }
+
+    /// The entries held.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The filled slots and their entries, in slot order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, entry)| Some((slot as u32, entry.as_ref()?)))
+    }
+
+    /// Slots the slab has, filled or free.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no account holds an entry.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0 && self.counts.is_empty()
+    }
+}

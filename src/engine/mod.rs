@@ -10,6 +10,8 @@
 //! - `sequencer.rs`: [`Sequencer`], command dispatch and the ledger commands.
 //! - `matching.rs`: the order commands and matching.
 //! - `slot_index.rs`: where each resting order sits in the fast book's slab.
+//! - `client_orders.rs`, `idempotency.rs`: the kept client order ids and idempotency
+//!   keys, each held in `keyed_slots.rs`'s slab, found through `slot_table.rs`'s index.
 //! - `snapshot.rs`: [`SequencerSnapshot`], the whole state as plain data.
 
 mod book;

@@ -57,6 +57,8 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 /// Sizes of one run: the full ones under `cargo bench`, small ones under `cargo test`.
 struct Sizes {
     mixed_operations: usize,
+    /// Commands of the load generator's flow.
+    load_commands: usize,
     exchange_core_operations: usize,
     resting_large: usize,
     resting_small: usize,
@@ -239,6 +241,36 @@ fn sequencer_fills(flow: &[Operation]) -> u64 {
     fills
 }
 
+/// The load generator's flow at 270 commands a millisecond, its client order ids kept 4 s
+/// after their orders end (as `divmid-load`'s runs configure the exchange: some 650,000
+/// kept) and 4 ms (some 500): what the kept ids' memory costs the engine per command.
+fn load_flow_summary(commands: usize) {
+    let timed = flow::load_flow(commands, 270);
+    for retention_ms in [4_000, 4] {
+        let mut config = divmid::config::EngineConfig::default();
+        config.limits.idempotency_retention_ms = retention_ms;
+        let rate = best_rate(
+            timed.len(),
+            || (flow::funded_sequencer_with(config.clone()), timed.clone()),
+            |(mut sequencer, timed): (Sequencer<LevelBook>, Vec<(u64, Command)>)| {
+                let mut events: Vec<Event> = Vec::with_capacity(64);
+                for (now_ms, command) in &timed {
+                    events.clear();
+                    let applied = sequencer.apply(*now_ms, command, &mut events);
+                    assert!(applied.is_ok(), "the load's flow is accepted: {applied:?}");
+                }
+                (sequencer, timed)
+            },
+        );
+        println!(
+            "the load's flow, {} commands at 270 a millisecond, client order ids kept \
+             {retention_ms} ms: {rate} commands/s ({:.0} ns per command)",
+            timed.len(),
+            1e9 / rate as f64
+        );
+    }
+}
+
 /// Heap bytes per resting order: `resting` non-crossing orders placed into a book.
 fn bytes_per_resting_order(resting: usize) -> (u64, usize) {
     let (flow, prefill) = flow::exchange_core_flow(SEED, resting, 0);
@@ -386,6 +418,7 @@ fn summary(sizes: &Sizes) {
             flow.len() - prefill
         );
     }
+    load_flow_summary(sizes.load_commands);
     let (bytes, orders) = bytes_per_resting_order(sizes.resting_large);
     println!("memory: {bytes} heap bytes per resting order with {orders} orders resting");
     let keys = sizes.resting_large as u64;
@@ -408,6 +441,7 @@ fn main() {
     let sizes = if benchmarking {
         Sizes {
             mixed_operations: 1_000_000,
+            load_commands: 3_000_000,
             exchange_core_operations: 1_000_000,
             resting_large: 1_000_000,
             resting_small: 1_000,
@@ -415,6 +449,7 @@ fn main() {
     } else {
         Sizes {
             mixed_operations: 10_000,
+            load_commands: 20_000,
             exchange_core_operations: 10_000,
             resting_large: 10_000,
             resting_small: 1_000,

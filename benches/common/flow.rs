@@ -400,3 +400,102 @@ pub fn lobster_orders(flow: &[Operation]) -> Vec<lobster::OrderType> {
         })
         .collect()
 }
+
+/// A sequencer with the flow's accounts funded, under `config`.
+pub fn funded_sequencer_with<B: OrderBook>(config: EngineConfig) -> Sequencer<B> {
+    let mut sequencer = Sequencer::<B>::new(config);
+    let mut events = Vec::new();
+    for command in funding_commands() {
+        sequencer
+            .apply(0, &command, &mut events)
+            .expect("setting up the flow's accounts is accepted");
+    }
+    sequencer
+}
+
+/// The order flow of `divmid-load session`, as commands with their clock times: one
+/// account placing limit orders with client order ids, a third of them IOC across a
+/// maker's ten levels a side (quoted again every 1,000 commands), the rest resting behind
+/// them, each canceled by its client order id once 25 more rest; `per_ms` commands a
+/// millisecond. Under a retention of seconds the sequencer keeps hundreds of thousands of
+/// the ids, as the exchange does under that load.
+pub fn load_flow(commands: usize, per_ms: u64) -> Vec<(u64, Command)> {
+    let taker = account_for(Side::Buy, 0);
+    let maker = account_for(Side::Sell, 0);
+    let order = |account, side, price: u64, lots, time_in_force, client_order_id| {
+        Command::PlaceOrder(NewOrder {
+            account,
+            terms: OrderTerms {
+                market: MarketId(0),
+                side,
+                order_type: OrderType::Limit,
+                price: Some(Price(price)),
+                quantity: Quantity(lots),
+                time_in_force,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
+            client_order_id,
+        })
+    };
+    let mut flow = Vec::with_capacity(commands + commands / 50 + 20);
+    let mut random = Random::new(0x9E37_79B9_7F4A_7C15);
+    let mut resting: std::collections::VecDeque<Box<str>> = Default::default();
+    for step in 0..commands {
+        let now_ms = step as u64 / per_ms;
+        if step.is_multiple_of(1_000) {
+            for level in 1..=10 {
+                let time_in_force = TimeInForce::GoodTillCanceled;
+                flow.push((
+                    now_ms,
+                    order(maker, Side::Buy, MID - level, 1_000, time_in_force, None),
+                ));
+                flow.push((
+                    now_ms,
+                    order(maker, Side::Sell, MID + level, 1_000, time_in_force, None),
+                ));
+            }
+        }
+        if step % 2 == 1 && resting.len() >= 25 {
+            let client_order_id = resting.pop_front().expect("25 rest");
+            flow.push((
+                now_ms,
+                Command::CancelOrder {
+                    account: taker,
+                    target: OrderRef::Client(client_order_id),
+                },
+            ));
+            continue;
+        }
+        let roll = random.next_u64();
+        let buy = roll & 1 == 0;
+        let marketable = (roll >> 1).is_multiple_of(3);
+        let depth = 11 + (roll >> 8) % 50;
+        let (side, price) = match (buy, marketable) {
+            (true, true) => (Side::Buy, MID + 10),
+            (false, true) => (Side::Sell, MID - 10),
+            (true, false) => (Side::Buy, MID - depth),
+            (false, false) => (Side::Sell, MID + depth),
+        };
+        let client_order_id: Box<str> = format!("w0-{step}").into();
+        let time_in_force = if marketable {
+            TimeInForce::ImmediateOrCancel
+        } else {
+            resting.push_back(client_order_id.clone());
+            TimeInForce::GoodTillCanceled
+        };
+        let lots = 1 + (roll >> 20) % 5;
+        flow.push((
+            now_ms,
+            order(
+                taker,
+                side,
+                price,
+                lots,
+                time_in_force,
+                Some(client_order_id),
+            ),
+        ));
+    }
+    flow
+}

@@ -150,10 +150,10 @@ pub struct IdempotencyRecordView<'a> {
 
 /// Applied keys, scoped per account: two accounts may use the same key.
 ///
-/// Held as the kept client order ids are: each record with its account, key and key's
-/// hash in a slot of one slab, a slot freed by an expiry filled by the next new key; an
-/// index of slot numbers by account and key ([`SlotTable`]); the expiry queues name
-/// slots. At click rate hundreds of thousands of charge keys are held, mostly cold: a new
+/// Held as the kept client order ids are, in [`KeyedSlots`]: each record with its
+/// account, key and key's hash in a slot of one slab, a slot freed by an expiry filled by
+/// the next new key, found through an index of slot numbers by account and key; the
+/// expiry queues name slots. At click rate hundreds of thousands of charge keys are held, mostly cold: a new
 /// key's look-up reads one entry of the index, and an expiry reads its slot and one
 /// entry of the index, where per-account maps of shared key strings read several lines
 /// each and freed the key twice.

@@ -277,14 +277,7 @@ pub fn funding_commands() -> Vec<Command> {
 
 /// A sequencer with the flow's accounts funded.
 pub fn funded_sequencer<B: OrderBook>() -> Sequencer<B> {
-    let mut sequencer = Sequencer::<B>::new(EngineConfig::default());
-    let mut events = Vec::new();
-    for command in funding_commands() {
-        sequencer
-            .apply(0, &command, &mut events)
-            .expect("setting up the flow's accounts is accepted");
-    }
-    sequencer
+    funded_sequencer_with(EngineConfig::default())
 }
 
 /// How many orders the flow places.

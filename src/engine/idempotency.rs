@@ -153,10 +153,10 @@ pub struct IdempotencyRecordView<'a> {
 /// Held as the kept client order ids are, in [`KeyedSlots`]: each record with its
 /// account, key and key's hash in a slot of one slab, a slot freed by an expiry filled by
 /// the next new key, found through an index of slot numbers by account and key; the
-/// expiry queues name slots. At click rate hundreds of thousands of charge keys are held, mostly cold: a new
-/// key's look-up reads one entry of the index, and an expiry reads its slot and one
-/// entry of the index, where per-account maps of shared key strings read several lines
-/// each and freed the key twice.
+/// expiry queues name slots. At click rate hundreds of thousands of charge keys are held,
+/// mostly cold: a new key's look-up reads one entry of the index, and an expiry reads its
+/// slot and one entry of the index, where per-account maps of shared key strings read
+/// several lines each and freed the key twice.
 #[derive(Clone, Debug, Default)]
 pub struct IdempotencyRecords {
     /// Expired records not yet removed included.

@@ -157,7 +157,10 @@ mod tests {
         /// runs that wrap around the end of the array, finds what a map would.
         #[test]
         fn the_table_finds_what_a_map_holds(
-            operations in proptest::collection::vec((0u64..40, 0u32..64, proptest::bool::ANY), 0..400)
+            operations in proptest::collection::vec(
+                (0u64..40, 0u32..64, proptest::bool::ANY),
+                0..400,
+            )
         ) {
             let mut table = SlotTable::default();
             let mut model: HashMap<u32, u64> = HashMap::new();

@@ -73,7 +73,8 @@ struct Arguments {
     #[arg(long, global = true, default_value_t = 0)]
     resting: u64,
     /// The exchange's process id, when it runs on this machine: its CPU (in all and per
-    /// thread name) and memory are reported.
+    /// thread name) and memory are reported, with its CPU and the load's own per answer
+    /// and the most answers a second the two allow on the cores they share.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
 }
@@ -316,14 +317,20 @@ async fn load(
     let answers = Arc::new(AtomicU64::new(0));
     let label = format!("{target} {}", arguments.shape.describe());
     let progress = report::progress(label, Arc::clone(&answers), window.until);
+    // The target's use and, beside it, this process's own (the load's side of the
+    // machine they share), over the same seconds.
     let sampler = pid.map(|pid| {
         tokio::spawn(async move {
+            let load = std::process::id();
             tokio::time::sleep_until(window.measure_from.into()).await;
-            let first = ProcessSample::take(pid);
+            let first = ProcessSample::take(pid).zip(ProcessSample::take(load));
             tokio::time::sleep_until(window.until.into()).await;
+            let last = ProcessSample::take(pid).zip(ProcessSample::take(load));
             first
-                .zip(ProcessSample::take(pid))
-                .map(|(first, last)| last.since(&first))
+                .zip(last)
+                .map(|((target, load), (target_now, load_now))| {
+                    (target_now.since(&target), load_now.since(&load))
+                })
         })
     });
     let tally = run_shape(
@@ -339,9 +346,9 @@ async fn load(
     )
     .await;
     let _ = progress.await;
-    let process = match sampler {
-        Some(sampler) => sampler.await.ok().flatten(),
-        None => None,
+    let (process, load_process) = match sampler {
+        Some(sampler) => sampler.await.ok().flatten().unzip(),
+        None => (None, None),
     };
     Row {
         target: target.to_string(),
@@ -349,6 +356,7 @@ async fn load(
         seconds: arguments.seconds as f64,
         tally,
         process,
+        load_process,
     }
 }
 

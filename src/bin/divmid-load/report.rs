@@ -158,6 +158,9 @@ pub struct Row {
     pub tally: Tally,
     /// The target's CPU and resident memory, when it is local.
     pub process: Option<ProcessUse>,
+    /// This process's own CPU over the same seconds, when the target is local: the
+    /// load's share of the cores the two divide.
+    pub load_process: Option<ProcessUse>,
 }
 
 impl Row {
@@ -168,6 +171,42 @@ impl Row {
     fn percentile_ms(&self, quantile: f64) -> f64 {
         self.tally.latency_us.value_at_quantile(quantile) as f64 / 1_000.0
     }
+
+    /// The target's and the load's CPU time per answer, in microseconds, when both were
+    /// measured.
+    fn cpu_us_per_answer(&self) -> Option<(f64, f64)> {
+        let (target, load) = (self.process.as_ref()?, self.load_process.as_ref()?);
+        let answers = self.per_second();
+        (answers > 0.0).then(|| {
+            let per_answer = |used: &ProcessUse| used.cpu_percent / 100.0 * 1e6 / answers;
+            (per_answer(target), per_answer(load))
+        })
+    }
+}
+
+/// What the CPU the target and the load spent per answer allows on `cores` shared by
+/// both: the most answers a second if every core were always busy with one or the other.
+pub struct CoreBound {
+    pub target_us: f64,
+    pub load_us: f64,
+    pub answers_per_second_max: f64,
+}
+
+impl CoreBound {
+    fn of(row: &Row, cores: usize) -> Option<CoreBound> {
+        let (target_us, load_us) = row.cpu_us_per_answer()?;
+        let per_answer_us = target_us + load_us;
+        (per_answer_us > 0.0).then(|| CoreBound {
+            target_us,
+            load_us,
+            answers_per_second_max: cores as f64 * 1e6 / per_answer_us,
+        })
+    }
+}
+
+/// The cores this machine offers the load and a local target.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// The summary table, and the ratio of each exchange row to the baseline of its shape.
@@ -221,6 +260,7 @@ pub fn print(rows: &[Row]) {
             );
         }
     }
+    print_core_bounds(rows, cores());
     let baseline = rows.iter().find(|row| row.target == "baseline");
     let exchange = rows.iter().find(|row| row.target == "divmid");
     if let (Some(baseline), Some(exchange)) = (baseline, exchange) {
@@ -228,6 +268,32 @@ pub fn print(rows: &[Row]) {
             "ratio divmid/baseline: {:.2} of the answers/s, p99 {:.2} times the baseline's",
             exchange.per_second() / baseline.per_second().max(1e-9),
             exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
+        );
+        if let Some(bound) = CoreBound::of(exchange, cores()) {
+            println!(
+                "the exchange's CPU per answer allows at most {:.2} of the baseline on {} cores",
+                bound.answers_per_second_max / baseline.per_second().max(1e-9),
+                cores()
+            );
+        }
+    }
+}
+
+/// For each row whose target is local: the CPU per answer of the target and of the load,
+/// and the rate the two allow together on the cores they share, against the measured one.
+fn print_core_bounds(rows: &[Row], cores: usize) {
+    for row in rows {
+        let Some(bound) = CoreBound::of(row, cores) else {
+            continue;
+        };
+        println!(
+            "{} CPU per answer: {:.2} us, the load's {:.2} us: on {cores} cores at most {:.0} \
+             answers/s, {:.0}% of it measured",
+            row.target,
+            bound.target_us,
+            bound.load_us,
+            bound.answers_per_second_max,
+            100.0 * row.per_second() / bound.answers_per_second_max,
         );
     }
 }
@@ -241,6 +307,39 @@ mod tests {
         let stat = "4242 (sled-io (2) x) S 1 4242 4242 0 -1 4194368 500 0 0 0 1234 56 0 0 20 0 9 0";
         assert_eq!(cpu_ticks(stat), Some(1_290));
         assert_eq!(cpu_ticks("4242 (cut short) S 1"), None);
+    }
+
+    fn used(cpu_percent: f64) -> ProcessUse {
+        ProcessUse {
+            cpu_percent,
+            resident_bytes: 0,
+            threads: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_cpu_per_answer_of_target_and_load_bounds_the_rate_on_the_cores_they_share() {
+        let mut tally = Tally::new();
+        tally.acknowledged = 1_000_000;
+        let mut row = Row {
+            target: "divmid".to_string(),
+            shape: "session".to_string(),
+            seconds: 10.0,
+            tally,
+            process: Some(used(120.0)),
+            load_process: Some(used(30.0)),
+        };
+        // 100,000 answers a second: 12 us of the target's CPU and 3 of the load's each.
+        let bound = CoreBound::of(&row, 2).expect("both measured");
+        assert!((bound.target_us - 12.0).abs() < 1e-9);
+        assert!((bound.load_us - 3.0).abs() < 1e-9);
+        // Two cores give 2,000,000 us a second: 15 us an answer allows 133,333.
+        assert_eq!(bound.answers_per_second_max.round(), 133_333.0);
+        row.load_process = None;
+        assert!(
+            CoreBound::of(&row, 2).is_none(),
+            "the load's side was not measured"
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! to the store, tonic, prost, axum, hyper and the generated proto only to the API and
 //! the binaries, and the pure modules do no I/O (no runtime, threads, sockets, files,
 //! clock or randomness) and no floating point (money is integers). In the API, only
-//! `api/status.rs` builds a `Status`: every refusal's code is chosen in one place.
+//! `api/status.rs` builds a `Status`: every refusal's code is chosen in one place, and
+//! the API's own modules use one another without circles.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that do no I/O.
@@ -98,8 +100,14 @@ fn code_of(text: &str) -> String {
 
 /// The crate modules `code` names: `crate::x` paths and `crate::{x, y}` groups.
 fn crate_modules(code: &str) -> Vec<String> {
+    modules_after(code, "crate::")
+}
+
+/// The names that follow `prefix` in `code`, alone (`prefix x`) or in a group
+/// (`prefix {x, y}`).
+fn modules_after(code: &str, prefix: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for piece in code.split("crate::").skip(1) {
+    for piece in code.split(prefix).skip(1) {
         let mut group = |text: &str| {
             let name: String = text
                 .trim_start()
@@ -180,6 +188,78 @@ fn breaches(order: &[String], files: &[(PathBuf, String)]) -> Vec<String> {
     found
 }
 
+/// The files of `src/api` by the module of the API they belong to (`api/context.rs` is
+/// `context`, `api/services/trading.rs` is `services`), and the API's modules each names
+/// outside its tests. `proto` is left out: it re-exports the two messages written by
+/// hand (`book_update.rs`, `trade_batch.rs`) where the generated code names them.
+fn api_uses(files: &[(PathBuf, String)]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, text) in files {
+        let Ok(inside) = path.strip_prefix("api") else {
+            continue;
+        };
+        let parts: Vec<String> = inside
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let module = parts[0].trim_end_matches(".rs").to_string();
+        if module == "mod" || module == "proto" {
+            continue;
+        }
+        let code = code_of(text.split("#[cfg(test)]").next().unwrap_or_default());
+        // A file of a folder reaches the API's modules through one more `super`.
+        let parent = if parts.len() > 1 {
+            "super::super::"
+        } else {
+            "super::"
+        };
+        let named = modules_after(&code, parent)
+            .into_iter()
+            .chain(modules_after(&code, "crate::api::"))
+            .filter(|name| *name != module && name != "super")
+            .collect::<Vec<_>>();
+        uses.entry(module).or_default().extend(named);
+    }
+    uses
+}
+
+/// The circles among the API's modules: each group of modules that reach one another
+/// through what they use, named in order.
+fn api_circles(files: &[(PathBuf, String)]) -> Vec<String> {
+    let uses = api_uses(files);
+    let reach = |from: &str| {
+        let mut seen = BTreeSet::new();
+        let mut next = vec![from.to_string()];
+        while let Some(module) = next.pop() {
+            for used in uses.get(&module).into_iter().flatten() {
+                if seen.insert(used.clone()) {
+                    next.push(used.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&String, BTreeSet<String>> =
+        uses.keys().map(|module| (module, reach(module))).collect();
+    let mut circles = BTreeSet::new();
+    for (module, from_it) in &reached {
+        if !from_it.contains(*module) {
+            continue;
+        }
+        let circle: Vec<&str> = from_it
+            .iter()
+            .filter(|other| {
+                reached
+                    .get(other)
+                    .is_some_and(|back| back.contains(*module))
+            })
+            .map(String::as_str)
+            .collect();
+        circles.insert(format!("src/api: {} use one another", circle.join(", ")));
+    }
+    circles.into_iter().collect()
+}
+
 fn source_files(directory: &Path, root: &Path, files: &mut Vec<(PathBuf, String)>) {
     let entries = std::fs::read_dir(directory).expect("src/ is readable");
     for entry in entries {
@@ -224,6 +304,52 @@ fn the_modules_keep_their_layers() {
         found.is_empty(),
         "the layering is broken:\n{}",
         found.join("\n")
+    );
+}
+
+#[test]
+fn the_api_modules_use_one_another_without_circles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&src, &src, &mut files);
+    let uses = api_uses(&files);
+    assert!(
+        uses.get("session")
+            .is_some_and(|used| used.contains("context") && used.contains("convert")),
+        "the API's files were read: {uses:?}"
+    );
+    let circles = api_circles(&files);
+    assert!(circles.is_empty(), "{}", circles.join("\n"));
+}
+
+#[test]
+fn a_planted_circle_among_the_api_modules_is_found() {
+    let file = |path: &str, text: &str| (PathBuf::from(path), text.to_string());
+    let files = [
+        file(
+            "api/context.rs",
+            "pub trades: super::trade_feed::TradeFeed,\n",
+        ),
+        file("api/trade_feed.rs", "use crate::types::MarketId;\n"),
+        // A circle through a folder's file, and a use in tests that is none.
+        file(
+            "api/book_stream.rs",
+            "use super::{context::Context, status};\n#[cfg(test)]\nuse super::session;\n",
+        ),
+        file(
+            "api/services/market_data.rs",
+            "use super::Api;\nfn f() { super::super::book_stream::start(); }\n",
+        ),
+        file("api/status.rs", "use crate::api::context::Context;\n"),
+        file("api/session.rs", "use super::services::Api;\n"),
+        file("api/context.rs", "use super::services::Api;\n"),
+        // proto's re-exports of the hand-written messages are no circle.
+        file("api/proto.rs", "pub use super::book_update::BookUpdate;\n"),
+        file("api/book_update.rs", "use super::proto::Heartbeat;\n"),
+    ];
+    assert_eq!(
+        api_circles(&files),
+        ["src/api: book_stream, context, services, status use one another"]
     );
 }
 

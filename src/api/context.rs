@@ -8,24 +8,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
 use super::auth::Tokens;
-use super::decimal::{format_units, parse_units};
+use super::decimal::{format_units, parse_units, AMOUNT_PLACES};
 use super::funding::FundingSources;
+use super::market_view::MarketView;
 use super::proto;
 use super::status::{self, from_failure, from_reject};
 use crate::command::Command;
-use crate::config::{Config, MarketSpec};
+use crate::config::Config;
 use crate::error::Reject;
-use crate::event::{Event, EventKind, OrderView};
 use crate::market_data::TradeStats;
 use crate::pipeline::{Answer, Committed, Pipeline, Query};
 use crate::store::History;
-use crate::types::{
-    Amount, Asset, Balance, IssuePrice, Liquidity, MarketId, OrderId, OrderStatus, OrderType,
-    Price, Quantity, SelfTradePrevention, Side, TimeInForce,
-};
-
-/// Decimal places of every asset amount on the wire.
-pub const AMOUNT_PLACES: u32 = 6;
+use crate::types::{Amount, Asset, Balance, IssuePrice, MarketId};
 
 /// Everything the handlers share.
 pub struct Context {
@@ -56,9 +50,9 @@ pub struct Context {
     /// places of account holders.
     pub anonymous_stream_slots: Arc<tokio::sync::Semaphore>,
     /// Committed trades, encoded once for every `StreamTrades` subscriber.
-    pub trades: super::trade_stream::TradeFeed,
+    pub trades: super::trade_feed::TradeFeed,
     /// The newest top-of-book view of every market, for book streams.
-    pub book_views: super::book_stream::Views,
+    pub book_views: super::book_view::Views,
 }
 
 /// Who may open a stream, for counting it against its own limit.
@@ -216,162 +210,6 @@ pub fn now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
-/// A market and the conversions of its prices and quantities.
-#[derive(Clone, Copy)]
-pub struct MarketView<'a> {
-    /// Its id.
-    pub id: MarketId,
-    /// Its specification.
-    pub spec: &'a MarketSpec,
-}
-
-impl MarketView<'_> {
-    /// A price from the wire, on the tick.
-    pub fn parse_price(&self, field: &'static str, text: &str) -> Result<Price, Status> {
-        let ticks = self.parse_steps(field, text, self.spec.tick_micros, || {
-            format!("is not on the market's tick of {}", self.price(Price(1)))
-        })?;
-        Ok(Price(ticks))
-    }
-
-    /// A quantity from the wire, on the lot.
-    pub fn parse_quantity(&self, field: &'static str, text: &str) -> Result<Quantity, Status> {
-        let lots = self.parse_steps(field, text, self.spec.lot_micros, || {
-            format!(
-                "is not a whole number of the market's lot of {}",
-                self.quantity(Quantity(1))
-            )
-        })?;
-        Ok(Quantity(lots))
-    }
-
-    /// A wire decimal as a whole number of steps of `step_micros` (a tick or a lot);
-    /// `off_step` says what is wrong with a value between two steps.
-    fn parse_steps(
-        &self,
-        field: &'static str,
-        text: &str,
-        step_micros: u64,
-        off_step: impl FnOnce() -> String,
-    ) -> Result<u64, Status> {
-        let micros =
-            parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
-        if !micros.is_multiple_of(step_micros) {
-            return Err(status::invalid(field, off_step()));
-        }
-        Ok(micros / step_micros)
-    }
-
-    /// A price for the wire, with exactly the tick's decimals.
-    pub fn price(&self, price: Price) -> String {
-        let places = self.spec.price_decimal_places();
-        let micros = price.0 * self.spec.tick_micros;
-        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
-    }
-
-    /// A quantity for the wire, with exactly the lot's decimals.
-    pub fn quantity(&self, quantity: Quantity) -> String {
-        let places = self.spec.quantity_decimal_places();
-        let micros = quantity.0 * self.spec.lot_micros;
-        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
-    }
-
-    /// An order for the wire.
-    pub fn order(&self, view: &OrderView) -> proto::Order {
-        proto::Order {
-            order_id: view.order_id.0.to_string(),
-            client_order_id: view
-                .client_order_id
-                .as_deref()
-                .unwrap_or_default()
-                .to_string(),
-            market: self.spec.name.clone(),
-            side: side_to_wire(view.terms.side) as i32,
-            r#type: match view.terms.order_type {
-                OrderType::Limit => proto::OrderType::Limit,
-                OrderType::Market => proto::OrderType::Market,
-            } as i32,
-            price: view
-                .terms
-                .price
-                .map(|price| self.price(price))
-                .unwrap_or_default(),
-            quantity: self.quantity(view.terms.quantity),
-            filled_quantity: self.quantity(view.filled),
-            remaining_quantity: self.quantity(view.remaining()),
-            status: status_to_wire(view.status) as i32,
-            time_in_force: match view.terms.time_in_force {
-                TimeInForce::GoodTillCanceled => proto::TimeInForce::Gtc,
-                TimeInForce::ImmediateOrCancel => proto::TimeInForce::Ioc,
-                TimeInForce::FillOrKill => proto::TimeInForce::Fok,
-            } as i32,
-            post_only: view.terms.post_only,
-            self_trade_prevention: match view.terms.self_trade_prevention {
-                SelfTradePrevention::CancelTaker => proto::SelfTradePrevention::CancelTaker,
-                SelfTradePrevention::CancelMaker => proto::SelfTradePrevention::CancelMaker,
-                SelfTradePrevention::CancelBoth => proto::SelfTradePrevention::CancelBoth,
-                SelfTradePrevention::Decrement => proto::SelfTradePrevention::Decrement,
-            } as i32,
-            created_seq: view.created_seq,
-        }
-    }
-
-    /// The fills among `events` that `order_id` took part in, for the wire.
-    /// The order's fills among `events` that fit an answer of `message_bytes_max` bytes
-    /// beside the order, and whether some were left out.
-    pub fn fills_within(
-        &self,
-        order_id: OrderId,
-        events: &[Event],
-        message_bytes_max: usize,
-    ) -> (Vec<proto::Fill>, bool) {
-        let mut fills = self.fills_of(order_id, events);
-        let budget = message_bytes_max.saturating_sub(ORDER_BYTES_MAX);
-        let mut size = 0;
-        let fitting = fills
-            .iter()
-            .take_while(|fill| {
-                size += prost::encoding::message::encoded_len(2, *fill);
-                size <= budget
-            })
-            .count();
-        let truncated = fitting < fills.len();
-        fills.truncate(fitting);
-        (fills, truncated)
-    }
-
-    /// The order's fills among `events`.
-    pub fn fills_of(&self, order_id: OrderId, events: &[Event]) -> Vec<proto::Fill> {
-        events
-            .iter()
-            .filter_map(|event| match &event.kind {
-                EventKind::Fill(fill) => {
-                    let liquidity = fill.liquidity_of(order_id)?;
-                    let side = match liquidity {
-                        Liquidity::Taker => fill.taker_side,
-                        Liquidity::Maker => fill.taker_side.opposite(),
-                    };
-                    Some(proto::Fill {
-                        trade_id: fill.trade_id.0.to_string(),
-                        order_id: order_id.0.to_string(),
-                        market: self.spec.name.clone(),
-                        side: side_to_wire(side) as i32,
-                        price: self.price(fill.price),
-                        quantity: self.quantity(fill.quantity),
-                        liquidity: match liquidity {
-                            Liquidity::Maker => proto::Liquidity::Maker,
-                            Liquidity::Taker => proto::Liquidity::Taker,
-                        } as i32,
-                        seq: event.seq,
-                        time_ms: event.timestamp_ms,
-                    })
-                }
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 /// An amount of an asset from the wire: up to six decimal places, positive.
 pub fn parse_amount(field: &'static str, text: &str) -> Result<Amount, Status> {
     parse_units(field, text, AMOUNT_PLACES)
@@ -435,76 +273,8 @@ pub fn required<T>(
     convert(value).ok_or_else(|| status::invalid(field, format!("unknown value {value}")))
 }
 
-/// A side for the wire.
-pub fn side_to_wire(side: Side) -> proto::Side {
-    match side {
-        Side::Buy => proto::Side::Buy,
-        Side::Sell => proto::Side::Sell,
-    }
-}
-
-fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
-    match status {
-        OrderStatus::Open => proto::OrderStatus::Open,
-        OrderStatus::PartiallyFilled => proto::OrderStatus::PartiallyFilled,
-        OrderStatus::Filled => proto::OrderStatus::Filled,
-        OrderStatus::Canceled => proto::OrderStatus::Canceled,
-        OrderStatus::Rejected => proto::OrderStatus::Rejected,
-        OrderStatus::Expired => proto::OrderStatus::Expired,
-    }
-}
-
 /// A whole number of micro-units as the wire's decimal of a market's quote asset per
 /// base unit: used for notional limits.
 pub fn micros_to_units(micros: u64) -> String {
     format_units(micros, AMOUNT_PLACES)
-}
-
-/// Room kept for an order beside its fills in an answer: an order's encoding is a few
-/// hundred bytes (its client order id at most 64).
-const ORDER_BYTES_MAX: usize = 2 * 1024;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::types::MICROS_PER_UNIT;
-
-    #[test]
-    fn market_values_round_trip_with_the_grid_decimals() {
-        let spec = MarketSpec::dvm_usd();
-        let market = MarketView {
-            id: MarketId(0),
-            spec: &spec,
-        };
-        let price = market.parse_price("price", "0.6001").expect("on tick");
-        assert_eq!(price, Price(6_001));
-        assert_eq!(market.price(price), "0.6001");
-        let quantity = market.parse_quantity("quantity", "12.5").expect("on lot");
-        assert_eq!(quantity, Quantity(1_250));
-        assert_eq!(market.quantity(quantity), "12.50");
-        for (text, field) in [("0.60005", "price"), ("abc", "price")] {
-            let status = market.parse_price(field, text).expect_err(text);
-            assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            assert!(
-                status.message().starts_with("price: "),
-                "{}",
-                status.message()
-            );
-        }
-        let status = market
-            .parse_quantity("quantity", "0.005")
-            .expect_err("off lot");
-        assert_eq!(
-            status.message(),
-            "quantity: is not a whole number of the market's lot of 0.01"
-        );
-        let status = market
-            .parse_price("price", "0.60005")
-            .expect_err("off tick");
-        assert_eq!(
-            status.message(),
-            "price: is not on the market's tick of 0.0001"
-        );
-        assert_eq!(MICROS_PER_UNIT, 10u64.pow(AMOUNT_PLACES));
-    }
 }

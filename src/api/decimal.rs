@@ -11,6 +11,9 @@
 
 use crate::error::Reject;
 
+/// Decimal places of every asset amount on the wire.
+pub const AMOUNT_PLACES: u32 = 6;
+
 /// The longest number accepted, in characters.
 const LENGTH_MAX: usize = 40;
 

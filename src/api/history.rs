@@ -1,8 +1,9 @@
 //! An account's history for the wire: its ledger entries (every movement of every asset,
 //! with the balance after it) and its fills, derived from the events the store keeps.
 
-use super::context::{amount, Context, AMOUNT_PLACES};
+use super::context::{amount, Context};
 use super::decimal::format_units;
+use super::decimal::AMOUNT_PLACES;
 use super::proto;
 use crate::event::{Event, EventKind};
 use crate::types::{AccountId, Amount, Asset, Balance, Side};

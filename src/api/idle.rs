@@ -1,7 +1,7 @@
 //! Idleness, of connections and of requests: what lets the server take back what a client
 //! holds and does not use.
 //!
-//! Each connection has an [`Activity`]: how many of its requests are open, and how many
+//! Each connection has an `Activity` (`listener.rs`): how many of its requests are open, and how many
 //! have begun. The [`IdleLayer`] keeps that count (a request is open from its headers
 //! until its response has been sent or dropped), and the connection (`listener.rs`)
 //! closes itself once no request has been open for `idle_timeout_ms`, or when none has
@@ -16,63 +16,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::codegen::{http, Bytes, Service};
 use tonic::Status;
 
-use super::listener::ConnectionInfo;
+use super::listener::{ConnectionInfo, Open};
 use super::status;
-
-/// What one connection is doing, shared by its socket and its requests.
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Requests open now.
-    open: AtomicUsize,
-    /// Requests begun since the accept: tells the socket that requests came and went
-    /// between two of its reads.
-    begun: AtomicU64,
-    /// The socket's reader, woken when the last open request ends so that its idle
-    /// timer starts.
-    reader: AtomicWaker,
-}
-
-/// A request of a connection, counted open until dropped.
-pub struct Open(Arc<Activity>);
-
-impl Activity {
-    /// Counts a request open until the returned guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> Open {
-        self.begun.fetch_add(1, Ordering::SeqCst);
-        self.open.fetch_add(1, Ordering::SeqCst);
-        Open(Arc::clone(self))
-    }
-
-    /// Requests open now and requests begun so far. `reader` is registered first, so
-    /// that the end of the last open request after this look wakes it.
-    pub fn look(&self, reader: &Waker) -> (usize, u64) {
-        self.reader.register(reader);
-        (
-            self.open.load(Ordering::SeqCst),
-            self.begun.load(Ordering::SeqCst),
-        )
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.reader.wake();
-        }
-    }
-}
 
 /// The activity of the connection a request came on, plain or under TLS.
 pub fn connection_of(extensions: &http::Extensions) -> Option<&ConnectionInfo> {

@@ -13,17 +13,60 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use super::idle::Activity;
+/// What one connection is doing, shared by its socket and its requests.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// Requests open now.
+    open: AtomicUsize,
+    /// Requests begun since the accept: tells the socket that requests came and went
+    /// between two of its reads.
+    begun: AtomicU64,
+    /// The socket's reader, woken when the last open request ends so that its idle
+    /// timer starts.
+    reader: AtomicWaker,
+}
+
+/// A request of a connection, counted open until dropped.
+pub struct Open(Arc<Activity>);
+
+impl Activity {
+    /// Counts a request open until the returned guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> Open {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(self))
+    }
+
+    /// Requests open now and requests begun so far. `reader` is registered first, so
+    /// that the end of the last open request after this look wakes it.
+    pub fn look(&self, reader: &Waker) -> (usize, u64) {
+        self.reader.register(reader);
+        (
+            self.open.load(Ordering::SeqCst),
+            self.begun.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.reader.wake();
+        }
+    }
+}
 
 /// How long the accept loop waits after the process ran out of file descriptors (or
 /// buffers) before it accepts again.

@@ -20,11 +20,13 @@ use prost::bytes::Bytes;
 use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::book_stream::{diff, wire, STREAM_DEPTH_MAX};
+use super::book_stream::STREAM_DEPTH_MAX;
+use super::book_view::{diff, wire};
 use super::context::Context;
 use super::journal_pages::{self, PAGE_EVENTS};
 use super::proto;
-use super::trade_stream::{encode, is_fill, Piece};
+use super::trade_feed::Piece;
+use super::trade_stream::{encode, is_fill};
 use crate::config::NatsConfig;
 use crate::engine::Level;
 use crate::market_data::checksum;

@@ -114,10 +114,8 @@ pub fn open_with<J: Journal>(
         }
     }
     let tokens = Tokens::new(&token, sequencer.ledger().accounts());
-    let trades = super::trade_stream::TradeFeed::new(
-        sequencer.last_seq(),
-        config.pipeline.broadcast_capacity,
-    );
+    let trades =
+        super::trade_feed::TradeFeed::new(sequencer.last_seq(), config.pipeline.broadcast_capacity);
     let history = store.history()?;
     let backups = store.backup_source();
     let mut pipeline = Pipeline::start(sequencer, journal(store), config.pipeline.clone());

@@ -27,12 +27,14 @@ use tokio_stream::StreamExt;
 
 use super::json::{Query, Refusal};
 use super::Web;
-use crate::api::book_stream::{diff, wire, SharedView, Sides, STREAM_DEPTH_MAX};
+use crate::api::book_stream::STREAM_DEPTH_MAX;
+use crate::api::book_view::{diff, wire, SharedView, Sides};
 use crate::api::context::{Context, StreamKind};
 use crate::api::journal_pages::PAGE_EVENTS;
 use crate::api::proto;
 use crate::api::trade_batch::TradeBatch;
-use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades, EncodedTrades};
+use crate::api::trade_feed::EncodedTrades;
+use crate::api::trade_stream::{check_resumable, journal_trades, wire_trades};
 use crate::types::MarketId;
 
 /// Levels a side when the request names no `depth`.

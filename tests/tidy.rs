@@ -207,8 +207,10 @@ fn api_uses(files: &[(PathBuf, String)]) -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let code = code_of(text.split("#[cfg(test)]").next().unwrap_or_default());
-        // A file of a folder reaches the API's modules through one more `super`.
-        let parent = if parts.len() > 1 {
+        // A file of a folder reaches the API's modules through one more `super`; the
+        // folder's `mod.rs` does not.
+        let in_folder = parts.len() > 1 && parts.last().is_some_and(|file| file != "mod.rs");
+        let parent = if in_folder {
             "super::super::"
         } else {
             "super::"
@@ -341,6 +343,9 @@ fn a_planted_circle_among_the_api_modules_is_found() {
             "use super::Api;\nfn f() { super::super::book_stream::start(); }\n",
         ),
         file("api/status.rs", "use crate::api::context::Context;\n"),
+        // A folder's mod.rs names the API's modules through one `super`.
+        file("api/web/mod.rs", "use super::listener::Timeouts;\n"),
+        file("api/listener.rs", "use super::web::Gateway;\n"),
         file("api/session.rs", "use super::services::Api;\n"),
         file("api/context.rs", "use super::services::Api;\n"),
         // proto's re-exports of the hand-written messages are no circle.
@@ -349,7 +354,10 @@ fn a_planted_circle_among_the_api_modules_is_found() {
     ];
     assert_eq!(
         api_circles(&files),
-        ["src/api: book_stream, context, services, status use one another"]
+        [
+            "src/api: book_stream, context, services, status use one another",
+            "src/api: listener, web use one another",
+        ]
     );
 }
 

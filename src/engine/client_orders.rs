@@ -3,11 +3,10 @@
 //! with the order rather than placing another.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
-use super::keyed_slots::{Keyed, KeyedSlots};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -129,11 +128,6 @@ struct Expiry {
     order_id: OrderId,
 }
 
-/// The hash the index files an account's id under.
-fn id_hash(account: AccountId, client_order_id: &str) -> u64 {
-    FxBuildHasher.hash_one((account, client_order_id))
-}
-
 impl Keyed for Slot {
     fn account(&self) -> AccountId {
         self.account
@@ -147,7 +141,7 @@ impl Keyed for Slot {
 impl ClientOrders {
     /// The slot of the account's id, if it is kept.
     fn find(&self, account: AccountId, client_order_id: &str) -> Option<u32> {
-        self.slots.find(id_hash(account, client_order_id), |kept| {
+        self.slots.find(key_hash(account, client_order_id), |kept| {
             kept.account == account && *kept.client_order_id == *client_order_id
         })
     }
@@ -209,7 +203,7 @@ impl ClientOrders {
             None => self.slots.file(Slot {
                 account: order.account,
                 client_order_id: client_order_id.clone(),
-                hash: id_hash(order.account, client_order_id),
+                hash: key_hash(order.account, client_order_id),
                 entry,
             }),
         };
@@ -338,7 +332,7 @@ impl ClientOrders {
                 }
                 None => orders.slots.file(Slot {
                     account: record.account,
-                    hash: id_hash(record.account, &record.client_order_id),
+                    hash: key_hash(record.account, &record.client_order_id),
                     client_order_id: record.client_order_id,
                     entry,
                 }),

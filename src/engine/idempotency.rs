@@ -20,12 +20,10 @@
 //! record of a command that was refused.
 
 use std::collections::VecDeque;
-use std::hash::BuildHasher;
 
-use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
-use super::keyed_slots::{Keyed, KeyedSlots};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
@@ -174,11 +172,6 @@ struct Held {
     key: Box<str>,
     hash: u64,
     record: Record,
-}
-
-/// The hash the index files an account's key under.
-fn key_hash(account: AccountId, key: &str) -> u64 {
-    FxBuildHasher.hash_one((account, key))
 }
 
 impl Keyed for Held {

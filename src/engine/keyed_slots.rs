@@ -7,12 +7,19 @@
 //!
 //! What the entries are, when they expire and how a key is compared are the holder's.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::slot_table::SlotTable;
 use crate::types::AccountId;
 
-/// What an entry tells about itself: its owner, and the hash of its owner and key.
+/// The hash an entry of `account` under `key` is filed and found by.
+pub(super) fn key_hash(account: AccountId, key: &str) -> u64 {
+    FxBuildHasher.hash_one((account, key))
+}
+
+/// What an entry tells about itself: its owner, and its [`key_hash`].
 pub(super) trait Keyed {
     fn account(&self) -> AccountId;
     fn hash(&self) -> u64;

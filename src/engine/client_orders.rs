@@ -133,6 +133,10 @@ impl Keyed for Slot {
         self.account
     }
 
+    fn key(&self) -> &str {
+        &self.client_order_id
+    }
+
     fn hash(&self) -> u64 {
         self.hash
     }
@@ -257,6 +261,18 @@ impl ClientOrders {
                 self.slots.remove(expiry.slot);
             }
         }
+    }
+
+    /// Reads ahead what look-ups of `ids` and the next `expiries` expiries will read first
+    /// (see `KeyedSlots::read_ahead`).
+    pub(super) fn read_ahead<'a>(
+        &self,
+        ids: impl Iterator<Item = (AccountId, &'a str)>,
+        expiries: usize,
+    ) -> u64 {
+        let due = self.expiry.iter().take(expiries).map(|expiry| expiry.slot);
+        let hashes = ids.map(|(account, id)| key_hash(account, id));
+        self.slots.read_ahead(hashes, due)
     }
 
     /// The entries not expired at `now_ms`, sorted by account and id: a snapshot's.

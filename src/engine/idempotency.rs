@@ -179,6 +179,10 @@ impl Keyed for Held {
         self.account
     }
 
+    fn key(&self) -> &str {
+        &self.key
+    }
+
     fn hash(&self) -> u64 {
         self.hash
     }
@@ -217,6 +221,22 @@ impl IdempotencyRecords {
                 }),
             },
         }
+    }
+
+    /// Reads ahead what look-ups of `keys` and the next `expiries` expiries of each
+    /// retention class will read first (see `KeyedSlots::read_ahead`).
+    pub fn read_ahead<'a>(
+        &self,
+        keys: impl Iterator<Item = (AccountId, &'a str)>,
+        expiries: usize,
+    ) -> u64 {
+        let due = self
+            .expiry
+            .iter()
+            .flat_map(|queue| queue.iter().take(expiries))
+            .map(|&(_, slot)| slot);
+        let hashes = keys.map(|(account, key)| key_hash(account, key));
+        self.slots.read_ahead(hashes, due)
     }
 
     /// Refuses a new key for an account that holds `keys_max` already.

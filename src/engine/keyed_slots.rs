@@ -19,9 +19,10 @@ pub(super) fn key_hash(account: AccountId, key: &str) -> u64 {
     FxBuildHasher.hash_one((account, key))
 }
 
-/// What an entry tells about itself: its owner, and its [`key_hash`].
+/// What an entry tells about itself: its owner, its key, and their [`key_hash`].
 pub(super) trait Keyed {
     fn account(&self) -> AccountId;
+    fn key(&self) -> &str;
     fn hash(&self) -> u64;
 }
 
@@ -55,6 +56,33 @@ impl<T: Keyed> KeyedSlots<T> {
         self.index.find(hash, |slot| {
             slots[slot as usize].as_ref().is_some_and(&is_key)
         })
+    }
+
+    /// Reads ahead what look-ups of `hashes` and removals of the entries in `slots` will
+    /// read first: the index entries, the slots, and the slots' keys (a removal frees the
+    /// key, which writes into it). Under a high rate the index and the slots run to tens of
+    /// megabytes and are mostly cold; each pass's reads depend on none of the others, so
+    /// the processor overlaps their cache misses, where the commands that follow would
+    /// take them one after another. Returns a value made of what it read, for the caller
+    /// to hand to `std::hint::black_box` so that the reads are made.
+    pub(super) fn read_ahead(
+        &self,
+        hashes: impl Iterator<Item = u64>,
+        slots: impl Iterator<Item = u32> + Clone,
+    ) -> u64 {
+        let filled = |slot: u32| self.slots.get(slot as usize).and_then(Option::as_ref);
+        let mut read = 0;
+        for hash in hashes {
+            read ^= self.index.first_probed(hash);
+        }
+        for slot in slots.clone() {
+            read ^= filled(slot).map_or(0, Keyed::hash);
+        }
+        for entry in slots.filter_map(filled) {
+            read ^= self.index.first_probed(entry.hash());
+            read ^= u64::from(entry.key().as_bytes().first().copied().unwrap_or(0));
+        }
+        read
     }
 
     /// The entry in `slot`, if it is filled.

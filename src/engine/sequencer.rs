@@ -116,6 +116,26 @@ impl<B: OrderBook> Sequencer<B> {
         result
     }
 
+    /// Reads ahead, all at once, what applying `commands` in turn will read first of the
+    /// kept client order ids and idempotency keys, and of those next due to expire (about
+    /// one per command that keeps one): under a high rate they are mostly cold, and each
+    /// cache miss would otherwise wait for the one before. Changes nothing; a batch of
+    /// commands is applied faster after it.
+    pub fn read_ahead<'a>(&self, commands: impl Iterator<Item = &'a Command> + Clone) {
+        let ids = commands.clone().filter_map(|command| match command {
+            Command::PlaceOrder(order) => Some((order.account, order.client_order_id.as_deref()?)),
+            _ => None,
+        });
+        let keys = commands.clone().filter_map(Self::key_of);
+        let placements = commands
+            .clone()
+            .filter(|command| matches!(command, Command::PlaceOrder(_)))
+            .count();
+        let read = self.client_orders.read_ahead(ids, placements)
+            ^ self.idempotency.read_ahead(keys.clone(), keys.count());
+        std::hint::black_box(read);
+    }
+
     /// The time a command is judged at: the clock, or the command's own time if later.
     pub(super) fn now_ms(&self) -> u64 {
         self.clock_ms.max(self.timestamp_ms)

@@ -68,6 +68,15 @@ impl SlotTable {
         }
     }
 
+    /// The entry a look-up of `hash` reads first; read ahead of the look-up, it brings the
+    /// entry's cache line in (see `KeyedSlots::read_ahead`).
+    pub(super) fn first_probed(&self, hash: u64) -> u64 {
+        match self.entries.is_empty() {
+            true => 0,
+            false => self.entries[self.home(entry(hash, 0))],
+        }
+    }
+
     /// Files `slot` under `hash`. The caller files a slot once.
     pub(super) fn insert(&mut self, hash: u64, slot: u32) {
         // At most half full, so that the probes stay short.

@@ -123,6 +123,7 @@ pub fn replay_entries<B: OrderBook>(
     scratch: &mut Vec<Event>,
 ) -> Result<(), String> {
     let mut offset = 0;
+    sequencer.read_ahead(entries.iter().map(|entry| &entry.command));
     for entry in entries {
         scratch.clear();
         let replayed = sequencer.apply(entry.timestamp_ms, &entry.command, scratch);

@@ -177,6 +177,9 @@ fn apply<B: OrderBook>(
     batch: &mut Batch,
     (record_events_max, metrics): (usize, &PipelineMetrics),
 ) {
+    if let Request::Commands { commands, .. } = &request {
+        sequencer.read_ahead(commands.iter());
+    }
     let mut applied = |command: Command, timestamp_ms, kept: Events, batch: &mut Batch| {
         let kind = command.kind();
         let kept = (kept == Events::Kept).then_some(batch.events);

@@ -25,8 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = descriptors.encode_to_vec();
     std::fs::write(out.join("divmid_descriptor.bin"), &encoded)?;
     // `TradeBatch` and `BookUpdate` are written by hand (`src/api/trade_batch.rs`,
-    // `src/api/book_update.rs`) so that subscribers share encodings; they are the same
-    // messages on the wire.
+    // `src/api/book_update.rs`) so that subscribers share encodings, and
+    // `OrderSessionResponse` (`src/api/session_response.rs`) so that a session's answers
+    // are written as bytes straight from the outcomes; they are the same messages on the
+    // wire.
     let trade_batch = (
         ".divmid.v1.TradeBatch",
         "crate::api::trade_batch::TradeBatch",
@@ -35,12 +37,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".divmid.v1.BookUpdate",
         "crate::api::book_update::BookUpdate",
     );
+    let session_response = (
+        ".divmid.v1.OrderSessionResponse",
+        "crate::api::session_response::OrderSessionResponse",
+    );
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
         // Empty lists and zeros are written too: a JSON reader finds every field.
         .emit_fields()
-        .exclude([trade_batch.0, book_update.0])
+        .exclude([trade_batch.0, book_update.0, session_response.0])
         .build(&[".divmid.v1"])?;
     tonic_prost_build::configure()
         .codec_path("crate::api::codec::Codec")
@@ -48,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .extern_path(trade_batch.0, trade_batch.1)
         .extern_path(book_update.0, book_update.1)
+        .extern_path(session_response.0, session_response.1)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -69,34 +69,55 @@ pub fn parse_units(field: &'static str, text: &str, places: u32) -> Result<u64, 
 /// Writes `units` of 10^-`places` as a decimal with exactly `places` decimals
 /// (`format_units(1_500_000, 6)` is `"1.500000"`).
 pub fn format_units(units: u64, places: u32) -> String {
-    // The digits from the least significant up; a u64 has at most 20.
-    let mut digits = [0u8; 20];
-    let mut length = 0;
-    let mut rest = units;
-    loop {
-        digits[length] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        length += 1;
-        if rest == 0 {
-            break;
+    Digits::of(units, places).as_str().to_owned()
+}
+
+/// Decimal places a [`Digits`] writes, at most.
+const DIGITS_PLACES_MAX: usize = 24;
+
+/// A decimal written from integer units on the stack, for a wire message to copy: what
+/// [`format_units`] returns, without a `String` to allocate and free.
+pub struct Digits {
+    /// The text, right-aligned: a u64 has at most 20 digits, and a point.
+    bytes: [u8; DIGITS_PLACES_MAX + 2],
+    start: usize,
+}
+
+impl Digits {
+    /// `units` of 10^-`places`, with exactly `places` decimals and at least one digit
+    /// before the point.
+    pub fn of(units: u64, places: u32) -> Digits {
+        let places = places as usize;
+        assert!(
+            places <= DIGITS_PLACES_MAX,
+            "a decimal has at most 24 places"
+        );
+        let mut bytes = [b'0'; DIGITS_PLACES_MAX + 2];
+        let mut at = bytes.len();
+        let mut rest = units;
+        let mut written = 0;
+        while rest > 0 || written <= places {
+            if written == places && places > 0 {
+                at -= 1;
+                bytes[at] = b'.';
+            }
+            at -= 1;
+            bytes[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            written += 1;
         }
+        Digits { bytes, start: at }
     }
-    let places = places as usize;
-    // At least one digit before the point.
-    let width = length.max(places + 1);
-    let mut text = String::with_capacity(width + 1);
-    for position in (0..width).rev() {
-        let digit = if position < length {
-            digits[position]
-        } else {
-            b'0'
-        };
-        text.push(char::from(digit));
-        if position == places && places > 0 {
-            text.push('.');
-        }
+
+    /// The decimal's text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
     }
-    text
+
+    /// The decimal's text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("a decimal is ASCII digits and a point")
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use tonic::Status;
 
-use super::decimal::{format_units, parse_units, AMOUNT_PLACES};
+use super::decimal::{parse_units, Digits, AMOUNT_PLACES};
 use super::proto;
 use super::status::{self, from_reject};
 use crate::config::MarketSpec;
@@ -64,16 +64,30 @@ impl MarketView<'_> {
 
     /// A price for the wire, with exactly the tick's decimals.
     pub fn price(&self, price: Price) -> String {
-        let places = self.spec.price_decimal_places();
-        let micros = price.0 * self.spec.tick_micros;
-        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
+        self.price_digits(price).as_str().to_owned()
     }
 
     /// A quantity for the wire, with exactly the lot's decimals.
     pub fn quantity(&self, quantity: Quantity) -> String {
-        let places = self.spec.quantity_decimal_places();
-        let micros = quantity.0 * self.spec.lot_micros;
-        format_units(micros / 10u64.pow(AMOUNT_PLACES - places), places)
+        self.quantity_digits(quantity).as_str().to_owned()
+    }
+
+    /// [`MarketView::price`], on the stack.
+    pub fn price_digits(&self, price: Price) -> Digits {
+        steps_digits(
+            price.0,
+            self.spec.tick_micros,
+            self.spec.price_decimal_places(),
+        )
+    }
+
+    /// [`MarketView::quantity`], on the stack.
+    pub fn quantity_digits(&self, quantity: Quantity) -> Digits {
+        steps_digits(
+            quantity.0,
+            self.spec.lot_micros,
+            self.spec.quantity_decimal_places(),
+        )
     }
 
     /// An order for the wire.
@@ -87,10 +101,7 @@ impl MarketView<'_> {
                 .to_string(),
             market: self.spec.name.clone(),
             side: side_to_wire(view.terms.side) as i32,
-            r#type: match view.terms.order_type {
-                OrderType::Limit => proto::OrderType::Limit,
-                OrderType::Market => proto::OrderType::Market,
-            } as i32,
+            r#type: order_type_to_wire(view.terms.order_type) as i32,
             price: view
                 .terms
                 .price
@@ -100,18 +111,10 @@ impl MarketView<'_> {
             filled_quantity: self.quantity(view.filled),
             remaining_quantity: self.quantity(view.remaining()),
             status: status_to_wire(view.status) as i32,
-            time_in_force: match view.terms.time_in_force {
-                TimeInForce::GoodTillCanceled => proto::TimeInForce::Gtc,
-                TimeInForce::ImmediateOrCancel => proto::TimeInForce::Ioc,
-                TimeInForce::FillOrKill => proto::TimeInForce::Fok,
-            } as i32,
+            time_in_force: time_in_force_to_wire(view.terms.time_in_force) as i32,
             post_only: view.terms.post_only,
-            self_trade_prevention: match view.terms.self_trade_prevention {
-                SelfTradePrevention::CancelTaker => proto::SelfTradePrevention::CancelTaker,
-                SelfTradePrevention::CancelMaker => proto::SelfTradePrevention::CancelMaker,
-                SelfTradePrevention::CancelBoth => proto::SelfTradePrevention::CancelBoth,
-                SelfTradePrevention::Decrement => proto::SelfTradePrevention::Decrement,
-            } as i32,
+            self_trade_prevention: self_trade_prevention_to_wire(view.terms.self_trade_prevention)
+                as i32,
             created_seq: view.created_seq,
         }
     }
@@ -158,10 +161,7 @@ impl MarketView<'_> {
                         side: side_to_wire(side) as i32,
                         price: self.price(fill.price),
                         quantity: self.quantity(fill.quantity),
-                        liquidity: match liquidity {
-                            Liquidity::Maker => proto::Liquidity::Maker,
-                            Liquidity::Taker => proto::Liquidity::Taker,
-                        } as i32,
+                        liquidity: liquidity_to_wire(liquidity) as i32,
                         seq: event.seq,
                         time_ms: event.timestamp_ms,
                     })
@@ -172,6 +172,12 @@ impl MarketView<'_> {
     }
 }
 
+/// `steps` of `step_micros` as a decimal with `places` decimals (those of the step).
+fn steps_digits(steps: u64, step_micros: u64, places: u32) -> Digits {
+    let micros = steps * step_micros;
+    Digits::of(micros / 10u64.pow(AMOUNT_PLACES - places), places)
+}
+
 /// A side for the wire.
 pub fn side_to_wire(side: Side) -> proto::Side {
     match side {
@@ -180,7 +186,45 @@ pub fn side_to_wire(side: Side) -> proto::Side {
     }
 }
 
-fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
+/// An order type for the wire.
+pub fn order_type_to_wire(order_type: OrderType) -> proto::OrderType {
+    match order_type {
+        OrderType::Limit => proto::OrderType::Limit,
+        OrderType::Market => proto::OrderType::Market,
+    }
+}
+
+/// A time in force for the wire.
+pub fn time_in_force_to_wire(time_in_force: TimeInForce) -> proto::TimeInForce {
+    match time_in_force {
+        TimeInForce::GoodTillCanceled => proto::TimeInForce::Gtc,
+        TimeInForce::ImmediateOrCancel => proto::TimeInForce::Ioc,
+        TimeInForce::FillOrKill => proto::TimeInForce::Fok,
+    }
+}
+
+/// A self-trade prevention for the wire.
+pub fn self_trade_prevention_to_wire(
+    prevention: SelfTradePrevention,
+) -> proto::SelfTradePrevention {
+    match prevention {
+        SelfTradePrevention::CancelTaker => proto::SelfTradePrevention::CancelTaker,
+        SelfTradePrevention::CancelMaker => proto::SelfTradePrevention::CancelMaker,
+        SelfTradePrevention::CancelBoth => proto::SelfTradePrevention::CancelBoth,
+        SelfTradePrevention::Decrement => proto::SelfTradePrevention::Decrement,
+    }
+}
+
+/// A fill's liquidity for the wire.
+pub fn liquidity_to_wire(liquidity: Liquidity) -> proto::Liquidity {
+    match liquidity {
+        Liquidity::Maker => proto::Liquidity::Maker,
+        Liquidity::Taker => proto::Liquidity::Taker,
+    }
+}
+
+/// An order's status for the wire.
+pub fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
     match status {
         OrderStatus::Open => proto::OrderStatus::Open,
         OrderStatus::PartiallyFilled => proto::OrderStatus::PartiallyFilled,
@@ -193,7 +237,7 @@ fn status_to_wire(status: OrderStatus) -> proto::OrderStatus {
 
 /// Room kept for an order beside its fills in an answer: an order's encoding is a few
 /// hundred bytes (its client order id at most 64).
-const ORDER_BYTES_MAX: usize = 2 * 1024;
+pub const ORDER_BYTES_MAX: usize = 2 * 1024;
 
 #[cfg(test)]
 mod tests {

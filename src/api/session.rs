@@ -22,6 +22,7 @@ use tonic::{Status, Streaming};
 
 use super::auth::Caller;
 use super::context::{amount, now_ms, parse_amount, parse_id, Context};
+use super::order_encoding::{write_answer, Answer};
 use super::proto;
 use super::proto::charge_session_response::Result as ChargeResult;
 use super::proto::order_session_request::Command as SessionCommand;
@@ -373,13 +374,12 @@ impl Protocol for Orders {
         kind: Kind,
         outcome: Result<Committed, Status>,
     ) -> Self::Response {
-        let result = match outcome {
-            Ok(committed) => respond(context, kind, &committed.reply, &committed.events),
-            Err(status) => SessionResult::Error(session_error(&status)),
-        };
-        proto::OrderSessionResponse {
-            request_id,
-            result: Some(result),
+        match outcome {
+            Ok(committed) => respond(context, (request_id, kind), &committed),
+            Err(status) => proto::OrderSessionResponse::of(
+                request_id,
+                SessionResult::Error(session_error(&status)),
+            ),
         }
     }
 }
@@ -496,48 +496,45 @@ fn convert(
     }
 }
 
+/// The answer to a committed order command: an order's written straight from its view
+/// and events (`order_encoding.rs`).
 fn respond(
     context: &Context,
-    kind: Kind,
-    reply: &Reply,
-    events: &[crate::event::Event],
-) -> SessionResult {
-    match (kind, reply) {
-        (Kind::CancelAll, Reply::CanceledCount(count)) => {
+    (request_id, kind): (u64, Kind),
+    committed: &Committed,
+) -> proto::OrderSessionResponse {
+    let internal = |message: String| {
+        proto::OrderSessionResponse::of(
+            request_id,
+            SessionResult::Error(proto::SessionError {
+                code: tonic::Code::Internal as i32,
+                message,
+            }),
+        )
+    };
+    match (kind, &committed.reply) {
+        (Kind::CancelAll, Reply::CanceledCount(count)) => proto::OrderSessionResponse::of(
+            request_id,
             SessionResult::CanceledAll(proto::CancelAllOrdersResponse {
                 canceled_count: *count,
-            })
-        }
+            }),
+        ),
         (_, reply @ (Reply::Order(_) | Reply::Placed(_))) => {
+            let events = &committed.events;
             let Some(view) = reply.order(events) else {
-                return SessionResult::Error(proto::SessionError {
-                    code: tonic::Code::Internal as i32,
-                    message: format!("no order in the events of reply {reply:?}"),
-                });
+                return internal(format!("no order in the events of reply {reply:?}"));
+            };
+            let answer = match kind {
+                Kind::Place => Answer::Placed,
+                Kind::Amend => Answer::Amended,
+                Kind::Cancel | Kind::CancelAll => Answer::Canceled,
             };
             let market = context.market_at(view.terms.market);
-            let order = Some(market.order(&view));
             let size = context.config.server.message_bytes_max;
-            let (fills, fills_truncated) = market.fills_within(view.order_id, events, size);
-            match kind {
-                Kind::Place => SessionResult::Placed(proto::PlaceOrderResponse {
-                    order,
-                    fills,
-                    fills_truncated,
-                }),
-                Kind::Amend => SessionResult::Amended(proto::AmendOrderResponse {
-                    order,
-                    fills,
-                    fills_truncated,
-                }),
-                Kind::Cancel | Kind::CancelAll => {
-                    SessionResult::Canceled(proto::CancelOrderResponse { order })
-                }
-            }
+            proto::OrderSessionResponse::encoded(request_id, |buffer| {
+                write_answer(&market, answer, (&view, events), size, buffer);
+            })
         }
-        (_, other) => SessionResult::Error(proto::SessionError {
-            code: tonic::Code::Internal as i32,
-            message: format!("unexpected reply {other:?}"),
-        }),
+        (_, other) => internal(format!("unexpected reply {other:?}")),
     }
 }

@@ -159,10 +159,7 @@ impl Echo {
                 message: "the echo server answers place and cancel".to_string(),
             }),
         };
-        proto::OrderSessionResponse {
-            request_id: request.request_id,
-            result: Some(result),
-        }
+        proto::OrderSessionResponse::of(request.request_id, result)
     }
 }
 

@@ -75,11 +75,26 @@ pub fn format_units(units: u64, places: u32) -> String {
 /// Decimal places a [`Digits`] writes, at most.
 const DIGITS_PLACES_MAX: usize = 24;
 
+/// Bytes of a [`Digits`]: a u64 has at most 20 digits; a point, and a zero before it.
+const DIGITS_BYTES: usize = DIGITS_PLACES_MAX + 2;
+
+/// "00", "01", ... "99": the digits of each number below 100, written two at a time.
+const DIGIT_PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut number = 0;
+    while number < 100 {
+        pairs[2 * number] = b'0' + (number / 10) as u8;
+        pairs[2 * number + 1] = b'0' + (number % 10) as u8;
+        number += 1;
+    }
+    pairs
+};
+
 /// A decimal written from integer units on the stack, for a wire message to copy: what
 /// [`format_units`] returns, without a `String` to allocate and free.
 pub struct Digits {
-    /// The text, right-aligned: a u64 has at most 20 digits, and a point.
-    bytes: [u8; DIGITS_PLACES_MAX + 2],
+    /// The text, right-aligned.
+    bytes: [u8; DIGITS_BYTES],
     start: usize,
 }
 
@@ -92,21 +107,33 @@ impl Digits {
             places <= DIGITS_PLACES_MAX,
             "a decimal has at most 24 places"
         );
-        let mut bytes = [b'0'; DIGITS_PLACES_MAX + 2];
-        let mut at = bytes.len();
+        // The digits of `units`, right-aligned, two at a time; zeros before them.
+        let mut bytes = [b'0'; DIGITS_BYTES];
+        let mut at = DIGITS_BYTES;
         let mut rest = units;
-        let mut written = 0;
-        while rest > 0 || written <= places {
-            if written == places && places > 0 {
-                at -= 1;
-                bytes[at] = b'.';
-            }
-            at -= 1;
-            bytes[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            written += 1;
+        while rest >= 10 {
+            let pair = 2 * (rest % 100) as usize;
+            at -= 2;
+            bytes[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+            rest /= 100;
         }
-        Digits { bytes, start: at }
+        if rest > 0 || at == DIGITS_BYTES {
+            at -= 1;
+            bytes[at] = b'0' + rest as u8;
+        }
+        // At least one digit before the point, which goes before the last `places`: the
+        // whole part moves one to the left to make room for it.
+        let start = at.min(DIGITS_BYTES - places - 1);
+        if places == 0 {
+            return Digits { bytes, start };
+        }
+        let point = DIGITS_BYTES - places;
+        bytes.copy_within(start..point, start - 1);
+        bytes[point - 1] = b'.';
+        Digits {
+            bytes,
+            start: start - 1,
+        }
     }
 
     /// The decimal's text.

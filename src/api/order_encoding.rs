@@ -132,18 +132,25 @@ fn write_fill(
     varint(buffer, 9, event.timestamp_ms);
 }
 
-/// A message field: its key, then its length, then what `write` writes (moved along by
-/// the length's bytes once it is known).
+/// A message field: its key, then its length, then what `write` writes. The length is
+/// known once the message is written: one byte is kept for it, which holds a length
+/// below 128 (an order's), and a longer one moves the message along.
 fn message(buffer: &mut Vec<u8>, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
     encode_key(tag, WireType::LengthDelimited, buffer);
-    let start = buffer.len();
+    let at = buffer.len();
+    buffer.push(0);
     write(buffer);
+    let length = buffer.len() - at - 1;
+    if length < 0x80 {
+        buffer[at] = length as u8;
+        return;
+    }
     // A varint has at most ten bytes.
-    let mut length = [0u8; 10];
-    let mut rest = &mut length[..];
-    encode_varint((buffer.len() - start) as u64, &mut rest);
+    let mut prefix = [0u8; 10];
+    let mut rest = &mut prefix[..];
+    encode_varint(length as u64, &mut rest);
     let written = 10 - rest.len();
-    buffer.splice(start..start, length[..written].iter().copied());
+    buffer.splice(at..at + 1, prefix[..written].iter().copied());
 }
 
 /// A string field, left out when empty.

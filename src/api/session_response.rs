@@ -18,6 +18,9 @@ use super::proto::{
     SessionError,
 };
 
+/// Room an encoded answer starts with: an order's answer and a fill or two fit.
+const ENCODED_BYTES_EXPECTED: usize = 256;
+
 /// One answer of an order session.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OrderSessionResponse {
@@ -58,7 +61,7 @@ impl OrderSessionResponse {
 
     /// The answer to `request_id` whose `result` member `write` writes, encoded.
     pub fn encoded(request_id: u64, write: impl FnOnce(&mut Vec<u8>)) -> OrderSessionResponse {
-        let mut encoded_result = Vec::new();
+        let mut encoded_result = Vec::with_capacity(ENCODED_BYTES_EXPECTED);
         write(&mut encoded_result);
         OrderSessionResponse {
             request_id,

@@ -399,6 +399,10 @@ pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
 /// some 600,000 kept client order ids, encoding took 19% of a core at 2 and 10% at 4.
 const SNAPSHOT_EVENTS_PER_RECORD: u64 = 4;
 
+/// Bytes a new snapshot buffer has room for per record of the state: a kept client
+/// order id, the most numerous record under a high order rate, takes about 90.
+const SNAPSHOT_BYTES_PER_RECORD_ROOM: usize = 160;
+
 /// Applies every committed command to a second sequencer, checking that it emits exactly
 /// the committed events (as recovery does), and hands a copy of its state to the
 /// snapshot writer every so many events. The copy takes this thread's time, not the
@@ -441,8 +445,14 @@ pub(super) fn run_replica<B: OrderBook>(
         if every > 0 && since >= every && since >= state_events {
             last_snapshot = replica.last_seq();
             // Encoded into the buffer of the snapshot before once the writer is done with
-            // it; waits while the snapshot before is still being written.
-            let buffer = written.try_recv().unwrap_or_default();
+            // it; waits while the snapshot before is still being written. A new buffer
+            // has room for the whole snapshot from the start: grown by doubling, a large
+            // state's was copied over and over into fresh memory the kernel had to zero
+            // (room reserved and never written costs no memory).
+            let buffer = written.try_recv().unwrap_or_else(|_| {
+                let records = usize::try_from(replica.state_records()).unwrap_or(usize::MAX);
+                Vec::with_capacity(records.saturating_mul(SNAPSHOT_BYTES_PER_RECORD_ROOM))
+            });
             if to_writer
                 .send(replica.encoded_snapshot_into(buffer, &mut record_order))
                 .is_err()

@@ -191,6 +191,14 @@ mod tests {
         SelfTradePrevention, Side, TimeInForce, TradeId,
     };
 
+    /// The market of the tests: DVM-USD, as configured by default.
+    fn market_of(spec: &MarketSpec) -> MarketView<'_> {
+        MarketView {
+            id: MarketId(0),
+            spec,
+        }
+    }
+
     /// What prost writes for the answer built as messages, as the unary handlers build it.
     fn built(
         market: &MarketView,
@@ -347,7 +355,7 @@ mod tests {
             message_bytes_max in one_of(&[0, 2_100, 2_600, 4 * 1024 * 1024]),
         ) {
             let spec = MarketSpec::dvm_usd();
-            let market = MarketView { id: MarketId(0), spec: &spec };
+            let market = market_of(&spec);
             let unrelated = OrderView { order_id: OrderId(view.order_id.0 + 1), ..view.clone() };
             let events: Vec<Event> = fills
                 .iter()
@@ -369,10 +377,7 @@ mod tests {
     #[test]
     fn fills_are_left_out_where_prost_leaves_them_out_at_every_size() {
         let spec = MarketSpec::dvm_usd();
-        let market = MarketView {
-            id: MarketId(0),
-            spec: &spec,
-        };
+        let market = market_of(&spec);
         let view = limit_order();
         let events: Vec<Event> = (1..=5)
             .map(|seq| fill_event(seq, &view, seq % 2 == 0, 10))
@@ -412,10 +417,7 @@ mod tests {
     #[test]
     fn a_written_answer_decodes_to_the_order_and_its_fills() {
         let spec = MarketSpec::dvm_usd();
-        let market = MarketView {
-            id: MarketId(0),
-            spec: &spec,
-        };
+        let market = market_of(&spec);
         let view = limit_order();
         let events = [fill_event(10, &view, false, 250)];
         let bytes = written(&market, Answer::Placed, (&view, &events), 4 * 1024 * 1024);

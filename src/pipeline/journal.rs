@@ -112,6 +112,11 @@ pub trait AccountIndex: Send + 'static {
     fn indexed_seq(&self) -> Result<u64, JournalError>;
 }
 
+/// Commands whose memory is read ahead at a time (`Sequencer::read_ahead`) when many are
+/// replayed: what a session submits at most, whose reads stay in the processor's cache
+/// until the commands use them.
+const READ_AHEAD_COMMANDS: usize = 1_024;
+
 /// Applies journaled commands to `sequencer`: each must be accepted again and emit
 /// exactly its journaled events (`events`, the entries' events in order), or the journal
 /// and the engine disagree (the error says where). `scratch` is reused for what each
@@ -123,8 +128,11 @@ pub fn replay_entries<B: OrderBook>(
     scratch: &mut Vec<Event>,
 ) -> Result<(), String> {
     let mut offset = 0;
-    sequencer.read_ahead(entries.iter().map(|entry| &entry.command));
-    for entry in entries {
+    for (at, entry) in entries.iter().enumerate() {
+        if at % READ_AHEAD_COMMANDS == 0 {
+            let next = entries[at..].iter().take(READ_AHEAD_COMMANDS);
+            sequencer.read_ahead(next.map(|entry| &entry.command));
+        }
         scratch.clear();
         let replayed = sequencer.apply(entry.timestamp_ms, &entry.command, scratch);
         let count = entry.event_count as usize;

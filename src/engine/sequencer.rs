@@ -117,21 +117,17 @@ impl<B: OrderBook> Sequencer<B> {
     }
 
     /// Reads ahead, all at once, what applying `commands` in turn will read first of the
-    /// kept client order ids and idempotency keys, and of those next due to expire (about
-    /// one per command that keeps one): under a high rate they are mostly cold, and each
-    /// cache miss would otherwise wait for the one before. Changes nothing; a batch of
-    /// commands is applied faster after it.
+    /// kept client order ids and idempotency keys, and of as many of those next due to
+    /// expire (each one kept is expired once): under a high rate they are mostly cold, and
+    /// each cache miss would otherwise wait for the one before. Changes nothing; a batch
+    /// of commands is applied faster after it.
     pub fn read_ahead<'a>(&self, commands: impl Iterator<Item = &'a Command> + Clone) {
         let ids = commands.clone().filter_map(|command| match command {
             Command::PlaceOrder(order) => Some((order.account, order.client_order_id.as_deref()?)),
             _ => None,
         });
-        let keys = commands.clone().filter_map(Self::key_of);
-        let placements = commands
-            .clone()
-            .filter(|command| matches!(command, Command::PlaceOrder(_)))
-            .count();
-        let read = self.client_orders.read_ahead(ids, placements)
+        let keys = commands.filter_map(Self::key_of);
+        let read = self.client_orders.read_ahead(ids.clone(), ids.count())
             ^ self.idempotency.read_ahead(keys.clone(), keys.count());
         std::hint::black_box(read);
     }

@@ -434,3 +434,42 @@ async fn half_sent_messages_hold_no_more_than_the_budget() {
     child.kill().expect("stopped");
     child.wait().expect("reaped");
 }
+
+/// A gRPC request to `path` whose one message is `message`, sent whole.
+async fn sent_whole(
+    sender: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+    message: &[u8],
+) -> h2::client::ResponseFuture {
+    let (response, mut body) = open_request(sender, path).await;
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    body.send_data(Bytes::from(framed), true)
+        .expect("the message is sent");
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_protobuf_is_refused_and_the_connection_serves_on() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let (mut sender, _connection) = raw_connection(server.address).await;
+    const GET_MARKETS: &str = "/divmid.v1.MarketData/GetMarkets";
+    // Field 1 with wire type 7, which protobuf does not have; then a length that runs
+    // past the message's end.
+    for broken in [&[0x0F][..], &[0x0A, 0x05, b'a']] {
+        let response = sent_whole(&mut sender, GET_MARKETS, broken).await;
+        let status = tokio::time::timeout(Duration::from_secs(30), grpc_status(response)).await;
+        assert_eq!(
+            status,
+            Ok(Some(tonic::Code::Internal as i32)),
+            "{broken:?} is refused as a message that does not parse"
+        );
+    }
+    // An empty message is a valid GetMarketsRequest, answered on the same connection.
+    let response = sent_whole(&mut sender, GET_MARKETS, &[]).await;
+    let status = tokio::time::timeout(Duration::from_secs(30), grpc_status(response)).await;
+    assert_eq!(status, Ok(Some(tonic::Code::Ok as i32)));
+    server.stop().await;
+}

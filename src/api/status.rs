@@ -95,6 +95,12 @@ pub fn internal(what: impl Display) -> Status {
     Status::internal(what.to_string())
 }
 
+/// `INTERNAL`: a message that does not parse as its protobuf type, as gRPC's status
+/// codes and prost's own codec answer it.
+pub fn undecodable(error: prost::DecodeError) -> Status {
+    Status::internal(error.to_string())
+}
+
 /// `INTERNAL`: the sequencer answered a query with a kind of answer its caller does not
 /// expect.
 pub fn unexpected_answer() -> Status {

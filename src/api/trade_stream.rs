@@ -116,13 +116,20 @@ fn after_seq(piece: &Piece, seq: u64) -> Piece {
 }
 
 /// Publishes a batch: the mark first, then the batch, then the mark of what is sent.
-fn publish(feed: &TradeFeed, last_seq: u64, markets: Vec<(MarketId, Vec<Piece>)>) {
+/// The batch is encoded only when someone is subscribed to it: every subscriber (a trade
+/// stream, the web gateway, the NATS publisher) subscribes before it reads the mark, so
+/// one that subscribes after the count was read finds the mark at this batch or beyond
+/// and reads these trades out of the journal.
+fn publish(feed: &TradeFeed, last_seq: u64, markets: impl FnOnce() -> Vec<(MarketId, Vec<Piece>)>) {
     feed.seq.send_replace(last_seq);
-    if !markets.is_empty() {
-        // No subscriber is no error.
-        let _ = feed
-            .batches
-            .send(Arc::new(EncodedTrades { last_seq, markets }));
+    if feed.batches.receiver_count() > 0 {
+        let markets = markets();
+        if !markets.is_empty() {
+            // A subscriber gone since the count is no error.
+            let _ = feed
+                .batches
+                .send(Arc::new(EncodedTrades { last_seq, markets }));
+        }
     }
     feed.sent.send_replace(last_seq);
 }
@@ -161,7 +168,7 @@ pub async fn run_feed(
                 let published = *feed.seq.borrow();
                 let fresh = &events[events.partition_point(|event| event.seq <= published)..];
                 if let Some(last) = fresh.last() {
-                    publish(feed, last.seq, encode(&context, fresh, piece_max));
+                    publish(feed, last.seq, || encode(&context, fresh, piece_max));
                 }
             }
             // Behind the pipeline: what was missed is read from the journal.
@@ -193,11 +200,9 @@ async fn catch_up(context: &Context, piece_max: usize) -> Result<(), String> {
             .await
             .map_err(|status| status.message().to_string())?;
         let reached = page.next.unwrap_or(until);
-        publish(
-            &context.trades,
-            reached,
-            encode(context, &page.events, piece_max),
-        );
+        publish(&context.trades, reached, || {
+            encode(context, &page.events, piece_max)
+        });
     }
 }
 

@@ -4,7 +4,9 @@
 //! It knows each resting order's side, price and remaining lots (from `OrderRested`), so
 //! fills, reductions, replacements and ends change the right level by the right amount.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::event::{Event, EventKind};
 use crate::types::Level;
@@ -40,7 +42,9 @@ pub struct BookView {
 #[derive(Clone, Debug)]
 pub struct BookReplica {
     markets: Vec<MarketLevels>,
-    orders: HashMap<OrderId, Resting>,
+    /// Hashed as the engine hashes its order ids: the exchange assigns them, so nobody
+    /// outside can choose ids that collide, and SipHash's defence costs every event.
+    orders: FxHashMap<OrderId, Resting>,
     applied_seq: u64,
 }
 
@@ -49,7 +53,7 @@ impl BookReplica {
     pub fn new(markets: usize, seq: u64) -> BookReplica {
         BookReplica {
             markets: vec![MarketLevels::default(); markets],
-            orders: HashMap::new(),
+            orders: FxHashMap::default(),
             applied_seq: seq,
         }
     }

@@ -49,6 +49,18 @@ impl JournalRecord {
         self.events.last().map(|event| event.seq)
     }
 
+    /// Adds a command that emitted the last `event_count` of the record's events (it was
+    /// applied straight into them).
+    pub fn push_applied(&mut self, timestamp_ms: u64, command: Command, event_count: usize) {
+        let event_count =
+            u32::try_from(event_count).expect("a command emits fewer than 2^32 events");
+        self.entries.push(JournalEntry {
+            timestamp_ms,
+            command,
+            event_count,
+        });
+    }
+
     /// Adds a command and the events it emitted, moved out of `events`.
     pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &mut Vec<Event>) {
         let event_count =

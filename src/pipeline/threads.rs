@@ -106,7 +106,6 @@ pub(super) fn run_sequencer<B: OrderBook>(
     shared: &Shared,
     config: &PipelineConfig,
 ) {
-    let mut events: Vec<Event> = Vec::with_capacity(EVENTS_BUFFER_CAPACITY);
     // Blocks for the first request of each batch; ends when the handle is dropped and
     // every queued request has been applied.
     while let Ok(first) = requests.recv() {
@@ -127,7 +126,6 @@ pub(super) fn run_sequencer<B: OrderBook>(
                 apply(
                     &mut sequencer,
                     request,
-                    &mut events,
                     &mut record,
                     &mut batch,
                     (config.record_events_max, &shared.metrics),
@@ -172,7 +170,6 @@ fn refuse(request: Request, reason: &'static str) {
 fn apply<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
     request: Request,
-    events: &mut Vec<Event>,
     record: &mut JournalRecord,
     batch: &mut Batch,
     (record_events_max, metrics): (usize, &PipelineMetrics),
@@ -183,7 +180,7 @@ fn apply<B: OrderBook>(
     let mut applied = |command: Command, timestamp_ms, kept: Events, batch: &mut Batch| {
         let kind = command.kind();
         let kept = (kept == Events::Kept).then_some(batch.events);
-        let outcome = apply_command(sequencer, (timestamp_ms, command), kept, events, record);
+        let outcome = apply_command(sequencer, (timestamp_ms, command), kept, record);
         metrics.applied(kind, outcome.is_ok());
         if record.events.len() >= record_events_max {
             let next = JournalRecord::with_capacity(record_events_max);
@@ -221,23 +218,23 @@ fn apply<B: OrderBook>(
     }
 }
 
-/// Applies one command and adds it to the journal record if it changed state. With
-/// `kept_from` (the events the batch's records already hold), the outcome names where
-/// in the batch the command's events are.
+/// Applies one command, its events emitted straight into the journal record, and adds
+/// the command to the record if it changed state. With `kept_from` (the events the
+/// batch's records already hold), the outcome names where in the batch the command's
+/// events are.
 fn apply_command<B: OrderBook>(
     sequencer: &mut Sequencer<B>,
     (timestamp_ms, command): (u64, Command),
     kept_from: Option<usize>,
-    events: &mut Vec<Event>,
     record: &mut JournalRecord,
 ) -> Outcome {
-    events.clear();
-    let result = sequencer.apply(timestamp_ms, &command, events);
-    let start = kept_from.map(|batch_events| batch_events + record.events.len());
-    let emitted = events.len();
+    let before = record.events.len();
+    let result = sequencer.apply(timestamp_ms, &command, &mut record.events);
+    let start = kept_from.map(|batch_events| batch_events + before);
+    let emitted = record.events.len() - before;
     // A command changed state if and only if it emitted events.
     if emitted > 0 {
-        record.push(timestamp_ms, command, events);
+        record.push_applied(timestamp_ms, command, emitted);
     }
     result
         .map(|reply| Committed {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots, SlotKey};
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -113,7 +113,7 @@ pub(super) struct ClientOrders {
 #[derive(Debug)]
 struct Slot {
     account: AccountId,
-    client_order_id: Box<str>,
+    client_order_id: SlotKey,
     hash: u64,
     entry: ClientOrder,
 }
@@ -133,8 +133,8 @@ impl Keyed for Slot {
         self.account
     }
 
-    fn key(&self) -> &str {
-        &self.client_order_id
+    fn key_bytes(&self) -> &[u8] {
+        self.client_order_id.as_bytes()
     }
 
     fn hash(&self) -> u64 {
@@ -146,7 +146,7 @@ impl ClientOrders {
     /// The slot of the account's id, if it is kept.
     fn find(&self, account: AccountId, client_order_id: &str) -> Option<u32> {
         self.slots.find(key_hash(account, client_order_id), |kept| {
-            kept.account == account && *kept.client_order_id == *client_order_id
+            kept.account == account && kept.client_order_id.is(client_order_id)
         })
     }
 
@@ -184,7 +184,7 @@ impl ClientOrders {
     pub(super) fn live_id(&self, order_id: OrderId) -> Option<&str> {
         self.live
             .get(&order_id)
-            .map(|&slot| &*self.slot(slot).client_order_id)
+            .map(|&slot| self.slot(slot).client_order_id.as_str())
     }
 
     /// Keeps a new order's client order id while it lives; an id whose order ended before
@@ -206,7 +206,7 @@ impl ClientOrders {
             }
             None => self.slots.file(Slot {
                 account: order.account,
-                client_order_id: client_order_id.clone(),
+                client_order_id: SlotKey::new(client_order_id),
                 hash: key_hash(order.account, client_order_id),
                 entry,
             }),
@@ -315,9 +315,13 @@ impl ClientOrders {
             self.slots
                 .iter()
                 .filter(|(_, kept)| kept.entry.kept_at(now_ms))
-                .map(|(slot, kept)| (SortKey::of(kept.account, &kept.client_order_id), slot)),
+                .map(|(slot, kept)| {
+                    let key = SortKey::of(kept.account, kept.client_order_id.as_bytes());
+                    (key, slot)
+                }),
         );
-        let id = |slot: u32| &*self.slot(slot).client_order_id;
+        // Byte order, which is `str`'s.
+        let id = |slot: u32| self.slot(slot).client_order_id.as_bytes();
         sorted.sort_unstable_by(|(left_key, left), (right_key, right)| {
             left_key
                 .cmp(right_key)
@@ -349,7 +353,7 @@ impl ClientOrders {
                 None => orders.slots.file(Slot {
                     account: record.account,
                     hash: key_hash(record.account, &record.client_order_id),
-                    client_order_id: record.client_order_id,
+                    client_order_id: SlotKey::new(&record.client_order_id),
                     entry,
                 }),
             };
@@ -389,7 +393,7 @@ impl<'a> ClientOrderRecordViews<'a> {
             let kept = orders.slot(slot);
             ClientOrderRecordView {
                 account: kept.account,
-                client_order_id: &kept.client_order_id,
+                client_order_id: kept.client_order_id.as_str(),
                 entry: &kept.entry,
             }
         })
@@ -438,9 +442,8 @@ struct SortKey {
 impl SortKey {
     const PREFIX_BYTES: usize = 16;
 
-    fn of(account: AccountId, client_order_id: &str) -> SortKey {
+    fn of(account: AccountId, bytes: &[u8]) -> SortKey {
         let mut prefix = [0; SortKey::PREFIX_BYTES];
-        let bytes = client_order_id.as_bytes();
         let length = bytes.len().min(SortKey::PREFIX_BYTES);
         prefix[..length].copy_from_slice(&bytes[..length]);
         SortKey {

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots, SlotKey};
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
@@ -169,7 +169,7 @@ pub struct IdempotencyRecords {
 #[derive(Clone, Debug)]
 struct Held {
     account: AccountId,
-    key: Box<str>,
+    key: SlotKey,
     hash: u64,
     record: Record,
 }
@@ -179,8 +179,8 @@ impl Keyed for Held {
         self.account
     }
 
-    fn key(&self) -> &str {
-        &self.key
+    fn key_bytes(&self) -> &[u8] {
+        self.key.as_bytes()
     }
 
     fn hash(&self) -> u64 {
@@ -192,7 +192,7 @@ impl IdempotencyRecords {
     /// The slot of the account's key, if it is held.
     fn find(&self, account: AccountId, key: &str) -> Option<u32> {
         self.slots.find(key_hash(account, key), |held| {
-            held.account == account && *held.key == *key
+            held.account == account && held.key.is(key)
         })
     }
 
@@ -283,7 +283,7 @@ impl IdempotencyRecords {
             }
             None => self.slots.file(Held {
                 account,
-                key: Box::from(key),
+                key: SlotKey::new(key),
                 hash: key_hash(account, key),
                 record,
             }),
@@ -334,7 +334,7 @@ impl IdempotencyRecords {
                 .filter(|held| held.record.expires_ms > now_ms)
                 .map(|held| IdempotencyRecordView {
                     account: held.account,
-                    key: &held.key,
+                    key: held.key.as_str(),
                     record: &held.record,
                 }),
         );
@@ -362,7 +362,7 @@ impl IdempotencyRecords {
             let slot = records.slots.file(Held {
                 account,
                 hash: key_hash(account, &key),
-                key,
+                key: SlotKey::new(&key),
                 record,
             });
             queues[class].push((expires_ms, slot));

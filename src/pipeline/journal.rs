@@ -63,14 +63,9 @@ impl JournalRecord {
 
     /// Adds a command and the events it emitted, moved out of `events`.
     pub fn push(&mut self, timestamp_ms: u64, command: Command, events: &mut Vec<Event>) {
-        let event_count =
-            u32::try_from(events.len()).expect("a command emits fewer than 2^32 events");
-        self.entries.push(JournalEntry {
-            timestamp_ms,
-            command,
-            event_count,
-        });
+        let event_count = events.len();
         self.events.append(events);
+        self.push_applied(timestamp_ms, command, event_count);
     }
 }
 

@@ -183,8 +183,7 @@ async fn half_sent(
     sent: usize,
 ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
     let (response, mut body) = open_request(sender, path).await;
-    let mut message = vec![0];
-    message.extend_from_slice(&announced.to_be_bytes());
+    let mut message = prefix(announced);
     message.resize(PREFIX_BYTES + sent, 0);
     body.send_data(Bytes::from(message), false)
         .expect("the message's start is sent");
@@ -193,6 +192,13 @@ async fn half_sent(
 
 /// The length of a gRPC message's prefix: a flag byte and a 4-byte length.
 const PREFIX_BYTES: usize = 5;
+
+/// The prefix of an uncompressed gRPC message that announces `length` bytes.
+fn prefix(length: u32) -> Vec<u8> {
+    let mut prefix = vec![0];
+    prefix.extend_from_slice(&length.to_be_bytes());
+    prefix
+}
 
 /// The gRPC status a response ended with (in its headers or its trailers).
 async fn grpc_status(response: h2::client::ResponseFuture) -> Option<i32> {
@@ -442,8 +448,7 @@ async fn sent_whole(
     message: &[u8],
 ) -> h2::client::ResponseFuture {
     let (response, mut body) = open_request(sender, path).await;
-    let mut framed = vec![0];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    let mut framed = prefix(message.len() as u32);
     framed.extend_from_slice(message);
     body.send_data(Bytes::from(framed), true)
         .expect("the message is sent");

@@ -10,8 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ledger::AutoTopUp;
 use crate::types::{
-    AccountId, Amount, Asset, Balance, Balances, FundingSourceKind, IssuePrice, Liquidity,
-    MarketId, OrderId, OrderStatus, OrderTerms, OrderType, Price, Quantity, Role,
+    AccountId, Amount, Asset, Balance, Balances, ClientKey, FundingSourceKind, IssuePrice,
+    Liquidity, MarketId, OrderId, OrderStatus, OrderTerms, OrderType, Price, Quantity, Role,
     SelfTradePrevention, Side, Tier, TimeInForce, TradeId,
 };
 
@@ -266,7 +266,7 @@ pub struct AcceptedOrder {
     /// What it asks for.
     pub terms: OrderTerms,
     /// The caller's id for it.
-    pub client_order_id: Option<Box<str>>,
+    pub client_order_id: Option<ClientKey>,
     /// The asset reserved.
     pub hold_asset: Asset,
     /// Micro-units reserved (zero for a market buy, which pays from available).
@@ -366,7 +366,7 @@ pub struct OrderView {
     /// The owner.
     pub account: AccountId,
     /// The caller's id for it.
-    pub client_order_id: Option<Box<str>>,
+    pub client_order_id: Option<ClientKey>,
     /// What it asks for now (an amendment changes the price or the quantity).
     pub terms: OrderTerms,
     /// Lots traded.
@@ -483,7 +483,7 @@ impl<'de> Deserialize<'de> for OrderView {
             post_only,
             self_trade_prevention,
             created_seq,
-        } = OrderViewLayout::<Box<str>>::deserialize(deserializer)?;
+        } = OrderViewLayout::<ClientKey>::deserialize(deserializer)?;
         let terms = OrderTerms {
             market,
             side,

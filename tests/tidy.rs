@@ -78,8 +78,8 @@ fn reading_order(lib: &str) -> Vec<String> {
     order
 }
 
-/// The module a source file belongs to: `src/engine/book.rs` is `engine`, `src/types.rs`
-/// is `types`, anything under `src/bin` is `bin`.
+/// The module a source file belongs to: `src/engine/book.rs` is `engine`, `src/config.rs`
+/// is `config`, anything under `src/bin` is `bin`.
 fn module_of(relative: &Path) -> String {
     let first = relative
         .components()

@@ -326,7 +326,7 @@ mod tests {
                 )| OrderView {
                     order_id: OrderId(order_id),
                     account: AccountId(4),
-                    client_order_id: client_order_id.map(Box::from),
+                    client_order_id: client_order_id.map(crate::types::ClientKey::from),
                     terms: OrderTerms {
                         market: MarketId(0),
                         side,

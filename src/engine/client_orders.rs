@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use super::keyed_slots::{key_hash, Keyed, KeyedSlots, SlotKey};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
 use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
+use crate::types::ClientKey;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::command::{NewOrder, NewOrderParts};
@@ -113,7 +114,7 @@ pub(super) struct ClientOrders {
 #[derive(Debug)]
 struct Slot {
     account: AccountId,
-    client_order_id: SlotKey,
+    client_order_id: ClientKey,
     hash: u64,
     entry: ClientOrder,
 }
@@ -181,10 +182,10 @@ impl ClientOrders {
     }
 
     /// A live order's client order id.
-    pub(super) fn live_id(&self, order_id: OrderId) -> Option<&str> {
+    pub(super) fn live_id(&self, order_id: OrderId) -> Option<&ClientKey> {
         self.live
             .get(&order_id)
-            .map(|&slot| self.slot(slot).client_order_id.as_str())
+            .map(|&slot| &self.slot(slot).client_order_id)
     }
 
     /// Keeps a new order's client order id while it lives; an id whose order ended before
@@ -206,7 +207,7 @@ impl ClientOrders {
             }
             None => self.slots.file(Slot {
                 account: order.account,
-                client_order_id: SlotKey::new(client_order_id),
+                client_order_id: ClientKey::new(client_order_id),
                 hash: key_hash(order.account, client_order_id),
                 entry,
             }),
@@ -353,7 +354,7 @@ impl ClientOrders {
                 None => orders.slots.file(Slot {
                     account: record.account,
                     hash: key_hash(record.account, &record.client_order_id),
-                    client_order_id: SlotKey::new(&record.client_order_id),
+                    client_order_id: ClientKey::new(&record.client_order_id),
                     entry,
                 }),
             };
@@ -485,7 +486,7 @@ mod tests {
         OrderView {
             order_id,
             account: placed.account,
-            client_order_id: placed.client_order_id,
+            client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
             terms: placed.terms,
             filled: Quantity(0),
             status: OrderStatus::Canceled,
@@ -502,11 +503,11 @@ mod tests {
             (orders.count(ALICE), orders.len(), orders.live_len()),
             (2, 2, 2)
         );
-        assert_eq!(orders.live_id(OrderId(1)), Some("a"));
+        assert_eq!(orders.live_id(OrderId(1)).map(ClientKey::as_str), Some("a"));
         orders.forget_live(OrderId(1));
         orders.ended(&ended("a", OrderId(1)), 100);
         assert_eq!((orders.count(ALICE), orders.live_len()), (2, 1));
-        assert_eq!(orders.live_id(OrderId(1)), None);
+        assert_eq!(orders.live_id(OrderId(1)).map(ClientKey::as_str), None);
         let kept = orders.get(ALICE, "a").expect("kept while retention lasts");
         assert_eq!(kept.expires_ms, Some(100));
         orders.expire(99);
@@ -578,8 +579,8 @@ mod tests {
         // Alice's freed slot takes her next id; Bob's live id is where it was.
         orders.placed(&order("c"), OrderId(3));
         assert_eq!(orders.slots.capacity(), 2);
-        assert_eq!(orders.live_id(OrderId(3)), Some("c"));
-        assert_eq!(orders.live_id(OrderId(2)), Some("a"));
+        assert_eq!(orders.live_id(OrderId(3)).map(ClientKey::as_str), Some("c"));
+        assert_eq!(orders.live_id(OrderId(2)).map(ClientKey::as_str), Some("a"));
         let records = orders.records(0);
         assert_eq!(
             ClientOrders::from_records(records.clone()).records(0),

@@ -23,10 +23,11 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::keyed_slots::{key_hash, Keyed, KeyedSlots, SlotKey};
+use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
 use crate::command::Command;
 use crate::error::Reject;
 use crate::event::Reply;
+use crate::types::ClientKey;
 use crate::types::{AccountId, Amount};
 
 /// What was applied under a key.
@@ -169,7 +170,7 @@ pub struct IdempotencyRecords {
 #[derive(Clone, Debug)]
 struct Held {
     account: AccountId,
-    key: SlotKey,
+    key: ClientKey,
     hash: u64,
     record: Record,
 }
@@ -283,7 +284,7 @@ impl IdempotencyRecords {
             }
             None => self.slots.file(Held {
                 account,
-                key: SlotKey::new(key),
+                key: ClientKey::new(key),
                 hash: key_hash(account, key),
                 record,
             }),
@@ -362,7 +363,7 @@ impl IdempotencyRecords {
             let slot = records.slots.file(Held {
                 account,
                 hash: key_hash(account, &key),
-                key: SlotKey::new(&key),
+                key: ClientKey::new(&key),
                 record,
             });
             queues[class].push((expires_ms, slot));

@@ -19,57 +19,6 @@ pub(super) fn key_hash(account: AccountId, key: &str) -> u64 {
     FxBuildHasher.hash_one((account, key))
 }
 
-/// Bytes of a key a slot keeps in place.
-const INLINE_KEY_BYTES: usize = 22;
-
-/// A key as a slot keeps it: one of up to [`INLINE_KEY_BYTES`] bytes (the ids most
-/// clients make) in the slot itself, so that keeping it allocates nothing, freeing the
-/// slot frees nothing, and comparing it reads no other cache line; a longer one on the
-/// heap. 24 bytes either way.
-#[derive(Clone, Debug)]
-pub(super) enum SlotKey {
-    Inline {
-        length: u8,
-        bytes: [u8; INLINE_KEY_BYTES],
-    },
-    Heap(Box<str>),
-}
-
-impl SlotKey {
-    pub(super) fn new(key: &str) -> SlotKey {
-        match u8::try_from(key.len()) {
-            Ok(length) if key.len() <= INLINE_KEY_BYTES => {
-                let mut bytes = [0; INLINE_KEY_BYTES];
-                bytes[..key.len()].copy_from_slice(key.as_bytes());
-                SlotKey::Inline { length, bytes }
-            }
-            _ => SlotKey::Heap(Box::from(key)),
-        }
-    }
-
-    /// Whether this is `key`: a comparison of bytes.
-    pub(super) fn is(&self, key: &str) -> bool {
-        self.as_bytes() == key.as_bytes()
-    }
-
-    pub(super) fn as_bytes(&self) -> &[u8] {
-        match self {
-            SlotKey::Inline { length, bytes } => &bytes[..usize::from(*length)],
-            SlotKey::Heap(key) => key.as_bytes(),
-        }
-    }
-
-    pub(super) fn as_str(&self) -> &str {
-        match self {
-            // Copied whole from a `str` of at most INLINE_KEY_BYTES bytes, so the bytes
-            // are that `str`'s: they are UTF-8.
-            SlotKey::Inline { .. } => std::str::from_utf8(self.as_bytes())
-                .expect("an inline key holds the bytes of a str"),
-            SlotKey::Heap(key) => key,
-        }
-    }
-}
-
 /// What an entry tells about itself: its owner, its key, and their [`key_hash`].
 pub(super) trait Keyed {
     fn account(&self) -> AccountId;
@@ -223,32 +172,5 @@ impl<T: Keyed> KeyedSlots<T> {
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0 && self.counts.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{SlotKey, INLINE_KEY_BYTES};
-
-    #[test]
-    fn a_key_reads_back_as_it_was_kept_whether_inline_or_on_the_heap() {
-        let ascii = "k".repeat(INLINE_KEY_BYTES);
-        // A two-byte character ending exactly at the inline bound, and one byte past it.
-        let at_bound = format!("{}é", "k".repeat(INLINE_KEY_BYTES - 2));
-        let past_bound = format!("{}é", "k".repeat(INLINE_KEY_BYTES - 1));
-        let longer = "order-7f3c2a10-5b1e-4c8d-9a2f-0e6b7d4c1a99";
-        for key in ["", "w0-1", &ascii, &at_bound, &past_bound, longer] {
-            let kept = SlotKey::new(key);
-            let inline = matches!(kept, SlotKey::Inline { .. });
-            assert_eq!(inline, key.len() <= INLINE_KEY_BYTES, "{key:?}");
-            assert_eq!(kept.as_str(), key);
-            assert!(kept.is(key), "{key:?}");
-            // A key that differs in its last byte, or is a prefix, is another key.
-            assert!(!kept.is(&format!("{key}x")), "{key:?}");
-            if let Some(shorter) = key.get(..key.len().saturating_sub(1)) {
-                assert_eq!(kept.is(shorter), key.is_empty(), "{key:?}");
-            }
-        }
-        assert_eq!(std::mem::size_of::<SlotKey>(), 24);
     }
 }

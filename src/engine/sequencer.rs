@@ -21,7 +21,8 @@ use crate::ledger::{
     sale_cost, IssuePriceChange, Ledger, PrepaidPool, REVOKED_TOKEN_HASH, TREASURY,
 };
 use crate::types::{
-    AccountId, Amount, Asset, FundingSourceKind, MarketId, OrderId, OrderStatus, Role, Side,
+    AccountId, Amount, Asset, ClientKey, FundingSourceKind, MarketId, OrderId, OrderStatus, Role,
+    Side,
 };
 
 /// The ledger, the books of every market, and the counters that number what they emit.
@@ -694,7 +695,7 @@ impl<B: OrderBook> Sequencer<B> {
     }
 
     /// The client order id of a live order, if it was placed with one.
-    pub(super) fn client_order_id_of(&self, order_id: OrderId, has_one: bool) -> Option<Box<str>> {
+    pub(super) fn client_order_id_of(&self, order_id: OrderId, has_one: bool) -> Option<ClientKey> {
         if !has_one {
             return None;
         }
@@ -702,7 +703,7 @@ impl<B: OrderBook> Sequencer<B> {
             .client_orders
             .live_id(order_id)
             .expect("a live order's client order id is kept");
-        Some(Box::from(id))
+        Some(id.clone())
     }
 
     /// The state of a resting order as the caller sees it.

@@ -315,7 +315,10 @@ mod tests {
             order_id: OrderId(99),
             account: placed.account,
             terms: placed.terms,
-            client_order_id: placed.client_order_id.clone(),
+            client_order_id: placed
+                .client_order_id
+                .as_deref()
+                .map(crate::types::ClientKey::new),
             hold_asset: Asset::Dvm,
             hold: Amount(3_000_000),
             balance_after: Balance {

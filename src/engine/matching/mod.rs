@@ -19,8 +19,8 @@ use crate::error::Reject;
 use crate::event::{AcceptedOrder, DoneReason, Event, EventKind, Fill, OrderView, Reply};
 use crate::ledger::Settlement;
 use crate::types::{
-    AccountId, Amount, Asset, Balances, MarketId, OrderId, OrderStatus, OrderTerms, OrderType,
-    Price, Quantity, Role, SelfTradePrevention, Side, TimeInForce, TradeId,
+    AccountId, Amount, Asset, Balances, ClientKey, MarketId, OrderId, OrderStatus, OrderTerms,
+    OrderType, Price, Quantity, Role, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
 /// An order while it takes liquidity.
@@ -70,7 +70,7 @@ impl Taker {
         }
     }
 
-    fn view(&self, status: OrderStatus, client_order_id: Option<Box<str>>) -> OrderView {
+    fn view(&self, status: OrderStatus, client_order_id: Option<ClientKey>) -> OrderView {
         OrderView {
             order_id: self.id,
             account: self.account,

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use std::fmt;
 
+mod client_key;
+
+pub use client_key::{ClientKey, INLINE_KEY_BYTES};
+
 /// Micro-units in one whole unit of an asset: both assets are held with six decimal places.
 pub const MICROS_PER_UNIT: u64 = 1_000_000;
 

@@ -120,10 +120,11 @@ struct Gathered<K> {
 }
 
 impl<K> Gathered<K> {
-    fn new() -> Gathered<K> {
+    /// Room for `requests` requests, so that gathering a batch of them grows nothing.
+    fn with_capacity(requests: usize) -> Gathered<K> {
         Gathered {
-            entries: Vec::new(),
-            commands: Vec::new(),
+            entries: Vec::with_capacity(requests),
+            commands: Vec::with_capacity(requests),
         }
     }
 
@@ -150,7 +151,7 @@ impl<K> Gathered<K> {
         (then_end, events): (Option<Status>, Events),
         submitted: &mpsc::Sender<Submitted<K>>,
     ) -> bool {
-        let Gathered { entries, commands } = std::mem::replace(self, Gathered::new());
+        let Gathered { entries, commands } = std::mem::replace(self, Gathered::with_capacity(0));
         if entries.is_empty() && then_end.is_none() {
             return true;
         }
@@ -178,13 +179,15 @@ async fn read<P: Protocol>(
     submitted: mpsc::Sender<Submitted<P::Kind>>,
 ) {
     let mut stopping = context.stopping.subscribe();
+    // Kept from one batch to the next: the requests are moved out of it, and its room
+    // stays, so that receiving a batch does not grow it again.
+    let mut received = Vec::new();
     loop {
         let first = tokio::select! {
             next = requests.next() => next,
             // The server is stopping: take no more commands; those submitted are answered.
             _ = stopping.wait_for(|stopping| *stopping) => return,
         };
-        let mut received = Vec::new();
         let mut then_end = None;
         let mut ended = false;
         match first {
@@ -196,8 +199,8 @@ async fn read<P: Protocol>(
         if then_end.is_none() {
             (ended, then_end) = drain(&mut requests, &mut received).await;
         }
-        let mut gathered = Gathered::new();
-        for request in received {
+        let mut gathered = Gathered::with_capacity(received.len());
+        for request in received.drain(..) {
             let request_id = P::request_id(&request);
             match P::convert(&context, caller, request) {
                 (kind, Conversion::Ready(command)) => gathered.push(request_id, kind, command),

@@ -450,10 +450,16 @@ pub(super) fn run_replica<B: OrderBook>(
                 let records = usize::try_from(replica.state_records()).unwrap_or(usize::MAX);
                 Vec::with_capacity(records.saturating_mul(SNAPSHOT_BYTES_PER_RECORD_ROOM))
             });
-            if to_writer
-                .send(replica.encoded_snapshot_into(buffer, &mut record_order))
-                .is_err()
-            {
+            let started = std::time::Instant::now();
+            let snapshot = replica.encoded_snapshot_into(buffer, &mut record_order);
+            tracing::info!(
+                seq = snapshot.last_seq,
+                records = replica.state_records(),
+                bytes = snapshot.body.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "encoded a snapshot"
+            );
+            if to_writer.send(snapshot).is_err() {
                 tracing::warn!("the snapshot writer is gone; no more snapshots are written");
                 return;
             }
@@ -488,8 +494,15 @@ pub(super) fn run_snapshots(
                 )
                 .map(|_| ());
         }
-        if let Err(error) = &result {
-            tracing::warn!(%error, seq = snapshot.last_seq, "a snapshot was not written");
+        match &result {
+            Ok(()) => tracing::info!(
+                seq = snapshot.last_seq,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "wrote a snapshot"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, seq = snapshot.last_seq, "a snapshot was not written")
+            }
         }
         if let Ok(mut failure) = shared.snapshot_failure.lock() {
             *failure = result.err().map(|error| error.to_string());

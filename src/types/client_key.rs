@@ -15,9 +15,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const INLINE_KEY_BYTES: usize = 22;
 
 /// A client's text: one of up to [`INLINE_KEY_BYTES`] bytes in place, a longer one on the
-/// heap. 24 bytes either way.
+/// heap. 24 bytes either way. Made only from a `str`, so its bytes are always UTF-8.
 #[derive(Clone)]
-pub enum ClientKey {
+pub struct ClientKey(Held);
+
+/// Where a [`ClientKey`]'s text is; private, so that nothing else can put bytes in place
+/// that are not a `str`'s.
+#[derive(Clone)]
+enum Held {
     /// The text's bytes, copied whole from a `str`.
     Inline {
         length: u8,
@@ -34,9 +39,9 @@ impl ClientKey {
             Ok(length) if text.len() <= INLINE_KEY_BYTES => {
                 let mut bytes = [0; INLINE_KEY_BYTES];
                 bytes[..text.len()].copy_from_slice(text.as_bytes());
-                ClientKey::Inline { length, bytes }
+                ClientKey(Held::Inline { length, bytes })
             }
-            _ => ClientKey::Heap(Box::from(text)),
+            _ => ClientKey(Held::Heap(Box::from(text))),
         }
     }
 
@@ -47,20 +52,20 @@ impl ClientKey {
 
     /// The text's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            ClientKey::Inline { length, bytes } => &bytes[..usize::from(*length)],
-            ClientKey::Heap(text) => text.as_bytes(),
+        match &self.0 {
+            Held::Inline { length, bytes } => &bytes[..usize::from(*length)],
+            Held::Heap(text) => text.as_bytes(),
         }
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        match self {
+        match &self.0 {
             // Copied whole from a `str` of at most INLINE_KEY_BYTES bytes, so the bytes
             // are that `str`'s: they are UTF-8.
-            ClientKey::Inline { .. } => std::str::from_utf8(self.as_bytes())
+            Held::Inline { .. } => std::str::from_utf8(self.as_bytes())
                 .expect("an inline key holds the bytes of a str"),
-            ClientKey::Heap(text) => text,
+            Held::Heap(text) => text,
         }
     }
 }
@@ -84,7 +89,7 @@ impl From<String> for ClientKey {
         if text.len() <= INLINE_KEY_BYTES {
             ClientKey::new(&text)
         } else {
-            ClientKey::Heap(text.into_boxed_str())
+            ClientKey(Held::Heap(text.into_boxed_str()))
         }
     }
 }
@@ -153,7 +158,7 @@ mod tests {
         let longer = "order-7f3c2a10-5b1e-4c8d-9a2f-0e6b7d4c1a99";
         for key in ["", "w0-1", &ascii, &at_bound, &past_bound, longer] {
             let kept = ClientKey::new(key);
-            let inline = matches!(kept, ClientKey::Inline { .. });
+            let inline = matches!(kept.0, Held::Inline { .. });
             assert_eq!(inline, key.len() <= INLINE_KEY_BYTES, "{key:?}");
             assert_eq!(kept.as_str(), key);
             assert!(kept.is(key), "{key:?}");

@@ -438,7 +438,8 @@ pub(super) fn run_replica<B: OrderBook>(
         // state grows.
         let every = config.snapshot_every_events;
         let since = replica.last_seq() - last_snapshot;
-        let state_events = SNAPSHOT_EVENTS_PER_RECORD * replica.state_records();
+        let records = replica.state_records();
+        let state_events = SNAPSHOT_EVENTS_PER_RECORD * records;
         if every > 0 && since >= every && since >= state_events {
             last_snapshot = replica.last_seq();
             // Encoded into the buffer of the snapshot before once the writer is done with
@@ -447,14 +448,14 @@ pub(super) fn run_replica<B: OrderBook>(
             // state's was copied over and over into fresh memory the kernel had to zero
             // (room reserved and never written costs no memory).
             let buffer = written.try_recv().unwrap_or_else(|_| {
-                let records = usize::try_from(replica.state_records()).unwrap_or(usize::MAX);
+                let records = usize::try_from(records).unwrap_or(usize::MAX);
                 Vec::with_capacity(records.saturating_mul(SNAPSHOT_BYTES_PER_RECORD_ROOM))
             });
             let started = std::time::Instant::now();
             let snapshot = replica.encoded_snapshot_into(buffer, &mut record_order);
             tracing::info!(
                 seq = snapshot.last_seq,
-                records = replica.state_records(),
+                records,
                 bytes = snapshot.body.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "encoded a snapshot"

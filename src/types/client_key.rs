@@ -108,12 +108,6 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-impl fmt::Display for ClientKey {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
 impl Serialize for ClientKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())

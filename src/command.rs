@@ -229,7 +229,7 @@ struct NewOrderLayout<Text> {
 
 /// A [`NewOrder`] borrowed in parts, where its owner and client order id are kept apart
 /// from its terms: it encodes to the same bytes as the order.
-pub struct NewOrderParts<'a> {
+struct NewOrderParts<'a> {
     /// The owner.
     pub account: AccountId,
     /// What it asks for.

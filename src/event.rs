@@ -402,7 +402,7 @@ struct OrderViewLayout<Text> {
 
 /// An [`OrderView`] borrowed in parts, where its owner and client order id are kept apart
 /// from the rest: it encodes to the same bytes as the view.
-pub struct OrderViewParts<'a> {
+struct OrderViewParts<'a> {
     /// The exchange's id.
     pub order_id: OrderId,
     /// The owner.

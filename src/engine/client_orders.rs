@@ -7,12 +7,12 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use super::keyed_slots::{key_hash, Keyed, KeyedSlots};
-use super::snapshot::{ClientOrderRecord, ClientOrderRecordView};
+use super::snapshot::{ClientOrderRecord, ClientOrderRecordView, EndedRecord};
 use crate::types::ClientKey;
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
-use crate::command::{NewOrder, NewOrderParts};
-use crate::event::{OrderView, OrderViewParts};
+use crate::command::NewOrder;
+use crate::event::OrderView;
 use crate::types::{AccountId, OrderId, OrderStatus, OrderTerms, Quantity};
 
 /// An order placed with a client order id: what it was placed with, so a retry can be
@@ -49,6 +49,35 @@ impl Ended {
             created_seq: view.created_seq,
         }
     }
+
+    /// As a snapshot records it for an order placed with `placed`.
+    fn record(&self, placed: &OrderTerms) -> EndedRecord {
+        EndedRecord {
+            terms: (self.terms != *placed).then_some(self.terms),
+            filled: self.filled,
+            status: self.status,
+            created_seq: self.created_seq,
+        }
+    }
+
+    /// What a snapshot's record of an order placed with `placed` says.
+    fn of_record(record: &EndedRecord, placed: &OrderTerms) -> Ended {
+        Ended {
+            terms: record.terms.unwrap_or(*placed),
+            filled: record.filled,
+            status: record.status,
+            created_seq: record.created_seq,
+        }
+    }
+}
+
+/// An [`EndedRecord`] borrowed from an entry: it encodes to the same bytes.
+#[derive(serde::Serialize)]
+struct EndedRecordView<'a> {
+    terms: Option<&'a OrderTerms>,
+    filled: Quantity,
+    status: OrderStatus,
+    created_seq: u64,
 }
 
 impl ClientOrder {
@@ -58,29 +87,21 @@ impl ClientOrder {
         account: AccountId,
         client_order_id: &str,
     ) -> Option<OrderView> {
-        self.ended_parts(account, client_order_id)
-            .map(|parts| OrderView {
-                order_id: parts.order_id,
-                account,
-                client_order_id: Some(client_order_id.into()),
-                terms: *parts.terms,
-                filled: parts.filled,
-                status: parts.status,
-                created_seq: parts.created_seq,
-            })
-    }
-
-    /// [`ClientOrder::ended_view`], borrowed: it encodes to the same bytes.
-    fn ended_parts<'a>(
-        &'a self,
-        account: AccountId,
-        client_order_id: &'a str,
-    ) -> Option<OrderViewParts<'a>> {
-        self.ended.as_ref().map(|ended| OrderViewParts {
+        self.ended.as_ref().map(|ended| OrderView {
             order_id: self.order_id,
             account,
-            client_order_id: Some(client_order_id),
-            terms: &ended.terms,
+            client_order_id: Some(client_order_id.into()),
+            terms: ended.terms,
+            filled: ended.filled,
+            status: ended.status,
+            created_seq: ended.created_seq,
+        })
+    }
+
+    /// How the order ended as a snapshot records it, borrowed.
+    fn ended_record_view(&self) -> Option<EndedRecordView<'_>> {
+        self.ended.as_ref().map(|ended| EndedRecordView {
+            terms: (ended.terms != self.placed).then_some(&ended.terms),
             filled: ended.filled,
             status: ended.status,
             created_seq: ended.created_seq,
@@ -284,13 +305,12 @@ impl ClientOrders {
             .map(|view| ClientOrderRecord {
                 account: view.account,
                 client_order_id: Box::from(view.client_order_id),
-                placed: NewOrder {
-                    account: view.account,
-                    terms: view.entry.placed,
-                    client_order_id: Some(Box::from(view.client_order_id)),
-                },
+                placed: view.entry.placed,
                 order_id: view.entry.order_id,
-                ended: view.entry.ended_view(view.account, view.client_order_id),
+                ended: view
+                    .entry
+                    .ended
+                    .map(|ended| ended.record(&view.entry.placed)),
                 expires_ms: view.entry.expires_ms,
             })
             .collect()
@@ -340,9 +360,9 @@ impl ClientOrders {
         let mut expiry = Vec::new();
         for record in records {
             let entry = ClientOrder {
-                placed: record.placed.terms,
+                placed: record.placed,
                 order_id: record.order_id,
-                ended: record.ended.as_ref().map(Ended::of),
+                ended: (record.ended.as_ref()).map(|ended| Ended::of_record(ended, &record.placed)),
                 expires_ms: record.expires_ms,
             };
             // A snapshot lists each account's id once.
@@ -416,15 +436,9 @@ impl Serialize for ClientOrderRecordView<'_> {
         let mut record = serializer.serialize_struct("ClientOrderRecord", 6)?;
         record.serialize_field("account", &self.account)?;
         record.serialize_field("client_order_id", self.client_order_id)?;
-        let placed = NewOrderParts {
-            account: self.account,
-            terms: &entry.placed,
-            client_order_id: Some(self.client_order_id),
-        };
-        record.serialize_field("placed", &placed)?;
+        record.serialize_field("placed", &entry.placed)?;
         record.serialize_field("order_id", &entry.order_id)?;
-        let ended = entry.ended_parts(self.account, self.client_order_id);
-        record.serialize_field("ended", &ended)?;
+        record.serialize_field("ended", &entry.ended_record_view())?;
         record.serialize_field("expires_ms", &entry.expires_ms)?;
         record.end()
     }

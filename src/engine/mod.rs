@@ -34,7 +34,7 @@ pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;
 pub use sequencer::Sequencer;
-pub use snapshot::{ClientOrderRecord, EncodedSnapshot, SequencerSnapshot};
+pub use snapshot::{ClientOrderRecord, EncodedSnapshot, EndedRecord, SequencerSnapshot};
 
 #[cfg(test)]
 mod tests;

@@ -12,15 +12,15 @@ use super::book::{OrderBook, RestingOrder};
 use super::client_orders::{ClientOrder, ClientOrderRecordViews, ClientOrders, RecordOrder};
 use super::idempotency::{IdempotencyRecord, IdempotencyRecordView, IdempotencyRecords};
 use super::sequencer::Sequencer;
-use crate::command::NewOrder;
 use crate::config::EngineConfig;
-use crate::event::OrderView;
 use crate::ledger::{Ledger, PrepaidPool};
-use crate::types::{AccountId, OrderId, Side};
+use crate::types::{AccountId, OrderId, OrderStatus, OrderTerms, Quantity, Side};
 
-/// Everything a sequencer needs to continue where it was.
+/// Everything a sequencer needs to continue where it was. `Kept` is how a kept client
+/// order id is recorded: [`ClientOrderRecord`], but for reading the earlier formats,
+/// which recorded each one at length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SequencerSnapshot {
+pub struct SequencerSnapshot<Kept = ClientOrderRecord> {
     /// The sequence number of the last event applied.
     pub last_seq: u64,
     /// The id the next order gets.
@@ -39,7 +39,7 @@ pub struct SequencerSnapshot {
     pub books: Vec<Vec<RestingOrder>>,
     /// Orders placed with a client order id, live or ended within the retention window,
     /// sorted by account and id.
-    pub client_orders: Vec<ClientOrderRecord>,
+    pub client_orders: Vec<Kept>,
     /// The engine configuration the state's commands were decided under, and the next
     /// ones are; `None` in a snapshot of the format before it was recorded.
     pub engine: Option<EngineConfig>,
@@ -79,21 +79,38 @@ pub(super) struct ClientOrderRecordView<'a> {
     pub(super) entry: &'a ClientOrder,
 }
 
-/// An order placed with a client order id.
+/// An order placed with a client order id. Its owner, its id and the terms it was placed
+/// with are written once: a state under a high order rate keeps hundreds of thousands of
+/// these, and each snapshot writes, hashes and stores every one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientOrderRecord {
     /// The owner.
     pub account: AccountId,
     /// The owner's id for it.
     pub client_order_id: Box<str>,
-    /// What it was placed with.
-    pub placed: NewOrder,
+    /// The terms it was placed with.
+    pub placed: OrderTerms,
     /// The exchange's id for it.
     pub order_id: OrderId,
     /// How it ended, once it has.
-    pub ended: Option<OrderView>,
+    pub ended: Option<EndedRecord>,
     /// Once ended: the clock time from which the id is forgotten.
     pub expires_ms: Option<u64>,
+}
+
+/// How an order placed with a client order id ended: its view but for what the record
+/// holds already (its ids, its owner and, unless an amend changed them, its terms).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedRecord {
+    /// Its terms when it ended, if an amend had changed them from those it was placed
+    /// with; `None` when they are those, so that a state has one encoding.
+    pub terms: Option<OrderTerms>,
+    /// Lots traded.
+    pub filled: Quantity,
+    /// How it ended.
+    pub status: OrderStatus,
+    /// The sequence number of its acceptance.
+    pub created_seq: u64,
 }
 
 impl SequencerSnapshot {
@@ -104,6 +121,20 @@ impl SequencerSnapshot {
             body: postcard::to_allocvec(self)
                 .expect("a snapshot always encodes: it holds only plain data"),
         }
+    }
+
+    /// The state hash a sequencer restored from it has: the SHA-256 of its encoding, or,
+    /// when it records no engine configuration, of the encoding without it (as
+    /// [`Sequencer::state_hash_without_engine`] computes). What a snapshot of an earlier
+    /// format, converted, is checked against once restored.
+    pub fn state_hash(&self) -> [u8; 32] {
+        let body = self.encoded().body;
+        // The configuration is encoded last, and `None` as postcard's one byte 0.
+        let body = match self.engine {
+            Some(_) => &body[..],
+            None => &body[..body.len() - 1],
+        };
+        Sha256::digest(body).into()
     }
 }
 

@@ -26,6 +26,7 @@ mod history;
 mod journal;
 mod recovery;
 mod snapshot_file;
+mod snapshot_legacy;
 mod watermark;
 
 use std::fs::File;

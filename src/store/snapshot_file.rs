@@ -10,24 +10,29 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{snapshot_legacy, StoreError};
 use crate::engine::{EncodedSnapshot, SequencerSnapshot};
 
 /// The format's mark: a file of another format (`DVMSNAP1`, before a charge's reply held
 /// its sequence number; `DVMSNAP2`, before retention kept the clock and expiry times;
 /// `DVMSNAP3`, before the prepaid pool and the issue prices' changes; `DVMSNAP4`, before
 /// charges' idempotency records were kept compact) is passed over like a damaged one, and
-/// the journal replays what it covered. `DVMSNAP5` is still read (see [`LEGACY_MAGIC`]).
-const MAGIC: &[u8; 8] = b"DVMSNAP6";
+/// the journal replays what it covered. `DVMSNAP6` and `DVMSNAP5` are still read (see
+/// [`EARLIER_MAGIC`] and [`LEGACY_MAGIC`]).
+const MAGIC: &[u8; 8] = b"DVMSNAP7";
 
-/// The format before the engine configuration was recorded last in the body: its body is
-/// the same encoding without that field, read as if it ended with `None` (postcard's one
-/// byte 0), and its hash is of the body as it is.
+/// The format before kept client order ids were recorded compactly: read through
+/// `snapshot_legacy`, its recorded hash of that encoding.
+pub(super) const EARLIER_MAGIC: &[u8; 8] = b"DVMSNAP6";
+
+/// The format before that, and before the engine configuration was recorded last in the
+/// body: `DVMSNAP6`'s encoding without that field, read as if it ended with `None`
+/// (postcard's one byte 0), and its hash is of the body as it is.
 pub(super) const LEGACY_MAGIC: &[u8; 8] = b"DVMSNAP5";
 
 /// Whether a file starting with `magic` is of a format this version reads.
 fn readable(magic: &[u8]) -> bool {
-    magic == MAGIC || magic == LEGACY_MAGIC
+    magic == MAGIC || magic == EARLIER_MAGIC || magic == LEGACY_MAGIC
 }
 const SUFFIX: &str = ".snapshot";
 const KEPT: usize = 2;
@@ -109,12 +114,20 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(SequencerSnapshot, [u8; 32])
             path.display()
         )));
     }
-    let snapshot = match &bytes[..MAGIC.len()] == LEGACY_MAGIC {
-        true => postcard::from_bytes(&[body, &[0]].concat()),
-        false => postcard::from_bytes(body),
+    let magic = &bytes[..MAGIC.len()];
+    if magic == MAGIC {
+        let snapshot = postcard::from_bytes(body).map_err(StoreError::Encoding)?;
+        return Ok((snapshot, actual));
+    }
+    // An earlier format, converted: the state it restores is checked against the
+    // converted snapshot's hash (its bytes were against the file's, above).
+    let snapshot = match magic == LEGACY_MAGIC {
+        true => snapshot_legacy::decode(&[body, &[0]].concat()),
+        false => snapshot_legacy::decode(body),
     }
     .map_err(StoreError::Encoding)?;
-    Ok((snapshot, actual))
+    let hash = snapshot.state_hash();
+    Ok((snapshot, hash))
 }
 
 /// The magic number and the body's SHA-256.

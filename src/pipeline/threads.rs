@@ -397,8 +397,8 @@ pub(super) const REPLICA_QUEUE_GROUPS: usize = 4_096;
 const SNAPSHOT_EVENTS_PER_RECORD: u64 = 4;
 
 /// Bytes a new snapshot buffer has room for per record of the state: a kept client
-/// order id, the most numerous record under a high order rate, takes about 90.
-const SNAPSHOT_BYTES_PER_RECORD_ROOM: usize = 160;
+/// order id, the most numerous record under a high order rate, takes about 45.
+const SNAPSHOT_BYTES_PER_RECORD_ROOM: usize = 80;
 
 /// Applies every committed command to a second sequencer, checking that it emits exactly
 /// the committed events (as recovery does), and hands a copy of its state to the

@@ -430,8 +430,8 @@ impl Store {
         Ok(())
     }
 
-    /// The newest snapshot whose checksum holds, if any, with the state hash recorded
-    /// with it.
+    /// The newest snapshot whose checksum holds, if any, with the state hash it restores
+    /// to: the one recorded with it (a snapshot of an earlier format: its conversion's).
     pub fn latest_snapshot(&self) -> Result<Option<(SequencerSnapshot, [u8; 32])>, StoreError> {
         snapshot_file::latest(&self.snapshot_directory())
     }

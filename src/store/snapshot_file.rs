@@ -21,8 +21,9 @@ use crate::engine::{EncodedSnapshot, SequencerSnapshot};
 /// [`EARLIER_MAGIC`] and [`LEGACY_MAGIC`]).
 const MAGIC: &[u8; 8] = b"DVMSNAP7";
 
-/// The format before kept client order ids were recorded compactly: read through
-/// `snapshot_legacy`, its recorded hash of that encoding.
+/// The format before kept client order ids were recorded compactly, read through
+/// `snapshot_legacy`. Its recorded hash is of that encoding, so the state it restores is
+/// checked against the converted snapshot's hash instead.
 pub(super) const EARLIER_MAGIC: &[u8; 8] = b"DVMSNAP6";
 
 /// The format before that, and before the engine configuration was recorded last in the
@@ -67,9 +68,9 @@ pub fn write(directory: &Path, snapshot: &EncodedSnapshot) -> Result<(), StoreEr
     sync_directory(directory)
 }
 
-/// The newest snapshot whose magic number and checksum hold, with its recorded hash.
-/// Damaged files are passed over for an older one: the journal still holds what they
-/// covered.
+/// The newest snapshot whose magic number and checksum hold, with the hash the state it
+/// restores must have (see [`decode`]). Damaged files are passed over for an older one:
+/// the journal still holds what they covered.
 pub fn latest(directory: &Path) -> Result<Option<(SequencerSnapshot, [u8; 32])>, StoreError> {
     if !directory.exists() {
         return Ok(None);
@@ -98,7 +99,9 @@ fn read(path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
     decode(&fs::read(path)?, path)
 }
 
-/// A snapshot from the bytes of its file (`path` names it in errors).
+/// A snapshot from the bytes of its file (`path` names it in errors), with the hash the
+/// state it restores must have: the one the file records, or for a file of an earlier
+/// format, the converted snapshot's.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<(SequencerSnapshot, [u8; 32]), StoreError> {
     if bytes.len() < HEADER_BYTES || !readable(&bytes[..MAGIC.len()]) {
         return Err(StoreError::Corrupt(format!(

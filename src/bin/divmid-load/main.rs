@@ -57,7 +57,9 @@ struct Arguments {
     /// How long to measure, in seconds.
     #[arg(long, global = true, default_value_t = 10)]
     seconds: u64,
-    /// How long to run before measuring, in seconds.
+    /// How long to run before measuring, in seconds. A fresh server's first seconds
+    /// include filling its state (kept client order ids fill their retention window) and
+    /// touching the memory that holds it; a longer warm-up measures the steady state.
     #[arg(long, global = true, default_value_t = 2)]
     warmup_seconds: u64,
     /// Also run the same load against a raw tonic echo server started by this command,

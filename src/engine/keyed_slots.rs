@@ -26,9 +26,70 @@ pub(super) trait Keyed {
     fn hash(&self) -> u64;
 }
 
+/// Slots per chunk of the slab: about 2.7 MB of kept client order ids.
+const CHUNK_SLOTS: usize = 1 << 14;
+
+/// The slots in chunks of [`CHUNK_SLOTS`], each allocated when the one before is full:
+/// growing the slab never moves a filled slot. As one vector, a slab of a million slots
+/// (some 170 MB of kept ids) grew by copying all of it into twice the memory, the
+/// sequencer and the replica waiting meanwhile, and left half of the new memory unused.
+#[derive(Clone, Debug)]
+struct Chunks<T> {
+    chunks: Vec<Vec<Option<T>>>,
+}
+
+impl<T> Chunks<T> {
+    fn len(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK_SLOTS + last.len())
+    }
+
+    fn get(&self, slot: usize) -> Option<&Option<T>> {
+        self.chunks.get(slot / CHUNK_SLOTS)?.get(slot % CHUNK_SLOTS)
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Option<T>> {
+        self.chunks
+            .get_mut(slot / CHUNK_SLOTS)?
+            .get_mut(slot % CHUNK_SLOTS)
+    }
+
+    fn push(&mut self, entry: T) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK_SLOTS => last.push(Some(entry)),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK_SLOTS);
+                chunk.push(Some(entry));
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Option<T>> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Chunks<T> {
+    type Output = Option<T>;
+
+    fn index(&self, slot: usize) -> &Option<T> {
+        self.get(slot)
+            .expect("a slot number names a slot of the slab")
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunks<T> {
+    fn index_mut(&mut self, slot: usize) -> &mut Option<T> {
+        self.get_mut(slot)
+            .expect("a slot number names a slot of the slab")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct KeyedSlots<T> {
-    slots: Vec<Option<T>>,
+    slots: Chunks<T>,
     /// Freed slots, the last freed filled first.
     free_slots: Vec<u32>,
     index: SlotTable,
@@ -40,7 +101,7 @@ pub(super) struct KeyedSlots<T> {
 impl<T> Default for KeyedSlots<T> {
     fn default() -> KeyedSlots<T> {
         KeyedSlots {
-            slots: Vec::new(),
+            slots: Chunks { chunks: Vec::new() },
             free_slots: Vec::new(),
             index: SlotTable::default(),
             counts: FxHashMap::default(),
@@ -115,7 +176,7 @@ impl<T: Keyed> KeyedSlots<T> {
             None => {
                 let slot = u32::try_from(self.slots.len())
                     .expect("fewer entries are held than a slot number can count");
-                self.slots.push(Some(entry));
+                self.slots.push(entry);
                 slot
             }
         };
@@ -172,5 +233,79 @@ impl<T: Keyed> KeyedSlots<T> {
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0 && self.counts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    struct Entry {
+        account: AccountId,
+        key: String,
+    }
+
+    impl Keyed for Entry {
+        fn account(&self) -> AccountId {
+            self.account
+        }
+
+        fn key_bytes(&self) -> &[u8] {
+            self.key.as_bytes()
+        }
+
+        fn hash(&self) -> u64 {
+            key_hash(self.account, &self.key)
+        }
+    }
+
+    fn entry(number: usize) -> Entry {
+        Entry {
+            account: AccountId(1 + number as u64 % 3),
+            key: format!("key-{number}"),
+        }
+    }
+
+    fn find(slots: &KeyedSlots<Entry>, wanted: &Entry) -> Option<u32> {
+        slots.find(wanted.hash(), |held| {
+            held.account == wanted.account && held.key == wanted.key
+        })
+    }
+
+    #[test]
+    fn entries_past_the_first_chunks_are_found_and_freed_slots_are_filled_first() {
+        let count = 2 * CHUNK_SLOTS + 5;
+        let mut slots = KeyedSlots::default();
+        for number in 0..count {
+            assert_eq!(slots.file(entry(number)), number as u32);
+        }
+        assert_eq!((slots.len(), slots.capacity()), (count, count));
+        for number in [0, CHUNK_SLOTS - 1, CHUNK_SLOTS, 2 * CHUNK_SLOTS + 4] {
+            let slot = find(&slots, &entry(number)).expect("filed");
+            assert_eq!(slots.filled(slot).key, entry(number).key);
+        }
+        // Slots freed in the first and the last chunk are the next ones filled, and the
+        // slab does not grow.
+        let freed = [3, 2 * CHUNK_SLOTS + 1];
+        for slot in freed {
+            assert_eq!(slots.remove(slot as u32).key, entry(slot).key);
+        }
+        assert!(find(&slots, &entry(3)).is_none());
+        let new = entry(count);
+        assert_eq!(slots.file(new.clone()), freed[1] as u32);
+        assert_eq!(slots.file(entry(count + 1)), freed[0] as u32);
+        assert_eq!(slots.capacity(), count);
+        assert_eq!(find(&slots, &new), Some(freed[1] as u32));
+        // In slot order across the chunks.
+        let keys: Vec<u32> = slots.iter().map(|(slot, _)| slot).collect();
+        assert_eq!(keys, Vec::from_iter(0..count as u32));
+        assert_eq!(
+            slots.count(AccountId(1)),
+            slots
+                .iter()
+                .filter(|(_, held)| held.account == AccountId(1))
+                .count() as u32
+        );
     }
 }

@@ -59,7 +59,13 @@ impl<T> Chunks<T> {
         match self.chunks.last_mut() {
             Some(last) if last.len() < CHUNK_SLOTS => last.push(Some(entry)),
             _ => {
-                let mut chunk = Vec::with_capacity(CHUNK_SLOTS);
+                // The first chunk grows as entries come, so that a small state (a test's,
+                // a quiet exchange's) has room for what it holds only; the next ones are
+                // allocated whole.
+                let mut chunk = match self.chunks.is_empty() {
+                    true => Vec::new(),
+                    false => Vec::with_capacity(CHUNK_SLOTS),
+                };
                 chunk.push(Some(entry));
                 self.chunks.push(chunk);
             }

@@ -37,8 +37,8 @@ use crate::types::{AccountId, Amount};
 const BATCH_MAX: usize = 1_024;
 
 /// Batches submitted and not yet answered, per session, at most. A batch holds what had
-/// arrived when the reader woke: about 470 commands under one stream at a window of
-/// 4,096, so that four batches held under half of the window inside the exchange.
+/// arrived when the reader woke, about 470 commands under one stream at a window of
+/// 4,096: four such batches held under half of that window inside the exchange.
 const BATCHES_IN_FLIGHT_MAX: usize = 8;
 
 /// What a session speaks: its messages, how a request becomes a command, and how its

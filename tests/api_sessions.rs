@@ -1,9 +1,14 @@
-//! Order and charge sessions answer every command in order, and retries under the same
-//! idempotency key or client order id apply once.
+//! Order and charge sessions answer every command in order, retries under the same
+//! idempotency key or client order id apply once, and a session whose client reads no
+//! answers is held back rather than buffered.
 
 mod common;
 
-use common::{balances, clients, create, funded_traders, limit, owned, Server, ISSUER_TOKEN};
+use std::time::{Duration, Instant};
+
+use common::{
+    balances, clients, create, funded_traders, limit, owned, Clients, Server, ISSUER_TOKEN,
+};
 use divmid::api::proto::{self};
 use tonic::Code;
 
@@ -299,4 +304,120 @@ async fn retries_with_the_same_key_or_client_order_id_apply_once() {
         owned(("90.000000", "0.000000", "8.500000", "1.000000"))
     );
     server.stop().await;
+}
+
+/// A client that sends without reading its answers is held back, not buffered without
+/// end: the exchange takes a bounded part of what it sends until the answers are read,
+/// then answers every command, in order.
+#[tokio::test]
+async fn a_session_whose_client_reads_nothing_is_held_back_then_answered_in_full() {
+    const PAIRS: u64 = 40_000;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(directory.path()).await;
+    let channel = server.channel().await;
+    let mut traders = funded_traders(&channel, "1000", &["erin", "pia"], "500", "100").await;
+    let mut pia = traders.pop().expect("pia");
+    // Erin's session on a connection of its own with HTTP/2's smallest windows, so that
+    // what she does not read holds little on her side.
+    let small_windows =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+            .expect("an address")
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect()
+            .await
+            .expect("connects");
+    let mut erin = traders.pop().expect("erin").on(&small_windows);
+    use proto::order_session_request::Command;
+    let requests = (0..PAIRS).flat_map(|pair| {
+        let client_order_id = format!("o{pair}");
+        let mut place = limit(proto::Side::Buy, "0.4000", "0.01");
+        place.client_order_id = client_order_id.clone();
+        let cancel = proto::CancelOrderRequest {
+            client_order_id,
+            ..Default::default()
+        };
+        [
+            proto::OrderSessionRequest {
+                request_id: 2 * pair,
+                command: Some(Command::Place(place)),
+            },
+            proto::OrderSessionRequest {
+                request_id: 2 * pair + 1,
+                command: Some(Command::Cancel(cancel)),
+            },
+        ]
+    });
+    let mut responses = erin
+        .trading
+        .order_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner();
+
+    // Order ids are given in order, so each of Pia's orders counts the session's
+    // placements before it. Wait until the session has been taken, and then until two of
+    // her orders in a row have nothing of it between them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut latest = probe(&mut pia).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = probe(&mut pia).await;
+        if next == latest + 1 && next > 1_000 {
+            latest = next;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exchange kept taking the session"
+        );
+        latest = next;
+    }
+    // It stays held back, having taken a bounded part of what was sent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = probe(&mut pia).await;
+    assert_eq!(
+        held,
+        latest + 1,
+        "the exchange took more of an unread session"
+    );
+    assert!(
+        held < PAIRS / 2,
+        "the exchange took {held} of the session's {PAIRS} placements before any answer was read"
+    );
+
+    // Once read, every command is answered, in order.
+    use proto::order_session_response::Result as SessionResult;
+    let mut answered = 0;
+    while answered < 2 * PAIRS {
+        let response = responses
+            .message()
+            .await
+            .expect("a response")
+            .expect("the session goes on");
+        assert_eq!(
+            response.request_id, answered,
+            "answers come in command order"
+        );
+        let as_asked = match response.result {
+            Some(SessionResult::Placed(_)) => answered % 2 == 0,
+            Some(SessionResult::Canceled(_)) => answered % 2 == 1,
+            _ => false,
+        };
+        assert!(as_asked, "command {answered} got {:?}", response.result);
+        answered += 1;
+    }
+    server.stop().await;
+}
+
+/// Places an order of the prober's own and returns its id.
+async fn probe(prober: &mut Clients) -> u64 {
+    let placed = prober
+        .trading
+        .place_order(limit(proto::Side::Buy, "0.4000", "0.01"))
+        .await
+        .expect("placed")
+        .into_inner();
+    let order = placed.order.expect("an order");
+    order.order_id.parse().expect("an order id is a number")
 }

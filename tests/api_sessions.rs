@@ -361,7 +361,7 @@ async fn a_session_whose_client_reads_nothing_is_held_back_then_answered_in_full
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut latest = probe(&mut pia).await;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let next = probe(&mut pia).await;
         if next == latest + 1 && next > 1_000 {
             latest = next;
@@ -374,7 +374,7 @@ async fn a_session_whose_client_reads_nothing_is_held_back_then_answered_in_full
         latest = next;
     }
     // It stays held back, having taken a bounded part of what was sent.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let held = probe(&mut pia).await;
     assert_eq!(
         held,

@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    balances, clients, create, funded_traders, limit, owned, Clients, Server, ISSUER_TOKEN,
+    balances, clients, create, funded_traders, limit, order_session, owned, Clients, Server,
+    ISSUER_TOKEN,
 };
 use divmid::api::proto::{self};
 use tonic::Code;
@@ -46,12 +47,7 @@ async fn an_order_session_answers_every_command_in_order() {
             },
         )),
     });
-    let mut responses = erin
-        .trading
-        .order_session(tokio_stream::iter(requests))
-        .await
-        .expect("a session")
-        .into_inner();
+    let mut responses = order_session(&mut erin, requests.into_iter()).await;
     let mut seen = Vec::new();
     while let Some(response) = responses.message().await.expect("a response") {
         seen.push(response);
@@ -348,12 +344,7 @@ async fn a_session_whose_client_reads_nothing_is_held_back_then_answered_in_full
             },
         ]
     });
-    let mut responses = erin
-        .trading
-        .order_session(tokio_stream::iter(requests))
-        .await
-        .expect("a session")
-        .into_inner();
+    let mut responses = order_session(&mut erin, requests).await;
 
     // Order ids are given in order, so each of Pia's orders counts the session's
     // placements before it. Wait until the session has been taken, and then until two of

@@ -306,6 +306,20 @@ pub async fn trade(maker: &mut Clients, taker: &mut Clients, trades: usize) {
     place_all(taker, buys.collect()).await;
 }
 
+/// Opens an `OrderSession` of `trader`'s that sends `requests` as the server takes them;
+/// returns its answers, unread.
+pub async fn order_session(
+    trader: &mut Clients,
+    requests: impl Iterator<Item = proto::OrderSessionRequest> + Send + 'static,
+) -> tonic::Streaming<proto::OrderSessionResponse> {
+    trader
+        .trading
+        .order_session(tokio_stream::iter(requests))
+        .await
+        .expect("a session")
+        .into_inner()
+}
+
 /// Places every order through one order session without waiting for each answer; every
 /// order must be accepted. Returns the orders as accepted.
 pub async fn place_all(
@@ -322,12 +336,7 @@ pub async fn place_all(
                 request_id: index as u64,
                 command: Some(proto::order_session_request::Command::Place(order)),
             });
-    let mut answers = trader
-        .trading
-        .order_session(tokio_stream::iter(requests))
-        .await
-        .expect("a session")
-        .into_inner();
+    let mut answers = order_session(trader, requests).await;
     for index in 0..count {
         let answer = answers
             .message()

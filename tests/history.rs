@@ -207,15 +207,24 @@ fn the_indexer_thread_catches_up_behind_the_commits() {
     let history = store.history().expect("history");
     let recovered = recover::<LevelBook>(&store, EngineConfig::default()).expect("recovers");
     let mut pipeline = Pipeline::start(recovered.sequencer, store, PipelineConfig::default());
-    pipeline.start_indexer(history.clone());
-    for command in commands() {
+    let submit = |pipeline: &Pipeline, command| {
         pipeline
             .submit(0, command)
             .expect("queued")
             .blocking_recv()
             .expect("an outcome")
             .expect("ok");
-    }
+    };
+    // The first half committed before the indexer starts (it reads those from the
+    // journal), the rest after (it takes those as they are committed).
+    let mut commands = commands().into_iter();
+    let first_half = commands.len() / 2;
+    commands
+        .by_ref()
+        .take(first_half)
+        .for_each(|command| submit(&pipeline, command));
+    pipeline.start_indexer(history.clone());
+    commands.for_each(|command| submit(&pipeline, command));
     let committed = pipeline.committed_seq();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while history.indexed_seq().expect("readable") < committed {
@@ -227,6 +236,88 @@ fn the_indexer_thread_catches_up_behind_the_commits() {
     }
     assert_eq!(pipeline.index_failure(), None);
     pipeline.shutdown();
+    drop(history);
+    let trader = AccountId(4);
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let mut expected: Vec<u64> = store
+        .records_after(0)
+        .flat_map(|record| record.expect("readable").events)
+        .filter(|event| accounts_of(event).any(|of| of == trader))
+        .map(|event| event.seq)
+        .collect();
+    expected.reverse();
+    assert!(expected.len() > 300, "the trader has a long history");
+    let history = store.history().expect("history");
+    assert_eq!(history.indexed_seq().expect("readable"), committed);
+    assert_eq!(all_pages(&history, trader, 50, committed), expected);
+}
+
+#[test]
+fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let (store, events) = journaled(directory.path());
+    let history = store.history().expect("history");
+    let committed = events.last().expect("events").seq;
+    // Events that do not continue the index are refused whole, and nothing is indexed.
+    let gap = history
+        .index_committed(&events[5..40], 1_000)
+        .expect("readable");
+    assert_eq!(gap, None);
+    assert_eq!(history.indexed_seq().expect("readable"), 0);
+    let history_of = |account: AccountId| -> Vec<u64> {
+        events
+            .iter()
+            .rev()
+            .filter(|event| accounts_of(event).any(|of| of == account))
+            .map(|event| event.seq)
+            .collect()
+    };
+    let trader = AccountId(4);
+    // Handed over in pieces that overlap what is indexed, at most 23 at a time (records
+    // hold 16), every third pass read from the journal instead: passes end inside
+    // records, and the journal's passes and the queries' scans of what is not indexed
+    // yet start inside one.
+    assert_eq!(events.first().map(|event| event.seq), Some(1));
+    let mut reached = 0;
+    for pass in 0.. {
+        if reached == committed {
+            break;
+        }
+        if pass % 3 == 2 {
+            assert_eq!(history.index_pending(committed, 1).expect("indexes"), 1);
+        } else {
+            let from = (reached as usize).saturating_sub(5);
+            let until = (from + 61).min(events.len());
+            let indexed = history
+                .index_committed(&events[from..until], 23)
+                .expect("readable")
+                .expect("continues the index");
+            assert!(indexed > 0 && indexed <= 23, "{indexed} indexed");
+        }
+        reached = history.indexed_seq().expect("readable");
+        for (order_id, view) in orders_as_of(&events, reached) {
+            let found = history.order(OrderId(order_id)).expect("readable");
+            assert_eq!(found, Some(view), "order {order_id} at seq {reached}");
+        }
+        assert_eq!(
+            all_pages(&history, trader, 37, committed),
+            history_of(trader),
+            "indexed to {reached}"
+        );
+    }
+    for account in 3..6 {
+        let account = AccountId(account);
+        assert_eq!(
+            all_pages(&history, account, 50, committed),
+            history_of(account)
+        );
+        let newest_first: Vec<OrderView> = orders_as_of(&events, committed)
+            .into_values()
+            .rev()
+            .filter(|view| view.account == account)
+            .collect();
+        assert_eq!(all_order_pages(&history, account, 13), newest_first);
+    }
 }
 
 /// Every order's state as the events up to `bound` leave it, by id.

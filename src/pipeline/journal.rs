@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::CommittedEvents;
 use crate::command::Command;
 use crate::engine::{EncodedSnapshot, OrderBook, Sequencer};
 use crate::event::Event;
@@ -114,6 +115,15 @@ pub trait AccountIndex: Send + 'static {
     /// Indexes the records committed up to `committed_seq` not indexed yet, at most
     /// `records_max` of them; returns how many.
     fn index_pending(&self, committed_seq: u64, records_max: usize) -> Result<usize, JournalError>;
+
+    /// Indexes the events of `commits` (committed, in sequence order) that continue the
+    /// index, at most `events_max`, without reading the journal; returns how many, or
+    /// `None` when they leave a gap after what is indexed (nothing is indexed then).
+    fn index_committed(
+        &self,
+        commits: &[CommittedEvents],
+        events_max: usize,
+    ) -> Result<Option<u64>, JournalError>;
 
     /// The last sequence number indexed.
     fn indexed_seq(&self) -> Result<u64, JournalError>;

@@ -523,9 +523,10 @@ impl Pipeline {
         let indexed = history.indexed_seq().unwrap_or(0);
         self.shared.indexed_seq.store(indexed, Ordering::Release);
         let shared = Arc::clone(&self.shared);
+        let live = self.committed.subscribe();
         let thread = std::thread::Builder::new()
             .name("indexer".to_string())
-            .spawn(move || threads::run_indexer(history, &shared))
+            .spawn(move || threads::run_indexer(history, live, &shared))
             .expect("the indexer thread starts");
         self.threads.push(thread);
     }

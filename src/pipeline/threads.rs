@@ -527,28 +527,54 @@ fn fail(shared: &Shared, message: String) {
 }
 
 /// While the exchange commits, the indexer pauses this many times as long as each pass
-/// took.
+/// took, unless it is more than [`INDEX_LAG_EVENTS_MAX`] behind.
 const INDEX_BUSY_PAUSE_FACTOR: u32 = 4;
+
+/// Events the index may fall behind the commits before it stops pausing for them (about
+/// a third of a second of one order session's commits): under a load that lasts, it then
+/// takes the time it needs to keep up rather than fall behind without end, so that the
+/// history queries that wait for it (an ended order, the list of every order) are
+/// answered within a second or two, and a history query scans at most about this much of
+/// the journal past it.
+const INDEX_LAG_EVENTS_MAX: u64 = 1 << 18;
 
 /// Journal records the indexer reads in one pass, at most. Each pass ends in one sled
 /// transaction, which holds sled's process-wide write lock while it applies: commits wait
 /// for it, so a pass stays small (a few milliseconds).
 const INDEX_RECORDS_MAX: usize = 64;
 
-pub(super) fn run_indexer(history: impl AccountIndex, shared: &Shared) {
+/// Committed events the indexer indexes in one pass from memory, at most: what a pass of
+/// journal records holds at the default record size.
+const INDEX_PASS_EVENTS_MAX: usize = 8_192;
+
+/// Extends the account index behind the commits: from the committed events the store
+/// broadcasts, while they continue the index (nothing read back from the journal), and
+/// from the journal when they do not (at start, or after falling behind the broadcast).
+pub(super) fn run_indexer(
+    history: impl AccountIndex,
+    mut live: broadcast::Receiver<CommittedEvents>,
+    shared: &Shared,
+) {
     let mut last_error: Option<String> = None;
+    // Commits received and not wholly indexed yet, oldest first.
+    let mut held: std::collections::VecDeque<CommittedEvents> = std::collections::VecDeque::new();
+    let mut indexed_seq = shared.indexed_seq.load(Ordering::Acquire);
     while !shared.stopping.load(Ordering::Acquire) {
+        receive_committed(&mut live, &mut held);
         let committed = shared.committed_seq.load(Ordering::Acquire);
         let started = std::time::Instant::now();
-        let indexed = history.index_pending(committed, INDEX_RECORDS_MAX);
-        if shared.committed_seq.load(Ordering::Acquire) != committed {
-            // The exchange committed during the pass: its writes and the index's share
-            // sled, so the index takes at most a fifth of the time while it is busy.
-            std::thread::sleep(started.elapsed() * INDEX_BUSY_PAUSE_FACTOR);
-        }
+        let indexed = index_pass(&history, held.make_contiguous(), indexed_seq, committed);
         if let Ok(reached) = history.indexed_seq() {
+            indexed_seq = reached;
             shared.indexed_seq.store(reached, Ordering::Release);
         }
+        held.retain(|commit| commit.last().is_some_and(|event| event.seq > indexed_seq));
+        let committed_now = shared.committed_seq.load(Ordering::Acquire);
+        std::thread::sleep(index_pause(
+            started.elapsed(),
+            committed_now != committed,
+            committed_now.saturating_sub(indexed_seq),
+        ));
         let error = indexed.as_ref().err().map(|error| error.to_string());
         if error.is_some() && error != last_error {
             // Said once per distinct error, not every pass.
@@ -565,5 +591,73 @@ pub(super) fn run_indexer(history: impl AccountIndex, shared: &Shared) {
             // Caught up (or failing): look again shortly.
             std::thread::sleep(INDEX_IDLE_POLL);
         }
+    }
+}
+
+/// How long the indexer pauses after a pass that took `pass`: while the exchange
+/// committed during it (`busy`), the index takes at most a fifth of the time, so that the
+/// commits have the cores, unless it is more than [`INDEX_LAG_EVENTS_MAX`] events behind
+/// (`lag`).
+fn index_pause(pass: std::time::Duration, busy: bool, lag: u64) -> std::time::Duration {
+    match busy && lag <= INDEX_LAG_EVENTS_MAX {
+        true => pass * INDEX_BUSY_PAUSE_FACTOR,
+        false => std::time::Duration::ZERO,
+    }
+}
+
+/// Takes the commits broadcast since, while `held` has fewer than a pass's events. A
+/// receiver that fell behind the broadcast goes on from the oldest commit it still holds;
+/// the gap is read from the journal.
+fn receive_committed(
+    live: &mut broadcast::Receiver<CommittedEvents>,
+    held: &mut std::collections::VecDeque<CommittedEvents>,
+) {
+    let mut events: usize = held.iter().map(|commit| commit.len()).sum();
+    while events < INDEX_PASS_EVENTS_MAX {
+        match live.try_recv() {
+            Ok(commit) => {
+                events += commit.len();
+                held.push_back(commit);
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// One pass of the index: the held commits' events if they continue it, else journal
+/// records up to `committed`. Returns how many events or records it indexed.
+fn index_pass(
+    history: &impl AccountIndex,
+    held: &[CommittedEvents],
+    indexed_seq: u64,
+    committed: u64,
+) -> Result<u64, super::JournalError> {
+    match history.index_committed(held, INDEX_PASS_EVENTS_MAX)? {
+        Some(events) if events > 0 => Ok(events),
+        _ if indexed_seq < committed => history
+            .index_pending(committed, INDEX_RECORDS_MAX)
+            .map(|records| records as u64),
+        _ => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_pauses_for_busy_commits_only_while_it_keeps_close() {
+        let pass = std::time::Duration::from_millis(3);
+        let paused = pass * INDEX_BUSY_PAUSE_FACTOR;
+        assert_eq!(index_pause(pass, true, 0), paused);
+        assert_eq!(index_pause(pass, true, INDEX_LAG_EVENTS_MAX), paused);
+        // Idle exchange: nothing to give way to.
+        assert_eq!(index_pause(pass, false, 0), std::time::Duration::ZERO);
+        // Too far behind: it takes the time it needs, busy or not, so that it keeps up.
+        assert_eq!(
+            index_pause(pass, true, INDEX_LAG_EVENTS_MAX + 1),
+            std::time::Duration::ZERO
+        );
     }
 }

@@ -147,14 +147,9 @@ impl History {
             if record.last_seq().is_none_or(|last| last > committed_seq) {
                 break;
             }
-            for event in &record.events {
-                for account in accounts_of(event) {
-                    let seqs = pass.events.entry(account).or_default();
-                    if seqs.last() != Some(&event.seq) {
-                        seqs.push(event.seq);
-                    }
-                }
-                self.index_order_event(event, &mut pass)?;
+            // A pass of committed events may have ended inside this record.
+            for event in record.events.iter().filter(|event| event.seq > from) {
+                self.index_event(event, &mut pass)?;
             }
             reached = record.last_seq().unwrap_or(reached);
             records += 1;
@@ -164,6 +159,46 @@ impl History {
         }
         self.write_pass(pass, reached)?;
         Ok(records)
+    }
+
+    /// Indexes committed events handed over in memory (as the commits broadcast them, in
+    /// sequence order), passing over those the index reaches already, at most
+    /// `events_max`, in one pass: the journal is not read back. Returns how many it
+    /// indexed, or `None`, having written nothing, when they do not continue the index
+    /// (the caller reads the journal).
+    pub fn index_committed<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a Event>,
+        events_max: usize,
+    ) -> Result<Option<u64>, StoreError> {
+        let from = self.indexed_seq()?;
+        let mut pass = Pass::default();
+        let mut reached = from;
+        let after = events.into_iter().filter(|event| event.seq > from);
+        for event in after.take(events_max) {
+            if event.seq != reached + 1 {
+                return Ok(None);
+            }
+            self.index_event(event, &mut pass)?;
+            reached = event.seq;
+        }
+        if reached == from {
+            return Ok(Some(0));
+        }
+        self.write_pass(pass, reached)?;
+        Ok(Some(reached - from))
+    }
+
+    /// Adds an event to the pass: to the events of the accounts it concerns, and to the
+    /// orders it accepts or changes.
+    fn index_event(&self, event: &Event, pass: &mut Pass) -> Result<(), StoreError> {
+        for account in accounts_of(event) {
+            let seqs = pass.events.entry(account).or_default();
+            if seqs.last() != Some(&event.seq) {
+                seqs.push(event.seq);
+            }
+        }
+        self.index_order_event(event, pass)
     }
 
     /// Writes a pass and how far it reaches in one transaction: the indexes and their
@@ -230,7 +265,12 @@ impl History {
             for record in self.records_after(indexed) {
                 let record = record?;
                 let past = record.last_seq().is_none_or(|last| last >= before);
-                for event in record.events {
+                // The index may end inside the first record.
+                for event in record
+                    .events
+                    .into_iter()
+                    .filter(|event| event.seq > indexed)
+                {
                     if event.seq < before && accounts_of(&event).any(|of| of == account) {
                         tail.push(event);
                     }
@@ -297,6 +337,8 @@ impl History {
         })
     }
 
+    /// The journal's records from the one holding `seq + 1` on: the first may hold
+    /// events up to `seq` too, which callers pass over.
     fn records_after(
         &self,
         seq: u64,

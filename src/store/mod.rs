@@ -42,7 +42,9 @@ pub use recovery::{record_engine, recover, recover_with, Recovered};
 pub use watermark::Mark;
 
 use crate::engine::{EncodedSnapshot, SequencerSnapshot};
-use crate::pipeline::{AccountIndex, Journal, JournalError, JournalRecord, SnapshotStore};
+use crate::pipeline::{
+    AccountIndex, CommittedEvents, Journal, JournalError, JournalRecord, SnapshotStore,
+};
 
 /// Sled's segment size. Sled writes any page larger than a quarter of a segment to a
 /// separate blob file, which it does not fsync (`pagecache/blob_io.rs`), so nothing the
@@ -115,6 +117,15 @@ impl SnapshotStore for Snapshots {
 impl AccountIndex for History {
     fn index_pending(&self, committed_seq: u64, records_max: usize) -> Result<usize, JournalError> {
         Ok(History::index_pending(self, committed_seq, records_max)?)
+    }
+
+    fn index_committed(
+        &self,
+        commits: &[CommittedEvents],
+        events_max: usize,
+    ) -> Result<Option<u64>, JournalError> {
+        let events = commits.iter().flat_map(|commit| commit.iter());
+        Ok(History::index_committed(self, events, events_max)?)
     }
 
     fn indexed_seq(&self) -> Result<u64, JournalError> {

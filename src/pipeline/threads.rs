@@ -547,6 +547,12 @@ const INDEX_RECORDS_MAX: usize = 64;
 /// journal records holds at the default record size.
 const INDEX_PASS_EVENTS_MAX: usize = 8_192;
 
+/// Events the index may be behind the commits and still keep the commits broadcast since
+/// for its passes (a commit's events stay in memory until every receiver has taken it):
+/// twice the lag it keeps under load. Further behind (catching up after a start, or
+/// failing), it lets them go and reads the journal.
+const INDEX_HELD_LAG_EVENTS_MAX: u64 = 2 * INDEX_LAG_EVENTS_MAX;
+
 /// Extends the account index behind the commits: from the committed events the store
 /// broadcasts, while they continue the index (nothing read back from the journal), and
 /// from the journal when they do not (at start, or after falling behind the broadcast).
@@ -569,6 +575,16 @@ pub(super) fn run_indexer(
             shared.indexed_seq.store(reached, Ordering::Release);
         }
         held.retain(|commit| commit.last().is_some_and(|event| event.seq > indexed_seq));
+        if committed.saturating_sub(indexed_seq) > INDEX_HELD_LAG_EVENTS_MAX {
+            // Too far behind for the commits received to continue the index soon: read
+            // from the journal until it is close, and let the broadcast's commits go
+            // rather than keep them from being freed.
+            held.clear();
+            while matches!(
+                live.try_recv(),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_))
+            ) {}
+        }
         let committed_now = shared.committed_seq.load(Ordering::Acquire);
         std::thread::sleep(index_pause(
             started.elapsed(),

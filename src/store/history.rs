@@ -12,9 +12,10 @@
 //! (`account ++ last seq of the pass`), whose value is the list of those sequence numbers;
 //! a pass with more of them for one account than a bounded value holds writes several
 //! keys, each under the last sequence number it lists.
-//! An indexer thread extends it from the journal behind the commits; the index and the
-//! sequence number it reaches are written in one atomic batch, so after a crash it resumes
-//! where it stopped. Queries read the index up to where it reaches and scan the journal
+//! An indexer thread extends it behind the commits, from the committed events it is handed
+//! ([`History::index_committed`]) or from the journal ([`History::index_pending`]); a pass
+//! may end anywhere, inside a journal record too. The index and the sequence number it
+//! reaches are written in one atomic batch, so after a crash it resumes where it stopped. Queries read the index up to where it reaches and scan the journal
 //! for the rest, and never look past the last committed sequence number they are given.
 
 use std::collections::BTreeMap;

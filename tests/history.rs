@@ -97,6 +97,17 @@ fn journaled(directory: &std::path::Path) -> (Store, Vec<Event>) {
     (store, events)
 }
 
+/// The sequence numbers of the events that concern the account, newest first.
+fn history_of(events: &[Event], account: AccountId) -> Vec<u64> {
+    let mut seqs: Vec<u64> = events
+        .iter()
+        .filter(|event| accounts_of(event).any(|of| of == account))
+        .map(|event| event.seq)
+        .collect();
+    seqs.reverse();
+    seqs
+}
+
 /// Every page of the account's history, concatenated.
 fn all_pages(history: &History, account: AccountId, page: usize, committed: u64) -> Vec<u64> {
     let mut seqs = Vec::new();
@@ -121,12 +132,7 @@ fn an_accounts_history_pages_newest_first_with_or_without_the_index() {
     let history = store.history().expect("history");
     let committed = events.last().expect("events").seq;
     let trader = AccountId(4);
-    let expected: Vec<u64> = events
-        .iter()
-        .rev()
-        .filter(|event| accounts_of(event).any(|of| of == trader))
-        .map(|event| event.seq)
-        .collect();
+    let expected = history_of(&events, trader);
     assert!(expected.len() > 300, "the trader has a long history");
 
     // No index yet: everything comes from the journal.
@@ -239,13 +245,11 @@ fn the_indexer_thread_catches_up_behind_the_commits() {
     drop(history);
     let trader = AccountId(4);
     let store = Store::open(directory.path()).expect("the store reopens");
-    let mut expected: Vec<u64> = store
+    let events: Vec<Event> = store
         .records_after(0)
         .flat_map(|record| record.expect("readable").events)
-        .filter(|event| accounts_of(event).any(|of| of == trader))
-        .map(|event| event.seq)
         .collect();
-    expected.reverse();
+    let expected = history_of(&events, trader);
     assert!(expected.len() > 300, "the trader has a long history");
     let history = store.history().expect("history");
     assert_eq!(history.indexed_seq().expect("readable"), committed);
@@ -264,14 +268,6 @@ fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
         .expect("readable");
     assert_eq!(gap, None);
     assert_eq!(history.indexed_seq().expect("readable"), 0);
-    let history_of = |account: AccountId| -> Vec<u64> {
-        events
-            .iter()
-            .rev()
-            .filter(|event| accounts_of(event).any(|of| of == account))
-            .map(|event| event.seq)
-            .collect()
-    };
     let trader = AccountId(4);
     // Handed over in pieces that overlap what is indexed, at most 23 at a time (records
     // hold 16), every third pass read from the journal instead: passes end inside
@@ -301,7 +297,7 @@ fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
         }
         assert_eq!(
             all_pages(&history, trader, 37, committed),
-            history_of(trader),
+            history_of(&events, trader),
             "indexed to {reached}"
         );
     }
@@ -309,7 +305,7 @@ fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
         let account = AccountId(account);
         assert_eq!(
             all_pages(&history, account, 50, committed),
-            history_of(account)
+            history_of(&events, account)
         );
         let newest_first: Vec<OrderView> = orders_as_of(&events, committed)
             .into_values()

@@ -33,20 +33,34 @@ const INDEXED_SEQ_KEY: &[u8] = b"indexed_seq";
 /// bytes each in postcard's varints, so a value stays under [`super::VALUE_BYTES_MAX`].
 const IDS_PER_VALUE: usize = 3_000;
 
-/// Orders whose views share one value of the order index: consecutive order ids, so a
-/// pass writes one key per 16 orders it touched. Sixteen of the largest views (a client
-/// order id of `engine.limits.key_length_max`'s 1,024 bytes: about 1.1 KB each) stay under
-/// [`super::VALUE_BYTES_MAX`].
-const ORDERS_PER_BUCKET: u64 = 16;
+/// Orders whose views share one bucket of the order index: consecutive order ids, so a
+/// pass writes one key per 128 orders it touched (under one order session the index took
+/// 21% of a core with sixteen to a bucket, 15-16% with 128).
+const ORDERS_PER_BUCKET: u64 = 128;
 
-/// The order index: `order id / ORDERS_PER_BUCKET` to the views of those orders, by id.
-const ORDER_BUCKETS_TREE: &str = "order_buckets";
+/// A bucket's parts are numbered in a byte.
+const _: () = assert!(ORDERS_PER_BUCKET <= u8::MAX as u64);
+
+/// Bytes of encoded views in one part of a bucket, at most: room is left for the part's
+/// count and the views' count, so the value stays under [`super::VALUE_BYTES_MAX`]. A
+/// bucket of small views is one value; 128 of the largest (a client order id of
+/// `engine.limits.key_length_max`'s 1,024 bytes: about 1.1 KB each) take five.
+const PART_VIEW_BYTES_MAX: usize = super::VALUE_BYTES_MAX - 16;
+
+/// The order index: the views of a bucket's orders, by id, under the bucket's number
+/// (`order id / ORDERS_PER_BUCKET`), and when they need more than one value, the rest
+/// under `bucket ++ part`.
+const ORDER_VIEWS_TREE: &str = "order_views";
 
 /// Each account's orders: `account ++ last order id listed` to order ids, ascending.
 const ORDER_LISTS_TREE: &str = "order_lists";
 
+/// The order index as it was written sixteen orders to a bucket, one value each:
+/// regrouped into [`ORDER_VIEWS_TREE`] when a store opens ([`migrate_order_index`]).
+const FORMER_ORDER_BUCKETS_TREE: &str = "order_buckets";
+
 /// Trees of the order index as it was once written, a key per order in each: moved into
-/// the two above when a store opens ([`migrate_order_index`]).
+/// [`ORDER_VIEWS_TREE`] and [`ORDER_LISTS_TREE`] when a store opens.
 const FORMER_ORDER_VIEWS_TREE: &str = "orders";
 const FORMER_ACCOUNT_ORDERS_TREE: &str = "account_orders";
 const FORMER_CLIENT_ORDERS_TREE: &str = "client_orders";
@@ -61,8 +75,8 @@ pub struct History {
     /// Per account and indexing pass: the sequence numbers of its events.
     index: sled::Tree,
     meta: sled::Tree,
-    /// Every order's state as of the indexed sequence number, sixteen orders to a value.
-    order_buckets: sled::Tree,
+    /// Every order's state as of the indexed sequence number, by bucket of 128 orders.
+    order_views: sled::Tree,
     /// Per account: the ids of its orders.
     order_lists: sled::Tree,
 }
@@ -119,7 +133,7 @@ impl History {
             journal,
             index: db.open_tree("account_index")?,
             meta: db.open_tree("meta")?,
-            order_buckets: db.open_tree(ORDER_BUCKETS_TREE)?,
+            order_views: db.open_tree(ORDER_VIEWS_TREE)?,
             order_lists: db.open_tree(ORDER_LISTS_TREE)?,
         })
     }
@@ -216,23 +230,23 @@ impl History {
         while let Some(first) = views.next() {
             let bucket = bucket_of(first.order_id);
             let mut stored = self.bucket(bucket)?;
-            put_view(&mut stored, first);
+            put_view(&mut stored.views, first);
             while let Some(view) = views.next_if(|view| bucket_of(view.order_id) == bucket) {
-                put_view(&mut stored, view);
+                put_view(&mut stored.views, view);
             }
-            insert_bucket(&mut buckets_batch, bucket, &stored)?;
+            insert_bucket(&mut buckets_batch, bucket, &stored.views, stored.parts)?;
         }
         use sled::Transactional;
         (
             &self.index,
             &self.meta,
-            &self.order_buckets,
+            &self.order_views,
             &self.order_lists,
         )
-            .transaction(|(index, meta, order_buckets, order_lists)| {
+            .transaction(|(index, meta, order_views, order_lists)| {
                 index.apply_batch(&index_batch)?;
                 meta.apply_batch(&meta_batch)?;
-                order_buckets.apply_batch(&buckets_batch)?;
+                order_views.apply_batch(&buckets_batch)?;
                 order_lists.apply_batch(&order_lists_batch)?;
                 Ok(())
             })
@@ -449,19 +463,32 @@ impl History {
 
     /// An order's state as of the indexed sequence number.
     pub fn order(&self, order_id: OrderId) -> Result<Option<OrderView>, StoreError> {
-        let mut stored = self.bucket(bucket_of(order_id))?;
+        let mut stored = self.bucket(bucket_of(order_id))?.views;
         Ok(stored
             .binary_search_by_key(&order_id, |view| view.order_id)
             .ok()
             .map(|index| stored.swap_remove(index)))
     }
 
-    /// The views of one bucket's orders, by id; none when it holds none yet.
-    fn bucket(&self, bucket: u64) -> Result<Vec<OrderView>, StoreError> {
-        match self.order_buckets.get(bucket.to_be_bytes())? {
-            None => Ok(Vec::new()),
-            Some(bytes) => postcard::from_bytes(&bytes).map_err(StoreError::Encoding),
+    /// The views of one bucket's orders, by id (none when it holds none yet), read from
+    /// all its parts.
+    fn bucket(&self, bucket: u64) -> Result<StoredBucket, StoreError> {
+        let Some(first) = self.order_views.get(part_key(bucket, 0))? else {
+            return Ok(StoredBucket::default());
+        };
+        let (parts, mut views) = decode_part(&first)?;
+        for part in 1..parts {
+            let value = self
+                .order_views
+                .get(part_key(bucket, part))?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "part {part} of {parts} of order bucket {bucket} is missing"
+                    ))
+                })?;
+            views.extend(decode_part(&value)?.1);
         }
+        Ok(StoredBucket { views, parts })
     }
 
     /// The account's orders, newest first, placed before `before` (an order id; all when
@@ -482,7 +509,7 @@ impl History {
                 }
                 let bucket = bucket_of(OrderId(id));
                 if cache.as_ref().is_none_or(|(cached, _)| *cached != bucket) {
-                    cache = Some((bucket, self.bucket(bucket)?));
+                    cache = Some((bucket, self.bucket(bucket)?.views));
                 }
                 let stored = cache.as_ref().map_or(&[][..], |(_, views)| views);
                 if let Ok(index) = stored.binary_search_by_key(&OrderId(id), |view| view.order_id) {
@@ -498,14 +525,75 @@ fn bucket_of(order_id: OrderId) -> u64 {
     order_id.0 / ORDERS_PER_BUCKET
 }
 
+/// A bucket's views as stored, and in how many values.
+#[derive(Default)]
+struct StoredBucket {
+    views: Vec<OrderView>,
+    /// Values the views are stored in: 0 for a bucket not written yet.
+    parts: u8,
+}
+
+/// The key of a bucket's part: the bucket's number, followed by the part's after the first.
+fn part_key(bucket: u64, part: u8) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.extend_from_slice(&bucket.to_be_bytes());
+    if part > 0 {
+        key.push(part);
+    }
+    key
+}
+
+/// A part of a bucket: how many parts the bucket has, and the part's views.
+fn decode_part(value: &[u8]) -> Result<(u8, Vec<OrderView>), StoreError> {
+    postcard::from_bytes(value).map_err(StoreError::Encoding)
+}
+
+/// Writes a bucket's views (by id) into the batch in as many parts as their bytes need,
+/// and removes the parts beyond those that the bucket was stored in before
+/// (`parts_before`).
 fn insert_bucket(
     batch: &mut sled::Batch,
     bucket: u64,
     views: &[OrderView],
+    parts_before: u8,
 ) -> Result<(), StoreError> {
-    let value = postcard::to_allocvec(views).map_err(StoreError::Encoding)?;
-    batch.insert(&bucket.to_be_bytes(), bounded(value));
+    let values = encode_bucket(views)?;
+    // At most one part per view, and a bucket holds at most `ORDERS_PER_BUCKET` (asserted
+    // to fit in a byte).
+    let parts = u8::try_from(values.len()).expect("a bucket's parts are numbered in a byte");
+    for (part, value) in (0..parts).zip(values) {
+        batch.insert(part_key(bucket, part), bounded(value));
+    }
+    for stale in parts..parts_before {
+        batch.remove(part_key(bucket, stale));
+    }
     Ok(())
+}
+
+/// A bucket's values: one holding every view when it fits (the usual case, encoded once),
+/// else the views split in order into parts of at most [`PART_VIEW_BYTES_MAX`] bytes.
+fn encode_bucket(views: &[OrderView]) -> Result<Vec<Vec<u8>>, StoreError> {
+    let whole = postcard::to_allocvec(&(1_u8, views)).map_err(StoreError::Encoding)?;
+    if whole.len() <= super::VALUE_BYTES_MAX {
+        return Ok(vec![whole]);
+    }
+    let mut pieces: Vec<&[OrderView]> = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, view) in views.iter().enumerate() {
+        let size = postcard::serialize_with_flavor(view, postcard::ser_flavors::Size::default())
+            .map_err(StoreError::Encoding)?;
+        if index > start && bytes + size > PART_VIEW_BYTES_MAX {
+            pieces.push(&views[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    pieces.push(&views[start..]);
+    let parts = u8::try_from(pieces.len()).expect("a bucket's parts are numbered in a byte");
+    pieces
+        .into_iter()
+        .map(|piece| postcard::to_allocvec(&(parts, piece)).map_err(StoreError::Encoding))
+        .collect()
 }
 
 /// Puts a view in its bucket's views, kept by id: replacing the order's older view.
@@ -558,43 +646,50 @@ fn lists_before(
     })
 }
 
-/// Moves an order index written a key per order (order views by id, `account ++ order id`
-/// keys, client order ids) into buckets and lists, then drops the former trees. Client
+/// Moves an order index written in an earlier layout into the current one, then drops
+/// the former trees: buckets of sixteen orders are regrouped into buckets of
+/// [`ORDERS_PER_BUCKET`]; an index written a key per order (order views by id,
+/// `account ++ order id` keys, client order ids) goes into buckets and lists. Client
 /// order ids are not moved: the sequencer keeps those it answers for (live orders', and
-/// ended orders' within the retention window). Run when a store opens; after a crash half
-/// way it writes the same keys again.
+/// ended orders' within the retention window). Run when a store opens, before anything
+/// indexes; after a crash half way it writes the same keys again.
 pub(super) fn migrate_order_index(db: &sled::Db) -> Result<(), StoreError> {
     let names = db.tree_names();
     let exists = |name: &str| names.iter().any(|known| known.as_ref() == name.as_bytes());
+    // Sixteen to a bucket first: when the key-per-order trees are still there as well, a
+    // move from those was cut short, and they hold it all and are written over it.
+    if exists(FORMER_ORDER_BUCKETS_TREE) {
+        let former = db.open_tree(FORMER_ORDER_BUCKETS_TREE)?;
+        // Keys are big-endian bucket numbers, each value's views by id: views in id order.
+        let views = former.iter().values().flat_map(|value| {
+            let decoded = value.map_err(StoreError::from).and_then(|value| {
+                postcard::from_bytes::<Vec<OrderView>>(&value).map_err(StoreError::Encoding)
+            });
+            match decoded {
+                Ok(views) => views.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(error) => vec![Err(error)],
+            }
+        });
+        let moved = regroup(views, &db.open_tree(ORDER_VIEWS_TREE)?)?;
+        db.drop_tree(FORMER_ORDER_BUCKETS_TREE)?;
+        tracing::info!(
+            orders = moved,
+            "the order index is regrouped from buckets of 16 orders into buckets of {ORDERS_PER_BUCKET}"
+        );
+    }
     if exists(FORMER_ORDER_VIEWS_TREE) {
         let former = db.open_tree(FORMER_ORDER_VIEWS_TREE)?;
-        let buckets = db.open_tree(ORDER_BUCKETS_TREE)?;
-        let mut batch = sled::Batch::default();
-        let mut keys = 0;
-        let mut current: Option<(u64, Vec<OrderView>)> = None;
-        // Keys are big-endian order ids: views come in id order, a bucket at a time.
-        for value in former.iter().values() {
-            let view: OrderView = postcard::from_bytes(&value?).map_err(StoreError::Encoding)?;
-            let bucket = bucket_of(view.order_id);
-            match &mut current {
-                Some((held, views)) if *held == bucket => views.push(view),
-                _ => {
-                    if let Some((done, views)) = current.replace((bucket, vec![view])) {
-                        insert_bucket(&mut batch, done, &views)?;
-                        keys += 1;
-                    }
-                    if keys >= MIGRATION_BATCH_KEYS {
-                        buckets.apply_batch(std::mem::take(&mut batch))?;
-                        keys = 0;
-                    }
-                }
-            }
-        }
-        if let Some((done, views)) = current {
-            insert_bucket(&mut batch, done, &views)?;
-        }
-        buckets.apply_batch(batch)?;
+        // Keys are big-endian order ids: views in id order.
+        let views = former
+            .iter()
+            .values()
+            .map(|value| postcard::from_bytes::<OrderView>(&value?).map_err(StoreError::Encoding));
+        let moved = regroup(views, &db.open_tree(ORDER_VIEWS_TREE)?)?;
         db.drop_tree(FORMER_ORDER_VIEWS_TREE)?;
+        tracing::info!(
+            orders = moved,
+            "the order index is moved from a key per order into buckets of {ORDERS_PER_BUCKET}"
+        );
     }
     if exists(FORMER_ACCOUNT_ORDERS_TREE) {
         let former = db.open_tree(FORMER_ACCOUNT_ORDERS_TREE)?;
@@ -621,6 +716,42 @@ pub(super) fn migrate_order_index(db: &sled::Db) -> Result<(), StoreError> {
         db.drop_tree(FORMER_CLIENT_ORDERS_TREE)?;
     }
     Ok(())
+}
+
+/// Writes views that come in id order into the order index's buckets, in batches of at
+/// most [`MIGRATION_BATCH_KEYS`] buckets, over what those buckets held; returns how many
+/// views it wrote.
+fn regroup(
+    views: impl Iterator<Item = Result<OrderView, StoreError>>,
+    tree: &sled::Tree,
+) -> Result<u64, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut buckets = 0;
+    let mut moved = 0;
+    let mut current: Option<(u64, Vec<OrderView>)> = None;
+    for view in views {
+        let view = view?;
+        moved += 1;
+        let bucket = bucket_of(view.order_id);
+        match &mut current {
+            Some((held, views)) if *held == bucket => views.push(view),
+            _ => {
+                if let Some((done, views)) = current.replace((bucket, vec![view])) {
+                    insert_bucket(&mut batch, done, &views, 0)?;
+                    buckets += 1;
+                }
+                if buckets >= MIGRATION_BATCH_KEYS {
+                    tree.apply_batch(std::mem::take(&mut batch))?;
+                    buckets = 0;
+                }
+            }
+        }
+    }
+    if let Some((done, views)) = current {
+        insert_bucket(&mut batch, done, &views, 0)?;
+    }
+    tree.apply_batch(batch)?;
+    Ok(moved)
 }
 
 fn index_key(account: AccountId, seq: u64) -> [u8; 16] {
@@ -664,6 +795,110 @@ mod tests {
             status: OrderStatus::PartiallyFilled,
             created_seq: order_id * 3,
         }
+    }
+
+    /// Order `order_id`'s view with a client order id as long as a key may be (1,024
+    /// bytes) every third order: 128 such views take more than one sled value.
+    fn mixed_view(order_id: u64) -> OrderView {
+        let mut view = view(order_id, 7 + order_id % 2);
+        if order_id.is_multiple_of(3) {
+            view.client_order_id = Some(format!("{order_id:0>1024}").into());
+        }
+        view
+    }
+
+    /// A store as the sixteen-to-a-bucket index left it, holding orders 1..=count.
+    fn sixteen_to_a_bucket(db: &sled::Db, count: u64) {
+        let tree = db.open_tree(FORMER_ORDER_BUCKETS_TREE).expect("a tree");
+        for bucket in 0..=count / 16 {
+            let views: Vec<OrderView> = (bucket * 16..(bucket + 1) * 16)
+                .filter(|order_id| (1..=count).contains(order_id))
+                .map(mixed_view)
+                .collect();
+            let value = postcard::to_allocvec(&views).expect("encodes");
+            tree.insert(bucket.to_be_bytes(), value).expect("written");
+        }
+    }
+
+    /// Every value of the order index is within sled's bound; returns how many there are.
+    fn order_index_values(db: &sled::Db) -> usize {
+        let tree = db.open_tree(ORDER_VIEWS_TREE).expect("a tree");
+        let mut values = 0;
+        for entry in tree.iter() {
+            let (_, value) = entry.expect("readable");
+            assert!(
+                value.len() <= crate::store::VALUE_BYTES_MAX,
+                "{}",
+                value.len()
+            );
+            values += 1;
+        }
+        values
+    }
+
+    #[test]
+    fn a_sixteen_to_a_bucket_index_is_regrouped_in_parts_and_its_tree_goes() {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled opens");
+        let count = 1_000;
+        sixteen_to_a_bucket(&db, count);
+        // Twice: a migration cut short runs again from the start and writes the same.
+        migrate_order_index(&db).expect("migrates");
+        sixteen_to_a_bucket(&db, count);
+        migrate_order_index(&db).expect("migrates again");
+        let names = db.tree_names();
+        assert!(!names
+            .iter()
+            .any(|name| name.as_ref() == FORMER_ORDER_BUCKETS_TREE.as_bytes()));
+        let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
+        for order_id in 1..=count {
+            let found = history.order(OrderId(order_id)).expect("readable");
+            assert_eq!(found, Some(mixed_view(order_id)), "order {order_id}");
+        }
+        assert_eq!(history.order(OrderId(count + 1)).expect("readable"), None);
+        let buckets = count.div_ceil(ORDERS_PER_BUCKET) as usize;
+        assert!(
+            order_index_values(&db) > buckets,
+            "buckets of large views are kept in parts"
+        );
+    }
+
+    #[test]
+    fn a_bucket_written_in_parts_reads_back_whole_and_leaves_no_stale_part() {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled opens");
+        let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
+        let write = |bucket: u64, views: &[OrderView], parts_before: u8| {
+            let mut batch = sled::Batch::default();
+            insert_bucket(&mut batch, bucket, views, parts_before).expect("encodes");
+            history.order_views.apply_batch(batch).expect("written");
+        };
+        let neighbour: Vec<OrderView> = (256..300).map(mixed_view).collect();
+        write(2, &neighbour, 0);
+        let large: Vec<OrderView> = (128..256)
+            .map(|order_id| {
+                let mut view = mixed_view(order_id);
+                view.client_order_id = Some(format!("{order_id:0>1024}").into());
+                view
+            })
+            .collect();
+        write(1, &large, 0);
+        let stored = history.bucket(1).expect("readable");
+        assert_eq!(stored.views, large);
+        assert!(stored.parts >= 4, "{} parts", stored.parts);
+        assert_eq!(order_index_values(&db), 1 + stored.parts as usize);
+        // Written again smaller: one part, the others removed.
+        let small: Vec<OrderView> = (128..256).map(|order_id| view(order_id, 7)).collect();
+        write(1, &small, stored.parts);
+        let again = history.bucket(1).expect("readable");
+        assert_eq!((again.views, again.parts), (small, 1));
+        assert_eq!(order_index_values(&db), 2);
+        assert_eq!(history.bucket(2).expect("readable").views, neighbour);
+        assert_eq!(history.bucket(0).expect("readable").views, []);
     }
 
     /// A store as the key-per-order index left it, holding orders 1..=count of accounts
@@ -714,7 +949,7 @@ mod tests {
             );
         }
         let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
-        for order_id in [1, 2, 15, 16, 17, 3_333, count] {
+        for order_id in [1, 2, 15, 16, 17, 127, 128, 129, 3_333, count] {
             let found = history.order(OrderId(order_id)).expect("readable");
             assert_eq!(found, Some(view(order_id, 7 + order_id % 2)));
         }

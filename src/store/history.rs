@@ -86,8 +86,9 @@ pub struct History {
 struct Pass {
     /// Per account: the sequence numbers of the events that concern it.
     events: BTreeMap<AccountId, Vec<u64>>,
-    /// Orders accepted or changed, as they stand after the pass.
-    orders: BTreeMap<OrderId, OrderView>,
+    /// The buckets of the orders accepted or changed, as they stand after the pass: each
+    /// read once, when the pass first touches it, and written once.
+    buckets: BTreeMap<u64, StoredBucket>,
     /// Per account: the orders it placed.
     placed: BTreeMap<AccountId, Vec<u64>>,
 }
@@ -226,14 +227,10 @@ impl History {
         let mut meta_batch = sled::Batch::default();
         meta_batch.insert(INDEXED_SEQ_KEY, &reached.to_be_bytes());
         let mut buckets_batch = sled::Batch::default();
-        let mut views = pass.orders.into_values().peekable();
-        while let Some(first) = views.next() {
-            let bucket = bucket_of(first.order_id);
-            let mut stored = self.bucket(bucket)?;
-            put_view(&mut stored.views, first);
-            while let Some(view) = views.next_if(|view| bucket_of(view.order_id) == bucket) {
-                put_view(&mut stored.views, view);
-            }
+        // A bucket read for an order whose acceptance was pruned holds no view of it: one
+        // empty is not written.
+        let buckets = pass.buckets.into_iter();
+        for (bucket, stored) in buckets.filter(|(_, stored)| !stored.views.is_empty()) {
             insert_bucket(&mut buckets_batch, bucket, &stored.views, stored.parts)?;
         }
         use sled::Transactional;
@@ -435,30 +432,41 @@ impl History {
 }
 
 impl History {
-    /// Applies an order's event to its indexed state (read once per pass, then kept in
-    /// the pass until it writes them all).
+    /// Applies an order's event to its indexed state, in its bucket as the pass holds it.
     fn index_order_event(&self, event: &Event, pass: &mut Pass) -> Result<(), StoreError> {
         if let EventKind::OrderAccepted(accepted) = &event.kind {
             pass.placed
                 .entry(accepted.account)
                 .or_default()
                 .push(accepted.order_id.0);
-            pass.orders
-                .insert(accepted.order_id, accepted.view(event.seq));
+            let bucket = self.pass_bucket(&mut pass.buckets, accepted.order_id)?;
+            put_view(&mut bucket.views, accepted.view(event.seq));
             return Ok(());
         }
         for order_id in event.kind.changed_orders() {
-            let view = match pass.orders.entry(order_id) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => match self.order(order_id)? {
-                    Some(view) => entry.insert(view),
-                    // Its acceptance was pruned from history: nothing to update.
-                    None => continue,
-                },
-            };
-            view.apply(&event.kind);
+            let bucket = self.pass_bucket(&mut pass.buckets, order_id)?;
+            let views = &mut bucket.views;
+            // Not there when its acceptance was pruned from history: nothing to update.
+            if let Ok(index) = views.binary_search_by_key(&order_id, |view| view.order_id) {
+                views[index].apply(&event.kind);
+            }
         }
         Ok(())
+    }
+
+    /// The bucket of `order_id` as the pass holds it, read from the store the first time.
+    fn pass_bucket<'a>(
+        &self,
+        buckets: &'a mut BTreeMap<u64, StoredBucket>,
+        order_id: OrderId,
+    ) -> Result<&'a mut StoredBucket, StoreError> {
+        Ok(match buckets.entry(bucket_of(order_id)) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let stored = self.bucket(*entry.key())?;
+                entry.insert(stored)
+            }
+        })
     }
 
     /// An order's state as of the indexed sequence number.
@@ -899,6 +907,41 @@ mod tests {
         assert_eq!(order_index_values(&db), 2);
         assert_eq!(history.bucket(2).expect("readable").views, neighbour);
         assert_eq!(history.bucket(0).expect("readable").views, []);
+    }
+
+    #[test]
+    fn an_order_ended_whose_acceptance_history_no_longer_holds_is_passed_over() {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled opens");
+        let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
+        let ended = Event {
+            seq: 1,
+            timestamp_ms: 0,
+            kind: EventKind::OrderDone {
+                order_id: OrderId(500),
+                account: AccountId(7),
+                market: MarketId(0),
+                status: OrderStatus::Canceled,
+                reason: crate::event::DoneReason::CanceledByOwner,
+                quantity: Quantity(5),
+                filled: Quantity(0),
+                asset: crate::types::Asset::Usd,
+                released: crate::types::Amount(10),
+                balance_after: crate::types::Balance::default(),
+            },
+        };
+        let indexed = history.index_committed([&ended], 10).expect("indexes");
+        assert_eq!(indexed, Some(1));
+        assert_eq!(history.indexed_seq().expect("readable"), 1);
+        assert_eq!(history.order(OrderId(500)).expect("readable"), None);
+        assert_eq!(order_index_values(&db), 0, "no bucket is written for it");
+        // The event is still in the account's index.
+        let listed: Vec<Vec<u64>> = lists_before(&history.index, AccountId(7), u64::MAX)
+            .collect::<Result<_, _>>()
+            .expect("readable");
+        assert_eq!(listed, [[1]]);
     }
 
     /// A store as the key-per-order index left it, holding orders 1..=count of accounts

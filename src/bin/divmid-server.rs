@@ -26,6 +26,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc 3's default for [`MI_OPTION_PURGE_DELAY`], to recognize the option by.
 const PURGE_DELAY_DEFAULT_MS: std::ffi::c_long = 1_000;
 
+/// How long the server keeps freed memory before giving it back: longer than the few
+/// seconds between two snapshots, whose buffers are the largest memory freed and taken
+/// again.
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
+
 /// The divmid exchange and issuer ledger (gRPC server).
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -126,13 +131,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Keeps freed memory for reuse instead of giving it back to the system. The exchange
-/// frees and allocates again the same amounts all the time (commits and their events,
-/// snapshots' buffers, expiring client order ids), and memory given back is zeroed by the
-/// kernel when it is touched again (on a virtual machine whose balloon reports free pages,
-/// faulted in from the host as well). Resident memory then stays at its peak, which is
-/// what a deployment sizes for anyway. `MIMALLOC_PURGE_DELAY` in the environment is left
-/// as the operator set it.
+/// Keeps freed memory for reuse for [`PURGE_DELAY_MS`] instead of mimalloc's second. The
+/// exchange frees and allocates again the same amounts all the time (commits and their
+/// events, snapshots' buffers every few seconds, expiring client order ids), and memory
+/// given back is zeroed by the kernel when it is touched again (on a virtual machine
+/// whose balloon reports free pages, faulted in from the host as well); memory unused
+/// for longer is still given back. `MIMALLOC_PURGE_DELAY` in the environment is left as
+/// the operator set it.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
@@ -149,8 +154,8 @@ fn keep_freed_memory() {
         );
         return;
     }
-    // SAFETY: as above; -1 is mimalloc's documented value for "never purge".
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // SAFETY: as above.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
 /// The configuration file's settings, with the flags over them.

@@ -83,10 +83,21 @@ fn engine_config() -> EngineConfig {
     engine
 }
 
-/// A store whose journal holds `commands()`, and every event it holds.
-fn journaled(directory: &std::path::Path) -> (Store, Vec<Event>) {
+/// A store whose journal holds `commands()`, not indexed yet: its history, every event
+/// it holds and the last one's sequence number.
+struct Journaled {
+    history: History,
+    events: Vec<Event>,
+    committed: u64,
+    /// Kept open, and its directory kept, while the test reads.
+    _store: Store,
+    _directory: tempfile::TempDir,
+}
+
+fn journaled() -> Journaled {
+    let directory = tempfile::tempdir().expect("a temporary directory");
     {
-        let store = Store::open(directory).expect("the store opens");
+        let store = Store::open(directory.path()).expect("the store opens");
         let recovered = recover::<LevelBook>(&store, engine_config()).expect("recovers");
         let config = PipelineConfig {
             record_events_max: 16,
@@ -103,12 +114,18 @@ fn journaled(directory: &std::path::Path) -> (Store, Vec<Event>) {
         }
         pipeline.shutdown();
     }
-    let store = Store::open(directory).expect("the store reopens");
-    let events = store
+    let store = Store::open(directory.path()).expect("the store reopens");
+    let events: Vec<Event> = store
         .records_after(0)
         .flat_map(|record| record.expect("readable").events)
         .collect();
-    (store, events)
+    Journaled {
+        history: store.history().expect("history"),
+        committed: events.last().expect("events").seq,
+        events,
+        _store: store,
+        _directory: directory,
+    }
 }
 
 /// The sequence numbers of the events that concern the account, newest first.
@@ -141,30 +158,28 @@ fn all_pages(history: &History, account: AccountId, page: usize, committed: u64)
 
 #[test]
 fn an_accounts_history_pages_newest_first_with_or_without_the_index() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (store, events) = journaled(directory.path());
-    let history = store.history().expect("history");
-    let committed = events.last().expect("events").seq;
+    let fixture = journaled();
+    let (history, events, committed) = (&fixture.history, &fixture.events, fixture.committed);
     let trader = AccountId(4);
-    let expected = history_of(&events, trader);
+    let expected = history_of(events, trader);
     assert!(expected.len() > 300, "the trader has a long history");
 
     // No index yet: everything comes from the journal.
-    assert_eq!(all_pages(&history, trader, 50, committed), expected);
+    assert_eq!(all_pages(history, trader, 50, committed), expected);
     // Part indexed: the newest events come from the journal, older ones from the index.
     history.index_pending(committed, 20).expect("indexes");
     let indexed = history.indexed_seq().expect("readable");
     assert!(indexed > 0 && indexed < committed);
-    assert_eq!(all_pages(&history, trader, 37, committed), expected);
+    assert_eq!(all_pages(history, trader, 37, committed), expected);
     // Fully indexed.
     while history.index_pending(committed, 20).expect("indexes") > 0 {}
     assert_eq!(history.indexed_seq().expect("readable"), committed);
-    assert_eq!(all_pages(&history, trader, 50, committed), expected);
-    assert_eq!(all_pages(&history, trader, 1, committed), expected);
+    assert_eq!(all_pages(history, trader, 50, committed), expected);
+    assert_eq!(all_pages(history, trader, 1, committed), expected);
 
     // Nothing past the committed sequence number is shown.
     let bound = committed / 2;
-    let seen = all_pages(&history, trader, 50, bound);
+    let seen = all_pages(history, trader, 50, bound);
     assert!(seen.iter().all(|seq| *seq <= bound));
     let expected_bounded: Vec<u64> = expected
         .iter()
@@ -176,10 +191,8 @@ fn an_accounts_history_pages_newest_first_with_or_without_the_index() {
 
 #[test]
 fn trades_after_a_sequence_number_page_in_order() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (store, events) = journaled(directory.path());
-    let history = store.history().expect("history");
-    let committed = events.last().expect("events").seq;
+    let fixture = journaled();
+    let (history, events, committed) = (&fixture.history, &fixture.events, fixture.committed);
     let is_fill = |event: &Event| matches!(event.kind, EventKind::Fill(_));
     let expected: Vec<u64> = events
         .iter()
@@ -272,10 +285,8 @@ fn the_indexer_thread_catches_up_behind_the_commits() {
 
 #[test]
 fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (store, events) = journaled(directory.path());
-    let history = store.history().expect("history");
-    let committed = events.last().expect("events").seq;
+    let fixture = journaled();
+    let (history, events, committed) = (&fixture.history, &fixture.events, fixture.committed);
     // Events that do not continue the index are refused whole, and nothing is indexed.
     let gap = history
         .index_committed(&events[5..40], 1_000)
@@ -305,28 +316,28 @@ fn committed_events_handed_over_in_memory_index_as_the_journal_does() {
             assert!(indexed > 0 && indexed <= 23, "{indexed} indexed");
         }
         reached = history.indexed_seq().expect("readable");
-        for (order_id, view) in orders_as_of(&events, reached) {
+        for (order_id, view) in orders_as_of(events, reached) {
             let found = history.order(OrderId(order_id)).expect("readable");
             assert_eq!(found, Some(view), "order {order_id} at seq {reached}");
         }
         assert_eq!(
-            all_pages(&history, trader, 37, committed),
-            history_of(&events, trader),
+            all_pages(history, trader, 37, committed),
+            history_of(events, trader),
             "indexed to {reached}"
         );
     }
     for account in 3..6 {
         let account = AccountId(account);
         assert_eq!(
-            all_pages(&history, account, 50, committed),
-            history_of(&events, account)
+            all_pages(history, account, 50, committed),
+            history_of(events, account)
         );
-        let newest_first: Vec<OrderView> = orders_as_of(&events, committed)
+        let newest_first: Vec<OrderView> = orders_as_of(events, committed)
             .into_values()
             .rev()
             .filter(|view| view.account == account)
             .collect();
-        assert_eq!(all_order_pages(&history, account, 13), newest_first);
+        assert_eq!(all_order_pages(history, account, 13), newest_first);
     }
 }
 
@@ -364,15 +375,13 @@ fn all_order_pages(history: &History, account: AccountId, page: usize) -> Vec<Or
 
 #[test]
 fn orders_are_looked_up_and_listed_as_their_events_leave_them_pass_after_pass() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let (store, events) = journaled(directory.path());
-    let history = store.history().expect("history");
-    let committed = events.last().expect("events").seq;
+    let fixture = journaled();
+    let (history, events, committed) = (&fixture.history, &fixture.events, fixture.committed);
     let mut passes = 0;
     while history.index_pending(committed, 7).expect("indexes") > 0 {
         passes += 1;
         let indexed = history.indexed_seq().expect("readable");
-        let expected = orders_as_of(&events, indexed);
+        let expected = orders_as_of(events, indexed);
         for (order_id, view) in &expected {
             let found = history.order(OrderId(*order_id)).expect("readable");
             assert_eq!(
@@ -385,7 +394,7 @@ fn orders_are_looked_up_and_listed_as_their_events_leave_them_pass_after_pass() 
         assert_eq!(history.order(OrderId(beyond)).expect("readable"), None);
     }
     assert!(passes > 10, "orders change across many passes: {passes}");
-    let expected = orders_as_of(&events, committed);
+    let expected = orders_as_of(events, committed);
     assert!(
         expected.values().any(|view| view.filled.0 > 0),
         "some orders filled"
@@ -399,8 +408,8 @@ fn orders_are_looked_up_and_listed_as_their_events_leave_them_pass_after_pass() 
             .cloned()
             .collect();
         assert_eq!(newest_first.len(), 200);
-        assert_eq!(all_order_pages(&history, account, 1_000), newest_first);
-        assert_eq!(all_order_pages(&history, account, 13), newest_first);
+        assert_eq!(all_order_pages(history, account, 1_000), newest_first);
+        assert_eq!(all_order_pages(history, account, 13), newest_first);
     }
-    assert!(all_order_pages(&history, AccountId(99), 10).is_empty());
+    assert!(all_order_pages(history, AccountId(99), 10).is_empty());
 }

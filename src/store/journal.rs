@@ -6,6 +6,16 @@
 //! A record is stored under its last event's sequence number (big-endian, so keys sort in
 //! sequence order), which makes "the records after sequence number S" a range scan.
 //!
+//! Records are written compactly (format 2): what a record's shape already says is not
+//! written again. Its events' sequence numbers follow from the first one, their times
+//! from their commands', a command's time is written as the step from the command's
+//! before, and an order's acceptance leaves out the owner, terms and client order id its
+//! placement carries. Every byte written is copied several times over by sled (into its
+//! pages, again whenever it rewrites a page, then to the disk), so the journal's bytes are
+//! most of the store's work. Records of the first format (the record as it is, events
+//! stamped one by one) are read as they always were, and written when a record has a shape
+//! the compact form cannot say (events not stamped with their command's time).
+//!
 //! No stored value is larger than [`VALUE_BYTES_MAX`]: a record whose encoding is larger
 //! (one command that emits very many events: cancel all of 100,000 orders, a taker that
 //! sweeps the book) is cut into parts, stored under `last seq ++ part index` in the same
@@ -13,11 +23,20 @@
 //! next one, so a range scan meets the parts together and in order, and [`Records`]
 //! joins them. Every journal reader goes through [`Records`].
 
-use super::{StoreError, VALUE_BYTES_MAX};
-use crate::pipeline::JournalRecord;
+use serde::{Deserialize, Serialize};
 
-/// The first byte of every stored record: the encoding's version.
-const FORMAT_VERSION: u8 = 1;
+use super::{StoreError, VALUE_BYTES_MAX};
+use crate::command::{Command, NewOrder};
+use crate::event::{AcceptedOrder, Event, EventKind};
+use crate::pipeline::{JournalEntry, JournalRecord};
+use crate::types::{Amount, Asset, Balance, ClientKey, OrderId};
+
+/// The first byte of a record stored whole: the record as postcard writes it.
+const FORMAT_WHOLE: u8 = 1;
+
+/// The first byte of a record stored compactly: its first sequence number, its number of
+/// commands, then each command followed by its events ([`JournalRecord::encode`]).
+const FORMAT_COMPACT: u8 = 2;
 
 /// The first byte of a record's part, followed by the number of parts (u32, big-endian)
 /// and a slice of the record's stored form.
@@ -29,24 +48,147 @@ const PART_HEADER_BYTES: usize = 5;
 /// A key and the value stored under it.
 pub type StoredValue = (Vec<u8>, Vec<u8>);
 
+/// An order's acceptance without what its placement says (owner, terms, client order id).
+#[derive(Serialize, Deserialize)]
+struct AcceptedAsPlaced {
+    order_id: OrderId,
+    hold_asset: Asset,
+    hold: Amount,
+    balance_after: Balance,
+}
+
 /// The stored form of the pipeline's records, and their checks on reading.
 impl JournalRecord {
-    /// The stored form: a version byte, then the record.
+    /// The stored form: compact when the record's events are stamped with their commands'
+    /// times (as the sequencer stamps them), else whole. Compactly: the version byte, the
+    /// first event's sequence number and the number of commands, then for each command
+    /// the step from the time of the command before (zigzag, wrapping), the command, its
+    /// number of events shifted left by one with the low bit set when its first event is
+    /// the acceptance of the order it places (then written as [`AcceptedAsPlaced`]), and
+    /// its events' kinds.
     pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        postcard::to_extend(self, vec![FORMAT_VERSION]).map_err(StoreError::Encoding)
+        match self.is_stamped_by_commands() {
+            true => self.encode_compact().map_err(StoreError::Encoding),
+            false => self.encode_whole(),
+        }
+    }
+
+    /// The stored form of the first format: the version byte, then the record as postcard
+    /// writes it, every event with its own sequence number and time.
+    pub(super) fn encode_whole(&self) -> Result<Vec<u8>, StoreError> {
+        postcard::to_extend(self, vec![FORMAT_WHOLE]).map_err(StoreError::Encoding)
     }
 
     /// A record from its stored form.
     pub fn decode(bytes: &[u8]) -> Result<JournalRecord, StoreError> {
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, body)) => {
-                postcard::from_bytes(body).map_err(StoreError::Encoding)
-            }
+            Some((&FORMAT_COMPACT, body)) => JournalRecord::decode_compact(body),
+            Some((&FORMAT_WHOLE, body)) => postcard::from_bytes(body).map_err(StoreError::Encoding),
             Some((version, _)) => Err(StoreError::Corrupt(format!(
-                "journal record in format {version}, expected {FORMAT_VERSION}"
+                "journal record in format {version}, expected {FORMAT_WHOLE} or {FORMAT_COMPACT}"
             ))),
             None => Err(StoreError::Corrupt("empty journal record".to_string())),
         }
+    }
+
+    /// Whether the events are numbered consecutively, counted by the commands, and each
+    /// stamped with its command's time: what the compact form leaves out and rebuilds.
+    fn is_stamped_by_commands(&self) -> bool {
+        if self.validate().is_err() {
+            return false;
+        }
+        let mut events = self.events.iter();
+        self.entries.iter().all(|entry| {
+            (&mut events)
+                .take(entry.event_count as usize)
+                .all(|event| event.timestamp_ms == entry.timestamp_ms)
+        })
+    }
+
+    fn encode_compact(&self) -> postcard::Result<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(64 + 40 * self.entries.len() + 48 * self.events.len());
+        bytes.push(FORMAT_COMPACT);
+        let mut out = postcard::Serializer {
+            output: Bytes(bytes),
+        };
+        let first_seq = self.first_seq().unwrap_or(0);
+        (first_seq, self.entries.len()).serialize(&mut out)?;
+        let (mut events, mut time_before) = (self.events.iter(), 0u64);
+        for entry in &self.entries {
+            let step = entry.timestamp_ms.wrapping_sub(time_before) as i64;
+            time_before = entry.timestamp_ms;
+            let mut kinds = (&mut events)
+                .take(entry.event_count as usize)
+                .map(|event| &event.kind);
+            let first = kinds.next();
+            let placed = first.and_then(|kind| accepted_as_placed(&entry.command, kind));
+            let shape = u64::from(entry.event_count) << 1 | u64::from(placed.is_some());
+            (step, &entry.command, shape).serialize(&mut out)?;
+            match (placed, first) {
+                (Some(placed), _) => placed.serialize(&mut out)?,
+                (None, Some(kind)) => kind.serialize(&mut out)?,
+                (None, None) => {}
+            }
+            for kind in kinds {
+                kind.serialize(&mut out)?;
+            }
+        }
+        Ok(out.output.0)
+    }
+
+    fn decode_compact(body: &[u8]) -> Result<JournalRecord, StoreError> {
+        let ((first_seq, entries), mut rest) = take::<(u64, usize)>(body)?;
+        // Each command takes at least three bytes: no more room than the bytes allow.
+        let mut record = JournalRecord::with_capacity(entries.min(body.len() / 3));
+        let mut time = 0u64;
+        for _ in 0..entries {
+            let ((step, command, shape), after) = take::<(i64, Command, u64)>(rest)?;
+            rest = after;
+            time = time.wrapping_add(step as u64);
+            let event_count = u32::try_from(shape >> 1)
+                .map_err(|_| StoreError::Corrupt(format!("a command of {shape} events")))?;
+            let mut stamp = |kind| {
+                let seq = first_seq + record.events.len() as u64;
+                record.events.push(Event {
+                    seq,
+                    timestamp_ms: time,
+                    kind,
+                });
+            };
+            for index in 0..event_count {
+                let kind = match (index, &command) {
+                    (0, Command::PlaceOrder(placed)) if shape & 1 == 1 => {
+                        let (accepted, after) = take::<AcceptedAsPlaced>(rest)?;
+                        rest = after;
+                        EventKind::OrderAccepted(accepted.with(placed))
+                    }
+                    (0, _) if shape & 1 == 1 => {
+                        return Err(StoreError::Corrupt(
+                            "an acceptance as placed after a command that places nothing"
+                                .to_string(),
+                        ))
+                    }
+                    _ => {
+                        let (kind, after) = take::<EventKind>(rest)?;
+                        rest = after;
+                        kind
+                    }
+                };
+                stamp(kind);
+            }
+            record.entries.push(JournalEntry {
+                timestamp_ms: time,
+                command,
+                event_count,
+            });
+        }
+        if !rest.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "a journal record with {} bytes after its end",
+                rest.len()
+            )));
+        }
+        Ok(record)
     }
 
     /// Checks that the events' sequence numbers are consecutive and that the entries
@@ -73,6 +215,72 @@ impl JournalRecord {
         }
         Ok(())
     }
+}
+
+/// The acceptance `kind` without what `command` says, when it is the acceptance of the
+/// order `command` places, exactly as placed.
+fn accepted_as_placed(command: &Command, kind: &EventKind) -> Option<AcceptedAsPlaced> {
+    let (Command::PlaceOrder(placed), EventKind::OrderAccepted(accepted)) = (command, kind) else {
+        return None;
+    };
+    let same_id = accepted.client_order_id.as_ref().map(ClientKey::as_str)
+        == placed.client_order_id.as_deref();
+    (accepted.account == placed.account && accepted.terms == placed.terms && same_id).then_some(
+        AcceptedAsPlaced {
+            order_id: accepted.order_id,
+            hold_asset: accepted.hold_asset,
+            hold: accepted.hold,
+            balance_after: accepted.balance_after,
+        },
+    )
+}
+
+impl AcceptedAsPlaced {
+    /// The acceptance of the order `placed`.
+    fn with(self, placed: &NewOrder) -> AcceptedOrder {
+        AcceptedOrder {
+            order_id: self.order_id,
+            account: placed.account,
+            terms: placed.terms,
+            client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
+            hold_asset: self.hold_asset,
+            hold: self.hold,
+            balance_after: self.balance_after,
+        }
+    }
+}
+
+/// The bytes a record is encoded into: postcard's own vector, but writing the short
+/// slices it hands over (a varint, most fields) byte by byte rather than through a call
+/// to copy memory, which cost more than the copy.
+struct Bytes(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Bytes {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match data.len() <= 16 {
+            true => data.iter().for_each(|byte| self.0.push(*byte)),
+            false => self.0.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// A value of type `T` read from the front of `bytes`, and the bytes after it.
+fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), StoreError> {
+    postcard::take_from_bytes(bytes).map_err(StoreError::Encoding)
 }
 
 /// The keys and values a record whose last event is `last_seq` is stored as, from its
@@ -129,8 +337,22 @@ impl Records {
         Records { scan }
     }
 
+    /// The next record's stored form, its parts joined, with the sequence number it is
+    /// stored under: the bytes the acknowledged mark's hash was taken of.
+    pub fn next_stored(&mut self) -> Option<Result<(u64, Vec<u8>), StoreError>> {
+        let (key, value) = match self.scan.next()? {
+            Ok(item) => item,
+            Err(error) => return Some(Err(error.into())),
+        };
+        let bytes = match key.len() {
+            8 => Ok(value.to_vec()),
+            _ => self.join(&key, &value),
+        };
+        Some(bytes.and_then(|bytes| Ok((seq_of_key(&key)?, bytes))))
+    }
+
     /// Joins the parts of a record, the first of which has been read.
-    fn join(&mut self, key: &[u8], first: &[u8]) -> Result<JournalRecord, StoreError> {
+    fn join(&mut self, key: &[u8], first: &[u8]) -> Result<Vec<u8>, StoreError> {
         let seq = seq_of_key(key)?;
         let corrupt = |what: &str| StoreError::Corrupt(format!("record {seq}: {what}"));
         let (count, mut bytes) = part_of(first).ok_or_else(|| corrupt("a damaged part"))?;
@@ -151,7 +373,7 @@ impl Records {
                 .ok_or_else(|| corrupt("a damaged part"))?;
             joined.extend_from_slice(bytes);
         }
-        JournalRecord::decode(&joined)
+        Ok(joined)
     }
 }
 
@@ -172,7 +394,9 @@ impl Iterator for Records {
         };
         let record = match key.len() {
             8 => JournalRecord::decode(&value),
-            _ => self.join(&key, &value),
+            _ => self
+                .join(&key, &value)
+                .and_then(|joined| JournalRecord::decode(&joined)),
         };
         Some(record.and_then(|record| Ok((seq_of_key(&key)?, record))))
     }
@@ -194,7 +418,7 @@ mod tests {
     fn records_round_trip_through_their_stored_form() {
         let record = record();
         let bytes = record.encode().expect("encodes");
-        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(bytes[0], FORMAT_COMPACT);
         assert_eq!(JournalRecord::decode(&bytes).expect("decodes"), record);
         assert_eq!((record.first_seq(), record.last_seq()), (Some(7), Some(8)));
         assert!(record.validate().is_ok());
@@ -209,6 +433,20 @@ mod tests {
         let error = JournalRecord::decode(&future).expect_err("an unknown version is refused");
         assert!(error.to_string().contains("format 9"), "{error}");
         assert!(JournalRecord::decode(&[]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let error = JournalRecord::decode(&longer).expect_err("bytes after the end are refused");
+        assert!(
+            error.to_string().contains("1 bytes after its end"),
+            "{error}"
+        );
+        // An acceptance written as placed after a command that places nothing.
+        let mut flagged = vec![FORMAT_COMPACT];
+        flagged = postcard::to_extend(&(7u64, 1usize), flagged).expect("encodes");
+        flagged = postcard::to_extend(&(1i64, &record().entries[0].command, 3u64), flagged)
+            .expect("encodes");
+        let error = JournalRecord::decode(&flagged).expect_err("refused");
+        assert!(error.to_string().contains("places nothing"), "{error}");
         let mut gap = record();
         gap.events[1].seq = 10;
         assert!(gap.validate().is_err());
@@ -344,20 +582,35 @@ mod tests {
     }
 
     /// The stored form of [`order_record`] and of its ended order's view (hexadecimal), as
-    /// every release so far has written them into the journal, the history's order
-    /// buckets and snapshots. A change here means that data directories already written
-    /// no longer open: it needs a new `FORMAT_VERSION` and a reader for the old one.
+    /// every release so far has written them: the record in the first format (written
+    /// until compact records, and still when a record's events carry other times than
+    /// their commands'), the view into the history's order buckets and snapshots. A change
+    /// here means that data directories already written no longer open: it needs a new
+    /// format and a reader for the old one.
     const ORDER_RECORD_STORED: &str = "010180d095ffbc31090701010001d209ac0201010104632d34320301012980d095ffbc310a630701010001d209ac020101030104632d343200c08db70105c08db701";
     const ORDER_VIEW_STORED: &str = "63070104632d343201010001d209ac02780301010329";
+
+    /// [`order_record`] stored compactly: its acceptance is the order id, the held asset,
+    /// the hold and the balance after it.
+    const ORDER_RECORD_COMPACT: &str =
+        "02290180a0abfef962090701010001d209ac0201010104632d343203036300c08db70105c08db701";
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&text[at..at + 2], 16).expect("hexadecimal"))
+            .collect()
+    }
+
     /// The stored form of a record of the default engine configuration: a setting added to
     /// `EngineConfig` changes it, and then journals already written no longer decode
-    /// (`Command::Configure` says what to do instead).
+    /// (`Command::Configure` says what to do instead). In the first format, then compact.
     const CONFIGURE_RECORD_STORED: &str = "010180d095ffbc310e010744564d2d555344000164904e0180c2d72f80c2d72f80c0caf384a302a08d06a08d0680ade20480014080028088b2a002c0843dc0843de8078088b2a00201010180d095ffbc3111";
+    const CONFIGURE_RECORD_COMPACT: &str = "02010180a0abfef9620e010744564d2d555344000164904e0180c2d72f80c2d72f80c0caf384a302a08d06a08d0680ade20480014080028088b2a002c0843dc0843de8078088b2a0020211";
 
     #[test]
     fn an_engine_configuration_is_stored_field_by_field_in_order() {
@@ -372,20 +625,187 @@ mod tests {
             Command::Configure(Box::default()),
             &mut vec![configured],
         );
-        let stored = record.encode().expect("encodes");
-        assert_eq!(hex(&stored), CONFIGURE_RECORD_STORED);
-        assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+        let whole = record.encode_whole().expect("encodes");
+        assert_eq!(hex(&whole), CONFIGURE_RECORD_STORED);
+        let compact = record.encode().expect("encodes");
+        assert_eq!(hex(&compact), CONFIGURE_RECORD_COMPACT);
+        for stored in [whole, compact] {
+            assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+        }
     }
 
     #[test]
     fn an_order_is_stored_as_it_always_was() {
         let (record, view) = order_record();
-        let stored = record.encode().expect("encodes");
+        let whole = record.encode_whole().expect("encodes");
+        assert_eq!(hex(&whole), ORDER_RECORD_STORED, "the journal's record");
+        let compact = record.encode().expect("encodes");
+        assert_eq!(hex(&compact), ORDER_RECORD_COMPACT, "the compact record");
+        for stored in [unhex(ORDER_RECORD_STORED), compact] {
+            assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+        }
         let view_stored = postcard::to_allocvec(&view).expect("encodes");
-        assert_eq!(hex(&stored), ORDER_RECORD_STORED, "the journal's record");
         assert_eq!(hex(&view_stored), ORDER_VIEW_STORED, "an order's view");
-        assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
         let decoded: OrderView = postcard::from_bytes(&view_stored).expect("decodes");
         assert_eq!(decoded, view);
+    }
+
+    /// A session's commands as the sequencer journals them: placements accepted as placed
+    /// (with and without a client order id), one that rests, one that trades, a cancel,
+    /// and a placement whose acceptance says otherwise than its command; their times go
+    /// back, jump to the largest and wrap to zero.
+    fn session_record() -> JournalRecord {
+        use crate::command::{NewOrder, OrderRef};
+        use crate::event::{AcceptedOrder, DoneReason, Fill};
+        use crate::types::{
+            AccountId, Amount, Asset, Balance, MarketId, OrderId, OrderStatus, OrderType, Price,
+            Quantity, SelfTradePrevention, Side, TimeInForce, TradeId,
+        };
+        let balance = |available| Balance {
+            available: Amount(available),
+            held: Amount(7),
+        };
+        let placement = |account, side, client: Option<&str>| NewOrder {
+            account: AccountId(account),
+            terms: OrderTerms {
+                market: MarketId(0),
+                side,
+                order_type: OrderType::Limit,
+                price: Some(Price(6_000)),
+                quantity: Quantity(250),
+                time_in_force: TimeInForce::GoodTillCanceled,
+                post_only: false,
+                self_trade_prevention: SelfTradePrevention::CancelTaker,
+            },
+            client_order_id: client.map(Into::into),
+        };
+        let accepted = |order, placed: &NewOrder| AcceptedOrder {
+            order_id: OrderId(order),
+            account: placed.account,
+            terms: placed.terms,
+            client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
+            hold_asset: Asset::Usd,
+            hold: Amount(150_000_000),
+            balance_after: balance(order),
+        };
+        let maker = placement(3, Side::Sell, Some("maker-1"));
+        let taker = placement(4, Side::Buy, None);
+        let other = placement(5, Side::Buy, Some("mine"));
+        let mut said_otherwise = accepted(12, &other);
+        said_otherwise.client_order_id = Some(ClientKey::new("another"));
+        let fill = Fill {
+            trade_id: TradeId(1),
+            market: MarketId(0),
+            price: Price(6_000),
+            quantity: Quantity(250),
+            taker_side: Side::Buy,
+            maker_order: OrderId(10),
+            maker_account: AccountId(3),
+            taker_order: OrderId(11),
+            taker_account: AccountId(4),
+            taker_released: Amount(0),
+            taker_paid_from_available: false,
+            maker_filled: Quantity(250),
+            taker_filled: Quantity(250),
+            maker_after: [balance(1), balance(2)],
+            taker_after: [balance(3), balance(4)],
+        };
+        let done = |order, account| EventKind::OrderDone {
+            order_id: OrderId(order),
+            account: AccountId(account),
+            market: MarketId(0),
+            status: OrderStatus::Filled,
+            reason: DoneReason::Filled,
+            quantity: Quantity(250),
+            filled: Quantity(250),
+            asset: Asset::Usd,
+            released: Amount(0),
+            balance_after: balance(9),
+        };
+        let commands: Vec<(u64, Command, Vec<EventKind>)> = vec![
+            (
+                1_700_000_000_000,
+                Command::PlaceOrder(maker.clone()),
+                vec![
+                    EventKind::OrderAccepted(accepted(10, &maker)),
+                    EventKind::OrderRested {
+                        order_id: OrderId(10),
+                        account: AccountId(3),
+                        market: MarketId(0),
+                        side: Side::Sell,
+                        price: Price(6_000),
+                        remaining: Quantity(250),
+                    },
+                ],
+            ),
+            (
+                1_699_999_999_990,
+                Command::PlaceOrder(taker.clone()),
+                vec![
+                    EventKind::OrderAccepted(accepted(11, &taker)),
+                    EventKind::Fill(fill),
+                    done(10, 3),
+                    done(11, 4),
+                ],
+            ),
+            (
+                u64::MAX,
+                Command::PlaceOrder(other),
+                vec![EventKind::OrderAccepted(said_otherwise)],
+            ),
+            (
+                0,
+                Command::CancelOrder {
+                    account: AccountId(5),
+                    target: OrderRef::Client("mine".into()),
+                },
+                vec![done(12, 5)],
+            ),
+        ];
+        let mut record = JournalRecord::default();
+        let mut seq = 1_000;
+        for (timestamp_ms, command, kinds) in commands {
+            let mut events = kinds
+                .into_iter()
+                .map(|kind| {
+                    seq += 1;
+                    Event {
+                        seq,
+                        timestamp_ms,
+                        kind,
+                    }
+                })
+                .collect();
+            record.push(timestamp_ms, command, &mut events);
+        }
+        record
+    }
+
+    #[test]
+    fn a_session_is_stored_compactly_and_read_back_as_it_was() {
+        let record = session_record();
+        let compact = record.encode().expect("encodes");
+        let whole = record.encode_whole().expect("encodes");
+        assert_eq!(compact[0], FORMAT_COMPACT);
+        assert_eq!(JournalRecord::decode(&compact).expect("decodes"), record);
+        assert!(
+            compact.len() * 3 < whole.len() * 2,
+            "{} bytes compactly, {} whole",
+            compact.len(),
+            whole.len()
+        );
+    }
+
+    #[test]
+    fn a_record_whose_events_carry_other_times_is_stored_whole() {
+        let mut record = session_record();
+        record.events[3].timestamp_ms += 1;
+        let stored = record.encode().expect("encodes");
+        assert_eq!(stored[0], FORMAT_WHOLE);
+        assert_eq!(JournalRecord::decode(&stored).expect("decodes"), record);
+        // And one whose entries do not count its events cannot be said compactly either.
+        let mut miscounted = session_record();
+        miscounted.entries[0].event_count += 1;
+        assert_eq!(miscounted.encode().expect("encodes")[0], FORMAT_WHOLE);
     }
 }

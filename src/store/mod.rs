@@ -426,10 +426,14 @@ impl Store {
                 acknowledged_seq: mark.seq,
             });
         }
+        // The hash is of the bytes stored, not of the record encoded again: a record
+        // written in an earlier format is the one acknowledged too.
         let scan = self.journal.range(journal::key_of(mark.seq)..);
-        let record = Records::new(scan).next().transpose()?;
-        let matches = match record {
-            Some((seq, record)) => seq == mark.seq && record_hash(&record)? == mark.record_hash,
+        let stored = Records::new(scan).next_stored().transpose()?;
+        let matches = match stored {
+            Some((seq, bytes)) => {
+                seq == mark.seq && <[u8; 32]>::from(Sha256::digest(&bytes)) == mark.record_hash
+            }
             None => false,
         };
         if !matches {
@@ -513,11 +517,6 @@ impl Store {
     }
 }
 
-/// The SHA-256 of a record's stored form, as the mark keeps it.
-fn record_hash(record: &JournalRecord) -> Result<[u8; 32], StoreError> {
-    Ok(Sha256::digest(record.encode()?).into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +561,59 @@ mod tests {
     #[should_panic(expected = "the journal continues after seq 2")]
     fn records_that_overlap_are_stopped_before_they_are_written() {
         assert_continues(None, &[record(1..=2), record(2..=3)]);
+    }
+
+    /// Writes `records` as a release before compact records did: whole, with the mark
+    /// over the last one's bytes.
+    fn write_whole(store: &mut Store, records: &[JournalRecord]) {
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for record in records {
+            let seq = record.last_seq().expect("events");
+            let bytes = record.encode_whole().expect("encodes");
+            batch.insert(&journal::key_of(seq), bytes.as_slice());
+            last = Some(Mark {
+                seq,
+                record_hash: Sha256::digest(&bytes).into(),
+            });
+        }
+        store.journal.apply_batch(batch).expect("written");
+        store
+            .watermark
+            .write(&last.expect("records"))
+            .expect("marked");
+    }
+
+    #[test]
+    fn a_journal_written_whole_reads_back_and_its_acknowledged_record_is_found() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let earlier = [record(1..=3), record(4..=5)];
+        write_whole(&mut Store::open(directory.path()).expect("opens"), &earlier);
+        let mut store = Store::open(directory.path()).expect("reopens");
+        store
+            .check_acknowledged()
+            .expect("the record acknowledged is there");
+        store.append(&[record(6..=7)]).expect("appended compactly");
+        store.check_acknowledged().expect("and the one after it");
+        let read: Vec<JournalRecord> = store
+            .records_after(0)
+            .collect::<Result<_, _>>()
+            .expect("readable");
+        assert_eq!(read, [record(1..=3), record(4..=5), record(6..=7)]);
+        // A mark that names other bytes than those stored (the same record written
+        // whole) is refused. Written to both of the mark's slots.
+        let whole = Mark {
+            seq: 7,
+            record_hash: Sha256::digest(record(6..=7).encode_whole().expect("encodes")).into(),
+        };
+        for _ in 0..2 {
+            store.watermark.write(&whole).expect("marked");
+        }
+        let error = store.check_acknowledged().expect_err("refused");
+        assert!(
+            error.to_string().contains("seq 7 is not the one stored"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -148,12 +148,15 @@ impl JournalRecord {
             let event_count = u32::try_from(shape >> 1)
                 .map_err(|_| StoreError::Corrupt(format!("a command of {shape} events")))?;
             let mut stamp = |kind| {
-                let seq = first_seq + record.events.len() as u64;
+                let seq = first_seq
+                    .checked_add(record.events.len() as u64)
+                    .ok_or_else(|| StoreError::Corrupt("events past the last number".into()))?;
                 record.events.push(Event {
                     seq,
                     timestamp_ms: time,
                     kind,
                 });
+                Ok::<(), StoreError>(())
             };
             for index in 0..event_count {
                 let kind = match (index, &command) {
@@ -174,7 +177,7 @@ impl JournalRecord {
                         kind
                     }
                 };
-                stamp(kind);
+                stamp(kind)?;
             }
             record.entries.push(JournalEntry {
                 timestamp_ms: time,
@@ -251,8 +254,8 @@ impl AcceptedAsPlaced {
 }
 
 /// The bytes a record is encoded into: postcard's own vector, but writing the short
-/// slices it hands over (a varint, most fields) byte by byte rather than through a call
-/// to copy memory, which cost more than the copy.
+/// slices it hands over (a varint, most fields) byte by byte rather than each through a
+/// call to copy memory.
 struct Bytes(Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Bytes {
@@ -447,6 +450,19 @@ mod tests {
             .expect("encodes");
         let error = JournalRecord::decode(&flagged).expect_err("refused");
         assert!(error.to_string().contains("places nothing"), "{error}");
+        // Events numbered past the largest sequence number.
+        let mut past = vec![FORMAT_COMPACT];
+        past = postcard::to_extend(&(u64::MAX, 1usize), past).expect("encodes");
+        past = postcard::to_extend(&(1i64, &record().entries[0].command, 4u64), past)
+            .expect("encodes");
+        for event in &record().events {
+            past = postcard::to_extend(&event.kind, past).expect("encodes");
+        }
+        let error = JournalRecord::decode(&past).expect_err("refused");
+        assert!(
+            error.to_string().contains("past the last number"),
+            "{error}"
+        );
         let mut gap = record();
         gap.events[1].seq = 10;
         assert!(gap.validate().is_err());

@@ -342,14 +342,16 @@ impl Records {
 
     /// The next record's stored form, its parts joined, with the sequence number it is
     /// stored under: the bytes the acknowledged mark's hash was taken of.
-    pub fn next_stored(&mut self) -> Option<Result<(u64, Vec<u8>), StoreError>> {
+    pub fn next_stored(&mut self) -> Option<Result<(u64, sled::IVec), StoreError>> {
         let (key, value) = match self.scan.next()? {
             Ok(item) => item,
             Err(error) => return Some(Err(error.into())),
         };
+        // A record in parts (a rare, large one) is copied once more, into a value of its
+        // own; a whole one is the value sled read.
         let bytes = match key.len() {
-            8 => Ok(value.to_vec()),
-            _ => self.join(&key, &value),
+            8 => Ok(value),
+            _ => self.join(&key, &value).map(sled::IVec::from),
         };
         Some(bytes.and_then(|bytes| Ok((seq_of_key(&key)?, bytes))))
     }
@@ -391,17 +393,8 @@ impl Iterator for Records {
     type Item = Result<(u64, JournalRecord), StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, value) = match self.scan.next()? {
-            Ok(item) => item,
-            Err(error) => return Some(Err(error.into())),
-        };
-        let record = match key.len() {
-            8 => JournalRecord::decode(&value),
-            _ => self
-                .join(&key, &value)
-                .and_then(|joined| JournalRecord::decode(&joined)),
-        };
-        Some(record.and_then(|record| Ok((seq_of_key(&key)?, record))))
+        let stored = self.next_stored()?;
+        Some(stored.and_then(|(seq, bytes)| Ok((seq, JournalRecord::decode(&bytes)?))))
     }
 }
 
@@ -666,92 +659,128 @@ mod tests {
         assert_eq!(decoded, view);
     }
 
+    /// The pieces of [`session_record`]: one market's orders at one price and quantity.
+    mod session {
+        use crate::command::NewOrder;
+        use crate::event::{AcceptedOrder, DoneReason, EventKind, Fill};
+        use crate::types::{
+            AccountId, Amount, Asset, Balance, ClientKey, MarketId, OrderId, OrderStatus,
+            OrderTerms, OrderType, Price, Quantity, SelfTradePrevention, Side, TimeInForce,
+            TradeId,
+        };
+
+        pub const PRICE: Price = Price(6_000);
+        pub const QUANTITY: Quantity = Quantity(250);
+
+        pub fn balance(available: u64) -> Balance {
+            Balance {
+                available: Amount(available),
+                held: Amount(7),
+            }
+        }
+
+        pub fn placement(account: u64, side: Side, client: Option<&str>) -> NewOrder {
+            NewOrder {
+                account: AccountId(account),
+                terms: OrderTerms {
+                    market: MarketId(0),
+                    side,
+                    order_type: OrderType::Limit,
+                    price: Some(PRICE),
+                    quantity: QUANTITY,
+                    time_in_force: TimeInForce::GoodTillCanceled,
+                    post_only: false,
+                    self_trade_prevention: SelfTradePrevention::CancelTaker,
+                },
+                client_order_id: client.map(Into::into),
+            }
+        }
+
+        /// The acceptance of `placed` as order `order`.
+        pub fn accepted(order: u64, placed: &NewOrder) -> AcceptedOrder {
+            AcceptedOrder {
+                order_id: OrderId(order),
+                account: placed.account,
+                terms: placed.terms,
+                client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
+                hold_asset: Asset::Usd,
+                hold: Amount(150_000_000),
+                balance_after: balance(order),
+            }
+        }
+
+        /// Order 11 of account 4 buying all of order 10 of account 3.
+        pub fn fill() -> EventKind {
+            EventKind::Fill(Fill {
+                trade_id: TradeId(1),
+                market: MarketId(0),
+                price: PRICE,
+                quantity: QUANTITY,
+                taker_side: Side::Buy,
+                maker_order: OrderId(10),
+                maker_account: AccountId(3),
+                taker_order: OrderId(11),
+                taker_account: AccountId(4),
+                taker_released: Amount(0),
+                taker_paid_from_available: false,
+                maker_filled: QUANTITY,
+                taker_filled: QUANTITY,
+                maker_after: [balance(1), balance(2)],
+                taker_after: [balance(3), balance(4)],
+            })
+        }
+
+        pub fn rested(order: u64, account: u64, side: Side) -> EventKind {
+            EventKind::OrderRested {
+                order_id: OrderId(order),
+                account: AccountId(account),
+                market: MarketId(0),
+                side,
+                price: PRICE,
+                remaining: QUANTITY,
+            }
+        }
+
+        pub fn done(order: u64, account: u64) -> EventKind {
+            EventKind::OrderDone {
+                order_id: OrderId(order),
+                account: AccountId(account),
+                market: MarketId(0),
+                status: OrderStatus::Filled,
+                reason: DoneReason::Filled,
+                quantity: QUANTITY,
+                filled: QUANTITY,
+                asset: Asset::Usd,
+                released: Amount(0),
+                balance_after: balance(9),
+            }
+        }
+    }
+
     /// A session's commands as the sequencer journals them: placements accepted as placed
     /// (with and without a client order id), one that rests, one that trades, a cancel,
     /// and a placement whose acceptance says otherwise than its command; their times go
     /// back, jump to the largest and wrap to zero.
     fn session_record() -> JournalRecord {
-        use crate::command::{NewOrder, OrderRef};
-        use crate::event::{AcceptedOrder, DoneReason, Fill};
-        use crate::types::{
-            AccountId, Amount, Asset, Balance, MarketId, OrderId, OrderStatus, OrderType, Price,
-            Quantity, SelfTradePrevention, Side, TimeInForce, TradeId,
-        };
-        let balance = |available| Balance {
-            available: Amount(available),
-            held: Amount(7),
-        };
-        let placement = |account, side, client: Option<&str>| NewOrder {
-            account: AccountId(account),
-            terms: OrderTerms {
-                market: MarketId(0),
-                side,
-                order_type: OrderType::Limit,
-                price: Some(Price(6_000)),
-                quantity: Quantity(250),
-                time_in_force: TimeInForce::GoodTillCanceled,
-                post_only: false,
-                self_trade_prevention: SelfTradePrevention::CancelTaker,
-            },
-            client_order_id: client.map(Into::into),
-        };
-        let accepted = |order, placed: &NewOrder| AcceptedOrder {
-            order_id: OrderId(order),
-            account: placed.account,
-            terms: placed.terms,
-            client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
-            hold_asset: Asset::Usd,
-            hold: Amount(150_000_000),
-            balance_after: balance(order),
-        };
+        use crate::command::OrderRef;
+        use crate::types::{AccountId, Side};
+        use session::{accepted, done, fill, placement, rested};
         let maker = placement(3, Side::Sell, Some("maker-1"));
         let taker = placement(4, Side::Buy, None);
         let other = placement(5, Side::Buy, Some("mine"));
         let mut said_otherwise = accepted(12, &other);
         said_otherwise.client_order_id = Some(ClientKey::new("another"));
-        let fill = Fill {
-            trade_id: TradeId(1),
-            market: MarketId(0),
-            price: Price(6_000),
-            quantity: Quantity(250),
-            taker_side: Side::Buy,
-            maker_order: OrderId(10),
-            maker_account: AccountId(3),
-            taker_order: OrderId(11),
-            taker_account: AccountId(4),
-            taker_released: Amount(0),
-            taker_paid_from_available: false,
-            maker_filled: Quantity(250),
-            taker_filled: Quantity(250),
-            maker_after: [balance(1), balance(2)],
-            taker_after: [balance(3), balance(4)],
+        let cancel = Command::CancelOrder {
+            account: AccountId(5),
+            target: OrderRef::Client("mine".into()),
         };
-        let done = |order, account| EventKind::OrderDone {
-            order_id: OrderId(order),
-            account: AccountId(account),
-            market: MarketId(0),
-            status: OrderStatus::Filled,
-            reason: DoneReason::Filled,
-            quantity: Quantity(250),
-            filled: Quantity(250),
-            asset: Asset::Usd,
-            released: Amount(0),
-            balance_after: balance(9),
-        };
-        let commands: Vec<(u64, Command, Vec<EventKind>)> = vec![
+        let commands = [
             (
                 1_700_000_000_000,
                 Command::PlaceOrder(maker.clone()),
                 vec![
                     EventKind::OrderAccepted(accepted(10, &maker)),
-                    EventKind::OrderRested {
-                        order_id: OrderId(10),
-                        account: AccountId(3),
-                        market: MarketId(0),
-                        side: Side::Sell,
-                        price: Price(6_000),
-                        remaining: Quantity(250),
-                    },
+                    rested(10, 3, Side::Sell),
                 ],
             ),
             (
@@ -759,7 +788,7 @@ mod tests {
                 Command::PlaceOrder(taker.clone()),
                 vec![
                     EventKind::OrderAccepted(accepted(11, &taker)),
-                    EventKind::Fill(fill),
+                    fill(),
                     done(10, 3),
                     done(11, 4),
                 ],
@@ -769,14 +798,7 @@ mod tests {
                 Command::PlaceOrder(other),
                 vec![EventKind::OrderAccepted(said_otherwise)],
             ),
-            (
-                0,
-                Command::CancelOrder {
-                    account: AccountId(5),
-                    target: OrderRef::Client("mine".into()),
-                },
-                vec![done(12, 5)],
-            ),
+            (0, cancel, vec![done(12, 5)]),
         ];
         let mut record = JournalRecord::default();
         let mut seq = 1_000;

@@ -32,8 +32,6 @@ mod watermark;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 pub use backup::{check_backup, restore, BackupSource, BackupSummary};
 pub use check::{check, check_at, EngineStatus, Report as CheckReport};
 pub use history::{accounts_of, History, Page};
@@ -431,9 +429,7 @@ impl Store {
         let scan = self.journal.range(journal::key_of(mark.seq)..);
         let stored = Records::new(scan).next_stored().transpose()?;
         let matches = match stored {
-            Some((seq, bytes)) => {
-                seq == mark.seq && <[u8; 32]>::from(Sha256::digest(&bytes)) == mark.record_hash
-            }
+            Some((seq, bytes)) => Mark::of_stored(seq, &bytes) == mark,
             None => false,
         };
         if !matches {
@@ -473,10 +469,7 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("an empty journal record".to_string()))?;
             let bytes = record.encode()?;
             if index + 1 == records.len() {
-                last_mark = Some(Mark {
-                    seq,
-                    record_hash: Sha256::digest(&bytes).into(),
-                });
+                last_mark = Some(Mark::of_stored(seq, &bytes));
             }
             for (key, value) in journal::stored_as(seq, bytes)? {
                 batch.insert(key, bounded(value));
@@ -572,10 +565,7 @@ mod tests {
             let seq = record.last_seq().expect("events");
             let bytes = record.encode_whole().expect("encodes");
             batch.insert(&journal::key_of(seq), bytes.as_slice());
-            last = Some(Mark {
-                seq,
-                record_hash: Sha256::digest(&bytes).into(),
-            });
+            last = Some(Mark::of_stored(seq, &bytes));
         }
         store.journal.apply_batch(batch).expect("written");
         store
@@ -602,10 +592,7 @@ mod tests {
         assert_eq!(read, [record(1..=3), record(4..=5), record(6..=7)]);
         // A mark that names other bytes than those stored (the same record written
         // whole) is refused. Written to both of the mark's slots.
-        let whole = Mark {
-            seq: 7,
-            record_hash: Sha256::digest(record(6..=7).encode_whole().expect("encodes")).into(),
-        };
+        let whole = Mark::of_stored(7, &record(6..=7).encode_whole().expect("encodes"));
         for _ in 0..2 {
             store.watermark.write(&whole).expect("marked");
         }

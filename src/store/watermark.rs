@@ -16,6 +16,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use super::StoreError;
 
 /// The file's name in the data directory.
@@ -36,6 +38,15 @@ pub struct Mark {
 }
 
 impl Mark {
+    /// The mark of the journal record ending at `seq`, stored as `stored`: the one place
+    /// its hash is taken, for the append that writes it and the check that reads it back.
+    pub fn of_stored(seq: u64, stored: &[u8]) -> Mark {
+        Mark {
+            seq,
+            record_hash: Sha256::digest(stored).into(),
+        }
+    }
+
     fn encode(&self) -> [u8; SLOT_BYTES as usize] {
         let mut slot = [0; SLOT_BYTES as usize];
         slot[..8].copy_from_slice(MAGIC);

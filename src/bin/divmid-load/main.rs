@@ -76,9 +76,17 @@ struct Arguments {
     resting: u64,
     /// The exchange's process id, when it runs on this machine: its CPU (in all and per
     /// thread name) and memory are reported, with its CPU and the load's own per answer
-    /// and the most answers a second the two allow on the cores they share.
+    /// and the most answers a second the two allow on the cores they share. With
+    /// --baseline, each baseline run waits until the exchange is idle, so that the
+    /// exchange's work left over from the run before does not share its cores.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Runs the load this many times (with --baseline, the baseline and the exchange in
+    /// turn, each round's ratio read from two runs minutes apart at most), each round
+    /// with accounts of its own, then prints every round's ratio and their median: on a
+    /// machine whose speed moves from minute to minute, one pair of runs can mislead.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    rounds: u16,
 }
 
 #[derive(Subcommand, Clone)]
@@ -177,15 +185,59 @@ async fn serve_echo(listen: SocketAddr) -> Result<(), String> {
 }
 
 async fn measure(arguments: &Arguments) -> Result<(), String> {
-    let mut rows = Vec::new();
-    if arguments.baseline || arguments.baseline_only {
-        rows.push(measure_baseline(arguments).await?);
+    let rounds = usize::from(arguments.rounds);
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("round {round} of {rounds}");
+        }
+        let mut rows = Vec::new();
+        if arguments.baseline || arguments.baseline_only {
+            if let (Some(pid), false) = (arguments.server_pid, arguments.baseline_only) {
+                wait_until_idle(pid).await;
+            }
+            rows.push(measure_baseline(arguments).await?);
+        }
+        if !arguments.baseline_only {
+            rows.push(measure_exchange(arguments, round).await?);
+        }
+        report::print(&rows);
+        ratios.extend(report::Ratio::of(&rows));
     }
-    if !arguments.baseline_only {
-        rows.push(measure_exchange(arguments).await?);
+    if rounds > 1 {
+        report::print_rounds(&ratios);
     }
-    report::print(&rows);
     Ok(())
+}
+
+/// The most of one core a process may use and still count as idle.
+const IDLE_CPU_PERCENT: f64 = 5.0;
+
+/// How long to wait for the exchange to become idle before measuring anyway.
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// Waits until the process `pid` has used less than `IDLE_CPU_PERCENT` of a core over
+/// half a second (its snapshots, index and replica done with the last run's commands),
+/// or says on stderr that it did not within `IDLE_WAIT_MAX`.
+async fn wait_until_idle(pid: u32) {
+    let started = Instant::now();
+    let Some(mut before) = ProcessSample::take(pid) else {
+        return;
+    };
+    while started.elapsed() < IDLE_WAIT_MAX {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(now) = ProcessSample::take(pid) else {
+            return;
+        };
+        if now.since(&before).cpu_percent < IDLE_CPU_PERCENT {
+            return;
+        }
+        before = now;
+    }
+    eprintln!(
+        "the exchange (pid {pid}) was still busy after {} s; measuring the baseline beside it",
+        IDLE_WAIT_MAX.as_secs()
+    );
 }
 
 async fn measure_disk(
@@ -249,16 +301,18 @@ async fn measure_baseline(arguments: &Arguments) -> Result<Row, String> {
     Ok(row)
 }
 
-async fn measure_exchange(arguments: &Arguments) -> Result<Row, String> {
+/// Measures the exchange with accounts made for `round`; resting orders are placed in
+/// the first round only.
+async fn measure_exchange(arguments: &Arguments, round: usize) -> Result<Row, String> {
     let issuer_token = arguments
         .issuer_token
         .as_deref()
         .ok_or("the issuer's token is needed to create the run's accounts: --issuer-token or DIVMID_ISSUER_TOKEN")?;
     let channel = connect(endpoint(arguments)?).await?;
-    let accounts = setup::accounts(&channel, issuer_token)
+    let accounts = setup::accounts(&channel, issuer_token, round)
         .await
         .map_err(|error| format!("setting up the run's accounts: {error}"))?;
-    if arguments.resting > 0 {
+    if arguments.resting > 0 && round == 1 {
         let started = Instant::now();
         setup::resting(&channel, issuer_token, arguments.resting)
             .await

@@ -263,11 +263,10 @@ pub fn print(rows: &[Row]) {
     print_core_bounds(rows, cores());
     let baseline = rows.iter().find(|row| row.target == "baseline");
     let exchange = rows.iter().find(|row| row.target == "divmid");
-    if let (Some(baseline), Some(exchange)) = (baseline, exchange) {
+    if let (Some(baseline), Some(exchange), Some(ratio)) = (baseline, exchange, Ratio::of(rows)) {
         println!(
             "ratio divmid/baseline: {:.2} of the answers/s, p99 {:.2} times the baseline's",
-            exchange.per_second() / baseline.per_second().max(1e-9),
-            exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
+            ratio.answers, ratio.p99,
         );
         if let Some(bound) = CoreBound::of(exchange, cores()) {
             println!(
@@ -276,6 +275,63 @@ pub fn print(rows: &[Row]) {
                 cores()
             );
         }
+    }
+}
+
+/// The exchange's figures as a share of the baseline's, measured in the same round.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio {
+    /// Answers a second, the exchange's over the baseline's.
+    pub answers: f64,
+    /// The p99 latency, the exchange's over the baseline's.
+    pub p99: f64,
+}
+
+impl Ratio {
+    /// The ratio of the `divmid` row to the `baseline` row, when both were measured.
+    pub fn of(rows: &[Row]) -> Option<Ratio> {
+        let baseline = rows.iter().find(|row| row.target == "baseline")?;
+        let exchange = rows.iter().find(|row| row.target == "divmid")?;
+        Some(Ratio {
+            answers: exchange.per_second() / baseline.per_second().max(1e-9),
+            p99: exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
+        })
+    }
+}
+
+/// The middle value of `values` (the mean of the two middle ones for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        count if count % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
+    }
+}
+
+/// The line that sums up every round's ratio, when there were any.
+fn rounds_line(ratios: &[Ratio]) -> Option<String> {
+    let answers: Vec<f64> = ratios.iter().map(|ratio| ratio.answers).collect();
+    let p99: Vec<f64> = ratios.iter().map(|ratio| ratio.p99).collect();
+    let listed: Vec<String> = answers.iter().map(|value| format!("{value:.2}")).collect();
+    let lowest = answers.iter().copied().reduce(f64::min)?;
+    let highest = answers.iter().copied().reduce(f64::max)?;
+    Some(format!(
+        "ratio divmid/baseline over {} rounds: {} of the answers/s (median {:.2}, lowest \
+         {lowest:.2}, highest {highest:.2}), p99 a median {:.2} times the baseline's",
+        ratios.len(),
+        listed.join(", "),
+        median(&answers)?,
+        median(&p99)?,
+    ))
+}
+
+/// Prints every round's ratio and their median, after the rounds' own summaries.
+pub fn print_rounds(ratios: &[Ratio]) {
+    if let Some(line) = rounds_line(ratios) {
+        println!("{line}");
     }
 }
 
@@ -340,6 +396,28 @@ mod tests {
             CoreBound::of(&row, 2).is_none(),
             "the load's side was not measured"
         );
+    }
+
+    #[test]
+    fn the_rounds_line_lists_each_ratio_with_their_median_and_extremes() {
+        let ratio = |answers, p99| Ratio { answers, p99 };
+        let line = rounds_line(&[ratio(0.47, 3.0), ratio(0.41, 2.0), ratio(0.52, 4.5)])
+            .expect("three rounds");
+        assert_eq!(
+            line,
+            "ratio divmid/baseline over 3 rounds: 0.47, 0.41, 0.52 of the answers/s \
+             (median 0.47, lowest 0.41, highest 0.52), p99 a median 3.00 times the baseline's"
+        );
+        let even = rounds_line(&[ratio(0.40, 2.0), ratio(0.50, 3.0)]).expect("two rounds");
+        assert!(
+            even.contains("(median 0.45, lowest 0.40, highest 0.50)"),
+            "{even}"
+        );
+        assert!(
+            even.ends_with("p99 a median 2.50 times the baseline's"),
+            "{even}"
+        );
+        assert_eq!(rounds_line(&[]), None, "no round had both targets");
     }
 
     #[test]

@@ -26,9 +26,14 @@ const MAKER_LEVEL_DVM: u64 = 100_000;
 
 type Failed = Box<dyn std::error::Error>;
 
-/// Creates and funds the accounts of one run.
-pub async fn accounts(channel: &Channel, issuer_token: &str) -> Result<Accounts, Failed> {
-    let run = std::process::id();
+/// Creates and funds the accounts of one run: `round` of this process's, which their
+/// names carry beside its id.
+pub async fn accounts(
+    channel: &Channel,
+    issuer_token: &str,
+    round: usize,
+) -> Result<Accounts, Failed> {
+    let run = format!("{}-{round}", std::process::id());
     let mut issuer = IssuerClient::with_interceptor(channel.clone(), Bearer::new(issuer_token)?);
     issuer
         .set_issue_price(proto::SetIssuePriceRequest {

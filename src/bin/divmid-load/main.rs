@@ -85,6 +85,7 @@ struct Arguments {
     /// turn, each round's ratio read from two runs minutes apart at most), each round
     /// with accounts of its own, then prints every round's ratio and their median: on a
     /// machine whose speed moves from minute to minute, one pair of runs can mislead.
+    /// The disk shape runs once.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     rounds: u16,
 }

@@ -263,7 +263,8 @@ pub fn print(rows: &[Row]) {
     print_core_bounds(rows, cores());
     let baseline = rows.iter().find(|row| row.target == "baseline");
     let exchange = rows.iter().find(|row| row.target == "divmid");
-    if let (Some(baseline), Some(exchange), Some(ratio)) = (baseline, exchange, Ratio::of(rows)) {
+    if let (Some(baseline), Some(exchange)) = (baseline, exchange) {
+        let ratio = Ratio::between(baseline, exchange);
         println!(
             "ratio divmid/baseline: {:.2} of the answers/s, p99 {:.2} times the baseline's",
             ratio.answers, ratio.p99,
@@ -292,10 +293,15 @@ impl Ratio {
     pub fn of(rows: &[Row]) -> Option<Ratio> {
         let baseline = rows.iter().find(|row| row.target == "baseline")?;
         let exchange = rows.iter().find(|row| row.target == "divmid")?;
-        Some(Ratio {
+        Some(Ratio::between(baseline, exchange))
+    }
+
+    /// The `exchange` row's figures over the `baseline` row's.
+    fn between(baseline: &Row, exchange: &Row) -> Ratio {
+        Ratio {
             answers: exchange.per_second() / baseline.per_second().max(1e-9),
             p99: exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
-        })
+        }
     }
 }
 

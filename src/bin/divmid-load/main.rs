@@ -82,10 +82,11 @@ struct Arguments {
     #[arg(long, global = true)]
     server_pid: Option<u32>,
     /// Runs the load this many times (with --baseline, the baseline and the exchange in
-    /// turn, each round's ratio read from two runs minutes apart at most), each round
-    /// with accounts of its own, then prints every round's ratio and their median: on a
-    /// machine whose speed moves from minute to minute, one pair of runs can mislead.
-    /// The disk shape runs once.
+    /// turn, each round's ratio read from two runs minutes apart at most, and one more
+    /// baseline at the end), each round with accounts of its own, then prints every
+    /// round's ratio and their median, both against the round's baseline and against the
+    /// mean of the baselines before and after it: on a machine whose speed moves from
+    /// minute to minute, one pair of runs can mislead. The disk shape runs once.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     rounds: u16,
 }
@@ -188,27 +189,54 @@ async fn serve_echo(listen: SocketAddr) -> Result<(), String> {
 async fn measure(arguments: &Arguments) -> Result<(), String> {
     let rounds = usize::from(arguments.rounds);
     let mut ratios = Vec::new();
+    let mut baselines = Vec::new();
+    let mut exchanges = Vec::new();
     for round in 1..=rounds {
         if rounds > 1 {
             println!("round {round} of {rounds}");
         }
         let mut rows = Vec::new();
         if arguments.baseline || arguments.baseline_only {
-            if let (Some(pid), false) = (arguments.server_pid, arguments.baseline_only) {
-                wait_until_idle(pid).await;
-            }
-            rows.push(measure_baseline(arguments).await?);
+            rows.push(measure_idle_baseline(arguments).await?);
         }
         if !arguments.baseline_only {
             rows.push(measure_exchange(arguments, round).await?);
         }
         report::print(&rows);
         ratios.extend(report::Ratio::of(&rows));
+        for row in &rows {
+            match row.target.as_str() {
+                "baseline" => baselines.push(report::Figures::of(row)),
+                _ => exchanges.push(report::Figures::of(row)),
+            }
+        }
     }
-    if rounds > 1 {
-        report::print_rounds(&ratios);
+    if rounds == 1 {
+        return Ok(());
     }
+    // Each round's exchange is also read against the baseline of the round after it, and
+    // the last round's against one more baseline run.
+    if arguments.baseline {
+        println!("closing baseline");
+        let row = measure_idle_baseline(arguments).await?;
+        report::print(std::slice::from_ref(&row));
+        baselines.push(report::Figures::of(&row));
+    }
+    let bracketed: Vec<report::Ratio> = exchanges
+        .iter()
+        .zip(baselines.windows(2))
+        .map(|(exchange, around)| report::Ratio::bracketed(around[0], *exchange, around[1]))
+        .collect();
+    report::print_rounds(&ratios, &bracketed);
     Ok(())
+}
+
+/// Measures the baseline, once a local exchange is idle (see [`wait_until_idle`]).
+async fn measure_idle_baseline(arguments: &Arguments) -> Result<Row, String> {
+    if let (Some(pid), false) = (arguments.server_pid, arguments.baseline_only) {
+        wait_until_idle(pid).await;
+    }
+    measure_baseline(arguments).await
 }
 
 /// The most of one core a process may use and still count as idle.

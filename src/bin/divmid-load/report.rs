@@ -298,9 +298,41 @@ impl Ratio {
 
     /// The `exchange` row's figures over the `baseline` row's.
     fn between(baseline: &Row, exchange: &Row) -> Ratio {
+        Figures::of(exchange).over(Figures::of(baseline))
+    }
+
+    /// The exchange's figures over the mean of a baseline measured just before it and
+    /// one measured just after: on a machine whose speed drifts from minute to minute,
+    /// a truer measure of the baseline during the exchange's run than either alone.
+    pub fn bracketed(before: Figures, exchange: Figures, after: Figures) -> Ratio {
+        let mean = Figures {
+            answers_per_second: (before.answers_per_second + after.answers_per_second) / 2.0,
+            p99_ms: (before.p99_ms + after.p99_ms) / 2.0,
+        };
+        exchange.over(mean)
+    }
+}
+
+/// What a round's ratio is made of: one run's answers a second and p99.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Figures {
+    pub answers_per_second: f64,
+    pub p99_ms: f64,
+}
+
+impl Figures {
+    pub fn of(row: &Row) -> Figures {
+        Figures {
+            answers_per_second: row.per_second(),
+            p99_ms: row.percentile_ms(0.99),
+        }
+    }
+
+    /// These figures as a share of the `baseline`'s.
+    fn over(self, baseline: Figures) -> Ratio {
         Ratio {
-            answers: exchange.per_second() / baseline.per_second().max(1e-9),
-            p99: exchange.percentile_ms(0.99) / baseline.percentile_ms(0.99).max(1e-9),
+            answers: self.answers_per_second / baseline.answers_per_second.max(1e-9),
+            p99: self.p99_ms / baseline.p99_ms.max(1e-9),
         }
     }
 }
@@ -317,16 +349,17 @@ fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// The line that sums up every round's ratio, when there were any.
-fn rounds_line(ratios: &[Ratio]) -> Option<String> {
+/// The line that sums up every round's ratio, when there were any; `against` says what
+/// each was taken against, when it was not the round's own baseline.
+fn rounds_line(ratios: &[Ratio], against: &str) -> Option<String> {
     let answers: Vec<f64> = ratios.iter().map(|ratio| ratio.answers).collect();
     let p99: Vec<f64> = ratios.iter().map(|ratio| ratio.p99).collect();
     let listed: Vec<String> = answers.iter().map(|value| format!("{value:.2}")).collect();
     let lowest = answers.iter().copied().reduce(f64::min)?;
     let highest = answers.iter().copied().reduce(f64::max)?;
     Some(format!(
-        "ratio divmid/baseline over {} rounds: {} of the answers/s (median {:.2}, lowest \
-         {lowest:.2}, highest {highest:.2}), p99 a median {:.2} times the baseline's",
+        "ratio divmid/baseline over {} rounds{against}: {} of the answers/s (median {:.2}, \
+         lowest {lowest:.2}, highest {highest:.2}), p99 a median {:.2} times the baseline's",
         ratios.len(),
         listed.join(", "),
         median(&answers)?,
@@ -334,12 +367,18 @@ fn rounds_line(ratios: &[Ratio]) -> Option<String> {
     ))
 }
 
-/// Prints every round's ratio and their median, after the rounds' own summaries.
-pub fn print_rounds(ratios: &[Ratio]) {
-    if let Some(line) = rounds_line(ratios) {
+/// Prints every round's ratio and their median, after the rounds' own summaries: each
+/// round against its own baseline, then, when `bracketed` has them, each against the mean
+/// of its baseline and the one after it.
+pub fn print_rounds(ratios: &[Ratio], bracketed: &[Ratio]) {
+    let lines = [rounds_line(ratios, ""), rounds_line(bracketed, BRACKETED)];
+    for line in lines.into_iter().flatten() {
         println!("{line}");
     }
 }
+
+/// How the rounds line names a ratio against the baselines on both sides.
+const BRACKETED: &str = ", each against the mean of the baselines before and after it";
 
 /// For each row whose target is local: the CPU per answer of the target and of the load,
 /// and the rate the two allow together on the cores they share, against the measured one.
@@ -407,14 +446,14 @@ mod tests {
     #[test]
     fn the_rounds_line_lists_each_ratio_with_their_median_and_extremes() {
         let ratio = |answers, p99| Ratio { answers, p99 };
-        let line = rounds_line(&[ratio(0.47, 3.0), ratio(0.41, 2.0), ratio(0.52, 4.5)])
+        let line = rounds_line(&[ratio(0.47, 3.0), ratio(0.41, 2.0), ratio(0.52, 4.5)], "")
             .expect("three rounds");
         assert_eq!(
             line,
             "ratio divmid/baseline over 3 rounds: 0.47, 0.41, 0.52 of the answers/s \
              (median 0.47, lowest 0.41, highest 0.52), p99 a median 3.00 times the baseline's"
         );
-        let even = rounds_line(&[ratio(0.40, 2.0), ratio(0.50, 3.0)]).expect("two rounds");
+        let even = rounds_line(&[ratio(0.40, 2.0), ratio(0.50, 3.0)], "").expect("two rounds");
         assert!(
             even.contains("(median 0.45, lowest 0.40, highest 0.50)"),
             "{even}"
@@ -423,7 +462,31 @@ mod tests {
             even.ends_with("p99 a median 2.50 times the baseline's"),
             "{even}"
         );
-        assert_eq!(rounds_line(&[]), None, "no round had both targets");
+        assert_eq!(rounds_line(&[], ""), None, "no round had both targets");
+    }
+
+    #[test]
+    fn a_bracketed_round_is_taken_against_the_mean_of_the_baselines_around_it() {
+        let figures = |answers_per_second, p99_ms| Figures {
+            answers_per_second,
+            p99_ms,
+        };
+        // A baseline that ran at 800k before the exchange's 360k and at 1M after it.
+        let ratio = Ratio::bracketed(
+            figures(800_000.0, 10.0),
+            figures(360_000.0, 40.0),
+            figures(1_000_000.0, 30.0),
+        );
+        assert!((ratio.answers - 0.4).abs() < 1e-9, "{ratio:?}");
+        assert!((ratio.p99 - 2.0).abs() < 1e-9, "{ratio:?}");
+        let line = rounds_line(&[ratio], BRACKETED).expect("one round");
+        assert!(
+            line.starts_with(
+                "ratio divmid/baseline over 1 rounds, each against the mean of the baselines \
+                 before and after it: 0.40 of the answers/s"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

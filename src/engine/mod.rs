@@ -13,9 +13,12 @@
 //! - `client_orders.rs`, `idempotency.rs`: the kept client order ids and idempotency
 //!   keys, each held in `keyed_slots.rs`'s slab, found through `slot_table.rs`'s index.
 //! - `snapshot.rs`: [`SequencerSnapshot`], the whole state as plain data.
+//! - `encoding.rs`: [`PostcardBytes`], the output snapshots and journal records are encoded
+//!   into.
 
 mod book;
 mod client_orders;
+mod encoding;
 mod idempotency;
 mod keyed_slots;
 mod level_book;
@@ -30,6 +33,7 @@ mod snapshot;
 pub use crate::types::Level;
 pub use book::{OrderBook, RestingOrder};
 pub use client_orders::RecordOrder;
+pub use encoding::PostcardBytes;
 pub use idempotency::{IdempotencyRecord, IdempotencyRecords};
 pub use level_book::LevelBook;
 pub use reference_book::ReferenceBook;

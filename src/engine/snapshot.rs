@@ -214,7 +214,7 @@ impl<B: OrderBook> Sequencer<B> {
             client_orders: self.client_orders.record_views(self.clock_ms, order),
             engine: Some(&self.config),
         };
-        let body = postcard::to_extend(&view, buffer)
+        let body = super::encoding::to_extend(&view, buffer)
             .expect("a snapshot always encodes: it holds only plain data");
         EncodedSnapshot {
             last_seq: view.last_seq,

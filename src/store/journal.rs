@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VALUE_BYTES_MAX};
 use crate::command::{Command, NewOrder};
+use crate::engine::PostcardBytes;
 use crate::event::{AcceptedOrder, Event, EventKind};
 use crate::pipeline::{JournalEntry, JournalRecord};
 use crate::types::{Amount, Asset, Balance, ClientKey, OrderId};
@@ -109,7 +110,7 @@ impl JournalRecord {
         let mut bytes = Vec::with_capacity(64 + 40 * self.entries.len() + 48 * self.events.len());
         bytes.push(FORMAT_COMPACT);
         let mut out = postcard::Serializer {
-            output: Bytes(bytes),
+            output: PostcardBytes(bytes),
         };
         let first_seq = self.first_seq().unwrap_or(0);
         (first_seq, self.entries.len()).serialize(&mut out)?;
@@ -250,34 +251,6 @@ impl AcceptedAsPlaced {
             hold: self.hold,
             balance_after: self.balance_after,
         }
-    }
-}
-
-/// The bytes a record is encoded into: postcard's own vector, but writing the short
-/// slices it hands over (a varint, most fields) byte by byte rather than each through a
-/// call to copy memory.
-struct Bytes(Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Bytes {
-    type Output = Vec<u8>;
-
-    #[inline]
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        match data.len() <= 16 {
-            true => data.iter().for_each(|byte| self.0.push(*byte)),
-            false => self.0.extend_from_slice(data),
-        }
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
     }
 }
 

@@ -18,10 +18,17 @@ pub fn check_text(
     if required && text.is_empty() {
         return Err(Reject::invalid(field, "is required"));
     }
-    if text.chars().count() > length_max {
+    // ASCII text, nearly all of it (every order's client order id, twice: the sequencer
+    // and the replica), is checked on its bytes: a character each, and the control
+    // characters among them are those below a space and DEL.
+    let (characters, control) = match text.is_ascii() {
+        true => (text.len(), text.bytes().any(|byte| byte.is_ascii_control())),
+        false => (text.chars().count(), text.chars().any(char::is_control)),
+    };
+    if characters > length_max {
         return Err(Reject::TooLong { field, length_max });
     }
-    if text.chars().any(char::is_control) {
+    if control {
         return Err(Reject::invalid(field, "contains control characters"));
     }
     Ok(())
@@ -126,6 +133,25 @@ mod tests {
             reject.to_string(),
             "quantity: insufficient USD: needs 12.500000, 0.000003 available"
         );
+    }
+
+    #[test]
+    fn text_is_judged_by_its_characters_whether_ascii_or_not() {
+        let check = |text: &str| check_text("memo", text, 4, true);
+        assert_eq!(check("abcd"), Ok(()));
+        assert_eq!(check("éèàü"), Ok(()), "four characters in eight bytes");
+        let too_long = Err(Reject::TooLong {
+            field: "memo",
+            length_max: 4,
+        });
+        assert_eq!(check("abcde"), too_long);
+        assert_eq!(check("éèàüö"), too_long);
+        let control = Err(Reject::invalid("memo", "contains control characters"));
+        for text in ["a\tb", "\u{7f}", "\0", "é\n", "a\u{85}"] {
+            assert_eq!(check(text), control, "{text:?}");
+        }
+        assert_eq!(check(""), Err(Reject::invalid("memo", "is required")));
+        assert_eq!(check_text("memo", "", 4, false), Ok(()));
     }
 }
 

@@ -40,14 +40,24 @@ pub(super) struct Ended {
 }
 
 impl Ended {
+    /// How an order placed at `created_seq` ended: with `terms`, `filled`, in `status`.
+    pub(super) fn new(
+        terms: OrderTerms,
+        filled: Quantity,
+        status: OrderStatus,
+        created_seq: u64,
+    ) -> Ended {
+        Ended {
+            terms,
+            filled,
+            status,
+            created_seq,
+        }
+    }
+
     /// What an entry keeps of an ended order's view.
     fn of(view: &OrderView) -> Ended {
-        Ended {
-            terms: view.terms,
-            filled: view.filled,
-            status: view.status,
-            created_seq: view.created_seq,
-        }
+        Ended::new(view.terms, view.filled, view.status, view.created_seq)
     }
 
     /// As a snapshot records it for an order placed with `placed`.
@@ -247,21 +257,44 @@ impl ClientOrders {
         let Some(client_order_id) = &view.client_order_id else {
             return;
         };
-        let last = self.expiry.back().map_or(0, |expiry| expiry.expires_ms);
-        let expires_ms = expires_ms.max(last);
         let Some(slot) = self.find(view.account, client_order_id) else {
             return;
         };
-        let entry = &mut self.slot_mut(slot).entry;
-        if entry.order_id != view.order_id {
+        if self.slot(slot).entry.order_id != view.order_id {
             return;
         }
-        entry.ended = Some(Ended::of(view));
+        self.end(slot, Ended::of(view), expires_ms);
+    }
+
+    /// A live order's end: its id is no longer live, and how it ended is kept as
+    /// [`ClientOrders::ended`] keeps it. Its entry is found through the live orders by
+    /// order id: one look-up, where finding it by owner and id hashed the id, probed the
+    /// index and compared the id, after a look-up of the id by order id.
+    pub(super) fn live_ended(&mut self, order_id: OrderId, ended: Ended, expires_ms: u64) {
+        let slot = self
+            .live
+            .remove(&order_id)
+            .expect("a live order's client order id is kept");
+        assert_eq!(
+            self.slot(slot).entry.order_id,
+            order_id,
+            "a live id's entry is its order's"
+        );
+        self.end(slot, ended, expires_ms);
+    }
+
+    /// Records how the order in `slot` ended and queues its expiry.
+    fn end(&mut self, slot: u32, ended: Ended, expires_ms: u64) {
+        let last = self.expiry.back().map_or(0, |expiry| expiry.expires_ms);
+        let expires_ms = expires_ms.max(last);
+        let entry = &mut self.slot_mut(slot).entry;
+        entry.ended = Some(ended);
         entry.expires_ms = Some(expires_ms);
+        let order_id = entry.order_id;
         self.expiry.push_back(Expiry {
             expires_ms,
             slot,
-            order_id: view.order_id,
+            order_id,
         });
     }
 

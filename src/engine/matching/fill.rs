@@ -436,9 +436,9 @@ impl<B: OrderBook> Sequencer<B> {
             balance_after,
         });
         if order.has_client_order_id {
-            let view = self.ended_view(market, order, status);
-            self.record_ended(&view);
-            self.client_orders.forget_live(order.id);
+            let ended = Ended::new(order.terms(market), order.filled, status, order.created_seq);
+            let expires_ms = self.client_order_expiry_ms();
+            self.client_orders.live_ended(order.id, ended, expires_ms);
         }
     }
 
@@ -460,11 +460,14 @@ impl<B: OrderBook> Sequencer<B> {
 
     /// Remembers how an order with a client order id ended, so a retry returns it.
     pub(super) fn record_ended(&mut self, view: &OrderView) {
-        // Kept for the retention window from now.
-        let expires_ms = self
-            .now_ms()
-            .saturating_add(self.config.limits.idempotency_retention_ms);
+        let expires_ms = self.client_order_expiry_ms();
         self.client_orders.ended(view, expires_ms);
+    }
+
+    /// When the id of an order that ends now is forgotten: the retention window from now.
+    fn client_order_expiry_ms(&self) -> u64 {
+        self.now_ms()
+            .saturating_add(self.config.limits.idempotency_retention_ms)
     }
 
     /// A resting order's state once it has ended with `status`.

@@ -12,6 +12,7 @@ mod fill;
 mod place;
 
 use super::book::{OrderBook, RestingOrder};
+use super::client_orders::Ended;
 use super::sequencer::{resting_hold, Sequencer};
 use crate::command::{NewOrder, OrderRef};
 use crate::config::MarketGrid;

@@ -55,11 +55,6 @@ impl Ended {
         }
     }
 
-    /// What an entry keeps of an ended order's view.
-    fn of(view: &OrderView) -> Ended {
-        Ended::new(view.terms, view.filled, view.status, view.created_seq)
-    }
-
     /// As a snapshot records it for an order placed with `placed`.
     fn record(&self, placed: &OrderTerms) -> EndedRecord {
         EndedRecord {
@@ -251,30 +246,31 @@ impl ClientOrders {
         self.live.remove(&order_id);
     }
 
-    /// Remembers how an order with a client order id ended, so a retry returns it, until
-    /// `expires_ms` (or the last expiry queued, if later: the queue stays in order).
-    pub(super) fn ended(&mut self, view: &OrderView, expires_ms: u64) {
-        let Some(client_order_id) = &view.client_order_id else {
-            return;
-        };
-        let Some(slot) = self.find(view.account, client_order_id) else {
-            return;
-        };
-        if self.slot(slot).entry.order_id != view.order_id {
-            return;
-        }
-        self.end(slot, Ended::of(view), expires_ms);
-    }
-
-    /// A live order's end: its id is no longer live, and how it ended is kept as
-    /// [`ClientOrders::ended`] keeps it. Its entry is found through the live orders by
-    /// order id: one look-up, where finding it by owner and id hashed the id, probed the
-    /// index and compared the id, after a look-up of the id by order id.
+    /// A live order's end: its id is no longer live, and how it ended is kept so that a
+    /// retry returns it, until `expires_ms` (or the last expiry queued, if later: the
+    /// queue stays in order). Its entry is found through the live orders by order id: one
+    /// look-up, where finding it by owner and id hashed the id, probed the index and
+    /// compared the id.
     pub(super) fn live_ended(&mut self, order_id: OrderId, ended: Ended, expires_ms: u64) {
         let slot = self
             .live
             .remove(&order_id)
             .expect("a live order's client order id is kept");
+        self.end_live(order_id, slot, ended, expires_ms);
+    }
+
+    /// As [`ClientOrders::live_ended`], but the id stays live until
+    /// [`ClientOrders::forget_live`]: a taker's end, recorded while its placement (or
+    /// amendment) still reads its id.
+    pub(super) fn live_ending(&mut self, order_id: OrderId, ended: Ended, expires_ms: u64) {
+        let slot = *self
+            .live
+            .get(&order_id)
+            .expect("a live order's client order id is kept");
+        self.end_live(order_id, slot, ended, expires_ms);
+    }
+
+    fn end_live(&mut self, order_id: OrderId, slot: u32, ended: Ended, expires_ms: u64) {
         assert_eq!(
             self.slot(slot).entry.order_id,
             order_id,
@@ -579,17 +575,9 @@ mod tests {
         }
     }
 
-    fn ended(id: &str, order_id: OrderId) -> OrderView {
-        let placed = order(id);
-        OrderView {
-            order_id,
-            account: placed.account,
-            client_order_id: placed.client_order_id.as_deref().map(ClientKey::new),
-            terms: placed.terms,
-            filled: Quantity(0),
-            status: OrderStatus::Canceled,
-            created_seq: 1,
-        }
+    /// How the order placed with `id` ended: canceled, nothing filled.
+    fn ended(id: &str) -> Ended {
+        Ended::new(order(id).terms, Quantity(0), OrderStatus::Canceled, 1)
     }
 
     #[test]
@@ -602,8 +590,7 @@ mod tests {
             (2, 2, 2)
         );
         assert_eq!(orders.live_id(OrderId(1)).map(ClientKey::as_str), Some("a"));
-        orders.forget_live(OrderId(1));
-        orders.ended(&ended("a", OrderId(1)), 100);
+        orders.live_ended(OrderId(1), ended("a"), 100);
         assert_eq!((orders.count(ALICE), orders.live_len()), (2, 1));
         assert_eq!(orders.live_id(OrderId(1)).map(ClientKey::as_str), None);
         let kept = orders.get(ALICE, "a").expect("kept while retention lasts");
@@ -619,8 +606,7 @@ mod tests {
     fn an_id_placed_again_after_its_order_ended_outlives_the_old_expiry() {
         let mut orders = ClientOrders::default();
         orders.placed(&order("a"), OrderId(1));
-        orders.forget_live(OrderId(1));
-        orders.ended(&ended("a", OrderId(1)), 100);
+        orders.live_ended(OrderId(1), ended("a"), 100);
         // Placed again under the same id: counted once, and the old expiry is stale.
         orders.placed(&order("a"), OrderId(2));
         assert_eq!((orders.count(ALICE), orders.live_len()), (1, 1));
@@ -630,11 +616,9 @@ mod tests {
             Some(OrderId(2))
         );
         // An expiry earlier than the last queued one is queued at the last one.
-        orders.forget_live(OrderId(2));
-        orders.ended(&ended("a", OrderId(2)), 1_000);
+        orders.live_ended(OrderId(2), ended("a"), 1_000);
         orders.placed(&order("b"), OrderId(3));
-        orders.forget_live(OrderId(3));
-        orders.ended(&ended("b", OrderId(3)), 600);
+        orders.live_ended(OrderId(3), ended("b"), 600);
         assert_eq!(
             orders.get(ALICE, "b").and_then(|kept| kept.expires_ms),
             Some(1_000)
@@ -662,8 +646,7 @@ mod tests {
             orders.get(BOB, "a").map(|kept| kept.order_id),
             Some(OrderId(2))
         );
-        orders.forget_live(OrderId(1));
-        orders.ended(&ended("a", OrderId(1)), 100);
+        orders.live_ended(OrderId(1), ended("a"), 100);
         orders.expire(100);
         assert!(orders.get(ALICE, "a").is_none());
         assert_eq!(

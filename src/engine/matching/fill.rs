@@ -389,8 +389,10 @@ impl<B: OrderBook> Sequencer<B> {
             balance_after,
         });
         if taker.has_client_order_id {
-            let client_order_id = self.client_order_id_of(taker.id, true);
-            self.record_ended(&taker.view(status, client_order_id));
+            let filled = Quantity(taker.filled);
+            let ended = Ended::new(taker.terms, filled, status, taker.created_seq);
+            let expires_ms = self.client_order_expiry_ms();
+            self.client_orders.live_ending(taker.id, ended, expires_ms);
         }
     }
 
@@ -456,12 +458,6 @@ impl<B: OrderBook> Sequencer<B> {
         if status.is_final() && taker.has_client_order_id {
             self.client_orders.forget_live(taker.id);
         }
-    }
-
-    /// Remembers how an order with a client order id ended, so a retry returns it.
-    pub(super) fn record_ended(&mut self, view: &OrderView) {
-        let expires_ms = self.client_order_expiry_ms();
-        self.client_orders.ended(view, expires_ms);
     }
 
     /// When the id of an order that ends now is forgotten: the retention window from now.

@@ -462,7 +462,8 @@ impl<'a> ClientOrderRecordView<'a> {
 }
 
 impl Slot {
-    /// A value made of what encoding the slot reads, from each of its cache lines, for
+    /// A value made of fields spread through the slot that its encoding reads (the
+    /// compiler lays them out, so not every cache line is sure to be among them), for
     /// `std::hint::black_box`.
     fn read(&self) -> u64 {
         self.account.0

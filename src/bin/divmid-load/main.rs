@@ -188,7 +188,6 @@ async fn serve_echo(listen: SocketAddr) -> Result<(), String> {
 
 async fn measure(arguments: &Arguments) -> Result<(), String> {
     let rounds = usize::from(arguments.rounds);
-    let mut ratios = Vec::new();
     let mut baselines = Vec::new();
     let mut exchanges = Vec::new();
     for round in 1..=rounds {
@@ -197,23 +196,26 @@ async fn measure(arguments: &Arguments) -> Result<(), String> {
         }
         let mut rows = Vec::new();
         if arguments.baseline || arguments.baseline_only {
-            rows.push(measure_idle_baseline(arguments).await?);
+            let row = measure_idle_baseline(arguments).await?;
+            baselines.push(report::Figures::of(&row));
+            rows.push(row);
         }
         if !arguments.baseline_only {
-            rows.push(measure_exchange(arguments, round).await?);
+            let row = measure_exchange(arguments, round).await?;
+            exchanges.push(report::Figures::of(&row));
+            rows.push(row);
         }
         report::print(&rows);
-        ratios.extend(report::Ratio::of(&rows));
-        for row in &rows {
-            match row.target.as_str() {
-                "baseline" => baselines.push(report::Figures::of(row)),
-                _ => exchanges.push(report::Figures::of(row)),
-            }
-        }
     }
     if rounds == 1 {
         return Ok(());
     }
+    // Each round's exchange against its own round's baseline, when both ran.
+    let ratios: Vec<report::Ratio> = exchanges
+        .iter()
+        .zip(&baselines)
+        .map(|(exchange, baseline)| exchange.over(*baseline))
+        .collect();
     // Each round's exchange is also read against the baseline of the round after it, and
     // the last round's against one more baseline run.
     if arguments.baseline {

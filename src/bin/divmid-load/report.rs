@@ -289,13 +289,6 @@ pub struct Ratio {
 }
 
 impl Ratio {
-    /// The ratio of the `divmid` row to the `baseline` row, when both were measured.
-    pub fn of(rows: &[Row]) -> Option<Ratio> {
-        let baseline = rows.iter().find(|row| row.target == "baseline")?;
-        let exchange = rows.iter().find(|row| row.target == "divmid")?;
-        Some(Ratio::between(baseline, exchange))
-    }
-
     /// The `exchange` row's figures over the `baseline` row's.
     fn between(baseline: &Row, exchange: &Row) -> Ratio {
         Figures::of(exchange).over(Figures::of(baseline))
@@ -329,7 +322,7 @@ impl Figures {
     }
 
     /// These figures as a share of the `baseline`'s.
-    fn over(self, baseline: Figures) -> Ratio {
+    pub fn over(self, baseline: Figures) -> Ratio {
         Ratio {
             answers: self.answers_per_second / baseline.answers_per_second.max(1e-9),
             p99: self.p99_ms / baseline.p99_ms.max(1e-9),

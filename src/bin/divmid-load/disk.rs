@@ -121,8 +121,8 @@ impl SyncLatency {
 
 /// The disk's time for one durable write and for the exchange's commit of two.
 pub struct Disk {
-    pub one: SyncLatency,
-    pub commit: SyncLatency,
+    one: SyncLatency,
+    commit: SyncLatency,
 }
 
 impl Disk {

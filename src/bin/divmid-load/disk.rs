@@ -3,7 +3,9 @@
 //! that holds it is fsynced, so no arrangement of threads answers a call sooner than the
 //! disk allows. Its commit is two such writes, one after the other: the journal's
 //! (appended to sled's file and made durable), then the acknowledged mark's (a few bytes
-//! overwritten in a file of its own and made durable), so both are timed.
+//! overwritten in a file of its own and made durable), so both are timed. So are two
+//! commits of one write under way at once, each from a thread of its own, which would
+//! shorten a call's wait only if the disk made both durable in about the time of one.
 
 use std::fs::File;
 use std::io::Write;
@@ -28,18 +30,30 @@ enum Writes {
     Commit,
 }
 
-/// What the disk took to make each write durable, sorted.
+/// What the disk took to make each write durable, sorted, and the CPU it cost.
 pub struct SyncLatency {
     sorted: Vec<Duration>,
+    /// The writing thread's CPU (user and system) per write, on average.
+    cpu: Duration,
+    /// How many commits were under way at once.
+    at_once: u32,
 }
 
 impl SyncLatency {
-    /// Times `writes` durable writes of the kind given in new files in `directory`, and
-    /// removes the files.
-    fn measure(directory: &Path, writes: usize, kind: Writes) -> Result<SyncLatency, String> {
+    /// Times `writes` durable writes of the kind given in new files in `directory`, named
+    /// with `tag`, and removes the files.
+    fn measure(
+        directory: &Path,
+        writes: usize,
+        kind: Writes,
+        tag: usize,
+    ) -> Result<SyncLatency, String> {
         let named = |error: std::io::Error| format!("--dir {}: {error}", directory.display());
-        let journal_path = directory.join(format!(".divmid-load-disk-{}", std::process::id()));
-        let mark_path = directory.join(format!(".divmid-load-mark-{}", std::process::id()));
+        let file = |name: &str| {
+            directory.join(format!(".divmid-load-{name}-{}-{tag}", std::process::id()))
+        };
+        let journal_path = file("disk");
+        let mark_path = file("mark");
         let mut journal = create(&journal_path).map_err(named)?;
         let mark = match kind {
             Writes::One => None,
@@ -54,6 +68,7 @@ impl SyncLatency {
         let block = [0x5a_u8; WRITE_BYTES];
         let mut sorted = Vec::with_capacity(writes);
         let mut result = Ok(());
+        let cpu_before = thread_cpu();
         for write in 0..writes.max(1) {
             let started = Instant::now();
             result = journal.write_all(&block).and_then(|()| journal.sync_data());
@@ -69,6 +84,7 @@ impl SyncLatency {
             }
             sorted.push(started.elapsed());
         }
+        let cpu = thread_cpu().saturating_sub(cpu_before) / sorted.len().max(1) as u32;
         drop((journal, mark));
         let removed = std::fs::remove_file(&journal_path);
         let removed = match kind {
@@ -77,7 +93,29 @@ impl SyncLatency {
         };
         result.and(removed).map_err(named)?;
         sorted.sort_unstable();
-        Ok(SyncLatency { sorted })
+        Ok(SyncLatency {
+            sorted,
+            cpu,
+            at_once: 1,
+        })
+    }
+
+    /// Times `writes` one-write commits in each of two threads at once, each writing a
+    /// file of its own in `directory`.
+    fn measure_two_at_once(directory: &Path, writes: usize) -> Result<SyncLatency, String> {
+        let (first, second) = std::thread::scope(|scope| {
+            let second = scope.spawn(|| SyncLatency::measure(directory, writes, Writes::One, 1));
+            let first = SyncLatency::measure(directory, writes, Writes::One, 0);
+            (first, second.join())
+        });
+        let (first, second) = (first?, second.map_err(|_| "a writing thread panicked")??);
+        let mut sorted = [first.sorted, second.sorted].concat();
+        sorted.sort_unstable();
+        Ok(SyncLatency {
+            sorted,
+            cpu: (first.cpu + second.cpu) / 2,
+            at_once: 2,
+        })
     }
 
     /// The time below which `per_mille` thousandths of the writes took.
@@ -91,19 +129,22 @@ impl SyncLatency {
     }
 
     /// The least a call answered after its commit waits beyond the transport, on
-    /// average: commits follow one another, so a call waits for about half the commit
-    /// under way when it arrives, then for its own.
+    /// average: a call waits for the next commit to start, then for that commit. With
+    /// one commit at a time, the next starts when the one under way ends, about half a
+    /// commit later; with two under way at once, one starts every half a commit, so a
+    /// call waits about a quarter of one before its own.
     pub fn wait_per_call(&self) -> Duration {
-        self.mean() * 3 / 2
+        self.mean() + self.mean() / (2 * self.at_once.max(1))
     }
 
-    /// Its quantiles and mean, in milliseconds.
+    /// Its quantiles and mean, in milliseconds, and its CPU.
     fn figures(&self) -> String {
         format!(
-            "p50 {} ms, mean {} ms, p99 {} ms",
+            "p50 {} ms, mean {} ms, p99 {} ms; the writing thread's CPU {} us each",
             milliseconds(self.quantile(500)),
             milliseconds(self.mean()),
             milliseconds(self.quantile(990)),
+            self.cpu.as_micros(),
         )
     }
 
@@ -119,18 +160,21 @@ impl SyncLatency {
     }
 }
 
-/// The disk's time for one durable write and for the exchange's commit of two.
+/// The disk's time for one durable write, for the exchange's commit of two, and for
+/// two one-write commits under way at once.
 pub struct Disk {
     one: SyncLatency,
     commit: SyncLatency,
+    two_at_once: SyncLatency,
 }
 
 impl Disk {
-    /// Times `writes` of each kind in `directory`.
+    /// Times `writes` of each kind in `directory` (twice that for two at once).
     pub fn measure(directory: &Path, writes: usize) -> Result<Disk, String> {
         Ok(Disk {
-            one: SyncLatency::measure(directory, writes, Writes::One)?,
-            commit: SyncLatency::measure(directory, writes, Writes::Commit)?,
+            one: SyncLatency::measure(directory, writes, Writes::One, 0)?,
+            commit: SyncLatency::measure(directory, writes, Writes::Commit, 0)?,
+            two_at_once: SyncLatency::measure_two_at_once(directory, writes)?,
         })
     }
 
@@ -148,11 +192,18 @@ impl Disk {
             self.commit.figures(),
         );
         println!(
-            "a call answered after its commit waits for about half the commit under way, \
-             then its own: at least {} ms beyond the transport with one write a commit, {} ms \
-             with the exchange's two, on average",
+            "two writes of {WRITE_BYTES} bytes under way at once, each to a file of its own \
+             from a thread of its own and made durable: {}",
+            self.two_at_once.figures(),
+        );
+        println!(
+            "a call answered after its commit waits for the next commit to start, then for \
+             that commit: at least {} ms beyond the transport with one write a commit, {} ms \
+             with the exchange's two, {} ms with two one-write commits under way at once, on \
+             average",
             milliseconds(self.one.wait_per_call()),
             milliseconds(self.commit.wait_per_call()),
+            milliseconds(self.two_at_once.wait_per_call()),
         );
     }
 
@@ -162,15 +213,18 @@ impl Disk {
     pub fn print_ceiling(&self, in_flight: usize, baseline_per_second: u64) {
         let (baseline_call, one) = self.one.ceiling(in_flight, baseline_per_second);
         let (_, commit) = self.commit.ceiling(in_flight, baseline_per_second);
+        let (_, two_at_once) = self.two_at_once.ceiling(in_flight, baseline_per_second);
         let share = |ceiling: u64| hundredths(ceiling * 100 / baseline_per_second.max(1));
         println!(
             "baseline: {baseline_per_second} calls/s at {in_flight} in flight, {} ms each; \
              with the commit's wait, at most {one} calls/s ({} of the baseline) with one \
-             write a commit, {commit} calls/s ({}) with the exchange's, before any work of \
-             the exchange's own",
+             write a commit, {commit} calls/s ({}) with the exchange's, {two_at_once} calls/s \
+             ({}) with two one-write commits under way at once, before any work of the \
+             exchange's own",
             milliseconds(baseline_call),
             share(one),
             share(commit),
+            share(two_at_once),
         );
     }
 }
@@ -192,6 +246,20 @@ fn create_mark(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// The CPU the calling thread has used, in user and system time.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes only the structure it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let of = |time: libc::timeval| {
+        Duration::from_secs(u64::try_from(time.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(time.tv_usec).unwrap_or(0))
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}
+
 /// A duration in milliseconds with three decimals.
 fn milliseconds(duration: Duration) -> String {
     let micros = duration.as_micros();
@@ -211,6 +279,7 @@ mod tests {
     fn each_write_is_timed_and_the_files_are_removed() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let disk = Disk::measure(directory.path(), 20).expect("measured");
+        assert_eq!(disk.two_at_once.sorted.len(), 40, "each thread's writes");
         for latency in [&disk.one, &disk.commit] {
             assert_eq!(latency.sorted.len(), 20);
             assert!(latency.quantile(500) <= latency.quantile(990));
@@ -225,9 +294,15 @@ mod tests {
     #[test]
     fn the_ceiling_adds_the_commits_wait_to_the_baselines_time() {
         // Commits of 0.2 ms each: a call waits 0.3 ms beyond the transport.
-        let latency = SyncLatency {
+        let mut latency = SyncLatency {
             sorted: vec![Duration::from_micros(200); 3],
+            cpu: Duration::from_micros(50),
+            at_once: 2,
         };
+        // Two under way at once: one starts every 0.1 ms, so a call waits 0.05 ms for
+        // the next, then 0.2 ms for it.
+        assert_eq!(latency.wait_per_call(), Duration::from_micros(250));
+        latency.at_once = 1;
         assert_eq!(latency.wait_per_call(), Duration::from_micros(300));
         // 64 calls in flight at 64,000 a second take 1 ms each; 1.3 ms with the wait.
         let (baseline_call, ceiling) = latency.ceiling(64, 64_000);

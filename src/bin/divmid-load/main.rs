@@ -117,11 +117,11 @@ enum Shape {
         #[arg(long, default_value_t = 1_024)]
         window: usize,
     },
-    /// How fast the disk under DIR makes a 4 KiB write durable, and the exchange's commit
-    /// of two such writes (the journal's, then the acknowledged mark's), and the most
-    /// IN_FLIGHT calls, each answered after its commit, can then be served at: with
-    /// --baseline, against the raw unary baseline measured in the same run. Needs no
-    /// exchange.
+    /// How fast the disk under DIR makes a 4 KiB write durable, the exchange's commit of
+    /// two such writes (the journal's, then the acknowledged mark's), and two one-write
+    /// commits under way at once, with the CPU each write costs; and the most IN_FLIGHT
+    /// calls, each answered after its commit, can then be served at: with --baseline,
+    /// against the raw unary baseline measured in the same run. Needs no exchange.
     Disk {
         /// A directory on the disk the exchange's data is on.
         #[arg(long, default_value = ".")]

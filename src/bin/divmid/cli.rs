@@ -4,6 +4,11 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use divmid::api::proto;
 
+/// The heading of the options that say which exchange to reach and as whom.
+const CONNECTION: &str = "Connection";
+/// The heading of the options that say how answers are printed.
+const OUTPUT: &str = "Output";
+
 /// The divmid exchange's command-line client. Amounts, prices and quantities are decimal
 /// strings (`12.5`), checked by the server, which names the field of a bad one.
 #[derive(Parser, Debug)]
@@ -12,10 +17,10 @@ pub struct Arguments {
     /// The server's address: `https://HOST:PORT` for TLS, `http://` for plaintext (a
     /// server on this machine, or behind a proxy) [default: the profile's, else
     /// http://127.0.0.1:50051].
-    #[arg(long, env = "DIVMID_SERVER", global = true)]
+    #[arg(long, env = "DIVMID_SERVER", global = true, help_heading = CONNECTION)]
     pub server: Option<String>,
     /// The profile to use (see `divmid profile`) [default: the one in use].
-    #[arg(long, env = "DIVMID_PROFILE", global = true)]
+    #[arg(long, env = "DIVMID_PROFILE", global = true, help_heading = CONNECTION)]
     pub profile: Option<String>,
     /// How answers are printed: `text` for people, `json` for scripts (one JSON object per
     /// answer, one per line for streams, with the proto's field names).
@@ -24,24 +29,43 @@ pub struct Arguments {
         value_enum,
         default_value = "text",
         env = "DIVMID_OUTPUT",
-        global = true
+        global = true,
+        help_heading = OUTPUT
     )]
     pub output: OutputFormat,
     /// Short for `--output json`.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = OUTPUT)]
     pub json: bool,
     /// For `https://`: a PEM file of the CA that signed the server's certificate, when it
     /// is not one the system trusts.
-    #[arg(long, env = "DIVMID_CA_FILE")]
+    #[arg(long, env = "DIVMID_CA_FILE", global = true, help_heading = CONNECTION)]
     pub ca_file: Option<std::path::PathBuf>,
     /// For a server that requires client certificates: your certificate (PEM).
-    #[arg(long, env = "DIVMID_CERT_FILE", requires = "key_file")]
+    #[arg(
+        long,
+        env = "DIVMID_CERT_FILE",
+        requires = "key_file",
+        global = true,
+        help_heading = CONNECTION
+    )]
     pub cert_file: Option<std::path::PathBuf>,
     /// The private key of `--cert-file` (PEM).
-    #[arg(long, env = "DIVMID_KEY_FILE", requires = "cert_file")]
+    #[arg(
+        long,
+        env = "DIVMID_KEY_FILE",
+        requires = "cert_file",
+        global = true,
+        help_heading = CONNECTION
+    )]
     pub key_file: Option<std::path::PathBuf>,
     /// Your bearer token (the issuer's, a trader's or a service's).
-    #[arg(long, env = "DIVMID_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DIVMID_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = CONNECTION
+    )]
     pub token: Option<String>,
     #[command(subcommand)]
     pub command: Top,
@@ -68,10 +92,13 @@ pub enum Top {
         /// DVM, down to 0.000001.
         #[arg(long, allow_hyphen_values = true, required_unless_present = "session")]
         amount: Option<String>,
-        /// Makes a retry apply once.
+        /// A key of your choosing, unique per charge: a retry with the same key applies
+        /// once (kept 7 days by default).
         #[arg(long, required_unless_present = "session")]
         key: Option<String>,
-        #[arg(long, default_value = "")]
+        /// What the charge is for, as the holder's ledger shows it (at most 256 characters
+        /// by default).
+        #[arg(long, default_value = "", hide_default_value = true)]
         memo: String,
         /// Reads charges from standard input, one a line, and answers each in order.
         #[arg(long)]
@@ -88,6 +115,7 @@ pub enum Top {
     /// Prints a completion script for SHELL (bash, zsh, fish, powershell or elvish): see
     /// the README for where each shell reads it.
     Completions {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -95,13 +123,17 @@ pub enum Top {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TierArgument {
+    /// The issuer's price for everyone.
     Public,
+    /// The reduced price for existing subscribers.
     Subscriber,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum RoleArgument {
+    /// Holds USD and DVM, buys from the issuer, trades on the book.
     Trader,
+    /// A platform service: charges holders for their usage.
     Service,
 }
 
@@ -109,26 +141,35 @@ pub enum RoleArgument {
 pub enum IssuerCommand {
     /// Opens an account and prints its token (shown only once).
     CreateAccount {
+        /// A name for people to know the account by (at most 128 characters by default).
         #[arg(long)]
         name: String,
+        /// The issuer's price the account buys divmids at.
         #[arg(long, value_enum)]
         tier: TierArgument,
+        /// What the account may do.
         #[arg(long, value_enum)]
         role: RoleArgument,
     },
     /// Mints divmids into the treasury.
     Mint {
+        /// DVM to create, down to 0.000001.
         #[arg(long, allow_hyphen_values = true)]
         amount: String,
+        /// A key of your choosing, unique per request: a retry with the same key applies
+        /// once (kept 7 days by default).
         #[arg(long)]
         key: String,
-        #[arg(long, default_value = "")]
+        /// What the mint is for, as the treasury's ledger shows it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         memo: String,
     },
     /// Sets a tier's USD price per DVM.
     SetPrice {
+        /// The tier whose price changes.
         #[arg(long, value_enum)]
         tier: TierArgument,
+        /// USD per DVM, from now on.
         #[arg(long, allow_hyphen_values = true)]
         price: String,
     },
@@ -137,11 +178,13 @@ pub enum IssuerCommand {
     /// Gives an account a new token and prints it (shown only once); the old one stops
     /// working at once.
     RotateToken {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Revokes an account's token until it is rotated; balances and orders stay.
     RevokeToken {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
@@ -156,8 +199,11 @@ pub enum IssuerCommand {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SourceArgument {
+    /// A card, by its number.
     Card,
+    /// A PayPal account, by its e-mail address.
     Paypal,
+    /// An e-gold account, by its number (6 to 12 digits).
     Egold,
 }
 
@@ -167,39 +213,54 @@ pub enum WalletCommand {
     Balances,
     /// Deposits USD from a funding source.
     Deposit {
+        /// Where the USD comes from.
         #[arg(long, value_enum)]
         source: SourceArgument,
+        /// USD, down to 0.000001.
         #[arg(long, allow_hyphen_values = true)]
         amount: String,
         /// Card number, e-mail address or e-gold account number.
         #[arg(long)]
         reference: String,
+        /// A key of your choosing, unique per request: a retry with the same key applies
+        /// once (kept 7 days by default).
         #[arg(long)]
         key: String,
     },
     /// Withdraws USD.
     Withdraw {
+        /// USD, down to 0.000001, at most what is available.
         #[arg(long, allow_hyphen_values = true)]
         amount: String,
+        /// Where the USD is paid out to.
         #[arg(long)]
         destination: String,
+        /// A key of your choosing, unique per request: a retry with the same key applies
+        /// once (kept 7 days by default).
         #[arg(long)]
         key: String,
     },
     /// Buys divmids from the issuer at your tier's price.
     Buy {
+        /// DVM to buy, down to 0.000001.
         #[arg(long, allow_hyphen_values = true)]
         quantity: String,
+        /// USD per DVM, the most you pay: the purchase is refused if your tier's price is
+        /// above it (see `divmid market issue-prices`).
         #[arg(long, allow_hyphen_values = true)]
         max_price: String,
+        /// A key of your choosing, unique per request: a retry with the same key applies
+        /// once (kept 7 days by default).
         #[arg(long)]
         key: String,
     },
     /// Prints your ledger entries, newest first.
     Ledger {
+        /// Entries per page (the server allows at most 1,000 by default).
         #[arg(long, default_value_t = 20)]
         page_size: u32,
-        #[arg(long, default_value = "")]
+        /// The next page's token, printed under the page before it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         page_token: String,
     },
     /// Prints your automatic top-up, or sets it (--threshold, --target, --max-price and
@@ -214,28 +275,40 @@ pub enum WalletCommand {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SideArgument {
+    /// Buys DVM with USD.
     Buy,
+    /// Sells DVM for USD.
     Sell,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TypeArgument {
+    /// At --price or better; what does not fill at once rests on the book (with gtc).
     Limit,
+    /// At the best prices on the book, never resting; --price, if given, caps how far
+    /// it walks the book.
     Market,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TimeInForceArgument {
+    /// Good till canceled: what does not fill at once rests (a limit order's default).
     Gtc,
+    /// Immediate or cancel: what does not fill at once is canceled (a market order's).
     Ioc,
+    /// Fill or kill: fills entirely at once, or changes nothing.
     Fok,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StpArgument {
+    /// This order is canceled where it would trade with one of yours (the default).
     CancelTaker,
+    /// Your resting order is canceled instead.
     CancelMaker,
+    /// Both are canceled.
     CancelBoth,
+    /// Both are reduced by the smaller one's remaining quantity, without a trade.
     Decrement,
 }
 
@@ -243,67 +316,110 @@ pub enum StpArgument {
 pub enum OrderCommand {
     /// Places an order.
     Place {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
+        /// Which way the order trades.
         #[arg(long, value_enum)]
         side: SideArgument,
+        /// How the order is priced.
         #[arg(long = "type", value_enum, default_value = "limit")]
         order_type: TypeArgument,
-        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        /// USD per DVM, on the market's tick (required for a limit order).
+        #[arg(
+            long,
+            default_value = "",
+            hide_default_value = true,
+            allow_hyphen_values = true
+        )]
         price: String,
+        /// DVM, in the market's lots.
         #[arg(long, allow_hyphen_values = true)]
         quantity: String,
+        /// How long the order lasts [default: gtc for a limit order, ioc for a market
+        /// order].
         #[arg(long, value_enum)]
         time_in_force: Option<TimeInForceArgument>,
+        /// Refuses the whole order if any of it would trade at once: it only adds to the
+        /// book.
         #[arg(long)]
         post_only: bool,
-        #[arg(long, default_value = "")]
+        /// Your own id for the order, unique among your orders (at most 64 characters by
+        /// default): a retry with the same id and terms places nothing twice, and
+        /// `order cancel` and `order get` find the order by it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         client_order_id: String,
+        /// What happens where the order would trade with one of your own.
         #[arg(long, value_enum)]
         self_trade_prevention: Option<StpArgument>,
     },
     /// Cancels an order by id or client order id.
     Cancel {
-        #[arg(long, default_value = "")]
+        /// The order's id, as the exchange gave it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         order_id: String,
-        #[arg(long, default_value = "")]
+        /// Or the client order id you gave it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         client_order_id: String,
     },
     /// Cancels all your open orders (on one market with --market).
     CancelAll {
-        #[arg(long, default_value = "")]
+        /// Only on this market [default: every market].
+        #[arg(long, default_value = "", hide_default_value = true)]
         market: String,
     },
     /// Changes an open order's total quantity and/or price.
     Amend {
+        /// The order's id, as the exchange gave it.
         #[arg(long)]
         order_id: String,
-        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        /// The new total quantity, filled part included: a smaller one keeps the order's
+        /// place in the queue, and one at or below what is filled ends it.
+        #[arg(
+            long,
+            default_value = "",
+            hide_default_value = true,
+            allow_hyphen_values = true
+        )]
         quantity: String,
-        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        /// The new price: the order goes to the back of its new level and may trade at
+        /// once.
+        #[arg(
+            long,
+            default_value = "",
+            hide_default_value = true,
+            allow_hyphen_values = true
+        )]
         price: String,
     },
     /// Prints one order.
     Get {
-        #[arg(long, default_value = "")]
+        /// The order's id, as the exchange gave it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         order_id: String,
-        #[arg(long, default_value = "")]
+        /// Or the client order id you gave it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         client_order_id: String,
     },
     /// Lists your orders, newest first.
     List {
+        /// Only orders that are open or partly filled.
         #[arg(long)]
         open_only: bool,
+        /// Entries per page (the server allows at most 1,000 by default).
         #[arg(long, default_value_t = 20)]
         page_size: u32,
-        #[arg(long, default_value = "")]
+        /// The next page's token, printed under the page before it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         page_token: String,
     },
     /// Lists your fills, newest first.
     Fills {
+        /// Entries per page (the server allows at most 1,000 by default).
         #[arg(long, default_value_t = 20)]
         page_size: u32,
-        #[arg(long, default_value = "")]
+        /// The next page's token, printed under the page before it.
+        #[arg(long, default_value = "", hide_default_value = true)]
         page_token: String,
     },
     /// Follows your order changes and fills as they are committed, until interrupted.
@@ -320,12 +436,16 @@ pub enum OrderCommand {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum IntervalArgument {
+    /// One minute.
     #[value(name = "1m")]
     Minute,
+    /// Five minutes.
     #[value(name = "5m")]
     FiveMinutes,
+    /// One hour.
     #[value(name = "1h")]
     Hour,
+    /// One UTC day.
     #[value(name = "1d")]
     Day,
 }
@@ -364,21 +484,26 @@ pub enum MarketCommand {
     IssuePrices,
     /// Prints a market's book.
     Book {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
+        /// Price levels per side (at most 1,000).
         #[arg(long, default_value_t = 10)]
         depth: u32,
     },
     /// Prints the last price, the best bid and ask, and the last 24 hours' volume, high
     /// and low.
     Ticker {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
     },
     /// Prints OHLCV candles, oldest first.
     Candles {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
+        /// Each candle's span.
         #[arg(long, value_enum, default_value = "1m")]
         interval: IntervalArgument,
         /// Start of the range, in milliseconds since the Unix epoch [default: 100
@@ -391,6 +516,7 @@ pub enum MarketCommand {
     },
     /// Follows the market's trades as they are committed, until interrupted.
     Trades {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
         /// Replay the trades after this sequence number first (0: from the first);
@@ -404,6 +530,7 @@ pub enum MarketCommand {
     /// Follows the book: a snapshot, then each change, every message checked against
     /// the copy kept here (sequence and top-of-book checksum), until interrupted.
     Watch {
+        /// The market (see `divmid market list`).
         #[arg(long, default_value = "DVM-USD")]
         market: String,
         /// Levels shown per side (the copy follows at least the 10 the checksum covers).
@@ -453,7 +580,9 @@ pub struct SpendLimitArguments {
 /// The interval usage is summed over.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum UsageIntervalArgument {
+    /// Per clock hour, UTC.
     Hour,
+    /// Per UTC day.
     Day,
 }
 
@@ -466,6 +595,7 @@ pub struct UsageArguments {
     /// End of the range (excluded) [default: now].
     #[arg(long)]
     pub to_ms: Option<u64>,
+    /// What the charges are summed over.
     #[arg(long, value_enum, default_value = "day")]
     pub interval: UsageIntervalArgument,
 }
@@ -474,6 +604,7 @@ pub struct UsageArguments {
 pub enum ProfileCommand {
     /// Saves a profile (replacing one of the same name); the first one saved is used.
     Add {
+        /// The profile's name.
         name: String,
         /// The exchange's address.
         #[arg(long)]
@@ -489,9 +620,15 @@ pub enum ProfileCommand {
     /// Lists the profiles; `*` marks the one in use.
     List,
     /// Uses a profile from now on.
-    Use { name: String },
+    Use {
+        /// The profile's name.
+        name: String,
+    },
     /// Forgets a profile.
-    Remove { name: String },
+    Remove {
+        /// The profile's name.
+        name: String,
+    },
 }
 
 /// How answers are printed.
@@ -561,5 +698,78 @@ impl SourceArgument {
             SourceArgument::Egold => proto::Source::Egold,
         };
         wire as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of `command` and its subcommands without a help text,
+    /// and every named value without its meaning, by the path that reaches it.
+    fn undocumented(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for argument in command.get_arguments() {
+            let id = argument.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if argument.get_help().is_none() {
+                found.push(format!("{path} --{id}"));
+            }
+            for value in argument.get_possible_values() {
+                if value.get_help().is_none() && !value.is_hide_set() {
+                    found.push(format!("{path} --{id} {}", value.get_name()));
+                }
+            }
+        }
+        for subcommand in command.get_subcommands() {
+            if subcommand.get_name() == "help" {
+                continue;
+            }
+            if subcommand.get_about().is_none() {
+                found.push(format!("{path} {}", subcommand.get_name()));
+            }
+            let path = format!("{path} {}", subcommand.get_name());
+            undocumented(subcommand, &path, found);
+        }
+    }
+
+    #[test]
+    fn every_command_flag_and_value_says_what_it_is_for() {
+        let mut command = Arguments::command();
+        command.build();
+        let mut found = Vec::new();
+        undocumented(&command, "divmid", &mut found);
+        // The shells are clap_complete's own names.
+        found.retain(|path| !path.starts_with("divmid completions --shell "));
+        assert!(found.is_empty(), "no help text: {found:#?}");
+    }
+
+    #[test]
+    fn the_connection_flags_are_taken_after_the_subcommand_too() {
+        let arguments = Arguments::try_parse_from([
+            "divmid",
+            "wallet",
+            "balances",
+            "--server",
+            "https://exchange.example:443",
+            "--token",
+            "a-token",
+            "--ca-file",
+            "ca.pem",
+            "--json",
+        ])
+        .expect("parsed");
+        assert_eq!(arguments.token.as_deref(), Some("a-token"));
+        assert_eq!(
+            arguments.server.as_deref(),
+            Some("https://exchange.example:443")
+        );
+        assert_eq!(
+            arguments.ca_file.as_deref(),
+            Some(std::path::Path::new("ca.pem"))
+        );
+        assert!(arguments.json);
     }
 }

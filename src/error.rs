@@ -54,6 +54,14 @@ pub enum Reject {
         /// The most characters it may have.
         length_max: usize,
     },
+    /// A decimal has more places than its unit holds.
+    #[error("{field}: has more than {places_max} decimal places")]
+    TooPrecise {
+        /// The field, as named on the wire.
+        field: &'static str,
+        /// The most decimal places it may have.
+        places_max: u32,
+    },
     /// The account lacks the funds the command needs.
     #[error(
         "{field}: insufficient {}: needs {}, {} available",

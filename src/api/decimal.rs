@@ -43,10 +43,10 @@ pub fn parse_units(field: &'static str, text: &str, places: u32) -> Result<u64, 
     // Trailing zeros are not places: "1.500000000" is 1.5.
     let fraction = fraction.unwrap_or("").trim_end_matches('0');
     let Some(missing_places) = (places as usize).checked_sub(fraction.len()) else {
-        return Err(Reject::invalid(
+        return Err(Reject::TooPrecise {
             field,
-            "has more decimal places than allowed",
-        ));
+            places_max: places,
+        });
     };
     let out_of_range = || Reject::invalid(field, "is out of range");
     let mut units: u64 = 0;
@@ -214,10 +214,7 @@ mod tests {
         // An issue price in units of 0.0001: 4 places.
         assert_eq!(parse_units("price", "0.6001", 4), Ok(6_001));
         let reject = parse_units("price", "0.60001", 4).expect_err("a fifth place");
-        assert_eq!(
-            reject.to_string(),
-            "price: has more decimal places than allowed"
-        );
+        assert_eq!(reject.to_string(), "price: has more than 4 decimal places");
         let reject = parse_units("price", "0.0000", 4).expect_err("zero");
         assert_eq!(reject.to_string(), "price: must be positive");
     }

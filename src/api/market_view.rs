@@ -10,6 +10,7 @@ use super::decimal::{parse_units, Digits, AMOUNT_PLACES};
 use super::proto;
 use super::status::{self, from_reject};
 use crate::config::MarketSpec;
+use crate::error::Reject;
 use crate::event::{Event, EventKind, OrderView};
 use crate::types::{
     Liquidity, MarketId, OrderId, OrderStatus, OrderType, Price, Quantity, SelfTradePrevention,
@@ -54,11 +55,15 @@ impl MarketView<'_> {
         step_micros: u64,
         off_step: impl FnOnce() -> String,
     ) -> Result<u64, Status> {
-        let micros =
-            parse_units(field, text, AMOUNT_PLACES).map_err(|reject| from_reject(&reject))?;
-        if !micros.is_multiple_of(step_micros) {
-            return Err(status::invalid(field, off_step()));
-        }
+        // A step is a whole number of micro-units: what a micro-unit cannot hold is off
+        // the step, which is what the caller needs to know.
+        let micros = match parse_units(field, text, AMOUNT_PLACES) {
+            Ok(micros) if micros.is_multiple_of(step_micros) => micros,
+            Ok(_) | Err(Reject::TooPrecise { .. }) => {
+                return Err(status::invalid(field, off_step()))
+            }
+            Err(reject) => return Err(from_reject(&reject)),
+        };
         Ok(micros / step_micros)
     }
 
@@ -279,6 +284,21 @@ mod tests {
         assert_eq!(
             status.message(),
             "price: is not on the market's tick of 0.0001"
+        );
+        // Past a micro-unit's places, the same: what the caller needs is the tick.
+        for text in ["0.6000001", "0.60000000001"] {
+            let status = market.parse_price("price", text).expect_err(text);
+            assert_eq!(
+                status.message(),
+                "price: is not on the market's tick of 0.0001"
+            );
+        }
+        let status = market
+            .parse_quantity("quantity", "1.0000005")
+            .expect_err("past a micro-unit");
+        assert_eq!(
+            status.message(),
+            "quantity: is not a whole number of the market's lot of 0.01"
         );
         assert_eq!(MICROS_PER_UNIT, 10u64.pow(AMOUNT_PLACES));
     }

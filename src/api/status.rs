@@ -14,7 +14,9 @@ use crate::pipeline::Failure;
 /// The status a caller sees for a refused command.
 pub fn from_reject(reject: &Reject) -> Status {
     let code = match reject {
-        Reject::InvalidArgument { .. } | Reject::TooLong { .. } => Code::InvalidArgument,
+        Reject::InvalidArgument { .. } | Reject::TooLong { .. } | Reject::TooPrecise { .. } => {
+            Code::InvalidArgument
+        }
         Reject::InsufficientFunds { .. } | Reject::FailedPrecondition { .. } => {
             Code::FailedPrecondition
         }
@@ -147,6 +149,13 @@ mod tests {
                 Reject::TooLong {
                     field: "memo",
                     length_max: 256,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                Reject::TooPrecise {
+                    field: "amount",
+                    places_max: 6,
                 },
                 Code::InvalidArgument,
             ),

@@ -96,8 +96,8 @@ pub enum Top {
         /// once (kept 7 days by default).
         #[arg(long, required_unless_present = "session")]
         key: Option<String>,
-        /// What the charge is for, as the holder's ledger shows it (at most 256 characters
-        /// by default).
+        /// What the charge is for, kept with it in the exchange's journal (at most 256
+        /// characters by default).
         #[arg(long, default_value = "", hide_default_value = true)]
         memo: String,
         /// Reads charges from standard input, one a line, and answers each in order.
@@ -160,7 +160,7 @@ pub enum IssuerCommand {
         /// once (kept 7 days by default).
         #[arg(long)]
         key: String,
-        /// What the mint is for, as the treasury's ledger shows it.
+        /// What the mint is for, kept with it in the exchange's journal.
         #[arg(long, default_value = "", hide_default_value = true)]
         memo: String,
     },

@@ -95,39 +95,50 @@ struct Arguments {
 enum Shape {
     /// PlaceOrder and CancelOrder calls, IN_FLIGHT at a time.
     Unary {
+        /// Calls sent at a time: each next one is sent as one is answered.
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
     },
     /// OrderSession streams, each with at most WINDOW commands unanswered.
     Session {
+        /// Streams at once, all over one connection.
         #[arg(long, default_value_t = 1)]
         streams: usize,
+        /// The most requests a stream has sent and not yet had answered.
         #[arg(long, default_value_t = 1_024)]
         window: usize,
     },
     /// Charge calls (a millionth of a divmid each), IN_FLIGHT at a time.
     Charge {
+        /// Calls sent at a time: each next one is sent as one is answered.
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
     },
     /// ChargeSession streams, each with at most WINDOW charges unanswered.
     ChargeSession {
+        /// Streams at once, all over one connection.
         #[arg(long, default_value_t = 1)]
         streams: usize,
+        /// The most requests a stream has sent and not yet had answered.
         #[arg(long, default_value_t = 1_024)]
         window: usize,
     },
+    /// The disk's time to make a write and a commit durable, and the unary ceiling that
+    /// sets. Needs no exchange.
+    ///
     /// How fast the disk under DIR makes a 4 KiB write durable, the exchange's commit of
     /// two such writes (the journal's, then the acknowledged mark's), and two one-write
     /// commits under way at once, with the CPU each write costs; and the most IN_FLIGHT
     /// calls, each answered after its commit, can then be served at: with --baseline,
-    /// against the raw unary baseline measured in the same run. Needs no exchange.
+    /// against the raw unary baseline measured in the same run.
     Disk {
         /// A directory on the disk the exchange's data is on.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Durable writes timed of each kind.
         #[arg(long, default_value_t = 2_000)]
         writes: usize,
+        /// The calls in flight the ceiling is given for, as `unary --in-flight`.
         #[arg(long, default_value_t = 64)]
         in_flight: usize,
     },
